@@ -1,0 +1,274 @@
+//! The `.mote` file layout, defined once for the reader (this crate) and the writer (`mote-quantize`).
+//!
+//! A `.mote` file is little-endian and made of a fixed [`Header`] followed by sections. Every
+//! section starts on a 16-byte boundary so that SIMD loads and `bytemuck` casts work straight from
+//! flash. All structs here are plain `#[repr(C)]` [`bytemuck::Pod`] data: the writer serialises
+//! them with `bytemuck::bytes_of`, the reader casts the bytes back without copying.
+//!
+//! ```text
+//! offset 0   Header (96 bytes)       magic, version, length, CRC-32 of the body, arena size, section table
+//!            TENSORS  [TensorDesc]   shape, dtype, quantization, storage (arena / constant)
+//!            OPS      [OpDesc]       kind, where its tensor indices and parameters are
+//!            INDICES  [u32]          op inputs/outputs and the model's inputs/outputs (tensor indices)
+//!            PARAMS   bytes          per-op parameter structs (see `crate::params`), 4-byte aligned
+//!            CONSTS   bytes          weights, biases, per-channel multipliers/shifts, tables; 16-byte aligned each
+//!            COSTS    [OpCost]       per-op MACs and bytes moved (for latency and energy models)
+//!            NAMES    bytes          optional UTF-8 names (tensor and op names), NUL-free, length-prefixed
+//! ```
+
+use bytemuck::{Pod, Zeroable};
+
+/// The four bytes every `.mote` file starts with.
+pub const MAGIC: [u8; 4] = *b"MOTE";
+/// The format version this runtime reads and the compiler writes. A file with a newer version is refused.
+pub const FORMAT_VERSION: u16 = 1;
+/// Alignment, in bytes, of every section, of every constant, and of every arena tensor.
+pub const ALIGN: usize = 16;
+/// Largest tensor rank the format stores.
+pub const MAX_RANK: usize = 6;
+/// Marks an absent optional input (e.g. a fully connected layer without bias) or an absent name.
+pub const NONE: u32 = u32::MAX;
+
+/// Index of each section in [`Header::sections`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum SectionId {
+    /// `[TensorDesc]`.
+    Tensors = 0,
+    /// `[OpDesc]`.
+    Ops = 1,
+    /// `[u32]` tensor indices.
+    Indices = 2,
+    /// Op parameter structs.
+    Params = 3,
+    /// Constant data.
+    Consts = 4,
+    /// `[OpCost]`, one per op.
+    Costs = 5,
+    /// Names and metadata.
+    Names = 6,
+}
+
+/// Number of entries in the section table.
+pub const SECTION_COUNT: usize = 8;
+
+/// Location of one section, relative to the start of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable, Default)]
+#[repr(C)]
+pub struct Section {
+    /// Byte offset from the start of the file (multiple of [`ALIGN`]).
+    pub offset: u32,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// The fixed-size header at offset 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: [u8; 4],
+    /// [`FORMAT_VERSION`] of the writer.
+    pub version: u16,
+    /// Reserved flags, zero in version 1.
+    pub flags: u16,
+    /// Total length of the file in bytes.
+    pub file_len: u32,
+    /// CRC-32 (IEEE) of bytes `[size_of::<Header>()..file_len]`.
+    pub crc32: u32,
+    /// Exact arena size in bytes the model needs (activations and scratch).
+    pub arena_bytes: u32,
+    /// Number of tensors in the tensor section.
+    pub tensor_count: u32,
+    /// Number of operators, in execution order.
+    pub op_count: u32,
+    /// Number of model inputs.
+    pub input_count: u16,
+    /// Number of model outputs.
+    pub output_count: u16,
+    /// Start, in the index section, of the model's input tensor indices (outputs follow).
+    pub io_start: u32,
+    /// Reserved, zero.
+    pub reserved: [u32; 3],
+    /// Section table, indexed by [`SectionId`].
+    pub sections: [Section; SECTION_COUNT],
+}
+
+/// Element type of a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum DType {
+    /// Signed 8-bit integer.
+    Int8 = 1,
+    /// Unsigned 8-bit integer.
+    UInt8 = 2,
+    /// Signed 16-bit integer.
+    Int16 = 3,
+    /// Signed 32-bit integer.
+    Int32 = 4,
+    /// IEEE 754 single precision.
+    Float32 = 5,
+}
+
+impl DType {
+    /// Decodes the on-disk byte.
+    pub const fn from_u8(v: u8) -> Option<DType> {
+        match v {
+            1 => Some(DType::Int8),
+            2 => Some(DType::UInt8),
+            3 => Some(DType::Int16),
+            4 => Some(DType::Int32),
+            5 => Some(DType::Float32),
+            _ => None,
+        }
+    }
+    /// Size of one element in bytes.
+    pub const fn size(self) -> usize {
+        match self {
+            DType::Int8 | DType::UInt8 => 1,
+            DType::Int16 => 2,
+            DType::Int32 | DType::Float32 => 4,
+        }
+    }
+    /// Lower-case name as used by TFLite and numpy (`int8`, `float32`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            DType::Int8 => "int8",
+            DType::UInt8 => "uint8",
+            DType::Int16 => "int16",
+            DType::Int32 => "int32",
+            DType::Float32 => "float32",
+        }
+    }
+}
+
+/// Where a tensor's bytes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Storage {
+    /// In the caller's arena at `TensorDesc::offset`.
+    Arena = 0,
+    /// In the file's constant section at `TensorDesc::offset` (zero-copy from flash).
+    Const = 1,
+}
+
+impl Storage {
+    /// Decodes the on-disk byte.
+    pub const fn from_u8(v: u8) -> Option<Storage> {
+        match v {
+            0 => Some(Storage::Arena),
+            1 => Some(Storage::Const),
+            _ => None,
+        }
+    }
+}
+
+/// One tensor: shape, element type, quantization and where its bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+#[repr(C)]
+pub struct TensorDesc {
+    /// Dimensions; entries past `rank` are zero.
+    pub shape: [u32; MAX_RANK],
+    /// Number of dimensions (0 for a scalar).
+    pub rank: u8,
+    /// [`DType`] as a byte.
+    pub dtype: u8,
+    /// [`Storage`] as a byte.
+    pub storage: u8,
+    /// Reserved, zero.
+    pub reserved: u8,
+    /// Quantization scale (per tensor); 0.0 when the tensor is not quantized or is per-channel.
+    pub scale: f32,
+    /// Quantization zero point (per tensor).
+    pub zero_point: i32,
+    /// Byte offset in the arena or in the constant section, by `storage`.
+    pub offset: u32,
+    /// Length in bytes (= element count × dtype size).
+    pub bytes: u32,
+    /// Offset of the name in the names section, or [`NONE`].
+    pub name: u32,
+}
+
+impl TensorDesc {
+    /// The dimensions actually used.
+    pub fn dims(&self) -> &[u32] {
+        let r = (self.rank as usize).min(MAX_RANK);
+        &self.shape[..r]
+    }
+    /// Number of elements (1 for a scalar), saturating on overflow.
+    pub fn elements(&self) -> u64 {
+        self.dims()
+            .iter()
+            .fold(1u64, |acc, &d| acc.saturating_mul(d as u64))
+    }
+    /// Decoded element type, if valid.
+    pub fn dtype(&self) -> Option<DType> {
+        DType::from_u8(self.dtype)
+    }
+    /// Decoded storage, if valid.
+    pub fn storage(&self) -> Option<Storage> {
+        Storage::from_u8(self.storage)
+    }
+}
+
+/// One operator in execution order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct OpDesc {
+    /// [`crate::OpKind`] as a number.
+    pub kind: u16,
+    /// Number of inputs (including absent optional ones, stored as [`NONE`]).
+    pub input_count: u8,
+    /// Number of outputs.
+    pub output_count: u8,
+    /// Start of this op's tensor indices in the index section: inputs, then outputs.
+    pub io_start: u32,
+    /// Byte offset of this op's parameter struct in the params section.
+    pub params_offset: u32,
+    /// Length of the parameter struct in bytes.
+    pub params_len: u32,
+    /// Byte offset of this op's scratch buffer in the arena (when `scratch_bytes > 0`).
+    pub scratch_offset: u32,
+    /// Scratch bytes this op needs in the arena.
+    pub scratch_bytes: u32,
+    /// Offset of the op's name in the names section, or [`NONE`].
+    pub name: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// What one operator costs, counted by the compiler (for latency and energy models).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable, Default)]
+#[repr(C)]
+pub struct OpCost {
+    /// Multiply-accumulates (or, for ops without MACs, elementary arithmetic operations).
+    pub macs: u64,
+    /// Bytes of constants read (weights, biases, tables: from flash).
+    pub const_bytes_read: u32,
+    /// Bytes of activations read from the arena.
+    pub arena_bytes_read: u32,
+    /// Bytes written to the arena.
+    pub arena_bytes_written: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// Round `n` up to a multiple of [`ALIGN`].
+pub const fn align_up(n: usize) -> usize {
+    (n + (ALIGN - 1)) & !(ALIGN - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn struct_sizes_are_stable() {
+        assert_eq!(size_of::<Header>(), 96);
+        assert_eq!(size_of::<TensorDesc>(), 48);
+        assert_eq!(size_of::<OpDesc>(), 32);
+        assert_eq!(size_of::<OpCost>(), 24);
+        assert_eq!(size_of::<Header>() % ALIGN, 0);
+    }
+}

@@ -1,0 +1,421 @@
+//! Operators: one family per file, each with a portable reference kernel.
+//!
+//! Every family module exposes
+//! - `validate(ctx: &OpCtx) -> Result<(), Error>`: called once by [`crate::Model::from_bytes`];
+//!   checks parameters, shapes, dtypes and constant bounds so that `eval` cannot fail or panic, and
+//! - `eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error>`: runs the op on arena memory,
+//! plus its parameter struct (`#[repr(C)]`, `Pod`), which the compiler writes into the `.mote` file.
+
+use bytemuck::Pod;
+
+use crate::error::{Error, Location};
+use crate::format::{DType, OpDesc, Storage, TensorDesc, NONE};
+use crate::model::{cast_slice, sub};
+
+pub mod activation;
+pub mod arith;
+pub mod concat;
+pub mod conv;
+pub mod depthwise;
+pub mod fully_connected;
+pub mod pad;
+pub mod pool;
+pub mod quantize;
+pub mod reduce;
+pub mod shape;
+pub mod softmax;
+
+/// Operator kinds of the `.mote` format. The numbers are part of the file format: never reuse one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum OpKind {
+    /// 2-D convolution (TFLite CONV_2D).
+    Conv2d = 1,
+    /// Depthwise 2-D convolution (DEPTHWISE_CONV_2D).
+    DepthwiseConv2d = 2,
+    /// Fully connected / dense (FULLY_CONNECTED).
+    FullyConnected = 3,
+    /// Average pooling (AVERAGE_POOL_2D).
+    AveragePool2d = 4,
+    /// Max pooling (MAX_POOL_2D).
+    MaxPool2d = 5,
+    /// Element-wise addition with broadcasting (ADD).
+    Add = 6,
+    /// Element-wise subtraction with broadcasting (SUB).
+    Sub = 7,
+    /// Element-wise multiplication with broadcasting (MUL).
+    Mul = 8,
+    /// Shape change without data change (RESHAPE).
+    Reshape = 9,
+    /// Removal of size-1 dimensions (SQUEEZE).
+    Squeeze = 10,
+    /// Softmax over the last dimension (SOFTMAX).
+    Softmax = 11,
+    /// Logistic sigmoid (LOGISTIC).
+    Logistic = 12,
+    /// Hyperbolic tangent (TANH).
+    Tanh = 13,
+    /// max(x, 0) (RELU).
+    Relu = 14,
+    /// min(max(x, 0), 6) (RELU6).
+    Relu6 = 15,
+    /// Float → int, or int → int requantization (QUANTIZE).
+    Quantize = 16,
+    /// Int → float (DEQUANTIZE).
+    Dequantize = 17,
+    /// Concatenation along one axis (CONCATENATION).
+    Concatenation = 18,
+    /// Constant padding (PAD, PADV2).
+    Pad = 19,
+    /// Mean over axes (MEAN).
+    Mean = 20,
+}
+
+impl OpKind {
+    /// Every kind, in numbering order.
+    pub const ALL: [OpKind; 20] = [
+        OpKind::Conv2d,
+        OpKind::DepthwiseConv2d,
+        OpKind::FullyConnected,
+        OpKind::AveragePool2d,
+        OpKind::MaxPool2d,
+        OpKind::Add,
+        OpKind::Sub,
+        OpKind::Mul,
+        OpKind::Reshape,
+        OpKind::Squeeze,
+        OpKind::Softmax,
+        OpKind::Logistic,
+        OpKind::Tanh,
+        OpKind::Relu,
+        OpKind::Relu6,
+        OpKind::Quantize,
+        OpKind::Dequantize,
+        OpKind::Concatenation,
+        OpKind::Pad,
+        OpKind::Mean,
+    ];
+
+    /// Decodes the on-disk number.
+    pub fn from_u16(v: u16) -> Option<OpKind> {
+        OpKind::ALL.iter().copied().find(|k| *k as u16 == v)
+    }
+
+    /// The TFLite builtin name of this kind (`CONV_2D`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            OpKind::Conv2d => "CONV_2D",
+            OpKind::DepthwiseConv2d => "DEPTHWISE_CONV_2D",
+            OpKind::FullyConnected => "FULLY_CONNECTED",
+            OpKind::AveragePool2d => "AVERAGE_POOL_2D",
+            OpKind::MaxPool2d => "MAX_POOL_2D",
+            OpKind::Add => "ADD",
+            OpKind::Sub => "SUB",
+            OpKind::Mul => "MUL",
+            OpKind::Reshape => "RESHAPE",
+            OpKind::Squeeze => "SQUEEZE",
+            OpKind::Softmax => "SOFTMAX",
+            OpKind::Logistic => "LOGISTIC",
+            OpKind::Tanh => "TANH",
+            OpKind::Relu => "RELU",
+            OpKind::Relu6 => "RELU6",
+            OpKind::Quantize => "QUANTIZE",
+            OpKind::Dequantize => "DEQUANTIZE",
+            OpKind::Concatenation => "CONCATENATION",
+            OpKind::Pad => "PAD",
+            OpKind::Mean => "MEAN",
+        }
+    }
+
+    /// Whether the kernel is correct when its first input and its output share the same arena bytes.
+    pub const fn allows_in_place(self) -> bool {
+        matches!(
+            self,
+            OpKind::Reshape
+                | OpKind::Squeeze
+                | OpKind::Relu
+                | OpKind::Relu6
+                | OpKind::Logistic
+                | OpKind::Tanh
+        )
+    }
+}
+
+/// What an operator sees of the model: its descriptor, tensors, parameters and the constants.
+#[derive(Debug, Clone, Copy)]
+pub struct OpCtx<'a> {
+    /// Index of the op in execution order.
+    pub index: u32,
+    /// Decoded kind.
+    pub kind: OpKind,
+    /// The op's descriptor.
+    pub desc: &'a OpDesc,
+    /// Tensor indices: inputs, then outputs.
+    pub io: &'a [u32],
+    /// The op's parameter bytes.
+    pub params: &'a [u8],
+    /// All tensors of the model.
+    pub tensors: &'a [TensorDesc],
+    /// The constant section.
+    pub consts: &'a [u8],
+}
+
+impl<'a> OpCtx<'a> {
+    fn at(&self) -> Location {
+        Location::Op(self.index)
+    }
+
+    /// Number of inputs (including absent optional ones).
+    pub fn input_count(&self) -> usize {
+        self.desc.input_count as usize
+    }
+
+    /// Input `k`: `None` if absent (optional input), else its tensor index and descriptor.
+    pub fn input(&self, k: usize) -> Result<Option<(u32, &'a TensorDesc)>, Error> {
+        if k >= self.input_count() {
+            return Err(Error::InvalidField {
+                at: self.at(),
+                field: "input_count",
+            });
+        }
+        let t = *self.io.get(k).ok_or(Error::InvalidField {
+            at: self.at(),
+            field: "io",
+        })?;
+        if t == NONE {
+            return Ok(None);
+        }
+        let d = self.tensors.get(t as usize).ok_or(Error::InvalidField {
+            at: self.at(),
+            field: "tensor index",
+        })?;
+        Ok(Some((t, d)))
+    }
+
+    /// Input `k`, which must be present.
+    pub fn required_input(&self, k: usize) -> Result<(u32, &'a TensorDesc), Error> {
+        self.input(k)?.ok_or(Error::InvalidField {
+            at: self.at(),
+            field: "missing required input",
+        })
+    }
+
+    /// Output `k`: tensor index and descriptor.
+    pub fn output(&self, k: usize) -> Result<(u32, &'a TensorDesc), Error> {
+        if k >= self.desc.output_count as usize {
+            return Err(Error::InvalidField {
+                at: self.at(),
+                field: "output_count",
+            });
+        }
+        let t = *self
+            .io
+            .get(self.input_count() + k)
+            .ok_or(Error::InvalidField {
+                at: self.at(),
+                field: "io",
+            })?;
+        let d = self.tensors.get(t as usize).ok_or(Error::InvalidField {
+            at: self.at(),
+            field: "tensor index",
+        })?;
+        Ok((t, d))
+    }
+
+    /// The op's parameter struct.
+    pub fn params<T: Pod>(&self) -> Result<&'a T, Error> {
+        if self.params.len() != core::mem::size_of::<T>() {
+            return Err(Error::InvalidField {
+                at: self.at(),
+                field: "params_len",
+            });
+        }
+        bytemuck::try_from_bytes(self.params).map_err(|_| Error::Misaligned {
+            at: self.at(),
+            align: core::mem::align_of::<T>(),
+        })
+    }
+
+    /// `count` elements of `T` at byte `offset` of the constant section (e.g. per-channel multipliers).
+    pub fn const_array<T: Pod>(&self, offset: u32, count: usize) -> Result<&'a [T], Error> {
+        let len = count
+            .checked_mul(core::mem::size_of::<T>())
+            .ok_or(Error::InvalidField {
+                at: self.at(),
+                field: "const count",
+            })?;
+        cast_slice(
+            sub(self.consts, offset as usize, len, self.at())?,
+            self.at(),
+        )
+    }
+
+    /// The bytes of constant input `k` (weights, bias), or an error if it is not a constant.
+    pub fn const_input(&self, k: usize) -> Result<Option<&'a [u8]>, Error> {
+        match self.input(k)? {
+            None => Ok(None),
+            Some((t, d)) => {
+                if d.storage() != Some(Storage::Const) {
+                    return Err(Error::ShapeMismatch {
+                        op: self.index,
+                        tensor: t,
+                        expected: "a constant tensor",
+                    });
+                }
+                sub(self.consts, d.offset as usize, d.bytes as usize, self.at()).map(Some)
+            }
+        }
+    }
+
+    /// Checks that tensor `t` has element type `dtype`.
+    pub fn expect_dtype(&self, t: (u32, &TensorDesc), dtype: DType) -> Result<(), Error> {
+        if t.1.dtype() != Some(dtype) {
+            return Err(Error::ShapeMismatch {
+                op: self.index,
+                tensor: t.0,
+                expected: dtype.name(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A shape error about tensor `t`.
+    pub fn shape_error(&self, tensor: u32, expected: &'static str) -> Error {
+        Error::ShapeMismatch {
+            op: self.index,
+            tensor,
+            expected,
+        }
+    }
+
+    /// An invalid-parameter error.
+    pub fn param_error(&self, field: &'static str) -> Error {
+        Error::InvalidField {
+            at: self.at(),
+            field,
+        }
+    }
+}
+
+/// The memory one op runs on: its inputs (arena or constants), its output and its scratch.
+///
+/// Built by splitting the arena around the output, so inputs and the output are disjoint borrows
+/// without `unsafe` (validation guarantees they do not overlap, except for in-place kinds).
+pub struct OpMem<'a> {
+    /// Arena bytes before the output.
+    pub(crate) below: &'a [u8],
+    /// Arena bytes after the output (start at `above_start`).
+    pub(crate) above: &'a [u8],
+    pub(crate) above_start: usize,
+    /// The output's bytes.
+    pub output: &'a mut [u8],
+    /// The op's scratch buffer (empty when it has none).
+    pub scratch: &'a mut [u8],
+    pub(crate) ctx: OpCtx<'a>,
+}
+
+impl<'a> OpMem<'a> {
+    /// The bytes of input `k` (`None` when an optional input is absent). An input that is the
+    /// output itself (in-place kinds) is not available here: read it from `output`.
+    pub fn input(&self, k: usize) -> Result<Option<&'a [u8]>, Error> {
+        let Some((t, d)) = self.ctx.input(k)? else {
+            return Ok(None);
+        };
+        let at = Location::Tensor(t);
+        let off = d.offset as usize;
+        let len = d.bytes as usize;
+        match d.storage() {
+            Some(Storage::Const) => sub(self.ctx.consts, off, len, at).map(Some),
+            Some(Storage::Arena) => {
+                if off + len <= self.below.len() {
+                    sub(self.below, off, len, at).map(Some)
+                } else if off >= self.above_start {
+                    sub(self.above, off - self.above_start, len, at).map(Some)
+                } else if len == 0 {
+                    Ok(Some(&[]))
+                } else {
+                    Err(Error::InvalidField {
+                        at,
+                        field: "offset (input overlaps output)",
+                    })
+                }
+            }
+            None => Err(Error::InvalidField {
+                at,
+                field: "storage",
+            }),
+        }
+    }
+
+    /// Input `k`, which must be present.
+    pub fn required_input(&self, k: usize) -> Result<&'a [u8], Error> {
+        self.input(k)?.ok_or(Error::InvalidField {
+            at: Location::Op(self.ctx.index),
+            field: "missing required input",
+        })
+    }
+}
+
+/// Views bytes as `i8`.
+pub fn as_i8(b: &[u8]) -> &[i8] {
+    bytemuck::cast_slice(b)
+}
+
+/// Views bytes as `i8`, mutably.
+pub fn as_i8_mut(b: &mut [u8]) -> &mut [i8] {
+    bytemuck::cast_slice_mut(b)
+}
+
+/// Views bytes as `T`, refusing misaligned or ragged slices.
+pub fn as_typed<T: Pod>(b: &[u8]) -> Result<&[T], Error> {
+    bytemuck::try_cast_slice(b).map_err(|_| Error::Misaligned {
+        at: Location::Arena,
+        align: core::mem::align_of::<T>(),
+    })
+}
+
+/// Views bytes as `T` mutably, refusing misaligned or ragged slices.
+pub fn as_typed_mut<T: Pod>(b: &mut [u8]) -> Result<&mut [T], Error> {
+    bytemuck::try_cast_slice_mut(b).map_err(|_| Error::Misaligned {
+        at: Location::Arena,
+        align: core::mem::align_of::<T>(),
+    })
+}
+
+/// Validates op `ctx` with its family's rules.
+pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
+    match ctx.kind {
+        OpKind::Conv2d => conv::validate(ctx),
+        OpKind::DepthwiseConv2d => depthwise::validate(ctx),
+        OpKind::FullyConnected => fully_connected::validate(ctx),
+        OpKind::AveragePool2d | OpKind::MaxPool2d => pool::validate(ctx),
+        OpKind::Add | OpKind::Sub | OpKind::Mul => arith::validate(ctx),
+        OpKind::Reshape | OpKind::Squeeze => shape::validate(ctx),
+        OpKind::Softmax => softmax::validate(ctx),
+        OpKind::Logistic | OpKind::Tanh | OpKind::Relu | OpKind::Relu6 => activation::validate(ctx),
+        OpKind::Quantize | OpKind::Dequantize => quantize::validate(ctx),
+        OpKind::Concatenation => concat::validate(ctx),
+        OpKind::Pad => pad::validate(ctx),
+        OpKind::Mean => reduce::validate(ctx),
+    }
+}
+
+/// Runs op `ctx` on `mem`.
+pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
+    match ctx.kind {
+        OpKind::Conv2d => conv::eval(ctx, mem),
+        OpKind::DepthwiseConv2d => depthwise::eval(ctx, mem),
+        OpKind::FullyConnected => fully_connected::eval(ctx, mem),
+        OpKind::AveragePool2d | OpKind::MaxPool2d => pool::eval(ctx, mem),
+        OpKind::Add | OpKind::Sub | OpKind::Mul => arith::eval(ctx, mem),
+        OpKind::Reshape | OpKind::Squeeze => shape::eval(ctx, mem),
+        OpKind::Softmax => softmax::eval(ctx, mem),
+        OpKind::Logistic | OpKind::Tanh | OpKind::Relu | OpKind::Relu6 => {
+            activation::eval(ctx, mem)
+        }
+        OpKind::Quantize | OpKind::Dequantize => quantize::eval(ctx, mem),
+        OpKind::Concatenation => concat::eval(ctx, mem),
+        OpKind::Pad => pad::eval(ctx, mem),
+        OpKind::Mean => reduce::eval(ctx, mem),
+    }
+}
