@@ -6,7 +6,7 @@
 //! them with `bytemuck::bytes_of`, the reader casts the bytes back without copying.
 //!
 //! ```text
-//! offset 0   Header (96 bytes)       magic, version, length, CRC-32 of the body, arena size, section table
+//! offset 0   Header (112 bytes)       magic, version, length, CRC-32 of the body, arena size, section table
 //!            TENSORS  [TensorDesc]   shape, dtype, quantization, storage (arena / constant)
 //!            OPS      [OpDesc]       kind, where its tensor indices and parameters are
 //!            INDICES  [u32]          op inputs/outputs and the model's inputs/outputs (tensor indices)
@@ -265,7 +265,8 @@ mod tests {
 
     #[test]
     fn struct_sizes_are_stable() {
-        assert_eq!(size_of::<Header>(), 96);
+        assert_eq!(size_of::<Header>(), 112);
+        assert_eq!(core::mem::offset_of!(Header, sections), 48);
         assert_eq!(size_of::<TensorDesc>(), 48);
         assert_eq!(size_of::<OpDesc>(), 32);
         assert_eq!(size_of::<OpCost>(), 24);

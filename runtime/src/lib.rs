@@ -30,6 +30,7 @@ extern crate std;
 
 pub mod crc32;
 pub mod error;
+pub mod fixed_point;
 pub mod format;
 pub mod interpreter;
 pub mod model;

@@ -298,15 +298,15 @@ impl<'a> Model<'a> {
             }
             let scratch = desc.scratch_offset as usize
                 ..(desc.scratch_offset as usize).saturating_add(desc.scratch_bytes as usize);
-            if desc.scratch_bytes > 0 {
-                if scratch.end > arena || desc.scratch_offset as usize % ALIGN != 0 {
-                    return Err(Error::OutOfBounds {
-                        at,
-                        offset: scratch.start,
-                        len: desc.scratch_bytes as usize,
-                        limit: arena,
-                    });
-                }
+            if desc.scratch_bytes > 0
+                && (scratch.end > arena || desc.scratch_offset as usize % ALIGN != 0)
+            {
+                return Err(Error::OutOfBounds {
+                    at,
+                    offset: scratch.start,
+                    len: desc.scratch_bytes as usize,
+                    limit: arena,
+                });
             }
             // Outputs may not overlap inputs or scratch unless the kind computes in place
             // (then an input may coincide exactly with the output).

@@ -32,7 +32,7 @@ pub fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
 #[inline(always)]
 pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> i32 {
     let left_shift = if shift > 0 { shift } else { 0 };
-    let right_shift = if shift > 0 { 0 } else { -shift };
+    let right_shift = if shift > 0 { 0 } else { shift.wrapping_neg() };
     let shifted = x.wrapping_mul(1i32.wrapping_shl(left_shift as u32));
     rounding_divide_by_pot(
         saturating_rounding_doubling_high_mul(shifted, multiplier),
@@ -49,7 +49,7 @@ pub fn multiply_by_quantized_multiplier_smaller_than_one_exp(
 ) -> i32 {
     rounding_divide_by_pot(
         saturating_rounding_doubling_high_mul(x, multiplier),
-        -left_shift,
+        left_shift.wrapping_neg(),
     )
 }
 

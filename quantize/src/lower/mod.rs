@@ -85,7 +85,7 @@ impl LowerCtx<'_> {
     }
 
     /// Input `k` of `node`, which must be present.
-    pub fn input<'n>(&self, node: &'n Node, k: usize) -> Result<TensorId, CompileError> {
+    pub fn input(&self, node: &Node, k: usize) -> Result<TensorId, CompileError> {
         node.inputs
             .get(k)
             .copied()

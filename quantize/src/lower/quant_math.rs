@@ -81,7 +81,8 @@ mod tests {
         assert_eq!(frexp(0.0), (0.0, 0));
         let (m, e) = frexp(1e-310);
         assert!((0.5..1.0).contains(&m));
-        assert_eq!(m * 2f64.powi(e), 1e-310);
+        assert_eq!(e, -1029);
+        assert_eq!(m * 2f64.powi(e + 64) / 2f64.powi(64), 1e-310);
     }
 
     #[test]

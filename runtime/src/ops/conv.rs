@@ -1,17 +1,1166 @@
-//! Not implemented yet: every op of this family is refused at validation.
+//! CONV_2D: int8 2-D convolution, bit-exact with TFLM's `reference_integer_ops::ConvPerChannel`.
+//!
+//! Inputs: 0 = input NHWC int8, 1 = filter OHWI int8 (per-channel symmetric), 2 = optional bias
+//! int32 `[O]` ([`crate::format::NONE`] when absent). Output: NHWC int8.
+//! Grouped convolution (input channels = k × filter input channels, `O` divisible by `k`) follows
+//! TFLM: output channel `o` reads input channels `g·I .. (g+1)·I` with `g = o / (O / k)`.
+//!
+//! The window helpers ([`valid_taps`], [`requantize`], ...) are shared with DEPTHWISE_CONV_2D.
 
-use super::{OpCtx, OpMem};
-use crate::error::Error;
+use core::ops::Range;
 
-/// Checks the op; this family is not implemented yet, so it is refused.
-pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
-    Err(Error::UnsupportedOp {
-        op: ctx.index,
-        kind: ctx.desc.kind,
+use bytemuck::{Pod, Zeroable};
+
+use super::{as_i8, as_i8_mut, as_typed, OpCtx, OpMem};
+use crate::error::{Error, Location};
+use crate::format::{DType, TensorDesc};
+use crate::quant::multiply_by_quantized_multiplier;
+
+/// Parameters of a CONV_2D op: everything TFLM computes in `Prepare`.
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+#[repr(C)]
+pub struct ConvParams {
+    /// Vertical stride (≥ 1).
+    pub stride_h: u32,
+    /// Horizontal stride (≥ 1).
+    pub stride_w: u32,
+    /// Vertical dilation factor (≥ 1).
+    pub dilation_h: u32,
+    /// Horizontal dilation factor (≥ 1).
+    pub dilation_w: u32,
+    /// Rows of implicit zero padding above the input (TFLM `padding_values.height`).
+    pub pad_h: u32,
+    /// Columns of implicit zero padding left of the input (TFLM `padding_values.width`).
+    pub pad_w: u32,
+    /// `-input_zero_point`, in `[-127, 128]`.
+    pub input_offset: i32,
+    /// The output zero point, in `[-128, 127]`.
+    pub output_offset: i32,
+    /// Lower clamp of the fused activation (quantized), in `[-128, 127]`.
+    pub act_min: i32,
+    /// Upper clamp of the fused activation (quantized), `act_min ≤ act_max ≤ 127`.
+    pub act_max: i32,
+    /// Byte offset in the constant section of `channel_count` Q31 multipliers (`i32`, ≥ 0).
+    pub multipliers_offset: u32,
+    /// Byte offset in the constant section of `channel_count` shifts (`i32`, positive = left, in `[-31, 30]`).
+    pub shifts_offset: u32,
+    /// Number of output channels (= filter dimension 0 = output dimension 3).
+    pub channel_count: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// Number of output channels accumulated together on the stack by the window kernels.
+pub(crate) const CHUNK: usize = 32;
+
+/// The error the pure kernels return when called with inconsistent shapes or parameters.
+pub(crate) fn kernel_error(field: &'static str) -> Error {
+    Error::InvalidField {
+        at: Location::Arena,
+        field,
+    }
+}
+
+/// Checks that every input coordinate a window kernel computes along one axis fits in `i32`:
+/// `(out − 1)·stride + (filter − 1)·dilation ≤ i32::MAX` and `pad ≤ i32::MAX`, with stride and
+/// dilation ≥ 1.
+pub(crate) fn check_axis(
+    out: usize,
+    stride: u32,
+    filter: usize,
+    dilation: u32,
+    pad: u32,
+) -> Result<(), &'static str> {
+    if stride == 0 {
+        return Err("stride (must be ≥ 1)");
+    }
+    if dilation == 0 {
+        return Err("dilation (must be ≥ 1)");
+    }
+    if pad > i32::MAX as u32 {
+        return Err("padding");
+    }
+    let reach = (out.saturating_sub(1) as u64)
+        .checked_mul(stride as u64)
+        .and_then(|a| {
+            (filter.saturating_sub(1) as u64)
+                .checked_mul(dilation as u64)
+                .and_then(|b| a.checked_add(b))
+        });
+    match reach {
+        Some(r) if r <= i32::MAX as u64 => Ok(()),
+        _ => Err("window reach (stride/dilation too large for the shape)"),
+    }
+}
+
+/// Checks the quantization scalars shared by the int8 window and matrix kernels.
+pub(crate) fn check_quant(
+    input_offset: i32,
+    output_offset: i32,
+    act_min: i32,
+    act_max: i32,
+) -> Result<(), &'static str> {
+    if !(-127..=128).contains(&input_offset) {
+        return Err("input_offset");
+    }
+    if !(-128..=127).contains(&output_offset) {
+        return Err("output_offset");
+    }
+    if !(-128..=127).contains(&act_min) || !(act_min..=127).contains(&act_max) {
+        return Err("activation range");
+    }
+    Ok(())
+}
+
+/// Checks per-channel multipliers (≥ 0) and shifts (in `[-31, 30]`, TFLite's `QuantizeMultiplier` range).
+pub(crate) fn check_channel_quant(multipliers: &[i32], shifts: &[i32]) -> Result<(), &'static str> {
+    if multipliers.len() != shifts.len() {
+        return Err("multiplier/shift count");
+    }
+    if multipliers.iter().any(|&m| m < 0) {
+        return Err("output multiplier");
+    }
+    if shifts.iter().any(|&s| !(-31..=30).contains(&s)) {
+        return Err("output shift");
+    }
+    Ok(())
+}
+
+/// The filter taps `f` in `0..filter` whose input coordinate `origin + f·dilation` lies in
+/// `0..in_size` (a contiguous range, since the coordinate grows with `f`).
+#[inline]
+pub(crate) fn valid_taps(
+    origin: isize,
+    dilation: usize,
+    in_size: usize,
+    filter: usize,
+) -> Range<usize> {
+    let d = dilation.max(1) as isize;
+    // First tap with origin + f·d ≥ 0.
+    let lo = if origin >= 0 {
+        0
+    } else {
+        ((-origin + d - 1) / d) as usize
+    };
+    // Taps with origin + f·d < in_size, i.e. f < ceil((in_size − origin) / d).
+    let room = in_size as isize - origin;
+    let hi = if room <= 0 {
+        0
+    } else {
+        ((room + d - 1) / d) as usize
+    };
+    let hi = hi.min(filter);
+    lo.min(hi)..hi
+}
+
+/// TFLM's int8 output stage: scale the accumulator, add the output zero point, clamp.
+#[inline(always)]
+pub(crate) fn requantize(
+    acc: i32,
+    multiplier: i32,
+    shift: i32,
+    output_offset: i32,
+    act_min: i32,
+    act_max: i32,
+) -> i8 {
+    let v = multiply_by_quantized_multiplier(acc, multiplier, shift).wrapping_add(output_offset);
+    v.max(act_min).min(act_max) as i8
+}
+
+/// `Σ w·(x + x_offset)` over two equally long slices, with TFLM's 32-bit (wrapping) accumulator.
+///
+/// `x_offset` must lie in `[-127, 128]` (as [`check_quant`] ensures): then `x + x_offset` fits in
+/// `i16` and each product is exact in `i32`, the form compilers turn into 16-bit multiply-adds.
+#[inline(always)]
+pub(crate) fn dot_offset(x: &[i8], w: &[i8], x_offset: i32) -> i32 {
+    let off = x_offset as i16;
+    x.iter().zip(w).fold(0i32, |acc, (&x, &w)| {
+        acc.wrapping_add(i32::from(w) * i32::from(i16::from(x).wrapping_add(off)))
     })
 }
 
-/// Runs the op (unreachable: validation refuses it).
-pub(crate) fn eval(ctx: &OpCtx, _mem: OpMem) -> Result<(), Error> {
-    validate(ctx)
+/// Four dot products [`dot_offset`] of one input segment with four weight segments of its length.
+#[inline(always)]
+fn dot4_offset(x: &[i8], w: [&[i8]; 4], x_offset: i32) -> [i32; 4] {
+    let off = x_offset as i16;
+    let n = x.len();
+    let [w0, w1, w2, w3] = w;
+    let (w0, w1, w2, w3) = (&w0[..n], &w1[..n], &w2[..n], &w3[..n]);
+    let mut a = [0i32; 4];
+    for i in 0..n {
+        // i < n == len of every slice.
+        let xv = i32::from(i16::from(x[i]).wrapping_add(off));
+        a[0] = a[0].wrapping_add(i32::from(w0[i]) * xv);
+        a[1] = a[1].wrapping_add(i32::from(w1[i]) * xv);
+        a[2] = a[2].wrapping_add(i32::from(w2[i]) * xv);
+        a[3] = a[3].wrapping_add(i32::from(w3[i]) * xv);
+    }
+    a
+}
+
+/// Elements of a 4-D shape, or `None` on overflow.
+pub(crate) fn elements4(s: [usize; 4]) -> Option<usize> {
+    s.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+}
+
+/// The 4 dimensions of tensor `t`, or a shape error naming `what`.
+pub(crate) fn dims4(
+    ctx: &OpCtx,
+    t: (u32, &TensorDesc),
+    what: &'static str,
+) -> Result<[usize; 4], Error> {
+    match t.1.dims() {
+        &[a, b, c, d] => Ok([a as usize, b as usize, c as usize, d as usize]),
+        _ => Err(ctx.shape_error(t.0, what)),
+    }
+}
+
+/// Checks shapes and parameters of a convolution; returns the number of groups.
+fn check_conv(
+    p: &ConvParams,
+    input_shape: [usize; 4],
+    filter_shape: [usize; 4],
+    output_shape: [usize; 4],
+) -> Result<usize, &'static str> {
+    let [batches, _, _, in_c] = input_shape;
+    let [out_c, f_h, f_w, f_ic] = filter_shape;
+    let [o_batches, out_h, out_w, o_c] = output_shape;
+    if batches != o_batches {
+        return Err("batch size (input vs output)");
+    }
+    if out_c != o_c || out_c != p.channel_count as usize {
+        return Err("output channels (filter dim 0, output dim 3, channel_count)");
+    }
+    if f_ic == 0 || in_c == 0 || in_c % f_ic != 0 {
+        return Err("input channels (must be a multiple of the filter's input channels)");
+    }
+    let groups = in_c / f_ic;
+    if out_c % groups != 0 {
+        return Err("output channels (must be a multiple of the number of groups)");
+    }
+    if p.reserved != 0 {
+        return Err("reserved");
+    }
+    check_axis(out_h, p.stride_h, f_h, p.dilation_h, p.pad_h)?;
+    check_axis(out_w, p.stride_w, f_w, p.dilation_w, p.pad_w)?;
+    check_quant(p.input_offset, p.output_offset, p.act_min, p.act_max)?;
+    Ok(groups)
+}
+
+/// Checks that slices hold exactly what their shapes say.
+fn check_len(len: usize, shape: [usize; 4], what: &'static str) -> Result<(), &'static str> {
+    if elements4(shape) == Some(len) {
+        Ok(())
+    } else {
+        Err(what)
+    }
+}
+
+/// Portable reference int8 CONV_2D (TFLM `ConvPerChannel`), NHWC input/output, OHWI filter.
+///
+/// `multipliers` and `shifts` hold one entry per output channel; `bias`, when present, too.
+/// Returns an error (never panics) when shapes, slice lengths or parameters are inconsistent.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_int8(
+    p: &ConvParams,
+    input_shape: [usize; 4],
+    input: &[i8],
+    filter_shape: [usize; 4],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    multipliers: &[i32],
+    shifts: &[i32],
+    output_shape: [usize; 4],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let groups = check_conv(p, input_shape, filter_shape, output_shape).map_err(kernel_error)?;
+    check_len(input.len(), input_shape, "input length").map_err(kernel_error)?;
+    check_len(filter.len(), filter_shape, "filter length").map_err(kernel_error)?;
+    check_len(output.len(), output_shape, "output length").map_err(kernel_error)?;
+    let [batches, in_h, in_w, in_c] = input_shape;
+    let [out_c, f_h, f_w, f_ic] = filter_shape;
+    let [_, out_h, out_w, _] = output_shape;
+    if multipliers.len() != out_c || bias.is_some_and(|b| b.len() != out_c) {
+        return Err(kernel_error("per-channel array length"));
+    }
+    check_channel_quant(multipliers, shifts).map_err(kernel_error)?;
+    if output.is_empty() {
+        return Ok(());
+    }
+    let per_group = (out_c / groups).max(1);
+    let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
+    let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
+    // Contiguous row segments: one input channel group spanning whole pixels, unit dilation.
+    let contiguous_rows = groups == 1 && dil_w == 1;
+    let mut out_pixels = output.chunks_exact_mut(out_c);
+    for b in 0..batches {
+        let in_batch = b * in_h * in_w * in_c;
+        for oy in 0..out_h {
+            // check_axis: oy·stride ≤ i32::MAX and pad ≤ i32::MAX, so this cannot overflow.
+            let y0 = (oy * stride_h) as isize - p.pad_h as isize;
+            let rows = valid_taps(y0, dil_h, in_h, f_h);
+            for ox in 0..out_w {
+                let x0 = (ox * stride_w) as isize - p.pad_w as isize;
+                let cols = valid_taps(x0, dil_w, in_w, f_w);
+                let Some(out_px) = out_pixels.next() else {
+                    return Ok(());
+                };
+                for (block, outs) in out_px.chunks_mut(4).enumerate() {
+                    let oc0 = block * 4;
+                    let mut acc = [0i32; 4];
+                    if contiguous_rows && outs.len() == 4 {
+                        // Four output channels share each input row segment.
+                        for fy in rows.clone() {
+                            // valid_taps: 0 ≤ iy < in_h, cols lie in 0..f_w with ix in 0..in_w;
+                            // in_c == f_ic and oc0 + 3 < out_c, so every slice is in bounds.
+                            let iy = (y0 + (fy * dil_h) as isize) as usize;
+                            let ix0 = (x0 + cols.start as isize) as usize;
+                            let n = cols.len() * in_c;
+                            let x = &input[in_batch + (iy * in_w + ix0) * in_c..][..n];
+                            let w = |k: usize| {
+                                &filter[((oc0 + k) * f_h + fy) * f_w * f_ic + cols.start * f_ic..]
+                                    [..n]
+                            };
+                            let d = dot4_offset(x, [w(0), w(1), w(2), w(3)], p.input_offset);
+                            for (a, d) in acc.iter_mut().zip(d) {
+                                *a = a.wrapping_add(d);
+                            }
+                        }
+                    } else {
+                        for (k, a) in acc.iter_mut().enumerate().take(outs.len()) {
+                            let oc = oc0 + k;
+                            let group = oc / per_group;
+                            for fy in rows.clone() {
+                                // valid_taps: 0 ≤ iy < in_h.
+                                let iy = (y0 + (fy * dil_h) as isize) as usize;
+                                let row = in_batch + iy * in_w * in_c;
+                                let w_row = (oc * f_h + fy) * f_w * f_ic;
+                                for fx in cols.clone() {
+                                    // valid_taps: 0 ≤ ix < in_w; group·f_ic + f_ic ≤ in_c.
+                                    let ix = (x0 + (fx * dil_w) as isize) as usize;
+                                    let x = &input[row + ix * in_c + group * f_ic..][..f_ic];
+                                    let w = &filter[w_row + fx * f_ic..][..f_ic];
+                                    *a = a.wrapping_add(dot_offset(x, w, p.input_offset));
+                                }
+                            }
+                        }
+                    }
+                    for (k, (o, &a)) in outs.iter_mut().zip(acc.iter()).enumerate() {
+                        let oc = oc0 + k;
+                        // bias, multipliers and shifts hold out_c entries (checked above).
+                        let a = match bias {
+                            Some(bias) => a.wrapping_add(bias[oc]),
+                            None => a,
+                        };
+                        *o = requantize(
+                            a,
+                            multipliers[oc],
+                            shifts[oc],
+                            p.output_offset,
+                            p.act_min,
+                            p.act_max,
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The per-channel multipliers and shifts of a window op.
+pub(crate) fn channel_quant<'a>(
+    ctx: &OpCtx<'a>,
+    multipliers_offset: u32,
+    shifts_offset: u32,
+    count: usize,
+) -> Result<(&'a [i32], &'a [i32]), Error> {
+    let m = ctx.const_array::<i32>(multipliers_offset, count)?;
+    let s = ctx.const_array::<i32>(shifts_offset, count)?;
+    check_channel_quant(m, s).map_err(|f| ctx.param_error(f))?;
+    Ok((m, s))
+}
+
+/// Checks the optional int32 bias (input 2) holds `channels` elements.
+pub(crate) fn check_bias(ctx: &OpCtx, channels: usize) -> Result<(), Error> {
+    if ctx.input_count() < 2 || ctx.input_count() > 3 {
+        return Err(ctx.param_error("input_count"));
+    }
+    if ctx.input_count() == 3 {
+        if let Some(b) = ctx.input(2)? {
+            ctx.expect_dtype(b, DType::Int32)?;
+            if b.1.elements() != channels as u64 {
+                return Err(ctx.shape_error(b.0, "a bias with one int32 per output channel"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The optional bias of a window/matrix op as `i32`s.
+pub(crate) fn bias_input<'a>(ctx: &OpCtx, mem: &OpMem<'a>) -> Result<Option<&'a [i32]>, Error> {
+    if ctx.input_count() < 3 {
+        return Ok(None);
+    }
+    match mem.input(2)? {
+        None => Ok(None),
+        Some(b) => as_typed::<i32>(b).map(Some),
+    }
+}
+
+/// Tensor shapes of a convolution, checked against each other and the parameters.
+fn conv_shapes(ctx: &OpCtx, p: &ConvParams) -> Result<[[usize; 4]; 3], Error> {
+    let input = ctx.required_input(0)?;
+    let filter = ctx.required_input(1)?;
+    let output = ctx.output(0)?;
+    ctx.expect_dtype(input, DType::Int8)?;
+    ctx.expect_dtype(filter, DType::Int8)?;
+    ctx.expect_dtype(output, DType::Int8)?;
+    let is = dims4(ctx, input, "a 4-D NHWC input")?;
+    let fs = dims4(ctx, filter, "a 4-D OHWI filter")?;
+    let os = dims4(ctx, output, "a 4-D NHWC output")?;
+    check_conv(p, is, fs, os).map_err(|f| ctx.param_error(f))?;
+    Ok([is, fs, os])
+}
+
+/// Checks a CONV_2D op (see the module documentation).
+pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
+    let p: &ConvParams = ctx.params()?;
+    if ctx.desc.output_count != 1 {
+        return Err(ctx.param_error("output_count"));
+    }
+    let [_, fs, _] = conv_shapes(ctx, p)?;
+    check_bias(ctx, fs[0])?;
+    channel_quant(ctx, p.multipliers_offset, p.shifts_offset, fs[0])?;
+    Ok(())
+}
+
+/// Runs a CONV_2D op.
+pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
+    let p: &ConvParams = ctx.params()?;
+    let [is, fs, os] = conv_shapes(ctx, p)?;
+    let (multipliers, shifts) = channel_quant(ctx, p.multipliers_offset, p.shifts_offset, fs[0])?;
+    let input = as_i8(mem.required_input(0)?);
+    let filter = as_i8(mem.required_input(1)?);
+    let bias = bias_input(ctx, &mem)?;
+    conv2d_int8(
+        p,
+        is,
+        input,
+        fs,
+        filter,
+        bias,
+        multipliers,
+        shifts,
+        os,
+        as_i8_mut(mem.output),
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    extern crate std;
+    use std::vec;
+    use std::vec::Vec;
+
+    use super::super::OpKind;
+    use super::*;
+    use crate::format::{OpDesc, Storage, NONE};
+
+    /// One op with its tensors, parameters and constants, runnable through `validate` + `eval`.
+    pub(crate) struct Harness {
+        pub(crate) kind: OpKind,
+        pub(crate) tensors: Vec<TensorDesc>,
+        pub(crate) inputs: Vec<u32>,
+        pub(crate) output: u32,
+        pub(crate) params: Vec<u32>,
+        consts: Vec<u128>,
+        consts_len: usize,
+        arena: Vec<u8>,
+    }
+
+    impl Harness {
+        pub(crate) fn new(kind: OpKind) -> Self {
+            Harness {
+                kind,
+                tensors: Vec::new(),
+                inputs: Vec::new(),
+                output: NONE,
+                params: Vec::new(),
+                consts: Vec::new(),
+                consts_len: 0,
+                arena: Vec::new(),
+            }
+        }
+
+        fn desc(shape: &[u32], dtype: DType, storage: Storage, offset: u32) -> TensorDesc {
+            let mut s = [0u32; 6];
+            s[..shape.len()].copy_from_slice(shape);
+            let bytes = shape.iter().product::<u32>() * dtype.size() as u32;
+            TensorDesc {
+                shape: s,
+                rank: shape.len() as u8,
+                dtype: dtype as u8,
+                storage: storage as u8,
+                reserved: 0,
+                scale: 0.0,
+                zero_point: 0,
+                offset,
+                bytes,
+                name: NONE,
+            }
+        }
+
+        /// Appends 16-byte aligned constant bytes; returns their offset.
+        pub(crate) fn add_const(&mut self, data: &[u8]) -> u32 {
+            let off = self.consts_len.div_ceil(16) * 16;
+            let end = off + data.len();
+            self.consts.resize(end.div_ceil(16), 0);
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut self.consts);
+            bytes[off..end].copy_from_slice(data);
+            self.consts_len = end;
+            off as u32
+        }
+
+        pub(crate) fn add_i32s(&mut self, data: &[i32]) -> u32 {
+            self.add_const(bytemuck::cast_slice(data))
+        }
+
+        /// Adds an input living in the arena.
+        pub(crate) fn arena_input(&mut self, shape: &[u32], dtype: DType, data: &[u8]) {
+            let off = self.arena.len().div_ceil(16) * 16;
+            self.arena.resize(off, 0);
+            self.arena.extend_from_slice(data);
+            self.tensors
+                .push(Self::desc(shape, dtype, Storage::Arena, off as u32));
+            self.inputs.push(self.tensors.len() as u32 - 1);
+        }
+
+        /// Adds a constant input.
+        pub(crate) fn const_input(&mut self, shape: &[u32], dtype: DType, data: &[u8]) {
+            let off = self.add_const(data);
+            self.tensors
+                .push(Self::desc(shape, dtype, Storage::Const, off));
+            self.inputs.push(self.tensors.len() as u32 - 1);
+        }
+
+        pub(crate) fn set_output(&mut self, shape: &[u32], dtype: DType) {
+            self.tensors
+                .push(Self::desc(shape, dtype, Storage::Arena, 0));
+            self.output = self.tensors.len() as u32 - 1;
+        }
+
+        pub(crate) fn set_params<T: Pod>(&mut self, p: &T) {
+            self.params = bytemuck::cast_slice(bytemuck::bytes_of(p)).to_vec();
+        }
+
+        fn io(&self) -> Vec<u32> {
+            let mut io = self.inputs.clone();
+            io.push(self.output);
+            io
+        }
+
+        fn op_desc(&self) -> OpDesc {
+            OpDesc {
+                kind: self.kind as u16,
+                input_count: self.inputs.len() as u8,
+                output_count: 1,
+                io_start: 0,
+                params_offset: 0,
+                params_len: (self.params.len() * 4) as u32,
+                scratch_offset: 0,
+                scratch_bytes: 0,
+                name: NONE,
+                reserved: 0,
+            }
+        }
+
+        /// Validates, then evaluates the op; returns the output bytes.
+        pub(crate) fn run(&self) -> Result<Vec<u8>, Error> {
+            let desc = self.op_desc();
+            let io = self.io();
+            let consts: &[u8] = bytemuck::cast_slice(&self.consts);
+            let ctx = OpCtx {
+                index: 0,
+                kind: self.kind,
+                desc: &desc,
+                io: &io,
+                params: bytemuck::cast_slice(&self.params),
+                tensors: &self.tensors,
+                consts: &consts[..self.consts_len],
+            };
+            super::super::validate(&ctx)?;
+            let out_desc = self.tensors[self.output as usize];
+            let mut out = vec![0u8; out_desc.bytes as usize];
+            let mem = OpMem {
+                below: &self.arena,
+                above: &[],
+                above_start: usize::MAX,
+                output: &mut out,
+                scratch: &mut [],
+                ctx,
+            };
+            super::super::eval(&ctx, mem)?;
+            Ok(out)
+        }
+    }
+
+    pub(crate) fn bytes_i8(v: &[i8]) -> &[u8] {
+        bytemuck::cast_slice(v)
+    }
+
+    /// A small deterministic generator for randomized tests (xorshift64*).
+    pub(crate) struct Rng(pub u64);
+
+    impl Rng {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        /// Uniform in `lo..=hi`.
+        pub(crate) fn range(&mut self, lo: i64, hi: i64) -> i64 {
+            lo + (self.next() % ((hi - lo + 1) as u64)) as i64
+        }
+        pub(crate) fn i8s(&mut self, n: usize, lo: i64, hi: i64) -> [i8; 4096] {
+            let mut v = [0i8; 4096];
+            for x in v.iter_mut().take(n) {
+                *x = self.range(lo, hi) as i8;
+            }
+            v
+        }
+        /// A TFLite-style multiplier in [2^30, 2^31) and a shift.
+        pub(crate) fn quant(&mut self) -> (i32, i32) {
+            (
+                self.range(1 << 30, i32::MAX as i64) as i32,
+                self.range(-12, 2) as i32,
+            )
+        }
+    }
+
+    /// The TFLM reference recipe, transcribed literally (independent of the kernel's loop order).
+    /// Uses an i64 accumulator and asserts it never leaves the i32 range in these tests.
+    #[allow(clippy::too_many_arguments)]
+    fn naive_conv(
+        p: &ConvParams,
+        is: [usize; 4],
+        input: &[i8],
+        fs: [usize; 4],
+        filter: &[i8],
+        bias: Option<&[i32]>,
+        mult: &[i32],
+        shift: &[i32],
+        os: [usize; 4],
+        out: &mut [i8],
+    ) {
+        let groups = is[3] / fs[3];
+        let per_group = fs[0] / groups;
+        for b in 0..os[0] {
+            for oy in 0..os[1] {
+                for ox in 0..os[2] {
+                    for oc in 0..os[3] {
+                        let g = oc / per_group;
+                        let mut acc: i64 = 0;
+                        for fy in 0..fs[1] {
+                            let iy = (oy * p.stride_h as usize) as i64 - p.pad_h as i64
+                                + (fy * p.dilation_h as usize) as i64;
+                            for fx in 0..fs[2] {
+                                let ix = (ox * p.stride_w as usize) as i64 - p.pad_w as i64
+                                    + (fx * p.dilation_w as usize) as i64;
+                                if iy < 0 || ix < 0 || iy >= is[1] as i64 || ix >= is[2] as i64 {
+                                    continue;
+                                }
+                                for ic in 0..fs[3] {
+                                    let xi = ((b * is[1] + iy as usize) * is[2] + ix as usize)
+                                        * is[3]
+                                        + ic
+                                        + g * fs[3];
+                                    let wi = ((oc * fs[1] + fy) * fs[2] + fx) * fs[3] + ic;
+                                    acc += filter[wi] as i64
+                                        * (input[xi] as i64 + p.input_offset as i64);
+                                }
+                            }
+                        }
+                        if let Some(bias) = bias {
+                            acc += bias[oc] as i64;
+                        }
+                        assert!(acc >= i32::MIN as i64 && acc <= i32::MAX as i64);
+                        let v =
+                            naive_mbqm(acc as i32, mult[oc], shift[oc]) + p.output_offset as i64;
+                        let v = v.max(p.act_min as i64).min(p.act_max as i64);
+                        out[((b * os[1] + oy) * os[2] + ox) * os[3] + oc] = v as i8;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `MultiplyByQuantizedMultiplier` re-derived with i128 arithmetic: `x·2^left·m / 2^31`
+    /// rounded half toward +∞ (gemmlowp's `SaturatingRoundingDoublingHighMul` nudge), then divided
+    /// by `2^right` rounding half away from zero (`RoundingDivideByPOT`).
+    pub(crate) fn naive_mbqm(x: i32, m: i32, shift: i32) -> i64 {
+        let left = shift.max(0);
+        let right = (-shift).max(0);
+        let xs = (x as i64) << left;
+        assert!(xs >= i32::MIN as i64 && xs <= i32::MAX as i64);
+        let prod = xs as i128 * m as i128;
+        // floor(prod / 2^31 + 1/2): `>>` on i128 is a floor division.
+        let high = (prod + (1i128 << 30)) >> 31;
+        // Round high / 2^right half away from zero.
+        if right == 0 {
+            return high as i64;
+        }
+        let d = 1i128 << right;
+        let q = if high >= 0 {
+            (high + d / 2) / d
+        } else {
+            -((-high + d / 2) / d)
+        };
+        q as i64
+    }
+
+    fn params(stride: u32, dil: u32, pad: u32, zp_in: i32, zp_out: i32, oc: usize) -> ConvParams {
+        ConvParams {
+            stride_h: stride,
+            stride_w: stride,
+            dilation_h: dil,
+            dilation_w: dil,
+            pad_h: pad,
+            pad_w: pad,
+            input_offset: -zp_in,
+            output_offset: zp_out,
+            act_min: -128,
+            act_max: 127,
+            multipliers_offset: 0,
+            shifts_offset: 0,
+            channel_count: oc as u32,
+            reserved: 0,
+        }
+    }
+
+    #[test]
+    fn naive_mbqm_matches_runtime() {
+        // Exact ties of both rounding steps.
+        for x in -3000..3000 {
+            for s in -4..=1 {
+                assert_eq!(
+                    naive_mbqm(x, 1 << 30, s),
+                    multiply_by_quantized_multiplier(x, 1 << 30, s) as i64,
+                    "x={x} s={s}"
+                );
+            }
+        }
+        let mut r = Rng(99);
+        for _ in 0..20000 {
+            let x = r.range(-(1 << 22), 1 << 22) as i32;
+            let (m, s) = r.quant();
+            assert_eq!(
+                naive_mbqm(x, m, s),
+                multiply_by_quantized_multiplier(x, m, s) as i64,
+                "x={x} m={m} s={s}"
+            );
+        }
+    }
+
+    #[test]
+    fn hand_computed_1x1() {
+        // 1x1 conv, 2 input channels → 2 output channels, multiplier 0.5 (1<<30, shift 0).
+        let p = ConvParams {
+            input_offset: 1, // input zero point −1
+            output_offset: 3,
+            ..params(1, 1, 0, 0, 0, 2)
+        };
+        let input = [1i8, 2, -1, 4]; // 1x1x2x2 → two pixels
+        let filter = [1i8, 1, 2, -1]; // oc0 = x0 + x1, oc1 = 2·x0 − x1 (with offsets)
+        let bias = [10i32, -4];
+        let mut out = [0i8; 4];
+        conv2d_int8(
+            &p,
+            [1, 1, 2, 2],
+            &input,
+            [2, 1, 1, 2],
+            &filter,
+            Some(&bias),
+            &[1 << 30, 1 << 30],
+            &[0, 0],
+            [1, 1, 2, 2],
+            &mut out,
+        )
+        .unwrap();
+        // TFLite's high multiply rounds ties toward +∞ (gemmlowp's nudge), so −1.5 → −1.
+        // pixel 0: x+1 = (2, 3): oc0 = 5 + 10 = 15 → 7.5 → 8 (+3) = 11; oc1 = 4 − 3 − 4 = −3 → −1.5 → −1 (+3) = 2
+        // pixel 1: x+1 = (0, 5): oc0 = 5 + 10 = 15 → 11; oc1 = −5 − 4 = −9 → −4.5 → −4 (+3) = −1
+        assert_eq!(out, [11, 2, 11, -1]);
+    }
+
+    #[test]
+    fn hand_computed_same_padding_3x3() {
+        // 3x3 input of ones, 3x3 filter of ones, SAME padding (pad 1), stride 1:
+        // each output = number of in-image taps (corners 4, edges 6, centre 9). Multiplier 1.0.
+        let p = params(1, 1, 1, 0, 0, 1);
+        let input = [1i8; 9];
+        let filter = [1i8; 9];
+        let mut out = [0i8; 9];
+        conv2d_int8(
+            &p,
+            [1, 3, 3, 1],
+            &input,
+            [1, 3, 3, 1],
+            &filter,
+            None,
+            &[1 << 30],
+            &[1],
+            [1, 3, 3, 1],
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, [4, 6, 4, 6, 9, 6, 4, 6, 4]);
+    }
+
+    #[test]
+    fn activation_clamps() {
+        let p = ConvParams {
+            act_min: 0,
+            act_max: 5,
+            ..params(1, 1, 0, 0, 0, 1)
+        };
+        let mut out = [0i8; 3];
+        conv2d_int8(
+            &p,
+            [1, 1, 3, 1],
+            &[-7, 3, 100],
+            [1, 1, 1, 1],
+            &[1],
+            None,
+            &[1 << 30],
+            &[1],
+            [1, 1, 3, 1],
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, [0, 3, 5]);
+    }
+
+    #[test]
+    fn grouped_conv() {
+        // Input 4 channels, filter input channels 2 → 2 groups; 4 output channels (2 per group).
+        let p = params(1, 1, 0, 0, 0, 4);
+        let input = [1i8, 2, 3, 4];
+        let filter = [1i8, 0, 0, 1, 1, 1, 1, -1];
+        // oc0 = x0, oc1 = x1 (group 0); oc2 = x2 + x3, oc3 = x2 − x3 (group 1).
+        let mut out = [0i8; 4];
+        conv2d_int8(
+            &p,
+            [1, 1, 1, 4],
+            &input,
+            [4, 1, 1, 2],
+            &filter,
+            None,
+            &[1 << 30; 4],
+            &[1; 4],
+            [1, 1, 1, 4],
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, [1, 2, 7, -1]);
+    }
+
+    #[test]
+    fn refuses_inconsistent_shapes() {
+        let p = params(1, 1, 0, 0, 0, 1);
+        let mut out = [0i8; 1];
+        // Input length does not match its shape.
+        assert!(conv2d_int8(
+            &p,
+            [1, 1, 1, 2],
+            &[1],
+            [1, 1, 1, 2],
+            &[1, 1],
+            None,
+            &[1],
+            &[0],
+            [1, 1, 1, 1],
+            &mut out
+        )
+        .is_err());
+        // Input channels not a multiple of the filter's.
+        assert!(conv2d_int8(
+            &p,
+            [1, 1, 1, 3],
+            &[1, 1, 1],
+            [1, 1, 1, 2],
+            &[1, 1],
+            None,
+            &[1],
+            &[0],
+            [1, 1, 1, 1],
+            &mut out
+        )
+        .is_err());
+        // Zero stride.
+        let bad = ConvParams { stride_h: 0, ..p };
+        assert!(conv2d_int8(
+            &bad,
+            [1, 1, 1, 1],
+            &[1],
+            [1, 1, 1, 1],
+            &[1],
+            None,
+            &[1],
+            &[0],
+            [1, 1, 1, 1],
+            &mut out
+        )
+        .is_err());
+        // Shift out of range.
+        assert!(conv2d_int8(
+            &p,
+            [1, 1, 1, 1],
+            &[1],
+            [1, 1, 1, 1],
+            &[1],
+            None,
+            &[1],
+            &[31],
+            [1, 1, 1, 1],
+            &mut out
+        )
+        .is_err());
+    }
+
+    /// A 2-group conv, SAME padding, stride 2, with bias, as a harnessed op.
+    fn conv_case() -> (Harness, ConvParams) {
+        let mut h = Harness::new(OpKind::Conv2d);
+        let mut r = Rng(7);
+        let input = r.i8s(5 * 5 * 4, -128, 127);
+        let filter = r.i8s(6 * 3 * 3 * 2, -127, 127);
+        h.arena_input(&[1, 5, 5, 4], DType::Int8, bytes_i8(&input[..100]));
+        h.const_input(&[6, 3, 3, 2], DType::Int8, bytes_i8(&filter[..108]));
+        let bias: Vec<i32> = (0..6).map(|i| i * 100 - 250).collect();
+        h.const_input(&[6], DType::Int32, bytemuck::cast_slice(&bias));
+        h.set_output(&[1, 3, 3, 6], DType::Int8);
+        let mults: Vec<i32> = (0..6).map(|i| (1 << 30) + i * 12345).collect();
+        let shifts: Vec<i32> = (0..6).map(|i| -(i % 3) - 6).collect();
+        let p = ConvParams {
+            multipliers_offset: h.add_i32s(&mults),
+            shifts_offset: h.add_i32s(&shifts),
+            ..params(2, 1, 1, 3, -4, 6)
+        };
+        h.set_params(&p);
+        (h, p)
+    }
+
+    #[test]
+    fn through_validate_and_eval() {
+        let (h, p) = conv_case();
+        let got = h.run().unwrap();
+        let mut r = Rng(7);
+        let input = r.i8s(100, -128, 127);
+        let filter = r.i8s(108, -127, 127);
+        let bias: Vec<i32> = (0..6).map(|i| i * 100 - 250).collect();
+        let mults: Vec<i32> = (0..6).map(|i| (1 << 30) + i * 12345).collect();
+        let shifts: Vec<i32> = (0..6).map(|i| -(i % 3) - 6).collect();
+        let mut want = [0i8; 54];
+        naive_conv(
+            &p,
+            [1, 5, 5, 4],
+            &input,
+            [6, 3, 3, 2],
+            &filter,
+            Some(&bias),
+            &mults,
+            &shifts,
+            [1, 3, 3, 6],
+            &mut want,
+        );
+        assert_eq!(got, bytes_i8(&want));
+        // The same op without bias (absent optional input).
+        let (mut h, _) = conv_case();
+        h.inputs[2] = NONE;
+        let got = h.run().unwrap();
+        naive_conv(
+            &p,
+            [1, 5, 5, 4],
+            &input,
+            [6, 3, 3, 2],
+            &filter,
+            None,
+            &mults,
+            &shifts,
+            [1, 3, 3, 6],
+            &mut want,
+        );
+        assert_eq!(got, bytes_i8(&want));
+    }
+
+    #[test]
+    fn validate_refuses_corruptions() {
+        let (h, p) = conv_case();
+        assert!(h.run().is_ok());
+        let with = |f: &dyn Fn(&mut ConvParams)| {
+            let (mut h, mut p) = conv_case();
+            f(&mut p);
+            h.set_params(&p);
+            h.run()
+        };
+        assert!(with(&|p| p.stride_w = 0).is_err());
+        assert!(with(&|p| p.dilation_h = 0).is_err());
+        assert!(with(&|p| p.channel_count = 5).is_err());
+        assert!(with(&|p| p.multipliers_offset = 1 << 20).is_err());
+        assert!(with(&|p| p.shifts_offset = 4).is_err()); // straddles into garbage / misaligned
+        assert!(with(&|p| p.input_offset = 300).is_err());
+        assert!(with(&|p| p.act_min = 10).is_ok());
+        assert!(with(&|p| p.act_max = -129).is_err());
+        assert!(with(&|p| p.pad_h = u32::MAX).is_err());
+        assert!(with(&|p| p.stride_h = u32::MAX).is_err());
+        assert!(with(&|p| p.reserved = 1).is_err());
+        // Shifts out of range in the constant section.
+        let (mut h, mut q) = conv_case();
+        q.shifts_offset = h.add_i32s(&[40; 6]);
+        h.set_params(&q);
+        assert!(h.run().is_err());
+        // Bias of the wrong type / length.
+        let (mut h, _) = conv_case();
+        h.tensors[2].dtype = DType::Int8 as u8;
+        assert!(h.run().is_err());
+        let (mut h, _) = conv_case();
+        h.tensors[2].shape[0] = 5;
+        h.tensors[2].bytes = 20;
+        assert!(h.run().is_err());
+        // Filter input channels not dividing the input channels.
+        let (mut h, _) = conv_case();
+        h.tensors[0].shape[3] = 3;
+        h.tensors[0].bytes = 75;
+        assert!(h.run().is_err());
+        // Params of the wrong length.
+        let (mut h, _) = conv_case();
+        h.params.pop();
+        assert!(h.run().is_err());
+        // Input of rank 3.
+        let (mut h, _) = conv_case();
+        h.tensors[0].rank = 3;
+        h.tensors[0].shape = [5, 5, 4, 0, 0, 0];
+        assert!(h.run().is_err());
+        let _ = p;
+    }
+
+    #[test]
+    fn hostile_params_never_panic() {
+        let mut r = Rng(31337);
+        for _ in 0..3000 {
+            let (mut h, _) = conv_case();
+            for _ in 0..r.range(1, 4) {
+                let k = r.range(0, h.params.len() as i64 - 1) as usize;
+                h.params[k] = match r.range(0, 3) {
+                    0 => r.next() as u32,
+                    1 => r.range(0, 8) as u32,
+                    2 => (r.range(-200, 200) as i32) as u32,
+                    _ => u32::MAX - r.range(0, 3) as u32,
+                };
+            }
+            let _ = h.run();
+        }
+    }
+
+    #[test]
+    fn valid_taps_ranges() {
+        assert_eq!(valid_taps(-1, 1, 3, 3), 1..3);
+        assert_eq!(valid_taps(0, 1, 3, 3), 0..3);
+        assert_eq!(valid_taps(1, 1, 3, 3), 0..2);
+        assert_eq!(valid_taps(-3, 2, 5, 4), 2..4); // coords −3, −1, 1, 3
+        assert_eq!(valid_taps(4, 2, 5, 4), 0..1); // coords 4, 6, ...
+        assert!(valid_taps(5, 1, 5, 3).is_empty());
+        assert!(valid_taps(-10, 1, 5, 3).is_empty());
+        assert!(valid_taps(-3, 4, 2, 1).is_empty());
+    }
+
+    #[test]
+    fn randomized_against_naive() {
+        let mut r = Rng(0x1234_5678);
+        for case in 0..400 {
+            let groups = if r.range(0, 3) == 0 {
+                r.range(2, 3) as usize
+            } else {
+                1
+            };
+            let f_ic = r.range(1, 5) as usize;
+            let in_c = f_ic * groups;
+            let out_c = groups * r.range(1, 4) as usize;
+            let (f_h, f_w) = (r.range(1, 4) as usize, r.range(1, 4) as usize);
+            let (in_h, in_w) = (r.range(1, 7) as usize, r.range(1, 7) as usize);
+            let stride = r.range(1, 3) as u32;
+            let dil = r.range(1, 2) as u32;
+            let same = r.range(0, 1) == 1;
+            let eff_h = (f_h - 1) * dil as usize + 1;
+            let eff_w = (f_w - 1) * dil as usize + 1;
+            // TFLM's ComputeOutSize / ComputePaddingWithOffset.
+            let out_size = |i: usize, eff: usize| {
+                if same {
+                    i.div_ceil(stride as usize)
+                } else {
+                    (i + stride as usize).saturating_sub(eff) / stride as usize
+                }
+            };
+            let (out_h, out_w) = (out_size(in_h, eff_h), out_size(in_w, eff_w));
+            let pad = |o: usize, eff: usize, i: usize| {
+                (((o as i64 - 1) * stride as i64 + eff as i64 - i as i64).max(0) / 2) as u32
+            };
+            let batches = r.range(1, 2) as usize;
+            let zp_in = r.range(-128, 127) as i32;
+            let zp_out = r.range(-128, 127) as i32;
+            let mut p = params(stride, dil, 0, zp_in, zp_out, out_c);
+            p.pad_h = pad(out_h, eff_h, in_h);
+            p.pad_w = pad(out_w, eff_w, in_w);
+            p.act_min = r.range(-128, 0) as i32;
+            p.act_max = r.range(p.act_min as i64, 127) as i32;
+            let is = [batches, in_h, in_w, in_c];
+            let fs = [out_c, f_h, f_w, f_ic];
+            let os = [batches, out_h, out_w, out_c];
+            let input = r.i8s(elements4(is).unwrap(), -128, 127);
+            let filter = r.i8s(elements4(fs).unwrap(), -127, 127);
+            let mut bias = [0i32; 16];
+            let mut mult = [0i32; 16];
+            let mut shift = [0i32; 16];
+            for c in 0..out_c {
+                bias[c] = r.range(-20000, 20000) as i32;
+                (mult[c], shift[c]) = r.quant();
+            }
+            let with_bias = r.range(0, 1) == 1;
+            let bias_opt = with_bias.then_some(&bias[..out_c]);
+            let n_out = elements4(os).unwrap();
+            let mut got = [0i8; 4096];
+            let mut want = [0i8; 4096];
+            conv2d_int8(
+                &p,
+                is,
+                &input[..elements4(is).unwrap()],
+                fs,
+                &filter[..elements4(fs).unwrap()],
+                bias_opt,
+                &mult[..out_c],
+                &shift[..out_c],
+                os,
+                &mut got[..n_out],
+            )
+            .unwrap();
+            naive_conv(
+                &p,
+                is,
+                &input,
+                fs,
+                &filter,
+                bias_opt,
+                &mult,
+                &shift,
+                os,
+                &mut want[..n_out],
+            );
+            assert_eq!(
+                &got[..n_out],
+                &want[..n_out],
+                "case {case}: {p:?} {is:?} {fs:?}"
+            );
+        }
+    }
 }

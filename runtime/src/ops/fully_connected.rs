@@ -1,17 +1,479 @@
-//! Not implemented yet: every op of this family is refused at validation.
+//! FULLY_CONNECTED: int8 matrix × vector per batch, bit-exact with TFLM's
+//! `reference_integer_ops::FullyConnected` (per-tensor weights, weight zero point applied as
+//! `filter_offset`) and `FullyConnectedPerChannel` (per-channel weights, symmetric).
+//!
+//! Inputs: 0 = input int8 of any rank, read as `[batches, in]` row-major; 1 = weights `[out, in]`
+//! int8; 2 = optional bias int32 `[out]`. Output: int8 of any rank ≥ 1 whose last dimension is
+//! `out`; `batches` = output elements / `out` (this covers `keep_num_dims`).
 
-use super::{OpCtx, OpMem};
+use bytemuck::{Pod, Zeroable};
+
+use super::conv::{
+    bias_input, check_bias, check_channel_quant, check_quant, dot_offset, kernel_error, requantize,
+};
+use super::{as_i8, as_i8_mut, OpCtx, OpMem};
 use crate::error::Error;
+use crate::format::DType;
 
-/// Checks the op; this family is not implemented yet, so it is refused.
-pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
-    Err(Error::UnsupportedOp {
-        op: ctx.index,
-        kind: ctx.desc.kind,
-    })
+/// Parameters of a FULLY_CONNECTED op: everything TFLM computes in `Prepare`.
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+#[repr(C)]
+pub struct FullyConnectedParams {
+    /// `-input_zero_point`, in `[-127, 128]`.
+    pub input_offset: i32,
+    /// `-weights_zero_point`, in `[-127, 128]` (per-tensor weights only; 0 when per-channel).
+    pub filter_offset: i32,
+    /// The output zero point, in `[-128, 127]`.
+    pub output_offset: i32,
+    /// Lower clamp of the fused activation (quantized), in `[-128, 127]`.
+    pub act_min: i32,
+    /// Upper clamp of the fused activation (quantized), `act_min ≤ act_max ≤ 127`.
+    pub act_max: i32,
+    /// Byte offset in the constant section of `channel_count` Q31 multipliers (`i32`, ≥ 0).
+    pub multipliers_offset: u32,
+    /// Byte offset in the constant section of `channel_count` shifts (`i32`, positive = left, in `[-31, 30]`).
+    pub shifts_offset: u32,
+    /// 1 for per-tensor weights (one multiplier for every output), else the number of outputs.
+    pub channel_count: u32,
 }
 
-/// Runs the op (unreachable: validation refuses it).
-pub(crate) fn eval(ctx: &OpCtx, _mem: OpMem) -> Result<(), Error> {
-    validate(ctx)
+/// Portable reference int8 FULLY_CONNECTED (TFLM `FullyConnected` / `FullyConnectedPerChannel`).
+///
+/// `input` is `[batches, in_features]`, `weights` `[out_features, in_features]`, `output`
+/// `[batches, out_features]`, all row-major. `multipliers`/`shifts` hold 1 entry (per-tensor) or
+/// `out_features` entries (per-channel, then `p.filter_offset` must be 0 as TFLM ignores it).
+/// Returns an error (never panics) when lengths or parameters are inconsistent.
+#[allow(clippy::too_many_arguments)]
+pub fn fully_connected_int8(
+    p: &FullyConnectedParams,
+    batches: usize,
+    in_features: usize,
+    out_features: usize,
+    input: &[i8],
+    weights: &[i8],
+    bias: Option<&[i32]>,
+    multipliers: &[i32],
+    shifts: &[i32],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    check_params(p, out_features).map_err(kernel_error)?;
+    let lens_ok = batches.checked_mul(in_features) == Some(input.len())
+        && out_features.checked_mul(in_features) == Some(weights.len())
+        && batches.checked_mul(out_features) == Some(output.len())
+        && multipliers.len() == p.channel_count as usize
+        && bias.is_none_or(|b| b.len() == out_features);
+    if !lens_ok {
+        return Err(kernel_error("tensor length"));
+    }
+    check_channel_quant(multipliers, shifts).map_err(kernel_error)?;
+    if output.is_empty() || in_features == 0 {
+        // in_features == 0 with a non-empty output: every accumulator is just the bias.
+        for (k, o) in output.iter_mut().enumerate() {
+            let c = k % out_features.max(1);
+            let acc = bias.map_or(0, |b| b[c]);
+            let q = c % multipliers.len().max(1);
+            *o = requantize(
+                acc,
+                multipliers[q],
+                shifts[q],
+                p.output_offset,
+                p.act_min,
+                p.act_max,
+            );
+        }
+        return Ok(());
+    }
+    let per_channel = multipliers.len() != 1;
+    for (x, out_row) in input
+        .chunks_exact(in_features)
+        .zip(output.chunks_exact_mut(out_features))
+    {
+        for (c, (w, o)) in weights
+            .chunks_exact(in_features)
+            .zip(out_row.iter_mut())
+            .enumerate()
+        {
+            let mut acc = if p.filter_offset == 0 {
+                dot_offset(x, w, p.input_offset)
+            } else {
+                x.iter().zip(w).fold(0i32, |acc, (&x, &w)| {
+                    acc.wrapping_add(
+                        (w as i32)
+                            .wrapping_add(p.filter_offset)
+                            .wrapping_mul((x as i32).wrapping_add(p.input_offset)),
+                    )
+                })
+            };
+            if let Some(bias) = bias {
+                // bias.len() == out_features (checked above).
+                acc = acc.wrapping_add(bias[c]);
+            }
+            // multipliers/shifts hold out_features entries when per-channel, else 1.
+            let q = if per_channel { c } else { 0 };
+            *o = requantize(
+                acc,
+                multipliers[q],
+                shifts[q],
+                p.output_offset,
+                p.act_min,
+                p.act_max,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Checks the scalar parameters against the number of outputs.
+fn check_params(p: &FullyConnectedParams, out_features: usize) -> Result<(), &'static str> {
+    check_quant(p.input_offset, p.output_offset, p.act_min, p.act_max)?;
+    if !(-127..=128).contains(&p.filter_offset) {
+        return Err("filter_offset");
+    }
+    let count = p.channel_count as usize;
+    if count != 1 && count != out_features {
+        return Err("channel_count (1 or the number of outputs)");
+    }
+    if count != 1 && p.filter_offset != 0 {
+        return Err("filter_offset (must be 0 with per-channel weights)");
+    }
+    Ok(())
+}
+
+/// `(batches, in_features, out_features)` of the op, checked against the tensors.
+fn fc_shapes(ctx: &OpCtx, p: &FullyConnectedParams) -> Result<(usize, usize, usize), Error> {
+    let input = ctx.required_input(0)?;
+    let weights = ctx.required_input(1)?;
+    let output = ctx.output(0)?;
+    ctx.expect_dtype(input, DType::Int8)?;
+    ctx.expect_dtype(weights, DType::Int8)?;
+    ctx.expect_dtype(output, DType::Int8)?;
+    let (out_features, in_features) = match weights.1.dims() {
+        &[o, i] if o > 0 && i > 0 => (o as usize, i as usize),
+        _ => return Err(ctx.shape_error(weights.0, "2-D weights [out, in], both non-zero")),
+    };
+    let out_last = output.1.dims().last().copied();
+    if out_last != Some(out_features as u32) {
+        return Err(ctx.shape_error(
+            output.0,
+            "an output whose last dimension is the weights' rows",
+        ));
+    }
+    // Element counts fit in u32 (validated tensor byte counts), so these products fit in u64.
+    let batches = output.1.elements() / out_features as u64;
+    if input.1.elements() != batches * in_features as u64 {
+        return Err(ctx.shape_error(
+            input.0,
+            "an input of batches × the weights' columns elements",
+        ));
+    }
+    check_params(p, out_features).map_err(|f| ctx.param_error(f))?;
+    Ok((batches as usize, in_features, out_features))
+}
+
+/// Checks a FULLY_CONNECTED op (see the module documentation).
+pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
+    let p: &FullyConnectedParams = ctx.params()?;
+    if ctx.desc.output_count != 1 {
+        return Err(ctx.param_error("output_count"));
+    }
+    let (_, _, out_features) = fc_shapes(ctx, p)?;
+    check_bias(ctx, out_features)?;
+    let count = p.channel_count as usize;
+    let m = ctx.const_array::<i32>(p.multipliers_offset, count)?;
+    let s = ctx.const_array::<i32>(p.shifts_offset, count)?;
+    check_channel_quant(m, s).map_err(|f| ctx.param_error(f))?;
+    Ok(())
+}
+
+/// Runs a FULLY_CONNECTED op.
+pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
+    let p: &FullyConnectedParams = ctx.params()?;
+    let (batches, in_features, out_features) = fc_shapes(ctx, p)?;
+    let count = p.channel_count as usize;
+    let multipliers = ctx.const_array::<i32>(p.multipliers_offset, count)?;
+    let shifts = ctx.const_array::<i32>(p.shifts_offset, count)?;
+    let input = as_i8(mem.required_input(0)?);
+    let weights = as_i8(mem.required_input(1)?);
+    let bias = bias_input(ctx, &mem)?;
+    fully_connected_int8(
+        p,
+        batches,
+        in_features,
+        out_features,
+        input,
+        weights,
+        bias,
+        multipliers,
+        shifts,
+        as_i8_mut(mem.output),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::super::conv::tests::{bytes_i8, naive_mbqm, Harness, Rng};
+    use super::super::OpKind;
+    use super::*;
+
+    fn params(zp_in: i32, zp_w: i32, zp_out: i32, count: u32) -> FullyConnectedParams {
+        FullyConnectedParams {
+            input_offset: -zp_in,
+            filter_offset: -zp_w,
+            output_offset: zp_out,
+            act_min: -128,
+            act_max: 127,
+            multipliers_offset: 0,
+            shifts_offset: 0,
+            channel_count: count,
+        }
+    }
+
+    #[test]
+    fn hand_computed_per_tensor_with_weight_zero_point() {
+        // x = [1, 2, 3] (zp 1 → 0, 1, 2); w zp −1 → w+1; out zp 5; multiplier 0.5.
+        let p = params(1, -1, 5, 1);
+        let mut out = [0i8; 2];
+        fully_connected_int8(
+            &p,
+            1,
+            3,
+            2,
+            &[1, 2, 3],
+            &[0, 1, 2, -1, -1, -1],
+            Some(&[1, -1]),
+            &[1 << 30],
+            &[0],
+            &mut out,
+        )
+        .unwrap();
+        // row 0: (1,2,3)·(0,1,2) = 0+2+6 = 8, +1 = 9 → 4.5 → 5 (+5) = 10
+        // row 1: (0,0,0)·… = 0, −1 → −0.5 → 0 (ties round toward +∞) (+5) = 5
+        assert_eq!(out, [10, 5]);
+    }
+
+    #[test]
+    fn hand_computed_per_channel_two_batches() {
+        let p = params(0, 0, 0, 2);
+        let mut out = [0i8; 4];
+        fully_connected_int8(
+            &p,
+            2,
+            2,
+            2,
+            &[1, 2, -3, 4],
+            &[1, 1, 2, -1],
+            None,
+            &[1 << 30, 1 << 30],
+            &[1, 0],
+            &mut out,
+        )
+        .unwrap();
+        // batch 0: 3 (×1) = 3, 0 (×0.5) = 0; batch 1: 1 → 1, −10 → −5
+        assert_eq!(out, [3, 0, 1, -5]);
+    }
+
+    /// FC with a rank-4 input [1, 2, 3, 4] read as 2 batches of 12, 5 outputs, output [2, 5].
+    fn case(per_channel: bool) -> Harness {
+        let mut h = Harness::new(OpKind::FullyConnected);
+        let mut r = Rng(77);
+        let x = r.i8s(24, -128, 127);
+        let w = r.i8s(60, -127, 127);
+        h.arena_input(&[1, 2, 3, 4], DType::Int8, bytes_i8(&x[..24]));
+        h.const_input(&[5, 12], DType::Int8, bytes_i8(&w[..60]));
+        h.const_input(
+            &[5],
+            DType::Int32,
+            bytemuck::cast_slice(&[5i32, -7, 100, 0, -1000]),
+        );
+        h.set_output(&[2, 5], DType::Int8);
+        let n = if per_channel { 5 } else { 1 };
+        let (mults, shifts): (Vec<i32>, Vec<i32>) = (0..n).map(|_| r.quant()).unzip();
+        let p = FullyConnectedParams {
+            multipliers_offset: h.add_i32s(&mults),
+            shifts_offset: h.add_i32s(&shifts),
+            ..params(-3, if per_channel { 0 } else { 2 }, 11, n as u32)
+        };
+        h.set_params(&p);
+        h
+    }
+
+    #[test]
+    fn through_validate_and_eval() {
+        for per_channel in [false, true] {
+            let h = case(per_channel);
+            let got = h.run().unwrap();
+            let mut r = Rng(77);
+            let x = r.i8s(24, -128, 127);
+            let w = r.i8s(60, -127, 127);
+            let n = if per_channel { 5 } else { 1 };
+            let (mults, shifts): (Vec<i32>, Vec<i32>) = (0..n).map(|_| r.quant()).unzip();
+            let p: FullyConnectedParams = *bytemuck::from_bytes(bytemuck::cast_slice(&h.params));
+            let mut want = [0i8; 10];
+            fully_connected_int8(
+                &p,
+                2,
+                12,
+                5,
+                &x[..24],
+                &w[..60],
+                Some(&[5, -7, 100, 0, -1000]),
+                &mults,
+                &shifts,
+                &mut want,
+            )
+            .unwrap();
+            assert_eq!(got, bytes_i8(&want));
+        }
+        // keep_num_dims-style output [1, 2, 5] and no bias.
+        let mut h = case(true);
+        h.tensors[3].rank = 3;
+        h.tensors[3].shape = [1, 2, 5, 0, 0, 0];
+        h.inputs[2] = crate::format::NONE;
+        assert!(h.run().is_ok());
+    }
+
+    #[test]
+    fn validate_refuses_corruptions() {
+        // Output last dimension ≠ weight rows.
+        let mut h = case(false);
+        h.tensors[3].shape = [5, 2, 0, 0, 0, 0];
+        assert!(h.run().is_err());
+        // Input elements ≠ batches × in.
+        let mut h = case(false);
+        h.tensors[0].shape = [1, 2, 3, 2, 0, 0];
+        h.tensors[0].bytes = 12;
+        assert!(h.run().is_err());
+        // Weights of rank 3.
+        let mut h = case(false);
+        h.tensors[1].rank = 3;
+        h.tensors[1].shape = [5, 12, 1, 0, 0, 0];
+        assert!(h.run().is_err());
+        // Per-channel with a weight offset.
+        let mut h = case(true);
+        h.params[1] = 3;
+        assert!(h.run().is_err());
+        // channel_count neither 1 nor out.
+        let mut h = case(true);
+        h.params[7] = 4;
+        assert!(h.run().is_err());
+    }
+
+    #[test]
+    fn hostile_params_never_panic() {
+        let mut r = Rng(999);
+        for _ in 0..3000 {
+            let mut h = case(r.range(0, 1) == 1);
+            for _ in 0..r.range(1, 4) {
+                let k = r.range(0, h.params.len() as i64 - 1) as usize;
+                h.params[k] = match r.range(0, 3) {
+                    0 => r.next() as u32,
+                    1 => r.range(0, 8) as u32,
+                    2 => (r.range(-200, 200) as i32) as u32,
+                    _ => u32::MAX - r.range(0, 3) as u32,
+                };
+            }
+            let _ = h.run();
+        }
+    }
+
+    #[test]
+    fn refuses_bad_params() {
+        let mut out = [0i8; 2];
+        // per-channel with a filter offset
+        let p = params(0, 3, 0, 2);
+        assert!(
+            fully_connected_int8(&p, 1, 1, 2, &[1], &[1, 1], None, &[1, 1], &[0, 0], &mut out)
+                .is_err()
+        );
+        // wrong number of multipliers
+        let p = params(0, 0, 0, 3);
+        assert!(fully_connected_int8(
+            &p,
+            1,
+            1,
+            2,
+            &[1],
+            &[1, 1],
+            None,
+            &[1, 1, 1],
+            &[0, 0, 0],
+            &mut out
+        )
+        .is_err());
+        // wrong input length
+        let p = params(0, 0, 0, 1);
+        assert!(
+            fully_connected_int8(&p, 1, 2, 2, &[1], &[1, 1, 1, 1], None, &[1], &[0], &mut out)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn randomized_against_naive() {
+        let mut r = Rng(0x5eed);
+        for case in 0..500 {
+            let batches = r.range(1, 4) as usize;
+            let n_in = r.range(1, 64) as usize;
+            let n_out = r.range(1, 40) as usize;
+            let per_channel = n_out > 1 && r.range(0, 1) == 1;
+            let zp_w = if per_channel {
+                0
+            } else {
+                r.range(-5, 5) as i32
+            };
+            let mut p = params(
+                r.range(-128, 127) as i32,
+                zp_w,
+                r.range(-128, 127) as i32,
+                if per_channel { n_out as u32 } else { 1 },
+            );
+            p.act_min = r.range(-128, 0) as i32;
+            p.act_max = r.range(p.act_min as i64, 127) as i32;
+            let x = r.i8s(batches * n_in, -128, 127);
+            let w = r.i8s(n_in * n_out, -127, 127);
+            let mut bias = [0i32; 40];
+            let mut mult = [0i32; 40];
+            let mut shift = [0i32; 40];
+            for c in 0..n_out {
+                bias[c] = r.range(-50000, 50000) as i32;
+                (mult[c], shift[c]) = r.quant();
+            }
+            let count = p.channel_count as usize;
+            let bias_opt = (r.range(0, 1) == 1).then_some(&bias[..n_out]);
+            let mut got = [0i8; 160];
+            fully_connected_int8(
+                &p,
+                batches,
+                n_in,
+                n_out,
+                &x[..batches * n_in],
+                &w[..n_in * n_out],
+                bias_opt,
+                &mult[..count],
+                &shift[..count],
+                &mut got[..batches * n_out],
+            )
+            .unwrap();
+            // TFLM's loops, literally, with an i64 accumulator.
+            for b in 0..batches {
+                for c in 0..n_out {
+                    let mut acc: i64 = 0;
+                    for d in 0..n_in {
+                        acc += (w[c * n_in + d] as i64 + p.filter_offset as i64)
+                            * (x[b * n_in + d] as i64 + p.input_offset as i64);
+                    }
+                    if let Some(bias) = bias_opt {
+                        acc += bias[c] as i64;
+                    }
+                    let q = if per_channel { c } else { 0 };
+                    let v = naive_mbqm(acc as i32, mult[q], shift[q]) + p.output_offset as i64;
+                    let v = v.max(p.act_min as i64).min(p.act_max as i64) as i8;
+                    assert_eq!(got[b * n_out + c], v, "case {case} b {b} c {c}");
+                }
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! - `validate(ctx: &OpCtx) -> Result<(), Error>`: called once by [`crate::Model::from_bytes`];
 //!   checks parameters, shapes, dtypes and constant bounds so that `eval` cannot fail or panic, and
 //! - `eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error>`: runs the op on arena memory,
+//!
 //! plus its parameter struct (`#[repr(C)]`, `Pod`), which the compiler writes into the `.mote` file.
 
 use bytemuck::Pod;

@@ -1,0 +1,287 @@
+//! Hostile and corrupted `.mote` files: every one must give an `Err` naming what is wrong (or,
+//! if it happens to stay valid, run) — never a panic.
+//!
+//! The mutations recompute the CRC-32 after changing the body, so that they reach the deeper
+//! validation (offsets, shapes, parameters) instead of stopping at the checksum.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+
+use mote_quantize::compile::compile_tflite;
+use mote_quantize::write::AlignedBytes;
+use mote_runtime::crc32::crc32;
+use mote_runtime::format::{Header, SectionId, ALIGN};
+use mote_runtime::{Error, Interpreter, Model};
+
+/// Small deterministic PRNG (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const HEADER: usize = std::mem::size_of::<Header>();
+/// Byte offset of the section table in the header.
+const SECTIONS_AT: usize = 48;
+
+fn fix_crc(bytes: &mut [u8]) {
+    if bytes.len() >= HEADER {
+        let crc = crc32(&bytes[HEADER..]);
+        bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+/// Loads, binds and runs `bytes`; returns the error, if any. Panics propagate to the caller.
+fn exercise(bytes: &[u8]) -> Result<(), Error> {
+    let aligned = AlignedBytes::new(bytes);
+    let model = Model::from_bytes(aligned.as_slice())?;
+    let mut arena = AlignedBytes::zeroed(model.arena_bytes());
+    let mut interp = Interpreter::new(&model, arena.as_mut_slice())?;
+    for i in 0..model.input_count() {
+        for (k, b) in interp.input_bytes_mut(i)?.iter_mut().enumerate() {
+            *b = (k * 7) as u8;
+        }
+    }
+    interp.invoke()?;
+    for k in 0..model.output_count() {
+        interp.output_bytes(k)?;
+    }
+    Ok(())
+}
+
+fn seed_models() -> Vec<(String, Vec<u8>)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut paths: Vec<PathBuf> = vec![root.join("assets/digits_cnn_int8.tflite")];
+    let shared = root.join("../../shared/models");
+    for m in [
+        "kws_ref_model.tflite",
+        "ad01_int8.tflite",
+        "hello_world_int8.tflite",
+    ] {
+        paths.push(shared.join(m));
+    }
+    if let Ok(dir) = std::fs::read_dir(root.join("tests/fixtures/ops")) {
+        let mut ops: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        ops.sort();
+        paths.extend(ops.into_iter().step_by(5));
+    }
+    paths
+        .into_iter()
+        .filter_map(|p| {
+            let bytes = std::fs::read(&p).ok()?;
+            let compiled = compile_tflite(&bytes).ok()?;
+            Some((
+                p.file_name()?.to_string_lossy().into_owned(),
+                compiled.bytes,
+            ))
+        })
+        .collect()
+}
+
+fn mutate(rng: &mut Rng, good: &[u8]) -> (String, Vec<u8>) {
+    let mut b = good.to_vec();
+    match rng.below(8) {
+        0 => {
+            let n = rng.below(b.len());
+            b.truncate(n);
+            (format!("truncated to {n}"), b)
+        }
+        1 => {
+            for _ in 0..1 + rng.below(8) {
+                let i = HEADER + rng.below(b.len() - HEADER);
+                b[i] ^= 1 << rng.below(8);
+            }
+            fix_crc(&mut b);
+            ("bit flips".into(), b)
+        }
+        2 => {
+            // Overwrite one u32 of a descriptor section with an extreme value.
+            let hdr: Header = *bytemuck::from_bytes(&good[..HEADER]);
+            let sec = [
+                SectionId::Tensors,
+                SectionId::Ops,
+                SectionId::Indices,
+                SectionId::Params,
+            ][rng.below(4)];
+            let s = hdr.sections[sec as usize];
+            if s.len >= 4 {
+                let at = s.offset as usize + 4 * rng.below(s.len as usize / 4);
+                let v: u32 =
+                    [0, 1, 0xFFFF_FFFF, 0x7FFF_FFFF, 0x8000_0000, 15, 17, 255][rng.below(8)];
+                b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            fix_crc(&mut b);
+            (format!("{sec:?} field overwritten"), b)
+        }
+        3 => {
+            // Corrupt the section table or header counts.
+            let at = 16 + 4 * rng.below((HEADER - 16) / 4);
+            let v = rng.next() as u32 % (good.len() as u32 * 2 + 1);
+            b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            fix_crc(&mut b);
+            (format!("header word {at} = {v}"), b)
+        }
+        4 => {
+            // Zero a region.
+            let start = HEADER + rng.below(b.len() - HEADER);
+            let len = rng.below(64);
+            let end = (start + len).min(b.len());
+            b[start..end].fill(0);
+            fix_crc(&mut b);
+            ("zeroed region".into(), b)
+        }
+        5 => {
+            // Random bytes everywhere after the header.
+            for x in &mut b[HEADER..] {
+                if rng.below(16) == 0 {
+                    *x = rng.next() as u8;
+                }
+            }
+            fix_crc(&mut b);
+            ("random noise".into(), b)
+        }
+        6 => {
+            // Misalign a section.
+            let id = rng.below(7);
+            let at = SECTIONS_AT + 8 * id;
+            let off = u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+            b[at..at + 4].copy_from_slice(&(off + 1 + rng.below(ALIGN - 1) as u32).to_le_bytes());
+            fix_crc(&mut b);
+            (format!("section {id} misaligned"), b)
+        }
+        _ => {
+            // Change a tensor's shape (element count no longer matches the op).
+            let hdr: Header = *bytemuck::from_bytes(&good[..HEADER]);
+            let s = hdr.sections[SectionId::Tensors as usize];
+            let n = s.len as usize / 48;
+            if n > 0 {
+                let t = s.offset as usize + 48 * rng.below(n);
+                let d = rng.below(4);
+                let v = 1 + rng.below(40) as u32;
+                b[t + 4 * d..t + 4 * d + 4].copy_from_slice(&v.to_le_bytes());
+                // Keep bytes consistent half of the time so shape checks of ops are reached.
+                if rng.below(2) == 0 {
+                    let desc: &mote_runtime::format::TensorDesc =
+                        bytemuck::from_bytes(&b[t..t + 48]);
+                    let elems = desc.elements() as u32;
+                    let size = desc.dtype().map_or(1, |d| d.size()) as u32;
+                    b[t + 40..t + 44].copy_from_slice(&(elems.wrapping_mul(size)).to_le_bytes());
+                }
+            }
+            fix_crc(&mut b);
+            ("shape changed".into(), b)
+        }
+    }
+}
+
+#[test]
+fn mutated_models_never_panic() {
+    let seeds = seed_models();
+    assert!(
+        !seeds.is_empty(),
+        "no seed models compiled (tests/fixtures or assets missing?)"
+    );
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut total = 0;
+    let mut rejected = 0;
+    for (name, good) in &seeds {
+        assert!(
+            exercise(good).is_ok(),
+            "{name}: the unmutated model must run"
+        );
+        for _ in 0..120 {
+            let (what, bad) = mutate(&mut rng, good);
+            let r = catch_unwind(AssertUnwindSafe(|| exercise(&bad)));
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    rejected += 1;
+                    assert!(!e.to_string().is_empty());
+                }
+                Err(_) => panic!("{name}: {what}: the runtime panicked"),
+            }
+            total += 1;
+        }
+    }
+    println!("{total} mutated files, {rejected} rejected with an error, none panicked");
+    assert!(total >= 200);
+    assert!(rejected * 2 >= total, "most mutations should be caught");
+}
+
+fn first_seed() -> Vec<u8> {
+    seed_models().into_iter().next().expect("a seed model").1
+}
+
+#[test]
+fn malformed_input_table() {
+    let good = first_seed();
+    let err = |b: &[u8]| exercise(b).expect_err("must be refused");
+
+    let e = err(&good[..50]);
+    assert!(matches!(e, Error::Truncated { .. }), "{e}");
+    println!("truncated:          {e}");
+
+    let mut b = good.clone();
+    b[0] = b'X';
+    let e = err(&b);
+    assert_eq!(e, Error::BadMagic);
+    println!("bad magic:          {e}");
+
+    let mut b = good.clone();
+    b[4] = 99;
+    let e = err(&b);
+    assert!(
+        matches!(e, Error::UnsupportedVersion { found: 99, .. }),
+        "{e}"
+    );
+    println!("bad version:        {e}");
+
+    let mut b = good.clone();
+    let last = b.len() - 1;
+    b[last] ^= 0xFF;
+    let e = err(&b);
+    assert!(matches!(e, Error::BadChecksum { .. }), "{e}");
+    println!("bad checksum:       {e}");
+
+    let mut b = good.clone();
+    let hdr: Header = *bytemuck::from_bytes(&good[..HEADER]);
+    let t = hdr.sections[SectionId::Tensors as usize].offset as usize;
+    b[t + 36..t + 40].copy_from_slice(&0x00FF_FFF0u32.to_le_bytes()); // offset
+    fix_crc(&mut b);
+    let e = err(&b);
+    assert!(matches!(e, Error::OutOfBounds { .. }), "{e}");
+    println!("out-of-bounds:      {e}");
+
+    let mut b = good.clone();
+    b[SECTIONS_AT..SECTIONS_AT + 4].copy_from_slice(&(hdr.sections[0].offset + 4).to_le_bytes());
+    fix_crc(&mut b);
+    let e = err(&b);
+    assert!(matches!(e, Error::Misaligned { .. }), "{e}");
+    println!("misaligned section: {e}");
+
+    let aligned = AlignedBytes::new(&good);
+    let model = Model::from_bytes(aligned.as_slice()).unwrap();
+    let mut arena = AlignedBytes::zeroed(model.arena_bytes() - 1);
+    let e = Interpreter::new(&model, arena.as_mut_slice())
+        .err()
+        .expect("too small");
+    assert!(matches!(e, Error::ArenaTooSmall { .. }), "{e}");
+    println!("arena too small:    {e}");
+
+    let mut arena = AlignedBytes::zeroed(model.arena_bytes());
+    let mut interp = Interpreter::new(&model, arena.as_mut_slice()).unwrap();
+    let e = interp.set_input_bytes(0, &[1, 2, 3]).unwrap_err();
+    assert!(matches!(e, Error::WrongSize { .. }), "{e}");
+    println!("wrong input size:   {e}");
+    let e = interp.input_mut::<f32>(0).unwrap_err();
+    assert!(matches!(e, Error::WrongDType { .. }), "{e}");
+    println!("wrong input type:   {e}");
+}
