@@ -151,8 +151,8 @@ pub const STM32U575: TargetProfile = TargetProfile {
          VDD = 3.0 V, Range 1): 7.15 mA typ at 160 MHz = 44.7 µA/MHz; Table 37 (Run mode on \
          LDO): 13.5 mA at 160 MHz. Values as transcribed, with their table numbers, in a public \
          third-party design note; not re-checked against the PDF in this session",
-        "DS13737 front page '19.5 µA/MHz' is while(1) at 24 MHz in Range 4 (SMPS asynchronous); \
-         it does not apply at 160 MHz",
+        "DS13737 front page '19.5 µA/MHz' is while(1) at 24 MHz in Range 4 (SMPS asynchronous), \
+         per the same note (Table 42); it does not apply at 160 MHz",
         "STM32U575ZI: Cortex-M33 with TrustZone, FPU and DSP up to 160 MHz, 2 Mbytes flash, \
          786 Kbytes SRAM (ECC off)",
         "Operating point: MLPerf Tiny v1.3, STMicroelectronics closed division, system \
@@ -342,8 +342,8 @@ pub const RPI4: TargetProfile = TargetProfile {
          product) at 1.5 GHz (1.8 GHz on later boards), 1/2/4/8 GB LPDDR4; 4 GB assumed, model \
          held in DRAM",
         "Active power 3.0 W: Raspberry Pi documentation, power supply table, typical bare-board \
-         active current 600 mA at 5 V. A whole-board ESTIMATE of inference power, not an SoC \
-         figure; use an EnergyMeter for measured energy",
+         active current 600 mA at 5 V (recalled). A whole-board ESTIMATE of inference power, \
+         not an SoC figure; use an EnergyMeter for measured energy",
         "Cycle model: ESTIMATE (NEON int8 widening multiply-accumulate); not measured",
     ],
 };
@@ -377,7 +377,7 @@ pub const RPI5: TargetProfile = TargetProfile {
         "Raspberry Pi 5 product brief: BCM2712, 4x Cortex-A76 (Armv8.2-A, NEON with dot \
          product) at 2.4 GHz, 2/4/8/16 GB LPDDR4X; 4 GB assumed, model held in DRAM",
         "Active power 4.0 W: Raspberry Pi documentation, power supply table, typical bare-board \
-         active current 800 mA at 5 V. A whole-board ESTIMATE, not an SoC figure",
+         active current 800 mA at 5 V (recalled). A whole-board ESTIMATE, not an SoC figure",
         "Cycle model: ESTIMATE (SDOT: 4 int8 MACs per lane); not measured",
     ],
 };

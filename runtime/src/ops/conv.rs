@@ -1086,7 +1086,7 @@ pub(crate) mod tests {
             };
             let f_ic = r.range(1, 5) as usize;
             let in_c = f_ic * groups;
-            let out_c = groups * r.range(1, 4) as usize;
+            let out_c = groups * r.range(1, if groups == 1 { 9 } else { 4 }) as usize;
             let (f_h, f_w) = (r.range(1, 4) as usize, r.range(1, 4) as usize);
             let (in_h, in_w) = (r.range(1, 7) as usize, r.range(1, 7) as usize);
             let stride = r.range(1, 3) as u32;
