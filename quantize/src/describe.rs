@@ -108,7 +108,10 @@ mod tests {
         let s = params(OpKind::Conv2d, bytemuck::bytes_of(&p));
         assert!(s.starts_with("stride_h=2 stride_w=1"), "{s}");
         assert!(s.contains("input_offset=128"), "{s}");
-        assert!(!s.contains("multipliers_offset") && !s.contains("reserved"), "{s}");
+        assert!(
+            !s.contains("multipliers_offset") && !s.contains("reserved"),
+            "{s}"
+        );
         assert_eq!(params(OpKind::Conv2d, &[1, 2, 3]), "3 param bytes");
     }
 }

@@ -1,8 +1,9 @@
 //! Fixed-point arithmetic of the TFLite quantization spec (gemmlowp semantics), shared by the kernels.
 //!
 //! These functions reproduce `tflite::MultiplyByQuantizedMultiplier` and its helpers exactly,
-//! including saturation and round-half-away-from-zero behaviour, so that int8 results match
-//! TensorFlow Lite Micro bit for bit.
+//! including saturation and both rounding rules (the high multiply rounds ties toward +∞, the
+//! power-of-two division rounds ties away from zero), so that int8 results match TensorFlow Lite
+//! Micro bit for bit.
 
 /// `SaturatingRoundingDoublingHighMul`: the high 32 bits of `2·a·b`, rounded, saturating the one
 /// overflowing case (`a == b == i32::MIN`).

@@ -5,7 +5,7 @@
 //! Grouped convolution (input channels = k × filter input channels, `O` divisible by `k`) follows
 //! TFLM: output channel `o` reads input channels `g·I .. (g+1)·I` with `g = o / (O / k)`.
 //!
-//! The window helpers ([`valid_taps`], [`requantize`], ...) are shared with DEPTHWISE_CONV_2D.
+//! The window helpers (`valid_taps`, `requantize`, ...) are shared with DEPTHWISE_CONV_2D.
 
 use core::ops::Range;
 
@@ -71,11 +71,11 @@ pub(crate) fn check_axis(
     dilation: u32,
     pad: u32,
 ) -> Result<(), &'static str> {
-    if stride == 0 {
-        return Err("stride (must be ≥ 1)");
+    if stride == 0 || stride > i32::MAX as u32 {
+        return Err("stride (must be in 1..=i32::MAX)");
     }
-    if dilation == 0 {
-        return Err("dilation (must be ≥ 1)");
+    if dilation == 0 || dilation > i32::MAX as u32 {
+        return Err("dilation (must be in 1..=i32::MAX)");
     }
     if pad > i32::MAX as u32 {
         return Err("padding");
@@ -127,7 +127,8 @@ pub(crate) fn check_channel_quant(multipliers: &[i32], shifts: &[i32]) -> Result
 }
 
 /// The filter taps `f` in `0..filter` whose input coordinate `origin + f·dilation` lies in
-/// `0..in_size` (a contiguous range, since the coordinate grows with `f`).
+/// `0..in_size` (a contiguous range, since the coordinate grows with `f`). Computed in `i64` so
+/// that it cannot overflow on 32-bit targets.
 #[inline]
 pub(crate) fn valid_taps(
     origin: isize,
@@ -135,22 +136,19 @@ pub(crate) fn valid_taps(
     in_size: usize,
     filter: usize,
 ) -> Range<usize> {
-    let d = dilation.max(1) as isize;
+    let d = (dilation as i64).max(1);
+    let origin = origin as i64;
     // First tap with origin + f·d ≥ 0.
     let lo = if origin >= 0 {
         0
     } else {
-        ((-origin + d - 1) / d) as usize
+        (-origin + d - 1) / d
     };
     // Taps with origin + f·d < in_size, i.e. f < ceil((in_size − origin) / d).
-    let room = in_size as isize - origin;
-    let hi = if room <= 0 {
-        0
-    } else {
-        ((room + d - 1) / d) as usize
-    };
-    let hi = hi.min(filter);
-    lo.min(hi)..hi
+    let room = in_size as i64 - origin;
+    let hi = if room <= 0 { 0 } else { (room + d - 1) / d };
+    let hi = hi.min(filter as i64);
+    (lo.min(hi) as usize)..(hi as usize)
 }
 
 /// TFLM's int8 output stage: scale the accumulator, add the output zero point, clamp.
@@ -309,8 +307,10 @@ pub fn conv2d_int8(
                     let oc0 = block * 4;
                     let mut acc = [0i32; 4];
                     if contiguous_rows && outs.len() == 4 {
-                        // Four output channels share each input row segment.
-                        for fy in rows.clone() {
+                        // Four output channels share each input row segment (none when no
+                        // column is inside the input: then ix0 could lie past the row).
+                        let rows = if cols.is_empty() { 0..0 } else { rows.clone() };
+                        for fy in rows {
                             // valid_taps: 0 ≤ iy < in_h, cols lie in 0..f_w with ix in 0..in_w;
                             // in_c == f_ic and oc0 + 3 < out_c, so every slice is in bounds.
                             let iy = (y0 + (fy * dil_h) as isize) as usize;
@@ -1060,6 +1060,55 @@ pub(crate) mod tests {
                 };
             }
             let _ = h.run();
+        }
+    }
+
+    #[test]
+    fn special_param_values_never_panic() {
+        // Every field of a pointwise and a 3×3 conv set to each boundary value.
+        let values = [
+            0u32,
+            1,
+            2,
+            15,
+            17,
+            255,
+            0x7FFF_FFFF,
+            0x8000_0000,
+            0xFFFF_FFFF,
+        ];
+        for (shape_in, shape_f, shape_out) in [
+            ([1u32, 5, 5, 8], [8u32, 1, 1, 8], [1u32, 5, 5, 8]),
+            ([1, 5, 5, 4], [8, 3, 3, 4], [1, 3, 3, 8]),
+        ] {
+            let build = || {
+                let mut h = Harness::new(OpKind::Conv2d);
+                let n_in = shape_in.iter().product::<u32>() as usize;
+                let n_f = shape_f.iter().product::<u32>() as usize;
+                h.arena_input(&shape_in, DType::Int8, &std::vec![1u8; n_in]);
+                h.const_input(&shape_f, DType::Int8, &std::vec![1u8; n_f]);
+                h.const_input(&[8], DType::Int32, &[0u8; 32]);
+                h.set_output(&shape_out, DType::Int8);
+                let p = ConvParams {
+                    multipliers_offset: h.add_i32s(&[1 << 30; 8]),
+                    shifts_offset: h.add_i32s(&[0; 8]),
+                    ..params(1, 1, 0, 0, 0, 8)
+                };
+                h.set_params(&p);
+                h
+            };
+            assert!(build().run().is_ok());
+            let fields = build().params.len();
+            for k in 0..fields {
+                for &v in &values {
+                    for &w in &values {
+                        let mut h = build();
+                        h.params[k] = v;
+                        h.params[(k + 1) % fields] = w;
+                        let _ = h.run();
+                    }
+                }
+            }
         }
     }
 

@@ -457,6 +457,33 @@ mod tests {
     }
 
     #[test]
+    fn special_param_values_never_panic() {
+        let values = [
+            0u32,
+            1,
+            2,
+            3,
+            15,
+            17,
+            255,
+            0x7FFF_FFFF,
+            0x8000_0000,
+            0xFFFF_FFFF,
+        ];
+        let fields = case(&mut Rng(5)).0.params.len();
+        for k in 0..fields {
+            for &v in &values {
+                for &w in &values {
+                    let (mut h, ..) = case(&mut Rng(5));
+                    h.params[k] = v;
+                    h.params[(k + 1) % fields] = w;
+                    let _ = h.run();
+                }
+            }
+        }
+    }
+
+    #[test]
     fn refuses_bad_multiplier() {
         let p = params(1, 1, 0, 2, 2);
         let mut out = [0i8; 2];

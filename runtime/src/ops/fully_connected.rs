@@ -380,6 +380,35 @@ mod tests {
     }
 
     #[test]
+    fn special_param_values_never_panic() {
+        let values = [
+            0u32,
+            1,
+            2,
+            5,
+            15,
+            17,
+            255,
+            0x7FFF_FFFF,
+            0x8000_0000,
+            0xFFFF_FFFF,
+        ];
+        for per_channel in [false, true] {
+            let fields = case(per_channel).params.len();
+            for k in 0..fields {
+                for &v in &values {
+                    for &w in &values {
+                        let mut h = case(per_channel);
+                        h.params[k] = v;
+                        h.params[(k + 1) % fields] = w;
+                        let _ = h.run();
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn refuses_bad_params() {
         let mut out = [0i8; 2];
         // per-channel with a filter offset
