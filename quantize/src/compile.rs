@@ -8,7 +8,7 @@ use mote_runtime::{Model, OpKind};
 use crate::error::CompileError;
 use crate::ir::{Graph, TensorId};
 use crate::lower::{lower_node, ConstPool, LowerCtx, LoweredOp};
-use crate::plan::{plan, ArenaPlan, Buffer};
+use crate::schedule::{schedule, Owner, ScheduleOptions};
 use crate::write::{AlignedBytes, FileParts};
 
 /// Where one arena buffer was placed, for reports (`mote inspect --plan`).
@@ -22,9 +22,9 @@ pub struct PlacedBuffer {
     pub offset: usize,
     /// Size in bytes.
     pub size: usize,
-    /// First op index at which it is live.
+    /// First op index (execution order) at which it is live.
     pub first: usize,
-    /// Last op index at which it is live.
+    /// Last op index (execution order) at which it is live.
     pub last: usize,
 }
 
@@ -37,8 +37,12 @@ pub struct Compiled {
     pub arena_bytes: usize,
     /// The arena plan, one entry per buffer.
     pub buffers: Vec<PlacedBuffer>,
-    /// The lowered ops, in order.
+    /// The lowered ops, in execution order (a CONV_2D with a fused ADD has both's inputs and
+    /// parameters).
     pub ops: Vec<LoweredOp>,
+    /// For each op in execution order, the IR nodes it implements (more than one when fused;
+    /// the order may differ from the graph's).
+    pub op_nodes: Vec<Vec<usize>>,
 }
 
 impl Compiled {
@@ -48,8 +52,14 @@ impl Compiled {
     }
 }
 
-/// Compiles `graph` to a `.mote` file.
-pub fn compile(mut graph: Graph) -> Result<Compiled, CompileError> {
+/// Compiles `graph` to a `.mote` file, with the smallest arena the planner finds.
+pub fn compile(graph: Graph) -> Result<Compiled, CompileError> {
+    compile_with(graph, ScheduleOptions::default())
+}
+
+/// Compiles `graph` with the given planning options (e.g. [`ScheduleOptions::plain`] for one
+/// buffer per tensor, in the original order).
+pub fn compile_with(mut graph: Graph, options: ScheduleOptions) -> Result<Compiled, CompileError> {
     let mut consts = ConstPool::default();
     let nodes = graph.nodes.clone();
     let mut ops = Vec::with_capacity(nodes.len());
@@ -61,7 +71,7 @@ pub fn compile(mut graph: Graph) -> Result<Compiled, CompileError> {
         };
         ops.push(lower_node(&mut ctx, node)?);
     }
-    assemble(&graph, ops, consts)
+    assemble_with(&graph, ops, consts, options)
 }
 
 /// Lays out lowered ops, plans the arena and writes the file.
@@ -70,7 +80,23 @@ pub fn assemble(
     ops: Vec<LoweredOp>,
     consts: ConstPool,
 ) -> Result<Compiled, CompileError> {
-    let n_ops = ops.len();
+    assemble_with(graph, ops, consts, ScheduleOptions::default())
+}
+
+/// [`assemble`] with the given planning options.
+pub fn assemble_with(
+    graph: &Graph,
+    ops: Vec<LoweredOp>,
+    consts: ConstPool,
+    options: ScheduleOptions,
+) -> Result<Compiled, CompileError> {
+    let sched = schedule(graph, &ops, options)?;
+    sched
+        .plan
+        .check_tied(&sched.buffers, &sched.ties)
+        .map_err(|e| CompileError::Limit(format!("arena planner bug: {e}")))?;
+    let steps = &sched.steps;
+
     // File tensor order: graph inputs, then first use in op order, then graph outputs.
     let mut order: Vec<TensorId> = Vec::new();
     let mut file_index: HashMap<TensorId, u32> = HashMap::new();
@@ -83,8 +109,8 @@ pub fn assemble(
     for &t in &graph.inputs {
         use_tensor(t, &mut order);
     }
-    for op in &ops {
-        for &t in op.inputs.iter().flatten().chain(op.outputs.iter()) {
+    for s in steps {
+        for &t in s.op.inputs.iter().flatten().chain(s.op.outputs.iter()) {
             use_tensor(t, &mut order);
         }
     }
@@ -92,58 +118,7 @@ pub fn assemble(
         use_tensor(t, &mut order);
     }
 
-    // Lifetimes of arena tensors.
-    let mut first: HashMap<TensorId, usize> = HashMap::new();
-    let mut last: HashMap<TensorId, usize> = HashMap::new();
-    for &t in &graph.inputs {
-        first.insert(t, 0);
-        last.insert(t, 0);
-    }
-    for (i, op) in ops.iter().enumerate() {
-        for &t in op.inputs.iter().flatten() {
-            first.entry(t).or_insert(i);
-            last.insert(t, i);
-        }
-        for &t in &op.outputs {
-            first.entry(t).or_insert(i);
-            let l = last.entry(t).or_insert(i);
-            *l = (*l).max(i);
-        }
-    }
-    for &t in &graph.outputs {
-        first.entry(t).or_insert(0);
-        last.insert(t, n_ops.saturating_sub(1));
-    }
-
-    let mut buffers = Vec::new();
-    let mut labels = Vec::new();
-    for &t in &order {
-        let tensor = graph.tensor(t);
-        if tensor.is_const() {
-            continue;
-        }
-        buffers.push(Buffer {
-            size: tensor.bytes(),
-            first: first[&t],
-            last: last[&t],
-        });
-        labels.push((Some(t), tensor.name.clone()));
-    }
-    for (i, op) in ops.iter().enumerate() {
-        if op.scratch_bytes > 0 {
-            buffers.push(Buffer {
-                size: op.scratch_bytes,
-                first: i,
-                last: i,
-            });
-            labels.push((None, format!("scratch of op {i} ({})", op.kind.name())));
-        }
-    }
-    let arena: ArenaPlan = plan(&buffers);
-    arena
-        .check(&buffers)
-        .map_err(|e| CompileError::Limit(format!("arena planner bug: {e}")))?;
-
+    let arena = &sched.plan;
     let mut parts = FileParts {
         consts: consts.into_bytes(),
         arena_bytes: u32::try_from(arena.arena_bytes)
@@ -157,22 +132,37 @@ pub fn assemble(
         pool.add(&existing)?;
     }
     let mut arena_offset: HashMap<TensorId, usize> = HashMap::new();
+    let mut scratch_offset: HashMap<usize, usize> = HashMap::new();
     let mut placed = Vec::new();
-    for (k, (tensor, label)) in labels.iter().enumerate() {
-        if let Some(t) = tensor {
-            arena_offset.insert(*t, arena.offsets[k]);
-        }
+    for (k, owner) in sched.owners.iter().enumerate() {
+        let b = sched.buffers[k];
+        let offset = arena.offsets[k];
+        let (label, tensor) = match *owner {
+            Owner::Tensor(t) => {
+                arena_offset.insert(t, offset);
+                let name = &graph.tensor(t).name;
+                let label = if name.is_empty() {
+                    format!("tensor {}", file_index[&t])
+                } else {
+                    name.clone()
+                };
+                (label, Some(file_index[&t]))
+            }
+            Owner::Scratch(i) => {
+                scratch_offset.insert(i, offset);
+                (
+                    format!("scratch of op {i} ({})", steps[i].op.kind.name()),
+                    None,
+                )
+            }
+        };
         placed.push(PlacedBuffer {
-            label: if label.is_empty() {
-                format!("tensor {}", tensor.map_or(0, |t| file_index[&t]))
-            } else {
-                label.clone()
-            },
-            tensor: tensor.map(|t| file_index[&t]),
-            offset: arena.offsets[k],
-            size: buffers[k].size,
-            first: buffers[k].first,
-            last: buffers[k].last,
+            label,
+            tensor,
+            offset,
+            size: b.size,
+            first: b.first,
+            last: b.last,
         });
     }
 
@@ -232,7 +222,8 @@ pub fn assemble(
     }
     parts.consts = pool.into_bytes();
 
-    for (i, op) in ops.iter().enumerate() {
+    for (i, s) in steps.iter().enumerate() {
+        let op = &s.op;
         let io_start = parts.indices.len() as u32;
         for t in &op.inputs {
             parts.indices.push(t.map_or(NONE, |t| file_index[&t]));
@@ -245,10 +236,6 @@ pub fn assemble(
         while parts.params.len() % 4 != 0 {
             parts.params.push(0);
         }
-        let scratch_offset = placed
-            .iter()
-            .find(|b| b.tensor.is_none() && b.first == i && op.scratch_bytes > 0)
-            .map_or(0, |b| b.offset as u32);
         parts.ops.push(OpDesc {
             kind: op.kind as u16,
             input_count: u8::try_from(op.inputs.len())
@@ -258,10 +245,10 @@ pub fn assemble(
             io_start,
             params_offset,
             params_len: op.params.len() as u32,
-            scratch_offset,
+            scratch_offset: scratch_offset.get(&i).copied().unwrap_or(0) as u32,
             scratch_bytes: op.scratch_bytes as u32,
             name: NONE,
-            reserved: 0,
+            flags: s.flags.to_u32(),
         });
         parts.costs.push(op.cost);
     }
@@ -272,6 +259,7 @@ pub fn assemble(
         parts.indices.push(file_index[t]);
     }
 
+    check_scratch_sides(&parts)?;
     let bytes = parts.to_bytes()?;
     // The runtime's validation is the final check of the compiler's output.
     let aligned = AlignedBytes::new(&bytes);
@@ -280,8 +268,49 @@ pub fn assemble(
         bytes,
         arena_bytes: arena.arena_bytes,
         buffers: placed,
-        ops,
+        op_nodes: steps.iter().map(|s| s.nodes.clone()).collect(),
+        ops: steps.iter().map(|s| s.op.clone()).collect(),
     })
+}
+
+/// The interpreter hands an op the arena below and above the bytes it writes, minus its scratch:
+/// an arena input between the scratch and those bytes would be out of its reach. The planner
+/// does not guarantee otherwise, so this refuses such a layout instead of a failing `invoke`.
+fn check_scratch_sides(parts: &FileParts) -> Result<(), CompileError> {
+    for (i, d) in parts.ops.iter().enumerate() {
+        if d.scratch_bytes == 0 {
+            continue;
+        }
+        let io = &parts.indices[d.io_start as usize..];
+        let tensor = |t: u32| parts.tensors.get(t as usize);
+        let Some(out) = io
+            .get(d.input_count as usize)
+            .and_then(|&t| tensor(t))
+            .map(|t| t.offset as usize)
+        else {
+            continue;
+        };
+        let s = d.scratch_offset as usize;
+        let (lo, hi) = if s < out { (s, out) } else { (out, s) };
+        let shifted = matches!(
+            mote_runtime::format::OpFlags::from_u32(d.flags).map(|f| f.in_place),
+            Some(mote_runtime::format::InPlace::ShiftDown | mote_runtime::format::InPlace::ShiftUp)
+        );
+        for (k, &t) in io[..d.input_count as usize].iter().enumerate() {
+            // A shifted op's input 0 is part of the bytes it writes.
+            if shifted && k == 0 {
+                continue;
+            }
+            let Some(x) = tensor(t) else { continue };
+            let at = x.offset as usize;
+            if x.storage == Storage::Arena as u8 && x.bytes > 0 && lo < at && at < hi {
+                return Err(CompileError::Limit(format!(
+                    "arena planner: op {i}'s input {t} lies between its scratch and its output"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Compiles a TFLite flatbuffer.

@@ -103,7 +103,9 @@ mod tests {
             multipliers_offset: 0,
             shifts_offset: 64,
             channel_count: 8,
-            reserved: 0,
+            layout: 0,
+            packed_offset: 0,
+            folded_bias_offset: 0,
         };
         let s = params(OpKind::Conv2d, bytemuck::bytes_of(&p));
         assert!(s.starts_with("stride_h=2 stride_w=1"), "{s}");

@@ -44,6 +44,10 @@ pub enum CompileError {
     /// The model does not fit a format limit (e.g. a tensor over 4 GiB).
     #[error("model exceeds a format limit: {0}")]
     Limit(String),
+    /// A command asks for something this machine or build cannot do (unknown target profile,
+    /// clock or meter unavailable, bad option value).
+    #[error("{0}")]
+    Usage(String),
     /// The written model failed the runtime's own validation (a compiler bug).
     #[error("internal error: the runtime refused the compiled model: {0}")]
     Runtime(#[from] mote_runtime::Error),

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use mote_runtime::format::{Storage, TensorDesc, NONE};
-use mote_runtime::Model;
+use mote_runtime::{Model, OpKind};
 
 /// One tensor as reported.
 #[derive(Debug, Clone, Serialize)]
@@ -94,18 +94,21 @@ pub fn report(model: &Model) -> Report {
         let (ins, outs) = model.op_io(i).unwrap_or((&[], &[]));
         let cost = model.costs().get(i).copied().unwrap_or_default();
         let kind = model.op_kind(i);
+        let flags = mote_runtime::format::OpFlags::from_u32(desc.flags).unwrap_or_default();
         ops.push(OpInfo {
             index: i,
-            kind: kind.map_or("?", |k| k.name()),
+            kind: match kind {
+                Some(OpKind::Conv2d) if flags.chain => "CONV_2D+CONV_2D+ADD",
+                Some(OpKind::Conv2d) if flags.epilogue_add => "CONV_2D+ADD",
+                k => k.map_or("?", |k| k.name()),
+            },
             inputs: ins
                 .iter()
                 .filter(|&&t| t != NONE)
                 .filter_map(|&t| tensor_info(model, t))
                 .collect(),
             outputs: outs.iter().filter_map(|&t| tensor_info(model, t)).collect(),
-            params: kind
-                .map(|k| crate::describe::params(k, model.op_params(i).unwrap_or(&[])))
-                .unwrap_or_default(),
+            params: crate::arena_report::describe_params(model, i),
             macs: cost.macs,
             const_bytes: cost.const_bytes_read,
             scratch_bytes: desc.scratch_bytes,

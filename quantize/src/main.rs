@@ -20,6 +20,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Measure a model's latency on the host, per inference and per layer, and estimate its
+    /// cycles, latency and energy on a target profile (`--target`). Reports say which figures
+    /// are measured and which estimated.
+    // A board runner (`--board`, QEMU instruction counts) plugs in as another
+    // `mote_quantize::bench::LatencySource` beside `HostSource`.
+    Bench(mote_quantize::bench::BenchArgs),
+    /// List the target profiles (id, core, clock, flash, RAM, operating point), or show one.
+    Targets(mote_quantize::bench::TargetsArgs),
     /// The main job on the embedded default model: compile it, run its held-out test set on
     /// the host runtime, and report flash, RAM, MACs, accuracy and latency.
     Demo {
@@ -27,13 +35,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Compile an int8 TFLite model to a .mote file.
+    /// Compile an int8 TFLite model to a .mote file (and/or Rust or C source).
     Convert {
         /// The .tflite model.
         input: PathBuf,
         /// Where to write the .mote file.
-        #[arg(short, long)]
-        output: PathBuf,
+        #[arg(short, long, required_unless_present_any = ["emit_rust", "emit_c"])]
+        output: Option<PathBuf>,
+        /// Also write the model as Rust source: an aligned byte array and `ARENA_BYTES`.
+        #[arg(long, value_name = "FILE.rs")]
+        emit_rust: Option<PathBuf>,
+        /// Also write the model as a C header: an aligned array and `<NAME>_ARENA_BYTES`.
+        #[arg(long, value_name = "FILE.h")]
+        emit_c: Option<PathBuf>,
     },
     /// Show a model's ops, shapes, parameters, MACs, flash and arena bytes.
     Inspect {
@@ -42,6 +56,23 @@ enum Command {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Print the arena plan instead: each buffer's offset, size, first and last op.
+        #[arg(long)]
+        plan: bool,
+        /// Draw the arena plan as an SVG picture (op index across, arena offset up).
+        #[arg(long, value_name = "FILE.svg")]
+        plan_svg: Option<PathBuf>,
+    },
+    /// Quantize a float TFLite model to an int8 .mote file with calibration data, and report
+    /// its fidelity (per-layer SQNR, output SQNR, top-1 agreement) on held-out samples.
+    #[cfg(feature = "float")]
+    Quantize(mote_quantize::pipeline::QuantizeArgs),
+    /// Quantize a float model (needs a build with the `float` feature).
+    #[cfg(not(feature = "float"))]
+    Quantize {
+        /// Arguments (ignored).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Run a model once on the host runtime.
     Run {
@@ -73,19 +104,32 @@ fn load_model(path: &Path) -> Result<AlignedBytes, CompileError> {
     }
 }
 
-fn convert(input: &Path, output: &Path) -> Result<(), CompileError> {
+fn convert(
+    input: &Path,
+    output: Option<&Path>,
+    emit_rust: Option<&Path>,
+    emit_c: Option<&Path>,
+) -> Result<(), CompileError> {
     let compiled: Compiled = compile_tflite(&read_file(input)?)?;
-    std::fs::write(output, &compiled.bytes).map_err(|source| CompileError::Io {
-        path: output.display().to_string(),
-        source,
-    })?;
+    let mut written = Vec::new();
+    if let Some(output) = output {
+        mote_quantize::emit::write_file(output, &compiled.bytes)?;
+        written.push(output.display().to_string());
+    }
+    written.extend(mote_quantize::emit::write_sources(
+        &compiled.bytes,
+        compiled.arena_bytes,
+        input,
+        emit_rust,
+        emit_c,
+    )?);
     let aligned = compiled.aligned();
     let model = Model::from_bytes(aligned.as_slice())?;
     let r = inspect::report(&model);
     println!(
         "{} -> {}: {} ops, flash {} bytes, arena {} bytes, {} MACs",
         input.display(),
-        output.display(),
+        written.join(", "),
         r.ops.len(),
         inspect::group(r.flash_bytes as u64),
         inspect::group(r.arena_bytes as u64),
@@ -94,9 +138,17 @@ fn convert(input: &Path, output: &Path) -> Result<(), CompileError> {
     Ok(())
 }
 
-fn inspect_cmd(path: &Path, json: bool) -> Result<(), CompileError> {
+fn inspect_cmd(
+    path: &Path,
+    json: bool,
+    plan: bool,
+    plan_svg: Option<&Path>,
+) -> Result<(), CompileError> {
     let aligned = load_model(path)?;
     let model = Model::from_bytes(aligned.as_slice())?;
+    if plan || plan_svg.is_some() {
+        return mote_quantize::arena_report::plan_cmd(&model, path, plan, json, plan_svg);
+    }
     let r = inspect::report(&model);
     if json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
@@ -185,9 +237,36 @@ fn demo(json: bool) -> Result<(), CompileError> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Bench(a) => mote_quantize::bench::bench_cmd(a),
+        Command::Targets(a) => mote_quantize::bench::targets_cmd(a),
         Command::Demo { json } => demo(*json),
-        Command::Convert { input, output } => convert(input, output),
-        Command::Inspect { model, json } => inspect_cmd(model, *json),
+        Command::Convert {
+            input,
+            output,
+            emit_rust,
+            emit_c,
+        } => convert(
+            input,
+            output.as_deref(),
+            emit_rust.as_deref(),
+            emit_c.as_deref(),
+        ),
+        Command::Inspect {
+            model,
+            json,
+            plan,
+            plan_svg,
+        } => inspect_cmd(model, *json, *plan, plan_svg.as_deref()),
+        #[cfg(feature = "float")]
+        Command::Quantize(a) => mote_quantize::pipeline::quantize_cmd(a),
+        #[cfg(not(feature = "float"))]
+        Command::Quantize { .. } => Err(CompileError::Unsupported {
+            index: 0,
+            op: "quantize".into(),
+            reason: "this mote was built without the `float` feature \
+                     (cargo build -p mote-quantize --features float)"
+                .into(),
+        }),
         Command::Run {
             model,
             input,

@@ -7,10 +7,12 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
-use mote_quantize::compile::compile_tflite;
+use mote_quantize::compile::{compile_tflite, compile_with};
+use mote_quantize::schedule::ScheduleOptions;
 use mote_quantize::write::AlignedBytes;
 use mote_runtime::crc32::crc32;
-use mote_runtime::format::{Header, SectionId, ALIGN};
+use mote_runtime::format::{Header, InPlace, OpFlags, SectionId, ALIGN};
+use mote_runtime::ops::conv::ConvParams;
 use mote_runtime::{Error, Interpreter, Model};
 
 /// Small deterministic PRNG (xorshift64*), so failures reproduce.
@@ -29,6 +31,39 @@ impl Rng {
 }
 
 const HEADER: usize = std::mem::size_of::<Header>();
+/// Size of an `OpDesc`; its `flags` word is at byte 28.
+const OP_DESC: usize = 32;
+/// Size of a `TensorDesc`; its arena `offset` is at byte 36.
+const TENSOR_DESC: usize = 48;
+/// In-place flag words worth trying: each mode, alias of inputs 0..3, the fused ADD epilogue,
+/// and invalid ones.
+const FLAG_VALUES: [u32; 12] = [
+    0,
+    1,
+    1 | (1 << 8),
+    1 | (3 << 8),
+    2,
+    3,
+    1 << 16,
+    (1 << 16) | (1 << 17),
+    (1 << 16) | 1 | (3 << 8),
+    4,
+    1 << 17,
+    0xFFFF_FFFF,
+];
+
+/// Byte position of the descriptor of the first output tensor of the op whose descriptor is at
+/// `op` (in a well-formed file), if it is inside the file.
+fn op_output(b: &[u8], op: usize) -> Option<usize> {
+    let hdr: Header = *bytemuck::from_bytes(&b[..HEADER]);
+    let input_count = b[op + 2] as usize;
+    let io_start = u32::from_le_bytes(b[op + 4..op + 8].try_into().ok()?) as usize;
+    let idx =
+        hdr.sections[SectionId::Indices as usize].offset as usize + 4 * (io_start + input_count);
+    let t = u32::from_le_bytes(b.get(idx..idx + 4)?.try_into().ok()?) as usize;
+    let at = hdr.sections[SectionId::Tensors as usize].offset as usize + TENSOR_DESC * t;
+    (at + TENSOR_DESC <= b.len()).then_some(at)
+}
 /// Byte offset of the section table in the header.
 const SECTIONS_AT: usize = 48;
 
@@ -65,15 +100,18 @@ fn seed_models() -> Vec<(String, Vec<u8>)> {
         "kws_ref_model.tflite",
         "ad01_int8.tflite",
         "hello_world_int8.tflite",
+        "pretrainedResnet_quant.tflite",
     ] {
         paths.push(shared.join(m));
     }
+    // A residual block: a CONV_2D with a fused ADD writing over its residual.
+    paths.push(root.join("tests/fixtures/ops/net_residual.tflite"));
     if let Ok(dir) = std::fs::read_dir(root.join("tests/fixtures/ops")) {
         let mut ops: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
         ops.sort();
         paths.extend(ops.into_iter().step_by(5));
     }
-    paths
+    let mut seeds: Vec<(String, Vec<u8>)> = paths
         .into_iter()
         .filter_map(|p| {
             let bytes = std::fs::read(&p).ok()?;
@@ -83,12 +121,24 @@ fn seed_models() -> Vec<(String, Vec<u8>)> {
                 compiled.bytes,
             ))
         })
-        .collect()
+        .collect();
+    // The same residual block as a CONV_2D with a fused ADD (no residual-block op).
+    if let Ok(bytes) = std::fs::read(root.join("tests/fixtures/ops/net_residual.tflite")) {
+        let graph = mote_quantize::tflite::import(&bytes).expect("import");
+        let opts = ScheduleOptions {
+            chain: false,
+            ..ScheduleOptions::default()
+        };
+        if let Ok(c) = compile_with(graph, opts) {
+            seeds.push(("net_residual (conv+add)".into(), c.bytes));
+        }
+    }
+    seeds
 }
 
 fn mutate(rng: &mut Rng, good: &[u8]) -> (String, Vec<u8>) {
     let mut b = good.to_vec();
-    match rng.below(8) {
+    match rng.below(9) {
         0 => {
             let n = rng.below(b.len());
             b.truncate(n);
@@ -156,6 +206,32 @@ fn mutate(rng: &mut Rng, good: &[u8]) -> (String, Vec<u8>) {
             b[at..at + 4].copy_from_slice(&(off + 1 + rng.below(ALIGN - 1) as u32).to_le_bytes());
             fix_crc(&mut b);
             (format!("section {id} misaligned"), b)
+        }
+        8 => {
+            // Change an op's in-place flags, and half of the time move its output by a multiple
+            // of 16 bytes, so that overlaps each mode must refuse reach validation.
+            let hdr: Header = *bytemuck::from_bytes(&good[..HEADER]);
+            let ops = hdr.sections[SectionId::Ops as usize];
+            let n = ops.len as usize / OP_DESC;
+            if n > 0 {
+                let at = ops.offset as usize + OP_DESC * rng.below(n);
+                let v = FLAG_VALUES[rng.below(FLAG_VALUES.len())];
+                b[at + 28..at + 32].copy_from_slice(&v.to_le_bytes());
+                if rng.below(2) == 0 {
+                    if let Some(t) = op_output(&b, at) {
+                        let off = u32::from_le_bytes(b[t + 36..t + 40].try_into().unwrap());
+                        let delta = 16 * rng.below(80) as u32;
+                        let moved = if rng.below(2) == 0 {
+                            off.wrapping_add(delta)
+                        } else {
+                            off.wrapping_sub(delta)
+                        };
+                        b[t + 36..t + 40].copy_from_slice(&moved.to_le_bytes());
+                    }
+                }
+            }
+            fix_crc(&mut b);
+            ("op flags changed".into(), b)
         }
         _ => {
             // Change a tensor's shape (element count no longer matches the op).
@@ -284,4 +360,156 @@ fn malformed_input_table() {
     let e = interp.input_mut::<f32>(0).unwrap_err();
     assert!(matches!(e, Error::WrongDType { .. }), "{e}");
     println!("wrong input type:   {e}");
+}
+
+/// Finds the first op of `good` whose flags decode to `pred`, returning its descriptor position.
+fn find_op(good: &[u8], pred: impl Fn(OpFlags, u16) -> bool) -> Option<usize> {
+    let hdr: Header = *bytemuck::from_bytes(&good[..HEADER]);
+    let ops = hdr.sections[SectionId::Ops as usize];
+    (0..ops.len as usize / OP_DESC)
+        .map(|i| ops.offset as usize + OP_DESC * i)
+        .find(|&at| {
+            let flags = u32::from_le_bytes(good[at + 28..at + 32].try_into().unwrap());
+            let kind = u16::from_le_bytes(good[at..at + 2].try_into().unwrap());
+            OpFlags::from_u32(flags).is_some_and(|f| pred(f, kind))
+        })
+}
+
+fn set_u32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn get_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+#[test]
+fn in_place_modes_allow_exactly_their_overlap() {
+    let models: Vec<(String, Vec<u8>)> = seed_models()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("kws") || n.starts_with("net_residual"))
+        .collect();
+    let kws = models.iter().find(|(n, _)| n.starts_with("kws"));
+    let residuals: Vec<&(String, Vec<u8>)> = models
+        .iter()
+        .filter(|(n, _)| n.starts_with("net_residual"))
+        .collect();
+    let refuse = |b: &[u8], what: &str| {
+        let e = exercise(b).expect_err(what);
+        println!("{what}: {e}");
+    };
+
+    if let Some((_, good)) = kws {
+        // A shifted convolution: one aligned step closer to its input is refused...
+        let at = find_op(good, |f, _| f.in_place == InPlace::ShiftDown)
+            .expect("KWS has a shift-down op");
+        let out = op_output(good, at).unwrap();
+        let mut b = good.clone();
+        set_u32(&mut b, out + 36, get_u32(good, out + 36) + 16);
+        fix_crc(&mut b);
+        refuse(&b, "shift down 16 bytes too small");
+        // ...and so is the same layout flagged as separate, or as shifting the other way.
+        for flags in [
+            0,
+            OpFlags {
+                in_place: InPlace::ShiftUp,
+                ..Default::default()
+            }
+            .to_u32(),
+        ] {
+            let mut b = good.clone();
+            set_u32(&mut b, at + 28, flags);
+            fix_crc(&mut b);
+            refuse(&b, "shifted output without its mode");
+        }
+        // An alias (RESHAPE over its input) flagged separate overlaps: refused.
+        let at = find_op(good, |f, _| matches!(f.in_place, InPlace::Alias(_)))
+            .expect("KWS has an alias op");
+        let mut b = good.clone();
+        set_u32(&mut b, at + 28, 0);
+        fix_crc(&mut b);
+        refuse(&b, "alias without its mode");
+        // An alias of an input index that does not overlap: refused.
+        let mut b = good.clone();
+        set_u32(
+            &mut b,
+            at + 28,
+            OpFlags {
+                in_place: InPlace::Alias(1),
+                ..Default::default()
+            }
+            .to_u32(),
+        );
+        fix_crc(&mut b);
+        refuse(&b, "alias of a missing input");
+        // A separate op whose output is moved onto its (larger) input: refused.
+        let hdr: Header = *bytemuck::from_bytes(&good[..HEADER]);
+        let tensor_at = |t: u32| {
+            hdr.sections[SectionId::Tensors as usize].offset as usize + TENSOR_DESC * t as usize
+        };
+        let first_input = |op: usize| {
+            let idx = hdr.sections[SectionId::Indices as usize].offset as usize
+                + 4 * get_u32(good, op + 4) as usize;
+            tensor_at(get_u32(good, idx))
+        };
+        let ops = hdr.sections[SectionId::Ops as usize];
+        let (out, input) = (0..ops.len as usize / OP_DESC)
+            .map(|i| ops.offset as usize + OP_DESC * i)
+            .filter(|&op| get_u32(good, op + 28) == 0)
+            .map(|op| (op_output(good, op).unwrap(), first_input(op)))
+            .find(|&(o, i)| good[i + 26] == 0 && get_u32(good, o + 40) <= get_u32(good, i + 40))
+            .expect("a separate op with an input as large as its output");
+        let mut b = good.clone();
+        set_u32(&mut b, out + 36, get_u32(good, input + 36));
+        fix_crc(&mut b);
+        refuse(&b, "separate op on its input");
+    }
+    assert_eq!(residuals.len(), 2, "a residual block and a CONV_2D + ADD");
+    for (_, good) in residuals {
+        let at = find_op(good, |f, _| f.epilogue_add).expect("a fused CONV_2D + ADD");
+        let flags = OpFlags::from_u32(get_u32(good, at + 28)).unwrap();
+        // Without the epilogue bit the op has the wrong inputs and params: refused.
+        let mut b = good.clone();
+        set_u32(
+            &mut b,
+            at + 28,
+            OpFlags {
+                epilogue_add: false,
+                residual_first: false,
+                ..flags
+            }
+            .to_u32(),
+        );
+        fix_crc(&mut b);
+        refuse(&b, "fused op without its epilogue flag");
+        // Aliasing the convolution's input instead of the residual: refused.
+        let mut b = good.clone();
+        set_u32(
+            &mut b,
+            at + 28,
+            OpFlags {
+                in_place: InPlace::Alias(0),
+                ..flags
+            }
+            .to_u32(),
+        );
+        fix_crc(&mut b);
+        refuse(&b, "fused op aliasing its input 0");
+        if flags.chain {
+            // A residual block with one byte too little scratch for its row window: refused.
+            let mut b = good.clone();
+            set_u32(&mut b, at + 20, get_u32(good, at + 20) - 1);
+            fix_crc(&mut b);
+            refuse(&b, "residual block short of scratch");
+            // Zero output rows per step: refused.
+            let hdr: Header = *bytemuck::from_bytes(&good[..HEADER]);
+            let params = hdr.sections[SectionId::Params as usize].offset as usize
+                + get_u32(good, at + 8) as usize;
+            let band_rows = params + 2 * std::mem::size_of::<ConvParams>() + 12;
+            let mut b = good.clone();
+            set_u32(&mut b, band_rows, 0);
+            fix_crc(&mut b);
+            refuse(&b, "residual block with no rows per step");
+        }
+    }
 }

@@ -134,6 +134,14 @@ pub enum Error {
         /// Bytes given.
         given: usize,
     },
+    /// A profile buffer ([`crate::profile::OpTiming`] slice) has fewer entries than the model has
+    /// operators.
+    ProfileTooSmall {
+        /// Operators in the model.
+        needed: usize,
+        /// Entries given.
+        given: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -179,6 +187,10 @@ impl fmt::Display for Error {
             Error::WrongSize { at, expected, given } => {
                 write!(f, "{at} holds {expected} bytes, {given} were given")
             }
+            Error::ProfileTooSmall { needed, given } => write!(
+                f,
+                "profile buffer too small: the model has {needed} ops, the buffer holds {given} entries"
+            ),
         }
     }
 }

@@ -21,7 +21,8 @@ use bytemuck::{Pod, Zeroable};
 /// The four bytes every `.mote` file starts with.
 pub const MAGIC: [u8; 4] = *b"MOTE";
 /// The format version this runtime reads and the compiler writes. A file with a newer version is refused.
-pub const FORMAT_VERSION: u16 = 1;
+/// Version 2: CONV_2D and FULLY_CONNECTED parameters name an optional packed weight layout.
+pub const FORMAT_VERSION: u16 = 2;
 /// Alignment, in bytes, of every section, of every constant, and of every arena tensor.
 pub const ALIGN: usize = 16;
 /// Largest tensor rank the format stores.
@@ -233,8 +234,121 @@ pub struct OpDesc {
     pub scratch_bytes: u32,
     /// Offset of the op's name in the names section, or [`NONE`].
     pub name: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// How the op shares arena bytes between its inputs and output, and fused epilogues: see
+    /// [`OpFlags`] (zero: the output overlaps no input).
+    pub flags: u32,
+}
+
+/// Decoded [`OpDesc::flags`]: how an op's output may share arena bytes with an input, and what
+/// is fused after the op's own computation.
+///
+/// ```text
+/// bits 0..4   in-place mode   0 = separate, 1 = alias, 2 = shift down, 3 = shift up
+/// bits 8..16  alias input     the input index that the output aliases (mode 1 only)
+/// bit  16     epilogue ADD    CONV_2D only: one more input (the residual, last), and the params
+///                             are the op's own struct followed by an `ArithParams` (ADD)
+/// bit  17     residual first  the residual is the ADD's first operand (else its second)
+/// bit  18     chained conv    with bit 16, CONV_2D only: a second CONV_2D runs on this one's
+///                             output, streamed row by row through the op's scratch, before the
+///                             ADD (a residual block; see `ops::chain`)
+/// others      zero
+/// ```
+///
+/// The runtime allows exactly the overlap the mode names (see `ops::inplace`):
+/// - separate: the output overlaps no input;
+/// - alias: the output occupies exactly the bytes of input `k` (element-wise kinds, RESHAPE,
+///   SQUEEZE, ADD/SUB/MUL on a non-broadcast input, QUANTIZE between types of one size, and the
+///   residual of an epilogue ADD);
+/// - shift down / up: CONV_2D or DEPTHWISE_CONV_2D computes over its own input 0 (or QUANTIZE /
+///   DEQUANTIZE between types of different sizes, element by element): the output starts at least
+///   a validated number of bytes below (down: rows computed first to last) or above (up: last to
+///   first) the input, so that each band of output rows lands on input bytes no later row reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpFlags {
+    /// The in-place mode.
+    pub in_place: InPlace,
+    /// A fused ADD after the op, with the residual as the last input.
+    pub epilogue_add: bool,
+    /// The residual is the ADD's first operand (TFLite's `input1`).
+    pub residual_first: bool,
+    /// A second CONV_2D follows the op's own, before the ADD (needs `epilogue_add`).
+    pub chain: bool,
+}
+
+/// How an op's output shares arena bytes with its inputs (bits 0..16 of [`OpDesc::flags`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InPlace {
+    /// The output overlaps no input.
+    #[default]
+    Separate,
+    /// The output occupies exactly the bytes of the given input.
+    Alias(u8),
+    /// The output starts below input 0; output rows are computed first to last.
+    ShiftDown,
+    /// The output starts above input 0; output rows are computed last to first.
+    ShiftUp,
+}
+
+impl OpFlags {
+    const MODE_MASK: u32 = 0xF;
+    const ALIAS_SHIFT: u32 = 8;
+    const EPILOGUE_ADD: u32 = 1 << 16;
+    const RESIDUAL_FIRST: u32 = 1 << 17;
+    const CHAIN: u32 = 1 << 18;
+
+    /// Decodes the on-disk word, or `None` if it sets an unknown bit or mode.
+    pub const fn from_u32(v: u32) -> Option<OpFlags> {
+        let known = Self::MODE_MASK
+            | (0xFF << Self::ALIAS_SHIFT)
+            | Self::EPILOGUE_ADD
+            | Self::RESIDUAL_FIRST
+            | Self::CHAIN;
+        if v & !known != 0 {
+            return None;
+        }
+        let k = ((v >> Self::ALIAS_SHIFT) & 0xFF) as u8;
+        let in_place = match v & Self::MODE_MASK {
+            0 => InPlace::Separate,
+            1 => InPlace::Alias(k),
+            2 => InPlace::ShiftDown,
+            3 => InPlace::ShiftUp,
+            _ => return None,
+        };
+        if k != 0 && !matches!(in_place, InPlace::Alias(_)) {
+            return None;
+        }
+        let epilogue_add = v & Self::EPILOGUE_ADD != 0;
+        let residual_first = v & Self::RESIDUAL_FIRST != 0;
+        let chain = v & Self::CHAIN != 0;
+        if (residual_first || chain) && !epilogue_add {
+            return None;
+        }
+        Some(OpFlags {
+            in_place,
+            epilogue_add,
+            residual_first,
+            chain,
+        })
+    }
+
+    /// The on-disk word.
+    pub const fn to_u32(self) -> u32 {
+        let mode = match self.in_place {
+            InPlace::Separate => 0,
+            InPlace::Alias(k) => 1 | ((k as u32) << Self::ALIAS_SHIFT),
+            InPlace::ShiftDown => 2,
+            InPlace::ShiftUp => 3,
+        };
+        mode | if self.epilogue_add {
+            Self::EPILOGUE_ADD
+        } else {
+            0
+        } | if self.residual_first {
+            Self::RESIDUAL_FIRST
+        } else {
+            0
+        } | if self.chain { Self::CHAIN } else { 0 }
+    }
 }
 
 /// What one operator costs, counted by the compiler (for latency and energy models).
@@ -271,5 +385,38 @@ mod tests {
         assert_eq!(size_of::<OpDesc>(), 32);
         assert_eq!(size_of::<OpCost>(), 24);
         assert_eq!(size_of::<Header>() % ALIGN, 0);
+    }
+
+    #[test]
+    fn op_flags_round_trip() {
+        for in_place in [
+            InPlace::Separate,
+            InPlace::Alias(0),
+            InPlace::Alias(3),
+            InPlace::ShiftDown,
+            InPlace::ShiftUp,
+        ] {
+            for (epilogue_add, residual_first, chain) in [
+                (false, false, false),
+                (true, false, false),
+                (true, true, false),
+                (true, false, true),
+                (true, true, true),
+            ] {
+                let f = OpFlags {
+                    in_place,
+                    epilogue_add,
+                    residual_first,
+                    chain,
+                };
+                assert_eq!(OpFlags::from_u32(f.to_u32()), Some(f));
+            }
+        }
+        assert_eq!(OpFlags::from_u32(0), Some(OpFlags::default()));
+        assert_eq!(OpFlags::from_u32(4), None); // unknown mode
+        assert_eq!(OpFlags::from_u32(1 << 19), None); // unknown bit
+        assert_eq!(OpFlags::from_u32(1 << 18), None); // a chain without its ADD
+        assert_eq!(OpFlags::from_u32(2 | (1 << 8)), None); // alias index outside alias mode
+        assert_eq!(OpFlags::from_u32(1 << 17), None); // residual order without an epilogue
     }
 }

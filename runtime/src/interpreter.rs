@@ -142,7 +142,8 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         Ok(())
     }
 
-    /// Runs every operator once, in order.
+    /// Runs every operator once, in order. Ops that compute in place may overwrite the model's
+    /// inputs (as in TFLM): set them before every call.
     pub fn invoke(&mut self) -> Result<(), Error> {
         for i in 0..self.model.ops().len() {
             self.invoke_op(i)?;
@@ -153,9 +154,10 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     /// Runs operator `i` alone (its inputs must already be in the arena).
     pub fn invoke_op(&mut self, i: usize) -> Result<(), Error> {
         let ctx = self.model.op_ctx(i as u32)?;
-        let (_, out) = ctx.output(0)?;
-        let out_start = out.offset as usize;
-        let out_end = out_start + out.bytes as usize;
+        // The bytes the op writes: its output, or for an op computing over its own input the
+        // span of both (validated to lie in the arena).
+        let region = ops::inplace::region(&ctx)?;
+        let (out_start, out_end) = (region.start, region.end);
         let scratch_start = ctx.desc.scratch_offset as usize;
         let scratch_len = ctx.desc.scratch_bytes as usize;
         let arena = &mut self.arena[..];

@@ -23,22 +23,32 @@
 //! ```
 #![no_std]
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+// Only modules that must (clock registers, SIMD intrinsics) allow `unsafe`, each block with a
+// `// SAFETY:` comment.
+#![deny(unsafe_code)]
 
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "capi")]
+pub mod capi;
 pub mod crc32;
+pub mod energy;
 pub mod error;
 pub mod fixed_point;
 pub mod format;
 pub mod interpreter;
 pub mod model;
 pub mod ops;
+pub mod profile;
 pub mod quant;
+pub mod simd;
 
 pub use error::{Error, Location};
 pub use format::DType;
 pub use interpreter::{AlignedModel, Arena, Element, Interpreter};
 pub use model::Model;
+/// Device profiles and their cost models (the `mote-targets` crate), for on-device estimates.
+pub use mote_targets as targets;
 pub use ops::OpKind;
+pub use profile::{Clock, OpTiming, ProfileSink, ProfileSummary};

@@ -308,8 +308,8 @@ impl<'a> Model<'a> {
                     limit: arena,
                 });
             }
-            // Outputs may not overlap inputs or scratch unless the kind computes in place
-            // (then an input may coincide exactly with the output).
+            // Outputs may not overlap inputs or scratch, except as the op's in-place mode
+            // (`OpDesc::flags`) allows; `ops::validate` checks the mode's geometry.
             for k in 0..desc.output_count as usize {
                 let (oi, o) = ctx.output(k)?;
                 let out = o.offset as usize..o.offset as usize + o.bytes as usize;
@@ -331,7 +331,7 @@ impl<'a> Model<'a> {
                                 field: "scratch_offset",
                             });
                         }
-                        let in_place_ok = ctx.kind.allows_in_place() && j == 0 && inp == out;
+                        let in_place_ok = ops::inplace::overlap_allowed(&ctx, j, &inp, &out);
                         if overlaps(&inp, &out) && !in_place_ok && !(ii == oi && inp.is_empty()) {
                             return Err(Error::ShapeMismatch {
                                 op: i as u32,

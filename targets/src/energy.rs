@@ -284,4 +284,14 @@ mod tests {
         }
         println!("worst deviation: {:.1}%", worst * 100.0);
     }
+
+    #[test]
+    fn the_calibrated_list_is_the_calibration_table() {
+        for id in crate::profiles::CALIBRATED {
+            assert!(PUBLISHED.iter().any(|(p, ..)| p == id), "{id}");
+        }
+        for (id, ..) in PUBLISHED {
+            assert!(crate::profiles::CALIBRATED.contains(&id), "{id}");
+        }
+    }
 }

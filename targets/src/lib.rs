@@ -22,18 +22,24 @@
 //! assert!(l4r5.estimate_op(&op).cycles > 50_000);
 //! ```
 //!
-//! The crate is `no_std` and allocation-free so that the runtime may depend on it.
+//! *Measured* energy comes from an [`EnergyMeter`] ([`meter`]): Linux RAPL (feature `std`) and
+//! INA219 / INA226 power monitors over `embedded-hal` 1.0 I2C (feature `ina`, on by default).
+//!
+//! The crate is `no_std` and allocation-free so that the runtime may depend on it (the runtime
+//! turns default features off: it needs the profiles, not the meters).
 #![no_std]
 #![warn(missing_docs)]
 
-#[cfg(test)]
+#[cfg(any(test, feature = "std"))]
 extern crate std;
 
 mod energy;
+pub mod meter;
 mod profile;
 pub mod profiles;
 
 pub use energy::{EnergyEstimate, KernelKind, OpCounts};
+pub use meter::{EnergyMeter, MeasuredEnergy};
 pub use profile::{
     ActivePower, Core, CycleModel, Features, OperatingPoint, Regulator, TargetProfile,
 };

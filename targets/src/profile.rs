@@ -65,6 +65,17 @@ impl Features {
     /// x86 AVX2.
     pub const AVX2: Features = Features(1 << 6);
 
+    /// Every feature with its short name, for reports.
+    pub const NAMED: &'static [(Features, &'static str)] = &[
+        (Features::DSP, "DSP"),
+        (Features::FPU, "FPU"),
+        (Features::MVE, "MVE"),
+        (Features::NEON, "NEON"),
+        (Features::DOTPROD, "DOTPROD"),
+        (Features::SSE41, "SSE4.1"),
+        (Features::AVX2, "AVX2"),
+    ];
+
     /// The raw bits.
     pub const fn bits(self) -> u16 {
         self.0
@@ -217,6 +228,10 @@ mod tests {
         assert!(!f.contains(Features::MVE));
         assert!(!f.contains(Features::DSP.union(Features::MVE)));
         assert_eq!(f.bits(), 0b11);
+        let all = Features::NAMED
+            .iter()
+            .fold(Features::NONE, |acc, (bit, _)| acc.union(*bit));
+        assert_eq!(all.bits(), 0b111_1111);
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! shared with DEPTHWISE_CONV_2D and FULLY_CONNECTED.
 
 use mote_runtime::format::OpCost;
-use mote_runtime::ops::conv::ConvParams;
+use mote_runtime::ops::conv::{
+    expand_filter, ConvParams, Segments, LAYOUT_PACKED, LAYOUT_REFERENCE,
+};
+use mote_runtime::simd;
 use mote_runtime::OpKind;
 
 use super::quant_math::{activation_range_quantized, quantize_multiplier};
@@ -216,6 +219,66 @@ pub(crate) fn optional_bias(
     Ok(Some(id))
 }
 
+/// Packs the constant int8 weights `weights` (an `n × k` row-major matrix: `[out, in]`
+/// fully-connected weights, or a CONV_2D filter expanded by `expand_filter` when `conv` gives
+/// its shape and horizontal dilation) for the SIMD matrix kernels, and folds the input offset
+/// into the bias. Returns `(layout, packed_offset, folded_bias_offset)` for the op's parameters;
+/// weights or a bias that are not constant keep the reference layout only.
+pub(crate) fn pack_matrix(
+    ctx: &mut LowerCtx,
+    node: &Node,
+    weights: TensorId,
+    bias: Option<TensorId>,
+    conv: Option<([usize; 4], u32)>,
+    input_offset: i32,
+) -> Result<(u32, u32, u32), CompileError> {
+    let Some(data) = ctx.tensor(weights).data.clone() else {
+        return Ok((LAYOUT_REFERENCE, 0, 0));
+    };
+    let shape = ctx.tensor(weights).shape.clone();
+    let n = shape.first().copied().unwrap_or(0);
+    let raw: &[i8] = bytemuck::cast_slice(&data);
+    let (w, k): (Vec<i8>, usize) = match conv {
+        None => (raw.to_vec(), raw.len() / n.max(1)),
+        Some((filter_shape, dilation_w)) => {
+            let seg = Segments::of(filter_shape, dilation_w)
+                .ok_or_else(|| ctx.unsupported(node, "filter too large to pack"))?;
+            let mut w = vec![0i8; n * seg.k()];
+            expand_filter(raw, filter_shape, dilation_w, &mut w)
+                .map_err(|e| ctx.invalid(node, format!("expanding the filter: {e}")))?;
+            (w, seg.k())
+        }
+    };
+    if n * k != w.len() {
+        return Err(ctx.invalid(node, "weight data does not match its shape"));
+    }
+    let bias: Option<Vec<i32>> = match bias {
+        None => None,
+        Some(b) => match &ctx.tensor(b).data {
+            // A bias computed at run time cannot be folded offline.
+            None => return Ok((LAYOUT_REFERENCE, 0, 0)),
+            Some(d) if d.len() == 4 * n => Some(
+                d.chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            Some(_) => return Err(ctx.invalid(node, "bias data does not match its shape")),
+        },
+    };
+    let len =
+        simd::packed_len(n, k).ok_or_else(|| ctx.unsupported(node, "weights too large to pack"))?;
+    let mut packed = vec![0i8; len];
+    simd::pack_weights(&w, n, k, &mut packed)
+        .map_err(|e| ctx.invalid(node, format!("packing the weights: {e}")))?;
+    let mut folded = vec![0i32; 2 * n];
+    let (signed, unsigned) = folded.split_at_mut(n);
+    simd::fold_bias(&w, n, k, bias.as_deref(), input_offset, signed, unsigned)
+        .map_err(|e| ctx.invalid(node, format!("folding the bias: {e}")))?;
+    let packed_offset = ctx.add_const(bytemuck::cast_slice(&packed))?;
+    let folded_bias_offset = ctx.add_i32s(&folded)?;
+    Ok((LAYOUT_PACKED, packed_offset, folded_bias_offset))
+}
+
 /// TFLM's `ComputeOutSize` (C integer division, which truncates toward zero).
 fn out_size(padding: Padding, image: i64, filter: i64, stride: i64, dilation: i64) -> i64 {
     let effective = (filter - 1) * dilation + 1;
@@ -378,6 +441,22 @@ pub fn lower(ctx: &mut LowerCtx, node: &Node) -> Result<LoweredOp, CompileError>
     let (multipliers, shifts) = channel_multipliers(ctx, node, in_scale, &scales, out_scale)?;
     let multipliers_offset = ctx.add_i32s(&multipliers)?;
     let shifts_offset = ctx.add_i32s(&shifts)?;
+    let (layout, packed_offset, folded_bias_offset) = if in_c == f_ic {
+        let filter_shape = [out_c, f_h, f_w, f_ic];
+        // window_padding checked 1 ≤ dilation ≤ i32::MAX.
+        let dilation_w = o.dilation_w as u32;
+        pack_matrix(
+            ctx,
+            node,
+            filter,
+            bias,
+            Some((filter_shape, dilation_w)),
+            -in_zp,
+        )?
+    } else {
+        // Grouped convolutions run the reference kernel.
+        (LAYOUT_REFERENCE, 0, 0)
+    };
     let u32_of = |v: usize, what: &str| {
         u32::try_from(v).map_err(|_| ctx.unsupported(node, format!("{what} {v} exceeds u32")))
     };
@@ -395,7 +474,9 @@ pub fn lower(ctx: &mut LowerCtx, node: &Node) -> Result<LoweredOp, CompileError>
         multipliers_offset,
         shifts_offset,
         channel_count: u32_of(out_c, "output channels")?,
-        reserved: 0,
+        layout,
+        packed_offset,
+        folded_bias_offset,
     };
     let macs = (ctx.tensor(output).elements() as u64) * (f_h * f_w * f_ic) as u64;
     let mut reads = vec![input, filter];

@@ -15,12 +15,13 @@
 //! The input (any rank) is read as `[batches, in]` with `batches = output elements / out`;
 //! `keep_num_dims` only changes the output's shape, which comes from the output tensor.
 
+use mote_runtime::ops::conv::LAYOUT_REFERENCE;
 use mote_runtime::ops::fully_connected::FullyConnectedParams;
 use mote_runtime::OpKind;
 
 use super::conv::{
     channel_multipliers, checked_multiplier, cost, int8_activation, int8_activation_range,
-    optional_bias, weight_quant, WeightQuant,
+    optional_bias, pack_matrix, weight_quant, WeightQuant,
 };
 use super::{LowerCtx, LoweredOp};
 use crate::error::CompileError;
@@ -99,15 +100,26 @@ pub fn lower(ctx: &mut LowerCtx, node: &Node) -> Result<LoweredOp, CompileError>
                 (0, m, s)
             }
         };
+    let multipliers_offset = ctx.add_i32s(&multipliers)?;
+    let shifts_offset = ctx.add_i32s(&shifts)?;
+    let (layout, packed_offset, folded_bias_offset) = if filter_offset == 0 {
+        pack_matrix(ctx, node, weights, bias, None, -in_zp)?
+    } else {
+        // Asymmetric weights run the reference kernel.
+        (LAYOUT_REFERENCE, 0, 0)
+    };
     let p = FullyConnectedParams {
         input_offset: -in_zp,
         filter_offset,
         output_offset: out_zp,
         act_min,
         act_max,
-        multipliers_offset: ctx.add_i32s(&multipliers)?,
-        shifts_offset: ctx.add_i32s(&shifts)?,
+        multipliers_offset,
+        shifts_offset,
         channel_count: multipliers.len() as u32,
+        layout,
+        packed_offset,
+        folded_bias_offset,
     };
     let macs = (batches as u64) * (out_n as u64) * (in_n as u64);
     let mut reads = vec![input, weights];

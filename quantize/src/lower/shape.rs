@@ -271,7 +271,15 @@ mod tests {
                 scratch_offset: 0,
                 scratch_bytes: 0,
                 name: NONE,
-                reserved: 0,
+                flags: if in_place {
+                    mote_runtime::format::OpFlags {
+                        in_place: mote_runtime::format::InPlace::Alias(0),
+                        ..Default::default()
+                    }
+                    .to_u32()
+                } else {
+                    0
+                },
             }],
             indices: vec![0, 1, 0, 1],
             params: op.params.clone(),
@@ -524,7 +532,7 @@ mod hostile {
                     scratch_offset: 0,
                     scratch_bytes: 0,
                     name: NONE,
-                    reserved: 0,
+                    flags: 0,
                 }],
                 indices,
                 params,

@@ -16,6 +16,7 @@ use crate::format::{DType, MAX_RANK};
 use crate::quant::{
     multiply_by_quantized_multiplier, multiply_by_quantized_multiplier_smaller_than_one_exp,
 };
+use crate::simd::{self, Isa};
 
 /// Parameters of ADD, SUB and MUL with int8 tensors (TFLM's `OpDataAdd` / `OpDataSub` /
 /// `OpDataMul`, computed at compile time).
@@ -341,6 +342,74 @@ pub fn mul_int8(
     })
 }
 
+/// Whether ADD/SUB operands of these shapes run element by element on the SIMD kernels: both
+/// have the output's elements in the same order (its shape, up to leading ones).
+fn elementwise(shape1: &[usize], shape2: &[usize], out_shape: &[usize]) -> bool {
+    let same = |s: &[usize]| {
+        s.len() <= out_shape.len()
+            && s.iter()
+                .rev()
+                .zip(out_shape.iter().rev())
+                .all(|(a, b)| a == b)
+            && out_shape[..out_shape.len() - s.len()]
+                .iter()
+                .all(|&d| d == 1)
+    };
+    same(shape1) && same(shape2)
+}
+
+/// The SIMD tier an ADD or SUB with these shapes runs on (`None`: the reference kernel).
+pub fn arith_fast_isa(
+    isa: Option<Isa>,
+    kind: OpKind,
+    shape1: &[usize],
+    shape2: &[usize],
+    out_shape: &[usize],
+) -> Option<Isa> {
+    let isa = isa?;
+    (matches!(kind, OpKind::Add | OpKind::Sub) && elementwise(shape1, shape2, out_shape))
+        .then_some(isa)
+}
+
+/// ADD (or SUB when `subtract`) with the fastest kernel available: `isa`'s element-wise kernel
+/// when both operands have the output's shape, else [`add_int8`] / [`sub_int8`]. Same results,
+/// bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn add_sub_int8_fast(
+    isa: Option<Isa>,
+    p: &ArithParams,
+    subtract: bool,
+    shape1: &[usize],
+    input1: &[i8],
+    shape2: &[usize],
+    input2: &[i8],
+    out_shape: &[usize],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let kind = if subtract { OpKind::Sub } else { OpKind::Add };
+    match arith_fast_isa(isa, kind, shape1, shape2, out_shape) {
+        Some(isa) if input1.len() == output.len() && input2.len() == output.len() => {
+            simd::add_sub(isa, p, subtract, input1, input2, output)
+        }
+        _ if subtract => sub_int8(p, shape1, input1, shape2, input2, out_shape, output),
+        _ => add_int8(p, shape1, input1, shape2, input2, out_shape, output),
+    }
+}
+
+/// The kernel an ADD, SUB or MUL op runs on this CPU: a SIMD tier's name or `reference`.
+pub(crate) fn kernel_name(ctx: &OpCtx) -> &'static str {
+    let (Ok((_, d1)), Ok((_, d2)), Ok((_, dout))) =
+        (ctx.required_input(0), ctx.required_input(1), ctx.output(0))
+    else {
+        return "reference";
+    };
+    let (s1, r1) = dims_usize(d1.dims());
+    let (s2, r2) = dims_usize(d2.dims());
+    let (so, ro) = dims_usize(dout.dims());
+    arith_fast_isa(Isa::best(), ctx.kind, &s1[..r1], &s2[..r2], &so[..ro])
+        .map_or("reference", Isa::name)
+}
+
 fn dims_usize(d: &[u32]) -> ([usize; MAX_RANK], usize) {
     let mut out = [0usize; MAX_RANK];
     for (o, &x) in out.iter_mut().zip(d) {
@@ -433,8 +502,8 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     let out = as_i8_mut(mem.output);
     let (a, b, o) = (&s1[..r1], &s2[..r2], &so[..ro]);
     match ctx.kind {
-        OpKind::Add => add_int8(p, a, in1, b, in2, o, out),
-        OpKind::Sub => sub_int8(p, a, in1, b, in2, o, out),
+        OpKind::Add => add_sub_int8_fast(Isa::best(), p, false, a, in1, b, in2, o, out),
+        OpKind::Sub => add_sub_int8_fast(Isa::best(), p, true, a, in1, b, in2, o, out),
         OpKind::Mul => mul_int8(p, a, in1, b, in2, o, out),
         _ => Err(Error::UnsupportedOp {
             op: ctx.index,

@@ -11,10 +11,13 @@ use core::ops::Range;
 
 use bytemuck::{Pod, Zeroable};
 
+use super::arith::ArithParams;
+use super::inplace::{min_shift, RowGeometry, ShiftDirection};
 use super::{as_i8, as_i8_mut, as_typed, OpCtx, OpMem};
 use crate::error::{Error, Location};
 use crate::format::{DType, TensorDesc};
 use crate::quant::multiply_by_quantized_multiplier;
+use crate::simd::{self, Isa};
 
 /// Parameters of a CONV_2D op: everything TFLM computes in `Prepare`.
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
@@ -46,9 +49,23 @@ pub struct ConvParams {
     pub shifts_offset: u32,
     /// Number of output channels (= filter dimension 0 = output dimension 3).
     pub channel_count: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// Weight layout for the SIMD kernels: [`LAYOUT_REFERENCE`] (the filter only) or
+    /// [`LAYOUT_PACKED`] (also the filter packed by [`crate::simd::pack_weights`] and folded biases).
+    pub layout: u32,
+    /// With [`LAYOUT_PACKED`]: byte offset in the constant section of the filter packed as an
+    /// `O × (H·W·I)` matrix ([`crate::simd::packed_len`] bytes). Else zero.
+    pub packed_offset: u32,
+    /// With [`LAYOUT_PACKED`]: byte offset in the constant section of `2·O` `i32` biases with the
+    /// input offset folded in ([`crate::simd::fold_bias`]): the signed set, then the unsigned
+    /// set. Else zero.
+    pub folded_bias_offset: u32,
 }
+
+/// [`ConvParams::layout`] (and FULLY_CONNECTED's): only the reference filter layout is stored.
+pub const LAYOUT_REFERENCE: u32 = 0;
+/// [`ConvParams::layout`] (and FULLY_CONNECTED's): the filter is also stored packed for the
+/// SIMD matrix kernels, with folded biases.
+pub const LAYOUT_PACKED: u32 = 1;
 
 /// Number of output channels accumulated together on the stack by the window kernels.
 pub(crate) const CHUNK: usize = 32;
@@ -236,8 +253,10 @@ fn check_conv(
     if out_c % groups != 0 {
         return Err("output channels (must be a multiple of the number of groups)");
     }
-    if p.reserved != 0 {
-        return Err("reserved");
+    if p.layout > LAYOUT_PACKED
+        || (p.layout == LAYOUT_REFERENCE && (p.packed_offset != 0 || p.folded_bias_offset != 0))
+    {
+        return Err("layout");
     }
     check_axis(out_h, p.stride_h, f_h, p.dilation_h, p.pad_h)?;
     check_axis(out_w, p.stride_w, f_w, p.dilation_w, p.pad_w)?;
@@ -368,6 +387,667 @@ pub fn conv2d_int8(
     Ok(())
 }
 
+/// Bytes of the largest stack buffer the SIMD paths stage activations in: a band of padded input
+/// rows for a convolution, the rows of a fully-connected layer. An op whose smallest unit (one
+/// output row's window rows, one input row) does not fit runs the reference kernel.
+pub const STAGE_BYTES: usize = simd::STAGE_CAPACITY;
+
+/// Most reduction steps (4 bytes each) a convolution's packed filter may have on the fast path:
+/// the step offsets live in a stack table.
+pub const MAX_STEPS: usize = 2048;
+
+/// Bytes after the last staged row that a matrix kernel may read (and multiply by zero weights).
+const SLACK: usize = 4;
+
+/// The offline-packed weights of a CONV_2D or FULLY_CONNECTED op ([`LAYOUT_PACKED`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PackedFilter<'a> {
+    /// The `n × k` weight matrix packed by [`crate::simd::pack_weights`] (for CONV_2D, the filter
+    /// expanded by [`expand_filter`] first).
+    pub weights: &'a [i8],
+    /// `bias + input_offset · Σ w` per output ([`crate::simd::fold_bias`], signed set).
+    pub bias_signed: &'a [i32],
+    /// `bias + (input_offset − 128) · Σ w` per output (unsigned set).
+    pub bias_unsigned: &'a [i32],
+}
+
+impl<'a> PackedFilter<'a> {
+    /// Reads the packed filter of an op with `n` outputs and reduction length `k`, when the
+    /// compiler stored one (`layout`, `packed_offset` and `folded_bias_offset` as in
+    /// [`ConvParams`]).
+    pub(crate) fn read(
+        ctx: &OpCtx<'a>,
+        layout: u32,
+        packed_offset: u32,
+        folded_bias_offset: u32,
+        n: usize,
+        k: usize,
+    ) -> Result<Option<PackedFilter<'a>>, Error> {
+        match layout {
+            LAYOUT_REFERENCE => Ok(None),
+            LAYOUT_PACKED => {
+                let len = simd::packed_len(n, k).ok_or(ctx.param_error("packed weight size"))?;
+                let weights = ctx.const_array::<i8>(packed_offset, len)?;
+                let count = n
+                    .checked_mul(2)
+                    .ok_or(ctx.param_error("folded bias size"))?;
+                let biases = ctx.const_array::<i32>(folded_bias_offset, count)?;
+                let (bias_signed, bias_unsigned) = biases.split_at(n);
+                Ok(Some(PackedFilter {
+                    weights,
+                    bias_signed,
+                    bias_unsigned,
+                }))
+            }
+            _ => Err(ctx.param_error("layout")),
+        }
+    }
+
+    /// The folded bias for kernels reading activations in `enc`.
+    pub(crate) fn bias(&self, enc: simd::Encoding) -> &'a [i32] {
+        match enc {
+            simd::Encoding::Signed => self.bias_signed,
+            simd::Encoding::Unsigned => self.bias_unsigned,
+        }
+    }
+
+    /// Whether the arrays have the sizes of an `n × k` matrix.
+    pub(crate) fn fits(&self, n: usize, k: usize) -> bool {
+        simd::packed_len(n, k) == Some(self.weights.len())
+            && self.bias_signed.len() == n
+            && self.bias_unsigned.len() == n
+    }
+}
+
+/// How a CONV_2D filter's reduction is laid out in its packed matrix: `count` segments of `len`
+/// filter bytes, each followed by zeros up to `padded` bytes (a multiple of 4), so that no
+/// 4-byte step of the matrix kernels straddles two segments. A segment is one filter row
+/// (`W·I` bytes, contiguous in the input when `dilation_w` is 1), else one tap (`I` bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segments {
+    /// Segments per output channel.
+    pub count: usize,
+    /// Filter bytes per segment.
+    pub len: usize,
+    /// Bytes per segment in the packed matrix.
+    pub padded: usize,
+}
+
+impl Segments {
+    /// The segments of an OHWI filter of shape `filter_shape` with horizontal dilation
+    /// `dilation_w`, or `None` on overflow.
+    pub fn of(filter_shape: [usize; 4], dilation_w: u32) -> Option<Segments> {
+        let [_, f_h, f_w, f_ic] = filter_shape;
+        let (count, len) = if dilation_w == 1 {
+            (f_h, f_w.checked_mul(f_ic)?)
+        } else {
+            (f_h.checked_mul(f_w)?, f_ic)
+        };
+        let padded = len.checked_add(3)? / 4 * 4;
+        count.checked_mul(padded)?;
+        Some(Segments { count, len, padded })
+    }
+
+    /// Columns of the packed matrix: `count · padded`.
+    pub fn k(&self) -> usize {
+        self.count * self.padded
+    }
+}
+
+/// Expands an OHWI filter into the `O × segments.k()` matrix [`crate::simd::pack_weights`]
+/// packs for CONV_2D: each segment's bytes, then zeros (see [`Segments`]).
+pub fn expand_filter(
+    filter: &[i8],
+    filter_shape: [usize; 4],
+    dilation_w: u32,
+    out: &mut [i8],
+) -> Result<(), Error> {
+    let seg = Segments::of(filter_shape, dilation_w).ok_or(kernel_error("filter size"))?;
+    let n = filter_shape[0];
+    if elements4(filter_shape) != Some(filter.len()) || n.checked_mul(seg.k()) != Some(out.len()) {
+        return Err(kernel_error("expanded filter length"));
+    }
+    out.fill(0);
+    if seg.len == 0 {
+        return Ok(());
+    }
+    for (dst, src) in out
+        .chunks_exact_mut(seg.padded)
+        .zip(filter.chunks_exact(seg.len))
+    {
+        dst[..seg.len].copy_from_slice(src);
+    }
+    Ok(())
+}
+
+/// The window geometry of a CONV_2D or DEPTHWISE_CONV_2D: `[height, width]` pairs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    pub(crate) filter: [usize; 2],
+    pub(crate) stride: [usize; 2],
+    pub(crate) dilation: [usize; 2],
+    pub(crate) pad: [usize; 2],
+}
+
+impl Window {
+    /// The geometry of a convolution with these parameters and filter height and width.
+    pub(crate) fn of(p: &ConvParams, filter_hw: [usize; 2]) -> Window {
+        Window {
+            filter: filter_hw,
+            stride: [p.stride_h as usize, p.stride_w as usize],
+            dilation: [p.dilation_h as usize, p.dilation_w as usize],
+            pad: [p.pad_h as usize, p.pad_w as usize],
+        }
+    }
+}
+
+/// The padded input a fast window op stages, band by band: rows of the input with `pad_w`
+/// pixels of zero point on the left and enough on the right for every window.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PaddedInput {
+    /// Bytes per staged row.
+    pub(crate) row_bytes: usize,
+    /// Staged rows the window of one output row spans: `(H − 1)·dilation_h + 1`.
+    window_rows: usize,
+    /// Most output rows per band, so that a band fits the limit.
+    pub(crate) band_rows: usize,
+}
+
+impl PaddedInput {
+    /// The staging geometry of a window op in bands of at most `limit` (≤ [`STAGE_BYTES`])
+    /// bytes, or `None` if one output row does not fit.
+    pub(crate) fn of(
+        win: &Window,
+        input_shape: [usize; 4],
+        output_shape: [usize; 4],
+        limit: usize,
+    ) -> Option<PaddedInput> {
+        let [_, _, in_w, in_c] = input_shape;
+        let [_, out_h, out_w, _] = output_shape;
+        let eff_w = (win.filter[1].checked_sub(1)?).checked_mul(win.dilation[1])? + 1;
+        let reach = (out_w.checked_sub(1)?).checked_mul(win.stride[1])? + eff_w;
+        let width = reach.max(win.pad[1].checked_add(in_w)?);
+        let row_bytes = width.checked_mul(in_c)?;
+        let window_rows = (win.filter[0].checked_sub(1)?).checked_mul(win.dilation[0])? + 1;
+        let first = window_rows.checked_mul(row_bytes)?.checked_add(SLACK)?;
+        let limit = limit.min(STAGE_BYTES);
+        if first > limit || row_bytes == 0 {
+            return None;
+        }
+        let step = win.stride[0].checked_mul(row_bytes)?;
+        let band_rows = ((limit - first) / step.max(1) + 1).min(out_h.max(1));
+        Some(PaddedInput {
+            row_bytes,
+            window_rows,
+            band_rows,
+        })
+    }
+
+    /// Bytes staged for a band of `rows` output rows (with the slack a kernel may read).
+    pub(crate) fn bytes(&self, rows: usize, stride_h: usize) -> usize {
+        ((rows - 1) * stride_h + self.window_rows) * self.row_bytes + SLACK
+    }
+
+    /// Stages the padded input rows of output rows `r0 .. r1` of batch `b` through `dst`
+    /// ([`Self::bytes`] of them when the buffer is large enough): `pad_byte` in the padding,
+    /// each input byte XOR `flip`. `input` is the whole NHWC input.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn stage(
+        &self,
+        win: &Window,
+        input: &[u8],
+        input_shape: [usize; 4],
+        b: usize,
+        [r0, r1]: [usize; 2],
+        pad_byte: u8,
+        flip: u8,
+        dst: &mut simd::StageWriter,
+    ) {
+        let [_, in_h, in_w, in_c] = input_shape;
+        let pad_left = win.pad[1] * in_c;
+        let in_row = in_w * in_c;
+        let pad_right = self.row_bytes.saturating_sub(pad_left + in_row);
+        let rows = self.bytes(r1 - r0, win.stride[0]).saturating_sub(SLACK) / self.row_bytes;
+        for i in 0..rows {
+            // Padded row `py` is input row `py − pad_h`.
+            let py = r0 * win.stride[0] + i;
+            let src = py
+                .checked_sub(win.pad[0])
+                .filter(|&y| y < in_h)
+                .and_then(|iy| input.get((b * in_h + iy) * in_row..)?.get(..in_row));
+            match src {
+                None => dst.fill(self.row_bytes, pad_byte),
+                Some(src) => {
+                    dst.fill(pad_left, pad_byte);
+                    dst.copy_xor(src, flip);
+                    dst.fill(pad_right, pad_byte);
+                }
+            }
+        }
+        dst.fill(SLACK, pad_byte);
+    }
+}
+
+/// The SIMD tier a CONV_2D runs on, or `None` for the reference kernel: a packed filter, one
+/// group, at most [`MAX_STEPS`] reduction steps, and one output row's window rows of padded
+/// input within [`STAGE_BYTES`].
+pub fn conv_fast_isa(
+    isa: Option<Isa>,
+    packed: bool,
+    p: &ConvParams,
+    [input_shape, filter_shape, output_shape]: [[usize; 4]; 3],
+) -> Option<Isa> {
+    let isa = isa?;
+    let grouped = input_shape[3] != filter_shape[3];
+    let seg = Segments::of(filter_shape, p.dilation_w)?;
+    let steps = seg.k() / simd::BLOCK_K;
+    let win = Window::of(p, [filter_shape[1], filter_shape[2]]);
+    let staged = PaddedInput::of(&win, input_shape, output_shape, STAGE_BYTES).is_some();
+    (packed && !grouped && (1..=MAX_STEPS).contains(&steps) && staged).then_some(isa)
+}
+
+/// CONV_2D with the fastest kernel available: `isa`'s matrix kernel over `packed` weights when
+/// [`conv_fast_isa`] allows it, else [`conv2d_int8`]. Same arguments and results as
+/// [`conv2d_int8`], bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_int8_fast(
+    isa: Option<Isa>,
+    packed: Option<&PackedFilter>,
+    p: &ConvParams,
+    input_shape: [usize; 4],
+    input: &[i8],
+    filter_shape: [usize; 4],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    multipliers: &[i32],
+    shifts: &[i32],
+    output_shape: [usize; 4],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let shapes = [input_shape, filter_shape, output_shape];
+    let fast = conv_fast_isa(isa, packed.is_some(), p, shapes);
+    let (Some(isa), Some(packed)) = (fast, packed) else {
+        return conv2d_int8(
+            p,
+            input_shape,
+            input,
+            filter_shape,
+            filter,
+            bias,
+            multipliers,
+            shifts,
+            output_shape,
+            output,
+        );
+    };
+    check_len(filter.len(), filter_shape, "filter length").map_err(kernel_error)?;
+    // The bias is folded into the packed filter's.
+    let io = ConvIo::Split { input, output };
+    conv_packed(isa, packed, p, shapes, multipliers, shifts, io, None)
+}
+
+/// CONV_2D over its own input (the in-place shift modes: the output `D` bytes below the input
+/// in `buf` for [`ShiftDirection::Down`], above it for `Up`) on the fast path, in one pass with
+/// [`ConvIo::Shared`], when [`conv_fast_isa`] allows it and `D` is at least
+/// [`min_shift`] (the check the band-by-band driver makes). Returns `Ok(false)` when the caller
+/// must run the band driver instead. Results equal [`conv2d_int8`]'s bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_int8_fast_in_place(
+    isa: Option<Isa>,
+    packed: Option<&PackedFilter>,
+    p: &ConvParams,
+    shapes: [[usize; 4]; 3],
+    multipliers: &[i32],
+    shifts: &[i32],
+    buf: &mut [i8],
+    input_at: usize,
+    output_at: usize,
+    dir: ShiftDirection,
+) -> Result<bool, Error> {
+    let (Some(isa), Some(packed)) = (conv_fast_isa(isa, packed.is_some(), p, shapes), packed)
+    else {
+        return Ok(false);
+    };
+    let [input_shape, filter_shape, output_shape] = shapes;
+    let g = RowGeometry::window(
+        input_shape,
+        output_shape,
+        [filter_shape[1], filter_shape[2]],
+        [p.stride_h as usize, p.stride_w as usize],
+        [p.pad_h as usize, p.pad_w as usize],
+        [p.dilation_h as usize, p.dilation_w as usize],
+    );
+    let shift = match dir {
+        ShiftDirection::Down => input_at.checked_sub(output_at),
+        ShiftDirection::Up => output_at.checked_sub(input_at),
+    };
+    match (shift, min_shift(&g, dir)) {
+        (Some(d), Some(need)) if d as u64 >= need => {}
+        _ => return Ok(false),
+    }
+    let io = ConvIo::Shared {
+        buf,
+        input_at,
+        output_at,
+        reverse: dir == ShiftDirection::Up,
+    };
+    conv_packed(isa, packed, p, shapes, multipliers, shifts, io, None)?;
+    Ok(true)
+}
+
+/// Where a fast convolution reads its input and writes its output.
+pub enum ConvIo<'a> {
+    /// Separate input and output slices.
+    Split {
+        /// The input, NHWC.
+        input: &'a [i8],
+        /// The output, NHWC.
+        output: &'a mut [i8],
+    },
+    /// One buffer holding both (the in-place shift modes): the input starts at `input_at`, the
+    /// output at `output_at`. Output rows are produced in bands, first to last (last to first
+    /// when `reverse`), each band's input staged before any of its outputs is written; so the
+    /// result is [`conv2d_int8`]'s whenever no output pixel overlaps input that it or a later
+    /// pixel (in production order) reads.
+    Shared {
+        /// The buffer.
+        buf: &'a mut [i8],
+        /// Offset of the input in `buf`.
+        input_at: usize,
+        /// Offset of the output in `buf`.
+        output_at: usize,
+        /// Produce pixels last to first.
+        reverse: bool,
+    },
+}
+
+impl ConvIo<'_> {
+    /// Checks that the input (`in_len` bytes) and output (`out_len`) are where they should be.
+    pub(crate) fn check(&self, in_len: usize, out_len: usize) -> Result<(), Error> {
+        let ok = match self {
+            ConvIo::Split { input, output } => input.len() == in_len && output.len() == out_len,
+            ConvIo::Shared {
+                buf,
+                input_at,
+                output_at,
+                ..
+            } => {
+                let fits =
+                    |at: usize, len: usize| at.checked_add(len).is_some_and(|e| e <= buf.len());
+                fits(*input_at, in_len) && fits(*output_at, out_len)
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(kernel_error("tensor length"))
+        }
+    }
+
+    /// Whether output bands are produced last to first.
+    pub(crate) fn reverse(&self) -> bool {
+        matches!(self, ConvIo::Shared { reverse: true, .. })
+    }
+
+    /// The input bytes.
+    pub(crate) fn input(&self, len: usize) -> &[u8] {
+        match self {
+            ConvIo::Split { input, .. } => bytemuck::cast_slice(input),
+            ConvIo::Shared { buf, input_at, .. } => {
+                bytemuck::cast_slice(&buf[*input_at..*input_at + len])
+            }
+        }
+    }
+
+    /// Output bytes `span`.
+    pub(crate) fn output(&mut self, span: Range<usize>) -> &mut [i8] {
+        match self {
+            ConvIo::Split { output, .. } => &mut output[span],
+            ConvIo::Shared { buf, output_at, .. } => {
+                &mut buf[*output_at + span.start..*output_at + span.end]
+            }
+        }
+    }
+}
+
+/// An ADD fused after a convolution: each output is `ADD(conv, residual)` with TFLM's recipe,
+/// the convolution's value being the int8 CONV_2D would have stored.
+#[derive(Debug, Clone, Copy)]
+pub struct AddEpilogue<'a> {
+    /// The ADD's parameters.
+    pub params: &'a ArithParams,
+    /// Whether the residual is the ADD's first operand.
+    pub residual_first: bool,
+    /// The residual (the output's shape), or `None` when the output holds it on entry.
+    pub residual: Option<&'a [i8]>,
+}
+
+/// CONV_2D on `isa`'s matrix kernel over a packed filter, reading and writing through `io`,
+/// optionally with a fused ADD. Results equal [`conv2d_int8`]'s (followed by the ADD's) bit for
+/// bit. Checks every shape and length; returns an error (never panics) on inconsistencies.
+///
+/// The input is staged in bands of output rows: the padded input rows the band's windows span
+/// (zero point in the padding, and `x ^ 0x80` for tiers reading unsigned bytes), so that the
+/// matrix kernel reads every window in place — implicit im2col.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_packed(
+    isa: Isa,
+    packed: &PackedFilter,
+    p: &ConvParams,
+    shapes: [[usize; 4]; 3],
+    multipliers: &[i32],
+    shifts: &[i32],
+    io: ConvIo,
+    epilogue: Option<&AddEpilogue>,
+) -> Result<(), Error> {
+    let limit = STAGE_BYTES;
+    conv_packed_in(
+        isa,
+        packed,
+        p,
+        shapes,
+        multipliers,
+        shifts,
+        io,
+        epilogue,
+        limit,
+    )
+}
+
+/// [`conv_packed`] with bands of at most `stage_limit` staged bytes (tests use small ones).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_packed_in(
+    isa: Isa,
+    packed: &PackedFilter,
+    p: &ConvParams,
+    shapes: [[usize; 4]; 3],
+    multipliers: &[i32],
+    shifts: &[i32],
+    mut io: ConvIo,
+    epilogue: Option<&AddEpilogue>,
+    stage_limit: usize,
+) -> Result<(), Error> {
+    let [input_shape, filter_shape, output_shape] = shapes;
+    if conv_fast_isa(Some(isa), true, p, shapes).is_none() {
+        return Err(kernel_error("no fast kernel for this convolution"));
+    }
+    check_conv(p, input_shape, filter_shape, output_shape).map_err(kernel_error)?;
+    let in_len = elements4(input_shape).ok_or(kernel_error("input length"))?;
+    let out_len = elements4(output_shape).ok_or(kernel_error("output length"))?;
+    match &io {
+        ConvIo::Split { input, output } => {
+            if input.len() != in_len || output.len() != out_len {
+                return Err(kernel_error("tensor length"));
+            }
+        }
+        ConvIo::Shared {
+            buf,
+            input_at,
+            output_at,
+            ..
+        } => {
+            let fits = |at: usize, len: usize| at.checked_add(len).is_some_and(|e| e <= buf.len());
+            if !fits(*input_at, in_len) || !fits(*output_at, out_len) {
+                return Err(kernel_error("in-place buffer length"));
+            }
+        }
+    }
+    if let Some(e) = epilogue {
+        if e.residual.is_some_and(|r| r.len() != out_len) {
+            return Err(kernel_error("residual length"));
+        }
+        if matches!(io, ConvIo::Shared { .. }) && e.residual.is_none() {
+            return Err(kernel_error("residual in a shared buffer"));
+        }
+    }
+    let [batches, in_h, in_w, in_c] = input_shape;
+    let [out_c, f_h, f_w, _] = filter_shape;
+    let [_, out_h, out_w, _] = output_shape;
+    let seg = Segments::of(filter_shape, p.dilation_w).ok_or(kernel_error("filter size"))?;
+    if multipliers.len() != out_c || !packed.fits(out_c, seg.k()) {
+        return Err(kernel_error("per-channel array length"));
+    }
+    check_channel_quant(multipliers, shifts).map_err(kernel_error)?;
+    let win = Window::of(p, [filter_shape[1], filter_shape[2]]);
+    let staging = PaddedInput::of(&win, input_shape, output_shape, stage_limit)
+        .ok_or(kernel_error("staging geometry"))?;
+    if out_len == 0 {
+        return Ok(());
+    }
+    let enc = isa.tier().encoding();
+    let q = simd::Requant {
+        bias: Some(packed.bias(enc)),
+        multipliers,
+        shifts,
+        output_offset: p.output_offset,
+        act_min: p.act_min,
+        act_max: p.act_max,
+    };
+    let steps = seg.k() / simd::BLOCK_K;
+    let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
+    let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
+    let pointwise = [f_h, f_w, stride_h, stride_w] == [1; 4]
+        && p.pad_h == 0
+        && p.pad_w == 0
+        && (in_h, in_w) == (out_h, out_w);
+    if let (ConvIo::Split { input, output }, None) = (&mut io, epilogue) {
+        if pointwise && seg.padded == in_c && enc == simd::Encoding::Signed {
+            // The input pixels are the matrix rows already.
+            let a = simd::MatrixA {
+                data: bytemuck::cast_slice(input),
+                first: 0,
+                rows: out_len / out_c,
+                width: out_len / out_c,
+                x_stride: in_c,
+                y_stride: 0,
+                k_steps: steps,
+                k_offsets: None,
+            };
+            return simd::gemm(isa, &a, packed.weights, out_c, &q, output, out_c);
+        }
+    }
+    // Where each reduction step reads, relative to the window's first byte.
+    // Where each reduction step reads, relative to the window's first byte (inside the staged
+    // window, which fits STAGE_BYTES, so the offsets fit u32).
+    let per_seg = seg.padded / simd::BLOCK_K;
+    let step_offset = |s: usize| {
+        let (g, j) = (s / per_seg, s % per_seg);
+        let (fy, fx) = if dil_w == 1 {
+            (g, 0)
+        } else {
+            (g / f_w, g % f_w)
+        };
+        (fy * dil_h * staging.row_bytes + fx * dil_w * in_c + j * simd::BLOCK_K) as u32
+    };
+    // check_quant: input_offset ∈ [-127, 128], so the zero point is an int8.
+    let zero_point = p.input_offset.wrapping_neg() as i8 as u8;
+    let (pad_byte, flip) = match enc {
+        simd::Encoding::Signed => (zero_point, 0u8),
+        simd::Encoding::Unsigned => (zero_point ^ 0x80, 0x80u8),
+    };
+    let bands = out_h.div_ceil(staging.band_rows);
+    let total = batches * bands;
+    let need = staging.bytes(staging.band_rows, stride_h);
+    let reverse = matches!(io, ConvIo::Shared { reverse: true, .. });
+    let run = |koff: &[u32]| -> Result<(), Error> {
+        simd::with_stage(need, |stage| {
+            for t in 0..total {
+                let t = if reverse { total - 1 - t } else { t };
+                let (b, band) = (t / bands, t % bands);
+                let r0 = band * staging.band_rows;
+                let r1 = (r0 + staging.band_rows).min(out_h);
+                let mut w = stage.writer();
+                let input = io.input(in_len);
+                staging.stage(
+                    &win,
+                    input,
+                    input_shape,
+                    b,
+                    [r0, r1],
+                    pad_byte,
+                    flip,
+                    &mut w,
+                );
+                let a_bytes = w.finish();
+                let a = simd::MatrixA {
+                    data: a_bytes,
+                    first: 0,
+                    rows: (r1 - r0) * out_w,
+                    width: out_w,
+                    x_stride: stride_w * in_c,
+                    y_stride: stride_h * staging.row_bytes,
+                    k_steps: steps,
+                    k_offsets: Some(koff),
+                };
+                let start = ((b * out_h + r0) * out_w) * out_c;
+                let span = start..start + a.rows * out_c;
+                match epilogue {
+                    None => {
+                        let out = io.output(span);
+                        simd::gemm(isa, &a, packed.weights, out_c, &q, out, out_c)?;
+                    }
+                    Some(e) => {
+                        // A tile of outputs at a time: the convolution into `tile`, then the ADD.
+                        let mut tile = [0i8; EPILOGUE_BYTES];
+                        let per = (EPILOGUE_BYTES / out_c).max(1);
+                        let mut first = 0;
+                        while first < a.rows {
+                            let rows = per.min(a.rows - first);
+                            let sub = simd::MatrixA { first, rows, ..a };
+                            let conv = &mut tile[..rows * out_c];
+                            simd::gemm(isa, &sub, packed.weights, out_c, &q, conv, out_c)?;
+                            let s = span.start + first * out_c;
+                            let out = io.output(s..s + rows * out_c);
+                            match e.residual {
+                                Some(res) => {
+                                    let res = &res[s..s + rows * out_c];
+                                    let (x, y) = if e.residual_first {
+                                        (res, &*conv)
+                                    } else {
+                                        (&*conv, res)
+                                    };
+                                    simd::add_sub(isa, e.params, false, x, y, out)?;
+                                }
+                                // The output holds the residual: each element is read, then replaced.
+                                None => {
+                                    let first = e.residual_first;
+                                    simd::add_sub_assign(isa, e.params, false, out, conv, first)?;
+                                }
+                            }
+                            first += rows;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    };
+    simd::with_offsets(steps, step_offset, run).unwrap_or(Err(kernel_error("reduction steps")))
+}
+
+/// Bytes of the stack tile a fused epilogue stages convolution outputs in.
+const EPILOGUE_BYTES: usize = 4096;
+
 /// The per-channel multipliers and shifts of a window op.
 pub(crate) fn channel_quant<'a>(
     ctx: &OpCtx<'a>,
@@ -432,7 +1112,42 @@ pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
     let [_, fs, _] = conv_shapes(ctx, p)?;
     check_bias(ctx, fs[0])?;
     channel_quant(ctx, p.multipliers_offset, p.shifts_offset, fs[0])?;
+    packed_filter(ctx, p, fs)?;
     Ok(())
+}
+
+/// The packed filter of a CONV_2D op, if the compiler stored one.
+pub fn packed_filter<'a>(
+    ctx: &OpCtx<'a>,
+    p: &ConvParams,
+    filter_shape: [usize; 4],
+) -> Result<Option<PackedFilter<'a>>, Error> {
+    let k = Segments::of(filter_shape, p.dilation_w)
+        .ok_or(ctx.param_error("filter size"))?
+        .k();
+    let out_c = filter_shape[0];
+    PackedFilter::read(
+        ctx,
+        p.layout,
+        p.packed_offset,
+        p.folded_bias_offset,
+        out_c,
+        k,
+    )
+}
+
+/// The kernel a CONV_2D op runs on this CPU: a SIMD tier's name or `reference`.
+pub(crate) fn kernel_name(ctx: &OpCtx) -> &'static str {
+    // A fused ADD epilogue appends its parameters to the convolution's.
+    let prefix = ctx.params.get(..core::mem::size_of::<ConvParams>());
+    let Some(Ok(p)) = prefix.map(bytemuck::try_from_bytes::<ConvParams>) else {
+        return "reference";
+    };
+    let Ok(shapes) = conv_shapes(ctx, p) else {
+        return "reference";
+    };
+    let packed = matches!(packed_filter(ctx, p, shapes[1]), Ok(Some(_)));
+    conv_fast_isa(Isa::best(), packed, p, shapes).map_or("reference", Isa::name)
 }
 
 /// Runs a CONV_2D op.
@@ -443,7 +1158,9 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     let input = as_i8(mem.required_input(0)?);
     let filter = as_i8(mem.required_input(1)?);
     let bias = bias_input(ctx, &mem)?;
-    conv2d_int8(
+    let output = as_i8_mut(mem.output);
+    #[cfg(feature = "arm-dsp")]
+    if crate::simd::arm_dsp::conv2d_int8(
         p,
         is,
         input,
@@ -453,7 +1170,26 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
         multipliers,
         shifts,
         os,
-        as_i8_mut(mem.output),
+        output,
+    )
+    .is_some()
+    {
+        return Ok(());
+    }
+    let packed = packed_filter(ctx, p, fs)?;
+    conv2d_int8_fast(
+        Isa::best(),
+        packed.as_ref(),
+        p,
+        is,
+        input,
+        fs,
+        filter,
+        bias,
+        multipliers,
+        shifts,
+        os,
+        output,
     )
 }
 
@@ -571,7 +1307,7 @@ pub(crate) mod tests {
                 scratch_offset: 0,
                 scratch_bytes: 0,
                 name: NONE,
-                reserved: 0,
+                flags: 0,
             }
         }
 
@@ -735,7 +1471,9 @@ pub(crate) mod tests {
             multipliers_offset: 0,
             shifts_offset: 0,
             channel_count: oc as u32,
-            reserved: 0,
+            layout: 0,
+            packed_offset: 0,
+            folded_bias_offset: 0,
         }
     }
 
@@ -1014,7 +1752,8 @@ pub(crate) mod tests {
         assert!(with(&|p| p.act_max = -129).is_err());
         assert!(with(&|p| p.pad_h = u32::MAX).is_err());
         assert!(with(&|p| p.stride_h = u32::MAX).is_err());
-        assert!(with(&|p| p.reserved = 1).is_err());
+        assert!(with(&|p| p.layout = 2).is_err());
+        assert!(with(&|p| p.packed_offset = 16).is_err());
         // Shifts out of range in the constant section.
         let (mut h, mut q) = conv_case();
         q.shifts_offset = h.add_i32s(&[40; 6]);

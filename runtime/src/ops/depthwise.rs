@@ -9,11 +9,14 @@ use bytemuck::{Pod, Zeroable};
 
 use super::conv::{
     bias_input, channel_quant, check_axis, check_bias, check_channel_quant, check_quant, dims4,
-    elements4, kernel_error, requantize, valid_taps, CHUNK,
+    elements4, kernel_error, requantize, valid_taps, ConvIo, PaddedInput, Window, CHUNK,
+    STAGE_BYTES,
 };
+use super::inplace::{min_shift, RowGeometry, ShiftDirection};
 use super::{as_i8, as_i8_mut, OpCtx, OpMem};
 use crate::error::Error;
 use crate::format::DType;
+use crate::simd::{self, Isa};
 
 /// Parameters of a DEPTHWISE_CONV_2D op: everything TFLM computes in `Prepare`.
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
@@ -186,6 +189,225 @@ pub fn depthwise_conv2d_int8(
     Ok(())
 }
 
+/// Most taps (`H·W`) a depthwise convolution may have on the fast path.
+pub const MAX_TAPS: usize = 32;
+
+/// The window geometry of a depthwise convolution.
+fn window(p: &DepthwiseParams, filter_shape: [usize; 4]) -> Window {
+    Window {
+        filter: [filter_shape[1], filter_shape[2]],
+        stride: [p.stride_h as usize, p.stride_w as usize],
+        dilation: [p.dilation_h as usize, p.dilation_w as usize],
+        pad: [p.pad_h as usize, p.pad_w as usize],
+    }
+}
+
+/// The SIMD tier a DEPTHWISE_CONV_2D runs on, or `None` for the reference kernel: depth
+/// multiplier 1, at most [`MAX_TAPS`] taps, and one output row's window rows of padded input
+/// within [`STAGE_BYTES`].
+pub fn depthwise_fast_isa(
+    isa: Option<Isa>,
+    p: &DepthwiseParams,
+    [input_shape, filter_shape, output_shape]: [[usize; 4]; 3],
+) -> Option<Isa> {
+    let isa = isa?;
+    let taps = filter_shape[1].checked_mul(filter_shape[2])?;
+    let win = window(p, filter_shape);
+    let staged = PaddedInput::of(&win, input_shape, output_shape, STAGE_BYTES).is_some();
+    (p.depth_multiplier == 1 && (1..=MAX_TAPS).contains(&taps) && staged).then_some(isa)
+}
+
+/// DEPTHWISE_CONV_2D with the fastest kernel available: `isa`'s kernel when
+/// [`depthwise_fast_isa`] allows it, else [`depthwise_conv2d_int8`]. Same arguments and results
+/// as [`depthwise_conv2d_int8`], bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_conv2d_int8_fast(
+    isa: Option<Isa>,
+    p: &DepthwiseParams,
+    input_shape: [usize; 4],
+    input: &[i8],
+    filter_shape: [usize; 4],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    multipliers: &[i32],
+    shifts: &[i32],
+    output_shape: [usize; 4],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let shapes = [input_shape, filter_shape, output_shape];
+    let Some(isa) = depthwise_fast_isa(isa, p, shapes) else {
+        return depthwise_conv2d_int8(
+            p,
+            input_shape,
+            input,
+            filter_shape,
+            filter,
+            bias,
+            multipliers,
+            shifts,
+            output_shape,
+            output,
+        );
+    };
+    let io = ConvIo::Split { input, output };
+    let q = DepthwiseQuant {
+        filter,
+        bias,
+        multipliers,
+        shifts,
+    };
+    depthwise_staged(isa, p, shapes, &q, io, STAGE_BYTES)
+}
+
+/// DEPTHWISE_CONV_2D over its own input (the in-place shift modes: the output `D` bytes below
+/// the input in `buf` for [`ShiftDirection::Down`], above it for `Up`) on the fast path, in one
+/// pass, when [`depthwise_fast_isa`] allows it and `D` is at least [`min_shift`] (the check the
+/// band-by-band driver makes). Returns `Ok(false)` when the caller must run the band driver
+/// instead. Results equal [`depthwise_conv2d_int8`]'s bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_conv2d_int8_fast_in_place(
+    isa: Option<Isa>,
+    p: &DepthwiseParams,
+    shapes: [[usize; 4]; 3],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    multipliers: &[i32],
+    shifts: &[i32],
+    buf: &mut [i8],
+    input_at: usize,
+    output_at: usize,
+    dir: ShiftDirection,
+) -> Result<bool, Error> {
+    let Some(isa) = depthwise_fast_isa(isa, p, shapes) else {
+        return Ok(false);
+    };
+    let [input_shape, filter_shape, output_shape] = shapes;
+    let g = RowGeometry::window(
+        input_shape,
+        output_shape,
+        [filter_shape[1], filter_shape[2]],
+        [p.stride_h as usize, p.stride_w as usize],
+        [p.pad_h as usize, p.pad_w as usize],
+        [p.dilation_h as usize, p.dilation_w as usize],
+    );
+    let shift = match dir {
+        ShiftDirection::Down => input_at.checked_sub(output_at),
+        ShiftDirection::Up => output_at.checked_sub(input_at),
+    };
+    match (shift, min_shift(&g, dir)) {
+        (Some(d), Some(need)) if d as u64 >= need => {}
+        _ => return Ok(false),
+    }
+    let io = ConvIo::Shared {
+        buf,
+        input_at,
+        output_at,
+        reverse: dir == ShiftDirection::Up,
+    };
+    let q = DepthwiseQuant {
+        filter,
+        bias,
+        multipliers,
+        shifts,
+    };
+    depthwise_staged(isa, p, shapes, &q, io, STAGE_BYTES)?;
+    Ok(true)
+}
+
+/// The filter and output stage of a depthwise convolution.
+pub(crate) struct DepthwiseQuant<'a> {
+    pub(crate) filter: &'a [i8],
+    pub(crate) bias: Option<&'a [i32]>,
+    pub(crate) multipliers: &'a [i32],
+    pub(crate) shifts: &'a [i32],
+}
+
+/// DEPTHWISE_CONV_2D on `isa`'s kernel through `io`, the input staged in bands of padded rows
+/// of at most `stage_limit` bytes (the zero point in the padding, so that padded taps add
+/// nothing). Checks every shape and length; returns an error (never panics) on inconsistencies.
+pub(crate) fn depthwise_staged(
+    isa: Isa,
+    p: &DepthwiseParams,
+    shapes: [[usize; 4]; 3],
+    q: &DepthwiseQuant,
+    mut io: ConvIo,
+    stage_limit: usize,
+) -> Result<(), Error> {
+    let [input_shape, filter_shape, output_shape] = shapes;
+    if depthwise_fast_isa(Some(isa), p, shapes).is_none() {
+        return Err(kernel_error(
+            "no fast kernel for this depthwise convolution",
+        ));
+    }
+    check_depthwise(p, input_shape, filter_shape, output_shape).map_err(kernel_error)?;
+    let in_len = elements4(input_shape).ok_or(kernel_error("input length"))?;
+    let out_len = elements4(output_shape).ok_or(kernel_error("output length"))?;
+    io.check(in_len, out_len)?;
+    let [batches, _, _, channels] = input_shape;
+    let [_, f_h, f_w, _] = filter_shape;
+    let [_, out_h, out_w, _] = output_shape;
+    let lens_ok = elements4(filter_shape) == Some(q.filter.len())
+        && q.multipliers.len() == channels
+        && q.bias.is_none_or(|b| b.len() == channels);
+    if !lens_ok {
+        return Err(kernel_error("per-channel array length"));
+    }
+    check_channel_quant(q.multipliers, q.shifts).map_err(kernel_error)?;
+    let win = window(p, filter_shape);
+    let staging = PaddedInput::of(&win, input_shape, output_shape, stage_limit)
+        .ok_or(kernel_error("staging geometry"))?;
+    if out_len == 0 {
+        return Ok(());
+    }
+    let mut taps = [0u32; MAX_TAPS];
+    for (t, off) in taps[..f_h * f_w].iter_mut().enumerate() {
+        let (fy, fx) = (t / f_w, t % f_w);
+        let at = fy * win.dilation[0] * staging.row_bytes + fx * win.dilation[1] * channels;
+        *off = u32::try_from(at).map_err(|_| kernel_error("staging offset"))?;
+    }
+    let rq = simd::Requant {
+        bias: q.bias,
+        multipliers: q.multipliers,
+        shifts: q.shifts,
+        output_offset: p.output_offset,
+        act_min: p.act_min,
+        act_max: p.act_max,
+    };
+    // check_quant: input_offset ∈ [-127, 128], so the zero point is an int8.
+    let pad_byte = p.input_offset.wrapping_neg() as i8 as u8;
+    let bands = out_h.div_ceil(staging.band_rows);
+    let total = batches * bands;
+    let need = staging.bytes(staging.band_rows, win.stride[0]);
+    let reverse = io.reverse();
+    simd::with_stage(need, |stage| {
+        for t in 0..total {
+            let t = if reverse { total - 1 - t } else { t };
+            let (b, band) = (t / bands, t % bands);
+            let r0 = band * staging.band_rows;
+            let r1 = (r0 + staging.band_rows).min(out_h);
+            let mut w = stage.writer();
+            let input = io.input(in_len);
+            staging.stage(&win, input, input_shape, b, [r0, r1], pad_byte, 0, &mut w);
+            let staged = w.finish();
+            let job = simd::DepthwiseJob {
+                input: staged,
+                rows: (r1 - r0) * out_w,
+                width: out_w,
+                x_stride: win.stride[1] * channels,
+                y_stride: win.stride[0] * staging.row_bytes,
+                taps: &taps[..f_h * f_w],
+                channels,
+                filter: q.filter,
+                input_offset: p.input_offset,
+            };
+            let start = (b * out_h + r0) * out_w * channels;
+            let out = io.output(start..start + job.rows * channels);
+            simd::depthwise(isa, &job, &rq, out, channels)?;
+        }
+        Ok(())
+    })
+}
+
 /// Tensor shapes of a depthwise convolution, checked against each other and the parameters.
 fn depthwise_shapes(ctx: &OpCtx, p: &DepthwiseParams) -> Result<[[usize; 4]; 3], Error> {
     let input = ctx.required_input(0)?;
@@ -221,7 +443,9 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     let input = as_i8(mem.required_input(0)?);
     let filter = as_i8(mem.required_input(1)?);
     let bias = bias_input(ctx, &mem)?;
-    depthwise_conv2d_int8(
+    let output = as_i8_mut(mem.output);
+    #[cfg(feature = "arm-dsp")]
+    if crate::simd::arm_dsp::depthwise_conv2d_int8(
         p,
         is,
         input,
@@ -231,8 +455,36 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
         multipliers,
         shifts,
         os,
-        as_i8_mut(mem.output),
+        output,
     )
+    .is_some()
+    {
+        return Ok(());
+    }
+    depthwise_conv2d_int8_fast(
+        Isa::best(),
+        p,
+        is,
+        input,
+        fs,
+        filter,
+        bias,
+        multipliers,
+        shifts,
+        os,
+        output,
+    )
+}
+
+/// The kernel a DEPTHWISE_CONV_2D op runs on this CPU: a SIMD tier's name or `reference`.
+pub(crate) fn kernel_name(ctx: &OpCtx) -> &'static str {
+    let Ok(p) = ctx.params::<DepthwiseParams>() else {
+        return "reference";
+    };
+    let Ok(shapes) = depthwise_shapes(ctx, p) else {
+        return "reference";
+    };
+    depthwise_fast_isa(Isa::best(), p, shapes).map_or("reference", Isa::name)
 }
 
 #[cfg(test)]

@@ -10,10 +10,12 @@ use bytemuck::{Pod, Zeroable};
 
 use super::conv::{
     bias_input, check_bias, check_channel_quant, check_quant, dot_offset, kernel_error, requantize,
+    PackedFilter, LAYOUT_PACKED, LAYOUT_REFERENCE, STAGE_BYTES,
 };
 use super::{as_i8, as_i8_mut, OpCtx, OpMem};
 use crate::error::Error;
 use crate::format::DType;
+use crate::simd::{self, Isa};
 
 /// Parameters of a FULLY_CONNECTED op: everything TFLM computes in `Prepare`.
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
@@ -35,6 +37,15 @@ pub struct FullyConnectedParams {
     pub shifts_offset: u32,
     /// 1 for per-tensor weights (one multiplier for every output), else the number of outputs.
     pub channel_count: u32,
+    /// Weight layout for the SIMD kernels: [`LAYOUT_REFERENCE`] (the weights only) or
+    /// [`LAYOUT_PACKED`] (also packed by [`crate::simd::pack_weights`], with folded biases).
+    pub layout: u32,
+    /// With [`LAYOUT_PACKED`]: byte offset in the constant section of the `[out, in]` weights
+    /// packed ([`crate::simd::packed_len`] bytes). Else zero.
+    pub packed_offset: u32,
+    /// With [`LAYOUT_PACKED`]: byte offset in the constant section of `2·out` folded `i32`
+    /// biases ([`crate::simd::fold_bias`]: the signed set, then the unsigned set). Else zero.
+    pub folded_bias_offset: u32,
 }
 
 /// Portable reference int8 FULLY_CONNECTED (TFLM `FullyConnected` / `FullyConnectedPerChannel`).
@@ -123,6 +134,172 @@ pub fn fully_connected_int8(
     Ok(())
 }
 
+/// The SIMD tier a FULLY_CONNECTED op with these parameters runs on, or `None` for the
+/// reference kernel: packed weights, symmetric weights (`filter_offset` 0), and either rows the
+/// kernel can read in place (signed activations, `in_features` a multiple of 4) or rows that fit
+/// the staging buffer.
+pub fn fc_fast_isa(
+    isa: Option<Isa>,
+    packed: bool,
+    p: &FullyConnectedParams,
+    in_features: usize,
+) -> Option<Isa> {
+    let isa = isa?;
+    let direct = isa.tier().encoding() == simd::Encoding::Signed && in_features % 4 == 0;
+    let staged = simd::k_steps(in_features) * simd::BLOCK_K <= STAGE_BYTES;
+    (packed && p.filter_offset == 0 && in_features > 0 && (direct || staged)).then_some(isa)
+}
+
+/// FULLY_CONNECTED with the fastest kernel available: `isa`'s matrix kernel over `packed`
+/// weights when [`fc_fast_isa`] allows it, else [`fully_connected_int8`]. Same arguments and
+/// results as [`fully_connected_int8`], bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn fully_connected_int8_fast(
+    isa: Option<Isa>,
+    packed: Option<&PackedFilter>,
+    p: &FullyConnectedParams,
+    batches: usize,
+    in_features: usize,
+    out_features: usize,
+    input: &[i8],
+    weights: &[i8],
+    bias: Option<&[i32]>,
+    multipliers: &[i32],
+    shifts: &[i32],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let fast = fc_fast_isa(isa, packed.is_some(), p, in_features);
+    let (Some(isa), Some(packed)) = (fast, packed) else {
+        return fully_connected_int8(
+            p,
+            batches,
+            in_features,
+            out_features,
+            input,
+            weights,
+            bias,
+            multipliers,
+            shifts,
+            output,
+        );
+    };
+    check_params(p, out_features).map_err(kernel_error)?;
+    let lens_ok = batches.checked_mul(in_features) == Some(input.len())
+        && out_features.checked_mul(in_features) == Some(weights.len())
+        && batches.checked_mul(out_features) == Some(output.len())
+        && multipliers.len() == p.channel_count as usize
+        && packed.fits(out_features, in_features);
+    if !lens_ok {
+        return Err(kernel_error("tensor length"));
+    }
+    check_channel_quant(multipliers, shifts).map_err(kernel_error)?;
+    if output.is_empty() {
+        return Ok(());
+    }
+    let enc = isa.tier().encoding();
+    let q = simd::Requant {
+        bias: Some(packed.bias(enc)),
+        multipliers,
+        shifts,
+        output_offset: p.output_offset,
+        act_min: p.act_min,
+        act_max: p.act_max,
+    };
+    let steps = simd::k_steps(in_features);
+    let kp = steps * simd::BLOCK_K;
+    if enc == simd::Encoding::Signed && kp == in_features {
+        // The input rows are the matrix rows already.
+        let a = simd::MatrixA {
+            data: bytemuck::cast_slice(input),
+            first: 0,
+            rows: batches,
+            width: batches,
+            x_stride: in_features,
+            y_stride: 0,
+            k_steps: steps,
+            k_offsets: None,
+        };
+        return simd::gemm(
+            isa,
+            &a,
+            packed.weights,
+            out_features,
+            &q,
+            output,
+            out_features,
+        );
+    }
+    let input = bytemuck::cast_slice::<i8, u8>(input);
+    let flip = match enc {
+        simd::Encoding::Signed => 0u8,
+        simd::Encoding::Unsigned => 0x80u8,
+    };
+    simd::with_stage(batches.saturating_mul(kp), |stage| {
+        let rows_max = (stage.capacity() / kp).max(1);
+        for (x, out_rows) in input
+            .chunks(rows_max * in_features)
+            .zip(output.chunks_mut(rows_max * out_features))
+        {
+            let rows = out_rows.len() / out_features;
+            let mut w = stage.writer();
+            for src in x.chunks_exact(in_features) {
+                w.copy_xor(src, flip);
+                w.fill(kp - in_features, 0);
+            }
+            let staged = w.finish();
+            let a = simd::MatrixA {
+                data: staged,
+                first: 0,
+                rows,
+                width: rows,
+                x_stride: kp,
+                y_stride: 0,
+                k_steps: steps,
+                k_offsets: None,
+            };
+            simd::gemm(
+                isa,
+                &a,
+                packed.weights,
+                out_features,
+                &q,
+                out_rows,
+                out_features,
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// The packed weights of a FULLY_CONNECTED op, if the compiler stored them.
+pub fn packed_weights<'a>(
+    ctx: &OpCtx<'a>,
+    p: &FullyConnectedParams,
+    in_features: usize,
+    out_features: usize,
+) -> Result<Option<PackedFilter<'a>>, Error> {
+    PackedFilter::read(
+        ctx,
+        p.layout,
+        p.packed_offset,
+        p.folded_bias_offset,
+        out_features,
+        in_features,
+    )
+}
+
+/// The kernel a FULLY_CONNECTED op runs on this CPU: a SIMD tier's name or `reference`.
+pub(crate) fn kernel_name(ctx: &OpCtx) -> &'static str {
+    let Ok(p) = ctx.params::<FullyConnectedParams>() else {
+        return "reference";
+    };
+    let Ok((_, in_f, out_f)) = fc_shapes(ctx, p) else {
+        return "reference";
+    };
+    let packed = matches!(packed_weights(ctx, p, in_f, out_f), Ok(Some(_)));
+    fc_fast_isa(Isa::best(), packed, p, in_f).map_or("reference", Isa::name)
+}
+
 /// Checks the scalar parameters against the number of outputs.
 fn check_params(p: &FullyConnectedParams, out_features: usize) -> Result<(), &'static str> {
     check_quant(p.input_offset, p.output_offset, p.act_min, p.act_max)?;
@@ -135,6 +312,12 @@ fn check_params(p: &FullyConnectedParams, out_features: usize) -> Result<(), &'s
     }
     if count != 1 && p.filter_offset != 0 {
         return Err("filter_offset (must be 0 with per-channel weights)");
+    }
+    if p.layout > LAYOUT_PACKED
+        || (p.layout == LAYOUT_REFERENCE && (p.packed_offset != 0 || p.folded_bias_offset != 0))
+        || (p.layout == LAYOUT_PACKED && p.filter_offset != 0)
+    {
+        return Err("layout");
     }
     Ok(())
 }
@@ -176,8 +359,9 @@ pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
     if ctx.desc.output_count != 1 {
         return Err(ctx.param_error("output_count"));
     }
-    let (_, _, out_features) = fc_shapes(ctx, p)?;
+    let (_, in_features, out_features) = fc_shapes(ctx, p)?;
     check_bias(ctx, out_features)?;
+    packed_weights(ctx, p, in_features, out_features)?;
     let count = p.channel_count as usize;
     let m = ctx.const_array::<i32>(p.multipliers_offset, count)?;
     let s = ctx.const_array::<i32>(p.shifts_offset, count)?;
@@ -195,7 +379,9 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     let input = as_i8(mem.required_input(0)?);
     let weights = as_i8(mem.required_input(1)?);
     let bias = bias_input(ctx, &mem)?;
-    fully_connected_int8(
+    let output = as_i8_mut(mem.output);
+    #[cfg(feature = "arm-dsp")]
+    if crate::simd::arm_dsp::fully_connected_int8(
         p,
         batches,
         in_features,
@@ -205,7 +391,26 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
         bias,
         multipliers,
         shifts,
-        as_i8_mut(mem.output),
+        output,
+    )
+    .is_some()
+    {
+        return Ok(());
+    }
+    let packed = packed_weights(ctx, p, in_features, out_features)?;
+    fully_connected_int8_fast(
+        Isa::best(),
+        packed.as_ref(),
+        p,
+        batches,
+        in_features,
+        out_features,
+        input,
+        weights,
+        bias,
+        multipliers,
+        shifts,
+        output,
     )
 }
 
@@ -228,6 +433,9 @@ mod tests {
             multipliers_offset: 0,
             shifts_offset: 0,
             channel_count: count,
+            layout: 0,
+            packed_offset: 0,
+            folded_bias_offset: 0,
         }
     }
 

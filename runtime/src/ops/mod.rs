@@ -15,10 +15,13 @@ use crate::model::{cast_slice, sub};
 
 pub mod activation;
 pub mod arith;
+pub mod chain;
 pub mod concat;
 pub mod conv;
 pub mod depthwise;
 pub mod fully_connected;
+pub mod fused;
+pub mod inplace;
 pub mod pad;
 pub mod pool;
 pub mod quantize;
@@ -383,8 +386,17 @@ pub fn as_typed_mut<T: Pod>(b: &mut [u8]) -> Result<&mut [T], Error> {
     })
 }
 
-/// Validates op `ctx` with its family's rules.
+/// Validates op `ctx`: with its family's rules, and for an op with flags (in place, fused) with
+/// [`inplace`]'s.
 pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
+    if ctx.desc.flags != 0 {
+        return inplace::validate(ctx);
+    }
+    validate_kind(ctx)
+}
+
+/// Validates op `ctx` with its family's rules only.
+pub(crate) fn validate_kind(ctx: &OpCtx) -> Result<(), Error> {
     match ctx.kind {
         OpKind::Conv2d => conv::validate(ctx),
         OpKind::DepthwiseConv2d => depthwise::validate(ctx),
@@ -401,8 +413,16 @@ pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
     }
 }
 
-/// Runs op `ctx` on `mem`.
+/// Runs op `ctx` on `mem` (in place or fused when its flags say so, see [`inplace`]).
 pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
+    if ctx.desc.flags != 0 {
+        return inplace::eval(ctx, mem);
+    }
+    eval_kind(ctx, mem)
+}
+
+/// Runs op `ctx` on `mem` with its family's kernel.
+pub(crate) fn eval_kind(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     match ctx.kind {
         OpKind::Conv2d => conv::eval(ctx, mem),
         OpKind::DepthwiseConv2d => depthwise::eval(ctx, mem),
@@ -418,5 +438,25 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
         OpKind::Concatenation => concat::eval(ctx, mem),
         OpKind::Pad => pad::eval(ctx, mem),
         OpKind::Mean => reduce::eval(ctx, mem),
+    }
+}
+
+/// The name of the kernel implementation op `index` of `model` runs with on this build and CPU
+/// (e.g. `reference`, `avx2`, `neon-dotprod`), as shown by `mote inspect` and `mote bench`.
+///
+/// It is decided by the same functions `invoke` uses (`conv::conv_fast_isa`, ...), so it names
+/// what really runs: a SIMD tier when the op's shapes, parameters and data layout have a fast
+/// path on this CPU, else `reference`.
+pub fn kernel_name(model: &crate::Model, index: usize) -> &'static str {
+    let Ok(ctx) = model.op_ctx(index as u32) else {
+        return "reference";
+    };
+    match ctx.kind {
+        OpKind::Conv2d => conv::kernel_name(&ctx),
+        OpKind::FullyConnected => fully_connected::kernel_name(&ctx),
+        OpKind::DepthwiseConv2d => depthwise::kernel_name(&ctx),
+        OpKind::Add | OpKind::Sub | OpKind::Mul => arith::kernel_name(&ctx),
+        OpKind::AveragePool2d | OpKind::MaxPool2d => pool::kernel_name(&ctx),
+        _ => "reference",
     }
 }

@@ -15,6 +15,7 @@ use bytemuck::Pod;
 use super::{as_typed, as_typed_mut, OpCtx, OpKind, OpMem};
 use crate::error::Error;
 use crate::format::{DType, TensorDesc};
+use crate::simd::{self, Isa};
 
 /// Parameters of AVERAGE_POOL_2D and MAX_POOL_2D (what TFLM computes in `PoolingPrepare`).
 #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
@@ -278,6 +279,96 @@ pub fn max_pool_int16(
     max_pool_int(p, input_shape, input, output_shape, output)
 }
 
+/// Most channels the SIMD pooling paths keep accumulators for (more run the reference kernel).
+pub const MAX_FAST_CHANNELS: usize = 1024;
+
+/// The SIMD tier an int8 pooling op over `depth` channels runs on (`None`: the reference
+/// kernel): the channels of a pixel are contiguous, so window rows are summed (or maxed) across
+/// channels with the tier's vectors.
+pub fn pool_fast_isa(isa: Option<Isa>, depth: usize) -> Option<Isa> {
+    let isa = isa?;
+    (1..=MAX_FAST_CHANNELS).contains(&depth).then_some(isa)
+}
+
+/// AVERAGE_POOL_2D (`average`) or MAX_POOL_2D, int8, with the fastest kernel available: `isa`'s
+/// channel-vectorized loops when [`pool_fast_isa`] allows it, else [`average_pool_int8`] /
+/// [`max_pool_int8`]. Same arguments and results, bit for bit.
+pub fn pool_int8_fast(
+    isa: Option<Isa>,
+    average: bool,
+    p: &PoolParams,
+    input_shape: [usize; 4],
+    input: &[i8],
+    output_shape: [usize; 4],
+    output: &mut [i8],
+) {
+    let depth = input_shape[3];
+    let Some(isa) = pool_fast_isa(isa, depth) else {
+        if average {
+            average_pool_int8(p, input_shape, input, output_shape, output);
+        } else {
+            max_pool_int8(p, input_shape, input, output_shape, output);
+        }
+        return;
+    };
+    let Some((n_in, n_out)) = lens(input_shape, output_shape) else {
+        return;
+    };
+    let (Some(input), Some(output)) = (input.get(..n_in), output.get_mut(..n_out)) else {
+        return;
+    };
+    let row = input_shape[2] * depth;
+    let mut sums = [0i32; MAX_FAST_CHANNELS];
+    let mut maxima = [0i8; MAX_FAST_CHANNELS];
+    for_each_window(p, input_shape, output_shape, |o, ys, xs, base| {
+        let Some(out) = output.get_mut(o..o + depth) else {
+            return;
+        };
+        // The window's rows: `xs.len` whole pixels each.
+        let rows = (0..ys.len).filter_map(|dy| input.get(base + dy * row..)?.get(..xs.len * depth));
+        if average {
+            let acc = &mut sums[..depth];
+            acc.fill(0);
+            for r in rows {
+                simd::pool_sum(isa, r, acc);
+            }
+            let count = i32::try_from(ys.len.saturating_mul(xs.len)).unwrap_or(0);
+            if count == 0 {
+                return;
+            }
+            for (o, &a) in out.iter_mut().zip(acc.iter()) {
+                // C truncating division, as TFLM (validation keeps the sum far from overflow).
+                let avg = if a > 0 {
+                    a.wrapping_add(count / 2) / count
+                } else {
+                    a.wrapping_sub(count / 2) / count
+                };
+                *o = avg.max(p.act_min).min(p.act_max).clamp(-128, 127) as i8;
+            }
+        } else {
+            let acc = &mut maxima[..depth];
+            acc.fill(i8::MIN);
+            for r in rows {
+                simd::pool_max(isa, r, acc);
+            }
+            for (o, &m) in out.iter_mut().zip(acc.iter()) {
+                *o = i32::from(m).max(p.act_min).min(p.act_max).clamp(-128, 127) as i8;
+            }
+        }
+    });
+}
+
+/// The kernel a pooling op runs on this CPU: a SIMD tier's name or `reference`.
+pub(crate) fn kernel_name(ctx: &OpCtx) -> &'static str {
+    let Ok(input) = ctx.required_input(0) else {
+        return "reference";
+    };
+    if input.1.dtype() != Some(DType::Int8) {
+        return "reference";
+    }
+    pool_fast_isa(Isa::best(), shape4(input.1)[3]).map_or("reference", Isa::name)
+}
+
 /// AVERAGE_POOL_2D, float32 (TFLM `reference_ops::AveragePool`): the window is summed in
 /// row-major order and divided by the in-bounds count.
 pub fn average_pool_f32(
@@ -446,11 +537,7 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     match input.1.dtype() {
         Some(DType::Int8) => {
             let (x, y) = (as_typed::<i8>(x)?, as_typed_mut::<i8>(mem.output)?);
-            if avg {
-                average_pool_int8(p, is, x, os, y)
-            } else {
-                max_pool_int8(p, is, x, os, y)
-            }
+            pool_int8_fast(Isa::best(), avg, p, is, x, os, y);
         }
         Some(DType::Int16) => {
             let (x, y) = (as_typed::<i16>(x)?, as_typed_mut::<i16>(mem.output)?);

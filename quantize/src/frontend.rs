@@ -1,0 +1,314 @@
+//! Audio front ends: WAV reading and the MLPerf Tiny keyword-spotting MFCC.
+//!
+//! [`kws_mfcc`] reproduces the feature pipeline of mlcommons/tiny
+//! `benchmark/training/keyword_spotting/get_dataset.py` (feature type `mfcc`): the 1-s clip
+//! (16,000 samples at 16 kHz) is divided by its maximum, framed into 49 windows of 480 samples
+//! (30 ms) every 320 samples (20 ms), multiplied by a periodic Hann window, transformed with a
+//! 512-point FFT (magnitudes of the 257 bins, as `tf.signal.stft(fft_length=None)`), warped to
+//! 40 mel bands between 20 Hz and 4 kHz (`tf.signal.linear_to_mel_weight_matrix`, HTK mel
+//! scale, DC bin zeroed), `ln(mel + 1e-6)`, and reduced to the first 10 coefficients of
+//! `tf.signal.mfccs_from_log_mel_spectrograms` (DCT-II scaled by `1/sqrt(2·40)`). Output:
+//! 49 × 10, frame-major, the input of `kws_ref_model`.
+
+use std::f64::consts::PI;
+
+/// Sample rate of the KWS front end.
+pub const SAMPLE_RATE: usize = 16_000;
+/// Window length in samples (30 ms).
+pub const WINDOW: usize = 480;
+/// Stride in samples (20 ms).
+pub const STRIDE: usize = 320;
+/// FFT length.
+pub const FFT: usize = 512;
+/// Mel bands.
+pub const MEL_BANDS: usize = 40;
+/// MFCC coefficients kept.
+pub const MFCC: usize = 10;
+/// Frames per 1-s clip.
+pub const FRAMES: usize = 49;
+
+/// Reads a 16-bit PCM WAV file's first channel as floats in [−1, 1), with its sample rate.
+pub fn read_wav_pcm16(bytes: &[u8]) -> Result<(Vec<f32>, u32), String> {
+    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return Err("not a RIFF/WAVE file".into());
+    }
+    let mut pos = 12;
+    let (mut channels, mut rate, mut bits) = (0u16, 0u32, 0u16);
+    while pos + 8 <= bytes.len() {
+        let id = &bytes[pos..pos + 4];
+        let len = u32::from_le_bytes([
+            bytes[pos + 4],
+            bytes[pos + 5],
+            bytes[pos + 6],
+            bytes[pos + 7],
+        ]) as usize;
+        let body = bytes
+            .get(pos + 8..pos + 8 + len)
+            .ok_or_else(|| "truncated chunk".to_string())?;
+        if id == b"fmt " && len >= 16 {
+            let fmt = u16::from_le_bytes([body[0], body[1]]);
+            channels = u16::from_le_bytes([body[2], body[3]]);
+            rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
+            bits = u16::from_le_bytes([body[14], body[15]]);
+            if fmt != 1 || bits != 16 || channels == 0 {
+                return Err(format!(
+                    "format {fmt}, {bits} bits, {channels} channels: only 16-bit PCM"
+                ));
+            }
+        } else if id == b"data" {
+            if bits != 16 {
+                return Err("data chunk before fmt chunk".into());
+            }
+            let frame = 2 * channels as usize;
+            let v = body
+                .chunks_exact(frame)
+                .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) / 32768.0)
+                .collect();
+            return Ok((v, rate));
+        }
+        pos += 8 + len + (len & 1);
+    }
+    Err("no data chunk".into())
+}
+
+fn hz_to_mel(f: f64) -> f64 {
+    1127.0 * (1.0 + f / 700.0).ln()
+}
+
+/// The mel weight matrix, `[bins][MEL_BANDS]`, as `tf.signal.linear_to_mel_weight_matrix`.
+fn mel_matrix() -> Vec<[f64; MEL_BANDS]> {
+    let bins = FFT / 2 + 1;
+    let nyquist = SAMPLE_RATE as f64 / 2.0;
+    let (lo, hi) = (hz_to_mel(20.0), hz_to_mel(4000.0));
+    let edges: Vec<f64> = (0..MEL_BANDS + 2)
+        .map(|i| lo + (hi - lo) * i as f64 / (MEL_BANDS + 1) as f64)
+        .collect();
+    let mut m = vec![[0f64; MEL_BANDS]; bins];
+    for (b, row) in m.iter_mut().enumerate().skip(1) {
+        let mel = hz_to_mel(nyquist * b as f64 / (bins - 1) as f64);
+        for (k, w) in row.iter_mut().enumerate() {
+            let (l, c, u) = (edges[k], edges[k + 1], edges[k + 2]);
+            let lower = (mel - l) / (c - l);
+            let upper = (u - mel) / (u - c);
+            *w = lower.min(upper).max(0.0);
+        }
+    }
+    m
+}
+
+/// MFCC features (49 × 10, frame-major) of a 1-s clip of 16,000 samples (shorter clips are
+/// zero-padded, longer ones truncated).
+pub fn kws_mfcc(clip: &[f32]) -> Vec<f32> {
+    let mut x = vec![0f64; SAMPLE_RATE];
+    for (d, &s) in x.iter_mut().zip(clip) {
+        *d = f64::from(s);
+    }
+    let peak = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if peak > 0.0 {
+        for v in &mut x {
+            *v /= peak;
+        }
+    }
+    let bins = FFT / 2 + 1;
+    let window: Vec<f64> = (0..WINDOW)
+        .map(|n| 0.5 - 0.5 * (2.0 * PI * n as f64 / WINDOW as f64).cos())
+        .collect();
+    // DFT tables for the 257 bins over the 480 non-zero samples of each 512-point frame.
+    let mut cos_t = vec![0f64; bins * WINDOW];
+    let mut sin_t = vec![0f64; bins * WINDOW];
+    for k in 0..bins {
+        for n in 0..WINDOW {
+            let a = 2.0 * PI * ((k * n) % FFT) as f64 / FFT as f64;
+            cos_t[k * WINDOW + n] = a.cos();
+            sin_t[k * WINDOW + n] = a.sin();
+        }
+    }
+    let mel = mel_matrix();
+    let mut out = Vec::with_capacity(FRAMES * MFCC);
+    let mut frame = vec![0f64; WINDOW];
+    for f in 0..FRAMES {
+        for n in 0..WINDOW {
+            frame[n] = x[f * STRIDE + n] * window[n];
+        }
+        let mut mels = [0f64; MEL_BANDS];
+        for k in 0..bins {
+            let (mut re, mut im) = (0.0, 0.0);
+            let (c, s) = (
+                &cos_t[k * WINDOW..(k + 1) * WINDOW],
+                &sin_t[k * WINDOW..(k + 1) * WINDOW],
+            );
+            for n in 0..WINDOW {
+                re += frame[n] * c[n];
+                im -= frame[n] * s[n];
+            }
+            let mag = (re * re + im * im).sqrt();
+            for (m, w) in mels.iter_mut().zip(&mel[k]) {
+                *m += mag * w;
+            }
+        }
+        let logm: Vec<f64> = mels.iter().map(|m| (m + 1e-6).ln()).collect();
+        let scale = 1.0 / (2.0 * MEL_BANDS as f64).sqrt();
+        for k in 0..MFCC {
+            let mut s = 0.0;
+            for (n, l) in logm.iter().enumerate() {
+                s += l * (PI * k as f64 * (2 * n + 1) as f64 / (2 * MEL_BANDS) as f64).cos();
+            }
+            out.push((2.0 * s * scale) as f32);
+        }
+    }
+    out
+}
+
+/// MFCC windows of `audio` (16 kHz): one 1-s clip every `hop` samples.
+pub fn kws_windows(audio: &[f32], hop: usize) -> Vec<Vec<f32>> {
+    let mut v = Vec::new();
+    let mut start = 0;
+    while start + SAMPLE_RATE <= audio.len() {
+        v.push(kws_mfcc(&audio[start..start + SAMPLE_RATE]));
+        start += hop.max(1);
+    }
+    v
+}
+
+/// Natural-image-like RGB images (`n` × 32 × 32 × 3, values in [0, 255], NHWC), for
+/// calibrating and checking image models when no real images are at hand.
+///
+/// Each image is a random field with the `1/f` amplitude spectrum of natural images (random
+/// phases, a DC-free 32 × 32 inverse DFT per channel), channels mixed through a random
+/// correlated colour matrix, plus one to three soft-edged random discs (objects with edges),
+/// then scaled to a random brightness and contrast and clipped to [0, 255]. Deterministic in
+/// `seed`. They are not CIFAR-10 images: class decisions on them are arbitrary, so they measure
+/// agreement between two versions of a model, not accuracy.
+pub fn natural_images(n: usize, seed: u64) -> Vec<Vec<f32>> {
+    const S: usize = 32;
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+    let mut rnd = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut cos_t = vec![0f64; S * S];
+    let mut sin_t = vec![0f64; S * S];
+    for k in 0..S {
+        for x in 0..S {
+            let a = 2.0 * PI * ((k * x) % S) as f64 / S as f64;
+            cos_t[k * S + x] = a.cos();
+            sin_t[k * S + x] = a.sin();
+        }
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut planes = Vec::with_capacity(3);
+        for _ in 0..3 {
+            // Spectrum coefficients with amplitude 1/f and random phase.
+            let mut re = vec![0f64; S * S];
+            let mut im = vec![0f64; S * S];
+            for u in 0..S {
+                for v in 0..S {
+                    let fu = u.min(S - u) as f64;
+                    let fv = v.min(S - v) as f64;
+                    let f = (fu * fu + fv * fv).sqrt();
+                    if f == 0.0 {
+                        continue;
+                    }
+                    let ph = 2.0 * PI * rnd();
+                    re[u * S + v] = ph.cos() / f;
+                    im[u * S + v] = ph.sin() / f;
+                }
+            }
+            // Real part of the inverse DFT, separably: rows then columns.
+            let mut tmp_re = vec![0f64; S * S];
+            let mut tmp_im = vec![0f64; S * S];
+            for u in 0..S {
+                for y in 0..S {
+                    let (mut a, mut b) = (0.0, 0.0);
+                    for v in 0..S {
+                        let (c, s) = (cos_t[v * S + y], sin_t[v * S + y]);
+                        a += re[u * S + v] * c - im[u * S + v] * s;
+                        b += re[u * S + v] * s + im[u * S + v] * c;
+                    }
+                    tmp_re[u * S + y] = a;
+                    tmp_im[u * S + y] = b;
+                }
+            }
+            let mut p = vec![0f64; S * S];
+            for x in 0..S {
+                for y in 0..S {
+                    let mut a = 0.0;
+                    for u in 0..S {
+                        a += tmp_re[u * S + y] * cos_t[u * S + x]
+                            - tmp_im[u * S + y] * sin_t[u * S + x];
+                    }
+                    p[x * S + y] = a;
+                }
+            }
+            let sd = (p.iter().map(|v| v * v).sum::<f64>() / (S * S) as f64)
+                .sqrt()
+                .max(1e-9);
+            p.iter_mut().for_each(|v| *v /= sd);
+            planes.push(p);
+        }
+        // Correlated colours: mostly luminance, some chroma.
+        let mut mix = [[0f64; 3]; 3];
+        for (c, row) in mix.iter_mut().enumerate() {
+            for (k, m) in row.iter_mut().enumerate() {
+                *m = if k == 0 { 0.8 } else { 0.3 * (rnd() - 0.5) }
+                    + if c == k && k > 0 { 0.2 } else { 0.0 };
+            }
+        }
+        let mut img = vec![0f64; S * S * 3];
+        for i in 0..S * S {
+            for c in 0..3 {
+                img[i * 3 + c] = (0..3).map(|k| mix[c][k] * planes[k][i]).sum();
+            }
+        }
+        // Objects: soft discs of a random colour.
+        let discs = 1 + (rnd() * 3.0) as usize;
+        for _ in 0..discs {
+            let (cx, cy, r) = (rnd() * S as f64, rnd() * S as f64, 3.0 + rnd() * 10.0);
+            let col = [rnd() * 4.0 - 2.0, rnd() * 4.0 - 2.0, rnd() * 4.0 - 2.0];
+            for y in 0..S {
+                for x in 0..S {
+                    let d = ((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2)).sqrt();
+                    let a = (1.0 / (1.0 + ((d - r) * 1.5).exp())).clamp(0.0, 1.0);
+                    for c in 0..3 {
+                        let v = &mut img[(y * S + x) * 3 + c];
+                        *v = *v * (1.0 - a) + col[c] * a;
+                    }
+                }
+            }
+        }
+        let (bright, contrast) = (60.0 + 130.0 * rnd(), 25.0 + 40.0 * rnd());
+        out.push(
+            img.iter()
+                .map(|v| (bright + contrast * v).clamp(0.0, 255.0) as f32)
+                .collect(),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mel_matrix_rows() {
+        let m = mel_matrix();
+        assert_eq!(m.len(), 257);
+        assert!(m[0].iter().all(|&w| w == 0.0));
+        // Above 4 kHz (bin 128) every weight is zero.
+        assert!(m[129..].iter().all(|r| r.iter().all(|&w| w == 0.0)));
+    }
+
+    #[test]
+    fn sine_has_energy_in_the_right_band() {
+        let clip: Vec<f32> = (0..16000)
+            .map(|n| (2.0 * std::f32::consts::PI * 1000.0 * n as f32 / 16000.0).sin())
+            .collect();
+        let f = kws_mfcc(&clip);
+        assert_eq!(f.len(), 490);
+        assert!(f.iter().all(|v| v.is_finite()));
+    }
+}

@@ -1,0 +1,274 @@
+//! Post-training quantization: a float graph and activation ranges → an int8 graph following the
+//! TFLite int8 quantization spec, ready for [`crate::compile::compile`].
+//!
+//! - Activations (graph inputs and every operator output): int8, asymmetric, per tensor.
+//!   The range is widened to contain 0, `scale = (hi − lo) / 255`,
+//!   `zero_point = clamp(round(−128 − lo / scale), −128, 127)`.
+//! - Operators whose int8 kernels require it share their input's parameters: RESHAPE,
+//!   SQUEEZE, MAX_POOL_2D, AVERAGE_POOL_2D, PAD; CONCATENATION gets the union range on its
+//!   inputs and output. SOFTMAX and LOGISTIC outputs use scale 1/256, zero point −128; TANH
+//!   scale 1/128, zero point 0.
+//! - Weights of CONV_2D and FULLY_CONNECTED: int8 symmetric per output channel (axis 0);
+//!   DEPTHWISE_CONV_2D per channel along axis 3. `scale = max|w| / 127`, values in [−127, 127].
+//! - Biases: int32, `scale = input_scale × weight_scale[c]`, zero point 0.
+//!
+//! Graph inputs and outputs become int8 too (as the TFLite converter's full-integer mode with
+//! int8 I/O); [`io_quant`] gives their parameters for feeding and reading the model.
+
+use crate::error::CompileError;
+use crate::ir::{DataType, Graph, Operator, Quantization, Tensor, TensorId};
+
+/// Quantization parameters of an int8 activation with real range `[lo, hi]`.
+pub fn activation_quant(lo: f32, hi: f32) -> (f32, i64) {
+    let lo = lo.min(0.0);
+    let hi = hi.max(0.0);
+    let mut scale = (hi - lo) / 255.0;
+    if scale.is_nan() || scale <= 0.0 || !scale.is_finite() {
+        scale = 1.0 / 255.0;
+    }
+    let zp = (-128.0 - f64::from(lo) / f64::from(scale)).round();
+    (scale, zp.clamp(-128.0, 127.0) as i64)
+}
+
+/// Symmetric per-channel int8 quantization of `w` (row-major, `shape`) along `axis`.
+/// Returns the int8 bytes and the scales.
+pub fn quantize_weights(w: &[f32], shape: &[usize], axis: usize) -> (Vec<u8>, Vec<f32>) {
+    let channels = shape.get(axis).copied().unwrap_or(1).max(1);
+    let inner: usize = shape.iter().skip(axis + 1).product::<usize>().max(1);
+    let mut amax = vec![0f32; channels];
+    for (i, &v) in w.iter().enumerate() {
+        let c = (i / inner) % channels;
+        amax[c] = amax[c].max(v.abs());
+    }
+    let scales: Vec<f32> = amax
+        .iter()
+        .map(|&a| if a > 0.0 { a / 127.0 } else { 1.0 })
+        .collect();
+    let q = w
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = (i / inner) % channels;
+            ((v / scales[c]).round().clamp(-127.0, 127.0) as i8) as u8
+        })
+        .collect();
+    (q, scales)
+}
+
+/// A scale and a zero point.
+pub type QuantParams = (f32, i64);
+
+/// The int8 parameters of the graph inputs and outputs of a quantized graph.
+pub fn io_quant(g: &Graph) -> (Vec<QuantParams>, Vec<QuantParams>) {
+    let f = |ids: &[TensorId]| {
+        ids.iter()
+            .map(|&i| g.tensors[i].scale_zp().unwrap_or((1.0, 0)))
+            .collect()
+    };
+    (f(&g.inputs), f(&g.outputs))
+}
+
+fn f32s(t: &Tensor) -> Option<Vec<f32>> {
+    if t.dtype != DataType::Float32 {
+        return None;
+    }
+    let d = t.data.as_ref()?;
+    Some(
+        d.chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    )
+}
+
+/// Quantizes a prepared float graph (see `float::prepare`) with activation `ranges` (one per
+/// tensor, from [`crate::calibrate::Calibrator::ranges`]).
+///
+/// Errors: [`CompileError::Unsupported`] for an operator without an int8 recipe, or an
+/// activation that calibration never saw.
+pub fn quantize_int8(float: &Graph, ranges: &[Option<(f32, f32)>]) -> Result<Graph, CompileError> {
+    let mut g = float.clone();
+    let unsupported = |index: usize, op: &Operator, reason: String| CompileError::Unsupported {
+        index,
+        op: op.name().to_string(),
+        reason,
+    };
+    let act = |g: &mut Graph, id: TensorId, q: (f32, i64)| {
+        let t = &mut g.tensors[id];
+        t.dtype = DataType::Int8;
+        t.quant = Some(Quantization::per_tensor(q.0, q.1));
+    };
+    let range_q = |id: TensorId, index: usize, op: &Operator| {
+        ranges
+            .get(id)
+            .copied()
+            .flatten()
+            .map(|(lo, hi)| activation_quant(lo, hi))
+            .ok_or_else(|| {
+                unsupported(
+                    index,
+                    op,
+                    format!("tensor {id} was never seen by calibration"),
+                )
+            })
+    };
+    for &i in &float.inputs {
+        let q = range_q(i, 0, &Operator::Quantize)?;
+        act(&mut g, i, q);
+    }
+    for (index, node) in float.nodes.iter().enumerate() {
+        let op = &node.op;
+        let out = node.outputs[0];
+        let in0 = node.inputs.first().copied().flatten();
+        let in_q = in0.and_then(|i| g.tensors[i].scale_zp());
+        let q = match op {
+            Operator::Reshape
+            | Operator::Squeeze
+            | Operator::MaxPool2d(_)
+            | Operator::AveragePool2d(_)
+            | Operator::Pad => {
+                in_q.ok_or_else(|| unsupported(index, op, "input not quantized".into()))?
+            }
+            Operator::Softmax { .. } | Operator::Logistic => (1.0 / 256.0, -128),
+            Operator::Tanh => (1.0 / 128.0, 0),
+            Operator::Concatenation { .. } => {
+                let mut lo = f32::INFINITY;
+                let mut hi = f32::NEG_INFINITY;
+                for id in node.inputs.iter().flatten().chain(node.outputs.iter()) {
+                    if let Some((a, b)) = ranges.get(*id).copied().flatten() {
+                        lo = lo.min(a);
+                        hi = hi.max(b);
+                    }
+                }
+                let q = activation_quant(lo, hi);
+                for id in node.inputs.iter().flatten() {
+                    if !g.tensors[*id].is_const() {
+                        act(&mut g, *id, q);
+                    }
+                }
+                q
+            }
+            Operator::Conv2d(_)
+            | Operator::DepthwiseConv2d(_)
+            | Operator::FullyConnected { .. }
+            | Operator::Add { .. }
+            | Operator::Sub { .. }
+            | Operator::Mul { .. }
+            | Operator::Relu
+            | Operator::Relu6
+            | Operator::Mean { .. } => range_q(out, index, op)?,
+            _ => return Err(unsupported(index, op, "no int8 recipe".into())),
+        };
+        act(&mut g, out, q);
+        // Weights and biases.
+        if let Operator::Conv2d(_)
+        | Operator::DepthwiseConv2d(_)
+        | Operator::FullyConnected { .. } = op
+        {
+            let axis = if matches!(op, Operator::DepthwiseConv2d(_)) {
+                3
+            } else {
+                0
+            };
+            let wid = node
+                .inputs
+                .get(1)
+                .copied()
+                .flatten()
+                .ok_or_else(|| unsupported(index, op, "no weights".into()))?;
+            let wt = &float.tensors[wid];
+            let w = f32s(wt).ok_or_else(|| {
+                unsupported(index, op, "weights are not float32 constants".into())
+            })?;
+            let (qw, scales) = quantize_weights(&w, &wt.shape, axis);
+            let (in_scale, _) =
+                in_q.ok_or_else(|| unsupported(index, op, "input not quantized".into()))?;
+            {
+                let t = &mut g.tensors[wid];
+                t.dtype = DataType::Int8;
+                t.data = Some(qw);
+                t.quant = Some(Quantization {
+                    zero_points: vec![0; scales.len()],
+                    scales: scales.clone(),
+                    axis,
+                });
+            }
+            if let Some(bid) = node.inputs.get(2).copied().flatten() {
+                let b = f32s(&float.tensors[bid]).ok_or_else(|| {
+                    unsupported(index, op, "bias is not a float32 constant".into())
+                })?;
+                if b.len() != scales.len() {
+                    return Err(unsupported(
+                        index,
+                        op,
+                        format!("{} biases for {} channels", b.len(), scales.len()),
+                    ));
+                }
+                let bscales: Vec<f32> = scales.iter().map(|s| in_scale * s).collect();
+                let data = b
+                    .iter()
+                    .zip(&bscales)
+                    .flat_map(|(&v, &s)| {
+                        let q = (f64::from(v) / f64::from(s)).round();
+                        (q.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32).to_le_bytes()
+                    })
+                    .collect();
+                let t = &mut g.tensors[bid];
+                t.dtype = DataType::Int32;
+                t.data = Some(data);
+                t.quant = Some(Quantization {
+                    zero_points: vec![0; bscales.len()],
+                    scales: bscales,
+                    axis: 0,
+                });
+            }
+        }
+        // Float constants used as operands of arithmetic (e.g. ADD of a constant).
+        if let Operator::Add { .. } | Operator::Sub { .. } | Operator::Mul { .. } = op {
+            for id in node.inputs.iter().flatten() {
+                if let Some(v) = f32s(&float.tensors[*id]) {
+                    let lo = v.iter().copied().fold(0f32, f32::min);
+                    let hi = v.iter().copied().fold(0f32, f32::max);
+                    let (s, z) = activation_quant(lo, hi);
+                    let t = &mut g.tensors[*id];
+                    t.dtype = DataType::Int8;
+                    t.data = Some(
+                        v.iter()
+                            .map(|&x| {
+                                (((x / s).round() + z as f32).clamp(-128.0, 127.0) as i8) as u8
+                            })
+                            .collect(),
+                    );
+                    t.quant = Some(Quantization::per_tensor(s, z));
+                }
+            }
+        }
+    }
+    Ok(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_params_contain_zero() {
+        let (s, z) = activation_quant(0.0, 6.0);
+        assert!((s - 6.0 / 255.0).abs() < 1e-7);
+        assert_eq!(z, -128);
+        let (s, z) = activation_quant(-1.0, 1.0);
+        assert!((s - 2.0 / 255.0).abs() < 1e-7);
+        // −128 − (−1 / (2/255)) = −0.5, rounded half away from zero.
+        assert_eq!(z, -1);
+    }
+
+    #[test]
+    fn weights_per_channel() {
+        let w = [1.0, -0.5, 0.25, 0.0, 0.0, 0.0];
+        let (q, s) = quantize_weights(&w, &[2, 3], 0);
+        assert_eq!(s[0], 1.0 / 127.0);
+        assert_eq!(s[1], 1.0);
+        assert_eq!(q[0] as i8, 127);
+        assert_eq!(q[1] as i8, -64);
+        assert_eq!(q[3], 0);
+    }
+}

@@ -1,0 +1,921 @@
+//! Cortex-M DSP-extension kernels (M4, M7, M33, M55): int8 convolution, depthwise convolution and
+//! fully connected layers on dual 16-bit multiply-accumulates (`SMLAD`), bit-exact with the
+//! reference kernels in `ops/`.
+//!
+//! The trick that makes int8 cheap here: one 32-bit load holds four int8 values; `SXTAB16` adds
+//! the input offset while sign-extending bytes 0 and 2 (and, rotated, 1 and 3) into two 16-bit
+//! halves, and `SXTB16` does the same for the weights, so the pairs line up and one `SMLAD`
+//! performs two exact multiply-accumulates. Inputs are expanded once per output pixel into a
+//! bounded stack buffer (`COL_WORDS`), then reused by every output channel.
+//!
+//! Stable Rust has no DSP intrinsics (`core::arch::arm::__smlad` is unstable), so the four
+//! instructions are single-instruction `asm!` blocks that the compiler schedules and allocates
+//! around. With the `arm-dsp` feature on a 32-bit Arm target they are the real instructions;
+//! elsewhere (host tests) they are portable Rust with the same results, so the kernels are tested
+//! on every machine, and under `qemu-arm` on armv7 and `qemu-system-arm` on Cortex-M in CI.
+//!
+//! Every entry point returns `None` when a shape is outside what it handles (the caller then runs
+//! the reference kernel) and never panics: every index below is bounded by checks at the top of
+//! the function.
+#![allow(unsafe_code)]
+
+use crate::ops::conv::{requantize, valid_taps, ConvParams};
+use crate::ops::depthwise::DepthwiseParams;
+use crate::ops::fully_connected::FullyConnectedParams;
+
+/// Words of the per-pixel input buffer: 1024 int8 values expand to 512 words of 16-bit pairs.
+pub const COL_WORDS: usize = 512;
+
+// ---------------------------------------------------------------------------------------------
+// The four instructions.
+
+#[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+mod isa {
+    use core::arch::asm;
+
+    /// `SMLAD`: `acc + lo(a)·lo(b) + hi(a)·hi(b)` (16-bit signed halves, wrapping i32).
+    #[inline(always)]
+    pub fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+        let r: i32;
+        // SAFETY: a pure register-to-register instruction of the DSP extension (present on
+        // every target this module is compiled for with `arm-dsp`); no memory, no flags used.
+        unsafe {
+            asm!("smlad {r}, {a}, {b}, {acc}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
+                 acc = in(reg) acc, options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+
+    /// `SMLABB`: `acc + lo(a)·lo(b)`.
+    #[inline(always)]
+    pub fn smlabb(a: u32, b: u32, acc: i32) -> i32 {
+        let r: i32;
+        // SAFETY: pure register-to-register DSP instruction; see `smlad`.
+        unsafe {
+            asm!("smlabb {r}, {a}, {b}, {acc}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
+                 acc = in(reg) acc, options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+
+    /// `SMLATT`: `acc + hi(a)·hi(b)`.
+    #[inline(always)]
+    pub fn smlatt(a: u32, b: u32, acc: i32) -> i32 {
+        let r: i32;
+        // SAFETY: pure register-to-register DSP instruction; see `smlad`.
+        unsafe {
+            asm!("smlatt {r}, {a}, {b}, {acc}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
+                 acc = in(reg) acc, options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+
+    /// `SXTB16`: bytes 0 and 2 of `x`, sign-extended into the two halves.
+    #[inline(always)]
+    pub fn sxtb16(x: u32) -> u32 {
+        let r: u32;
+        // SAFETY: pure register-to-register DSP instruction; see `smlad`.
+        unsafe {
+            asm!("sxtb16 {r}, {x}", r = lateout(reg) r, x = in(reg) x,
+                 options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+
+    /// `SXTB16 ..., ROR #8`: bytes 1 and 3 of `x`, sign-extended into the two halves.
+    #[inline(always)]
+    pub fn sxtb16_ror8(x: u32) -> u32 {
+        let r: u32;
+        // SAFETY: pure register-to-register DSP instruction; see `smlad`.
+        unsafe {
+            asm!("sxtb16 {r}, {x}, ror #8", r = lateout(reg) r, x = in(reg) x,
+                 options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+
+    /// `SXTAB16`: the halves of `a` plus bytes 0 and 2 of `x`, sign-extended.
+    #[inline(always)]
+    pub fn sxtab16(a: u32, x: u32) -> u32 {
+        let r: u32;
+        // SAFETY: pure register-to-register DSP instruction; see `smlad`.
+        unsafe {
+            asm!("sxtab16 {r}, {a}, {x}", r = lateout(reg) r, a = in(reg) a, x = in(reg) x,
+                 options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+
+    /// `SXTAB16 ..., ROR #8`: the halves of `a` plus bytes 1 and 3 of `x`, sign-extended.
+    #[inline(always)]
+    pub fn sxtab16_ror8(a: u32, x: u32) -> u32 {
+        let r: u32;
+        // SAFETY: pure register-to-register DSP instruction; see `smlad`.
+        unsafe {
+            asm!("sxtab16 {r}, {a}, {x}, ror #8", r = lateout(reg) r, a = in(reg) a,
+                 x = in(reg) x, options(pure, nomem, nostack, preserves_flags));
+        }
+        r
+    }
+}
+
+/// Portable equivalents with identical results, for hosts and targets without the DSP extension.
+#[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
+mod isa {
+    fn lo(x: u32) -> i32 {
+        i32::from(x as u16 as i16)
+    }
+    fn hi(x: u32) -> i32 {
+        i32::from((x >> 16) as u16 as i16)
+    }
+    fn pack(lo: i32, hi: i32) -> u32 {
+        (lo as u32 & 0xFFFF) | ((hi as u32) << 16)
+    }
+    fn byte(x: u32, k: u32) -> i32 {
+        i32::from((x >> (8 * k)) as u8 as i8)
+    }
+    pub fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+        acc.wrapping_add(lo(a) * lo(b)).wrapping_add(hi(a) * hi(b))
+    }
+    pub fn smlabb(a: u32, b: u32, acc: i32) -> i32 {
+        acc.wrapping_add(lo(a) * lo(b))
+    }
+    pub fn smlatt(a: u32, b: u32, acc: i32) -> i32 {
+        acc.wrapping_add(hi(a) * hi(b))
+    }
+    pub fn sxtb16(x: u32) -> u32 {
+        pack(byte(x, 0), byte(x, 2))
+    }
+    pub fn sxtb16_ror8(x: u32) -> u32 {
+        pack(byte(x, 1), byte(x, 3))
+    }
+    pub fn sxtab16(a: u32, x: u32) -> u32 {
+        pack(lo(a) + byte(x, 0), hi(a) + byte(x, 2))
+    }
+    pub fn sxtab16_ror8(a: u32, x: u32) -> u32 {
+        pack(lo(a) + byte(x, 1), hi(a) + byte(x, 3))
+    }
+}
+
+use isa::*;
+
+/// Four int8 values as one little-endian word (a single unaligned `LDR` on Cortex-M4).
+#[inline(always)]
+fn word(b: &[i8]) -> u32 {
+    match b {
+        [a, b, c, d, ..] => u32::from_le_bytes([*a as u8, *b as u8, *c as u8, *d as u8]),
+        _ => 0,
+    }
+}
+
+/// The input offset in both halves of a word, for `SXTAB16`.
+#[inline(always)]
+fn offset_pair(offset: i32) -> u32 {
+    let h = offset as u16 as u32;
+    h | (h << 16)
+}
+
+/// Appends `x + offset` for four int8 values as two words of pairs: (x0, x2), (x1, x3).
+#[inline(always)]
+fn expand4(col: &mut [u32], x: u32, off2: u32) {
+    if let [a, b, ..] = col {
+        *a = sxtab16(off2, x);
+        *b = sxtab16_ror8(off2, x);
+    }
+}
+
+/// Sets element `k` of an expanded buffer (the permuted layout `expand4` writes) to `v`.
+#[inline(always)]
+fn set_expanded(col: &mut [u32], k: usize, v: i32) {
+    let word = 2 * (k / 4) + (k & 1);
+    let high = (k & 2) != 0;
+    if let Some(w) = col.get_mut(word) {
+        let v = v as u16 as u32;
+        *w = if high {
+            (*w & 0xFFFF) | (v << 16)
+        } else {
+            (*w & 0xFFFF_0000) | v
+        };
+    }
+}
+
+/// Dot products of two expanded columns with two weight rows: `[c0·w0, c0·w1, c1·w0, c1·w1]`.
+/// Each column holds `2·g` words and each row at least `4·g` bytes, for `g` groups of four.
+#[inline(always)]
+fn dot_2x2(c0: &[u32], c1: &[u32], w0: &[i8], w1: &[i8]) -> [i32; 4] {
+    let mut acc = [0i32; 4];
+    for (((c0, c1), w0), w1) in c0
+        .chunks_exact(2)
+        .zip(c1.chunks_exact(2))
+        .zip(w0.chunks_exact(4))
+        .zip(w1.chunks_exact(4))
+    {
+        let (Some(&[x0a, x0b]), Some(&[x1a, x1b])) = (c0.first_chunk(), c1.first_chunk()) else {
+            continue;
+        };
+        let w = word(w0);
+        let (wa, wb) = (sxtb16(w), sxtb16_ror8(w));
+        acc[0] = smlad(x0a, wa, acc[0]);
+        acc[0] = smlad(x0b, wb, acc[0]);
+        acc[2] = smlad(x1a, wa, acc[2]);
+        acc[2] = smlad(x1b, wb, acc[2]);
+        let w = word(w1);
+        let (wa, wb) = (sxtb16(w), sxtb16_ror8(w));
+        acc[1] = smlad(x0a, wa, acc[1]);
+        acc[1] = smlad(x0b, wb, acc[1]);
+        acc[3] = smlad(x1a, wa, acc[3]);
+        acc[3] = smlad(x1b, wb, acc[3]);
+    }
+    acc
+}
+
+/// Dot product of one expanded column with one weight row (see [`dot_2x2`]).
+#[inline(always)]
+fn dot_1x1(c: &[u32], w: &[i8]) -> i32 {
+    let mut acc = 0i32;
+    for (c, w) in c.chunks_exact(2).zip(w.chunks_exact(4)) {
+        let Some(&[xa, xb]) = c.first_chunk() else {
+            continue;
+        };
+        let w = word(w);
+        acc = smlad(xa, sxtb16(w), acc);
+        acc = smlad(xb, sxtb16_ror8(w), acc);
+    }
+    acc
+}
+
+/// Dot products of one expanded column with four weight rows.
+#[inline(always)]
+fn dot_1x4(c: &[u32], w: [&[i8]; 4]) -> [i32; 4] {
+    let mut acc = [0i32; 4];
+    let [w0, w1, w2, w3] = w;
+    for ((((c, w0), w1), w2), w3) in c
+        .chunks_exact(2)
+        .zip(w0.chunks_exact(4))
+        .zip(w1.chunks_exact(4))
+        .zip(w2.chunks_exact(4))
+        .zip(w3.chunks_exact(4))
+    {
+        let Some(&[xa, xb]) = c.first_chunk() else {
+            continue;
+        };
+        for (a, w) in acc.iter_mut().zip([w0, w1, w2, w3]) {
+            let w = word(w);
+            *a = smlad(xa, sxtb16(w), *a);
+            *a = smlad(xb, sxtb16_ror8(w), *a);
+        }
+    }
+    acc
+}
+
+/// The `k % 4` trailing products of a row, from the unexpanded tail values.
+#[inline(always)]
+fn tail_dot(tail: &[i32], w: &[i8]) -> i32 {
+    tail.iter()
+        .zip(w)
+        .fold(0i32, |a, (&x, &w)| a.wrapping_add(x * i32::from(w)))
+}
+
+/// Per-output-channel requantization data, borrowed from the op.
+struct Quant<'a> {
+    bias: Option<&'a [i32]>,
+    multipliers: &'a [i32],
+    shifts: &'a [i32],
+    output_offset: i32,
+    act_min: i32,
+    act_max: i32,
+}
+
+impl Quant<'_> {
+    #[inline(always)]
+    fn out(&self, c: usize, acc: i32) -> i8 {
+        let acc = match self.bias.and_then(|b| b.get(c)) {
+            Some(&b) => acc.wrapping_add(b),
+            None => acc,
+        };
+        let (m, s) = match (self.multipliers.get(c), self.shifts.get(c)) {
+            (Some(&m), Some(&s)) => (m, s),
+            _ => (self.multipliers.first().copied().unwrap_or(0), 0),
+        };
+        requantize(acc, m, s, self.output_offset, self.act_min, self.act_max)
+    }
+}
+
+/// Geometry of a window op, after the reference kernel's checks.
+struct Window {
+    in_h: usize,
+    in_w: usize,
+    in_c: usize,
+    f_h: usize,
+    f_w: usize,
+    stride_h: usize,
+    stride_w: usize,
+    dil_h: usize,
+    dil_w: usize,
+    pad_h: usize,
+    pad_w: usize,
+    out_w: usize,
+}
+
+impl Window {
+    /// Expands the receptive field of output pixel (`oy`, `ox`) of `input` (one batch) into
+    /// `col` (`2·(k/4)` words) and `tail` (`k % 4` values), padding with zeros.
+    fn gather(
+        &self,
+        input: &[i8],
+        oy: usize,
+        ox: usize,
+        off: i32,
+        col: &mut [u32],
+        tail: &mut [i32; 3],
+    ) {
+        let y0 = (oy * self.stride_h) as isize - self.pad_h as isize;
+        let x0 = (ox * self.stride_w) as isize - self.pad_w as isize;
+        let rows = valid_taps(y0, self.dil_h, self.in_h, self.f_h);
+        let cols = valid_taps(x0, self.dil_w, self.in_w, self.f_w);
+        let c = self.in_c;
+        let k = self.f_h * self.f_w * c;
+        let full = k / 4 * 4;
+        let whole_window = rows.len() == self.f_h && cols.len() == self.f_w;
+        if !whole_window {
+            col.fill(0);
+            *tail = [0; 3];
+        }
+        let off2 = offset_pair(off);
+        for fy in rows {
+            let iy = (y0 + (fy * self.dil_h) as isize) as usize;
+            for fx in cols.clone() {
+                let ix = (x0 + (fx * self.dil_w) as isize) as usize;
+                let Some(px) = input.get((iy * self.in_w + ix) * c..(iy * self.in_w + ix + 1) * c)
+                else {
+                    continue;
+                };
+                let k0 = (fy * self.f_w + fx) * c;
+                if c % 4 == 0 {
+                    let words = col.get_mut(k0 / 2..).unwrap_or(&mut []);
+                    for (x, dst) in px.chunks_exact(4).zip(words.chunks_exact_mut(2)) {
+                        expand4(dst, word(x), off2);
+                    }
+                } else {
+                    for (j, &x) in px.iter().enumerate() {
+                        let kk = k0 + j;
+                        let v = i32::from(x) + off;
+                        if kk < full {
+                            set_expanded(col, kk, v);
+                        } else if let Some(t) = tail.get_mut(kk - full) {
+                            *t = v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// DSP-extension CONV_2D for one group (`groups == 1`) with a receptive field of at most
+/// `2·COL_WORDS` values. Shapes and lengths must already satisfy the reference kernel's checks
+/// (the caller runs them); returns `None` when this kernel does not apply.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_int8(
+    p: &ConvParams,
+    input_shape: [usize; 4],
+    input: &[i8],
+    filter_shape: [usize; 4],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    multipliers: &[i32],
+    shifts: &[i32],
+    output_shape: [usize; 4],
+    output: &mut [i8],
+) -> Option<()> {
+    let [batches, in_h, in_w, in_c] = input_shape;
+    let [out_c, f_h, f_w, f_ic] = filter_shape;
+    let [_, out_h, out_w, _] = output_shape;
+    let k = f_h.checked_mul(f_w)?.checked_mul(f_ic)?;
+    if f_ic != in_c || k == 0 || k > 2 * COL_WORDS || out_c == 0 {
+        return None;
+    }
+    if filter.len() != out_c * k || output.len() != batches * out_h * out_w * out_c {
+        return None;
+    }
+    if input.len() != batches * in_h * in_w * in_c || multipliers.len() != out_c {
+        return None;
+    }
+    let win = Window {
+        in_h,
+        in_w,
+        in_c,
+        f_h,
+        f_w,
+        stride_h: p.stride_h as usize,
+        stride_w: p.stride_w as usize,
+        dil_h: p.dilation_h as usize,
+        dil_w: p.dilation_w as usize,
+        pad_h: p.pad_h as usize,
+        pad_w: p.pad_w as usize,
+        out_w,
+    };
+    let q = Quant {
+        bias,
+        multipliers,
+        shifts,
+        output_offset: p.output_offset,
+        act_min: p.act_min,
+        act_max: p.act_max,
+    };
+    let g = k / 4;
+    let full = 4 * g;
+    let words = 2 * g;
+    let mut col0 = [0u32; COL_WORDS];
+    let mut col1 = [0u32; COL_WORDS];
+    let (mut tail0, mut tail1) = ([0i32; 3], [0i32; 3]);
+    let pixels = out_h * out_w;
+    let in_batch = in_h * in_w * in_c;
+    for b in 0..batches {
+        let input = input.get(b * in_batch..(b + 1) * in_batch)?;
+        let out_b = output.get_mut(b * pixels * out_c..(b + 1) * pixels * out_c)?;
+        let mut px = 0;
+        while px < pixels {
+            let pair = px + 1 < pixels;
+            win.gather(
+                input,
+                px / win.out_w,
+                px % win.out_w,
+                p.input_offset,
+                &mut col0[..words],
+                &mut tail0,
+            );
+            if pair {
+                let n = px + 1;
+                win.gather(
+                    input,
+                    n / win.out_w,
+                    n % win.out_w,
+                    p.input_offset,
+                    &mut col1[..words],
+                    &mut tail1,
+                );
+            }
+            let t = k - full;
+            let (c0, c1) = (&col0[..words], &col1[..words]);
+            let (out0, rest) = out_b.get_mut(px * out_c..)?.split_at_mut(out_c);
+            let out1 = rest.get_mut(..out_c).unwrap_or(&mut []);
+            let mut rows = filter.chunks_exact(k).enumerate();
+            while let Some((oc, w0)) = rows.next() {
+                let w1 = rows.next();
+                let (tw0, ww0) = (&w0[full..], &w0[..full]);
+                match (pair, w1) {
+                    (true, Some((_, w1))) => {
+                        let a = dot_2x2(c0, c1, ww0, &w1[..full]);
+                        let tw1 = &w1[full..];
+                        let e = [
+                            tail_dot(&tail0[..t], tw0),
+                            tail_dot(&tail0[..t], tw1),
+                            tail_dot(&tail1[..t], tw0),
+                            tail_dot(&tail1[..t], tw1),
+                        ];
+                        out0[oc] = q.out(oc, a[0].wrapping_add(e[0]));
+                        out0[oc + 1] = q.out(oc + 1, a[1].wrapping_add(e[1]));
+                        out1[oc] = q.out(oc, a[2].wrapping_add(e[2]));
+                        out1[oc + 1] = q.out(oc + 1, a[3].wrapping_add(e[3]));
+                    }
+                    (false, w1) => {
+                        let a = dot_1x1(c0, ww0).wrapping_add(tail_dot(&tail0[..t], tw0));
+                        out0[oc] = q.out(oc, a);
+                        if let Some((_, w1)) = w1 {
+                            let a = dot_1x1(c0, &w1[..full])
+                                .wrapping_add(tail_dot(&tail0[..t], &w1[full..]));
+                            out0[oc + 1] = q.out(oc + 1, a);
+                        }
+                    }
+                    (true, None) => {
+                        let a = dot_1x1(c0, ww0).wrapping_add(tail_dot(&tail0[..t], tw0));
+                        out0[oc] = q.out(oc, a);
+                        let a = dot_1x1(c1, ww0).wrapping_add(tail_dot(&tail1[..t], tw0));
+                        out1[oc] = q.out(oc, a);
+                    }
+                }
+            }
+            px += if pair { 2 } else { 1 };
+        }
+    }
+    Some(())
+}
+
+/// DSP-extension DEPTHWISE_CONV_2D for depth multiplier 1 and channels a multiple of 4; `None`
+/// when it does not apply. Shapes must already satisfy the reference kernel's checks.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_conv2d_int8(
+    p: &DepthwiseParams,
+    input_shape: [usize; 4],
+    input: &[i8],
+    filter_shape: [usize; 4],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    multipliers: &[i32],
+    shifts: &[i32],
+    output_shape: [usize; 4],
+    output: &mut [i8],
+) -> Option<()> {
+    let [batches, in_h, in_w, in_c] = input_shape;
+    let [_, f_h, f_w, out_c] = filter_shape;
+    let [_, out_h, out_w, _] = output_shape;
+    if p.depth_multiplier != 1 || in_c != out_c || in_c % 4 != 0 || in_c == 0 {
+        return None;
+    }
+    if input.len() != batches * in_h * in_w * in_c
+        || filter.len() != f_h * f_w * out_c
+        || output.len() != batches * out_h * out_w * out_c
+        || multipliers.len() != out_c
+    {
+        return None;
+    }
+    let q = Quant {
+        bias,
+        multipliers,
+        shifts,
+        output_offset: p.output_offset,
+        act_min: p.act_min,
+        act_max: p.act_max,
+    };
+    let off2 = offset_pair(p.input_offset);
+    let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
+    let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
+    let mut out_px = output.chunks_exact_mut(out_c);
+    for b in 0..batches {
+        let input = input.get(b * in_h * in_w * in_c..(b + 1) * in_h * in_w * in_c)?;
+        for oy in 0..out_h {
+            let y0 = (oy * stride_h) as isize - p.pad_h as isize;
+            let rows = valid_taps(y0, dil_h, in_h, f_h);
+            for ox in 0..out_w {
+                let x0 = (ox * stride_w) as isize - p.pad_w as isize;
+                let cols = valid_taps(x0, dil_w, in_w, f_w);
+                let out = out_px.next()?;
+                for (g, o) in out.chunks_exact_mut(4).enumerate() {
+                    let c = 4 * g;
+                    let mut acc = [0i32; 4];
+                    for fy in rows.clone() {
+                        let iy = (y0 + (fy * dil_h) as isize) as usize;
+                        for fx in cols.clone() {
+                            let ix = (x0 + (fx * dil_w) as isize) as usize;
+                            let xi = (iy * in_w + ix) * in_c + c;
+                            let wi = (fy * f_w + fx) * out_c + c;
+                            let (Some(x), Some(w)) =
+                                (input.get(xi..xi + 4), filter.get(wi..wi + 4))
+                            else {
+                                continue;
+                            };
+                            let (x, w) = (word(x), word(w));
+                            let (xa, xb) = (sxtab16(off2, x), sxtab16_ror8(off2, x));
+                            let (wa, wb) = (sxtb16(w), sxtb16_ror8(w));
+                            acc[0] = smlabb(xa, wa, acc[0]);
+                            acc[2] = smlatt(xa, wa, acc[2]);
+                            acc[1] = smlabb(xb, wb, acc[1]);
+                            acc[3] = smlatt(xb, wb, acc[3]);
+                        }
+                    }
+                    for (j, (o, a)) in o.iter_mut().zip(acc).enumerate() {
+                        *o = q.out(c + j, a);
+                    }
+                }
+            }
+        }
+    }
+    Some(())
+}
+
+/// DSP-extension FULLY_CONNECTED for symmetric weights (`filter_offset == 0`) and at most
+/// `2·COL_WORDS` inputs per batch; `None` when it does not apply. Lengths must already satisfy
+/// the reference kernel's checks.
+#[allow(clippy::too_many_arguments)]
+pub fn fully_connected_int8(
+    p: &FullyConnectedParams,
+    batches: usize,
+    in_features: usize,
+    out_features: usize,
+    input: &[i8],
+    weights: &[i8],
+    bias: Option<&[i32]>,
+    multipliers: &[i32],
+    shifts: &[i32],
+    output: &mut [i8],
+) -> Option<()> {
+    if p.filter_offset != 0 || in_features == 0 || in_features > 2 * COL_WORDS {
+        return None;
+    }
+    if input.len() != batches * in_features
+        || weights.len() != out_features * in_features
+        || output.len() != batches * out_features
+        || multipliers.is_empty()
+    {
+        return None;
+    }
+    let per_channel = multipliers.len() != 1;
+    let q = Quant {
+        bias,
+        multipliers,
+        shifts,
+        output_offset: p.output_offset,
+        act_min: p.act_min,
+        act_max: p.act_max,
+    };
+    let channel = |c: usize| if per_channel { c } else { 0 };
+    let full = in_features / 4 * 4;
+    let t = in_features - full;
+    let off2 = offset_pair(p.input_offset);
+    let mut col = [0u32; COL_WORDS];
+    let col = &mut col[..full / 2];
+    for (x, out) in input
+        .chunks_exact(in_features)
+        .zip(output.chunks_exact_mut(out_features))
+    {
+        for (x, dst) in x.chunks_exact(4).zip(col.chunks_exact_mut(2)) {
+            expand4(dst, word(x), off2);
+        }
+        let mut tail = [0i32; 3];
+        for (d, &x) in tail.iter_mut().zip(&x[full..]) {
+            *d = i32::from(x) + p.input_offset;
+        }
+        let tail = &tail[..t];
+        let mut rows = weights.chunks_exact(in_features);
+        let mut outs = out.chunks_exact_mut(4);
+        let mut c = 0;
+        for o in outs.by_ref() {
+            let (Some(w0), Some(w1), Some(w2), Some(w3)) =
+                (rows.next(), rows.next(), rows.next(), rows.next())
+            else {
+                break;
+            };
+            let a = dot_1x4(col, [&w0[..full], &w1[..full], &w2[..full], &w3[..full]]);
+            for (j, (o, (a, w))) in o.iter_mut().zip(a.iter().zip([w0, w1, w2, w3])).enumerate() {
+                let acc = a.wrapping_add(tail_dot(tail, &w[full..]));
+                *o = requant_fc(&q, c + j, channel(c + j), acc);
+            }
+            c += 4;
+        }
+        for (o, w) in outs.into_remainder().iter_mut().zip(rows) {
+            let acc = dot_1x1(col, &w[..full]).wrapping_add(tail_dot(tail, &w[full..]));
+            *o = requant_fc(&q, c, channel(c), acc);
+            c += 1;
+        }
+    }
+    Some(())
+}
+
+/// FULLY_CONNECTED output stage: bias by output, multiplier by channel (or the single one).
+#[inline(always)]
+fn requant_fc(q: &Quant, out: usize, channel: usize, acc: i32) -> i8 {
+    let acc = match q.bias.and_then(|b| b.get(out)) {
+        Some(&b) => acc.wrapping_add(b),
+        None => acc,
+    };
+    let m = q.multipliers.get(channel).copied().unwrap_or(0);
+    let s = q.shifts.get(channel).copied().unwrap_or(0);
+    requantize(acc, m, s, q.output_offset, q.act_min, q.act_max)
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec;
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::ops::conv::conv2d_int8 as conv_ref;
+    use crate::ops::depthwise::depthwise_conv2d_int8 as dw_ref;
+    use crate::ops::fully_connected::fully_connected_int8 as fc_ref;
+
+    /// xorshift64*, deterministic.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn range(&mut self, lo: i64, hi: i64) -> i64 {
+            lo + (self.next() % ((hi - lo + 1) as u64)) as i64
+        }
+        fn i8s(&mut self, n: usize, lo: i64, hi: i64) -> Vec<i8> {
+            (0..n).map(|_| self.range(lo, hi) as i8).collect()
+        }
+        fn quant(&mut self, n: usize) -> (Vec<i32>, Vec<i32>) {
+            let m = (0..n)
+                .map(|_| self.range(1 << 30, i32::MAX as i64) as i32)
+                .collect();
+            let s = (0..n).map(|_| self.range(-12, 1) as i32).collect();
+            (m, s)
+        }
+    }
+
+    #[test]
+    fn primitives_match_their_definitions() {
+        let mut r = Rng(99);
+        for _ in 0..10_000 {
+            let (a, b) = (r.next() as u32, r.next() as u32);
+            let acc = r.next() as i32;
+            let lo = |x: u32| i32::from(x as u16 as i16);
+            let hi = |x: u32| i32::from((x >> 16) as u16 as i16);
+            let by = |x: u32, k: u32| i32::from((x >> (8 * k)) as u8 as i8);
+            assert_eq!(
+                smlad(a, b, acc),
+                acc.wrapping_add(lo(a) * lo(b)).wrapping_add(hi(a) * hi(b))
+            );
+            assert_eq!(smlabb(a, b, acc), acc.wrapping_add(lo(a) * lo(b)));
+            assert_eq!(smlatt(a, b, acc), acc.wrapping_add(hi(a) * hi(b)));
+            assert_eq!(lo(sxtb16(a)), by(a, 0));
+            assert_eq!(hi(sxtb16(a)), by(a, 2));
+            assert_eq!(lo(sxtb16_ror8(a)), by(a, 1));
+            assert_eq!(hi(sxtb16_ror8(a)), by(a, 3));
+            let off = offset_pair(r.range(-127, 128) as i32);
+            assert_eq!(lo(sxtab16(off, a)) as i16, (lo(off) + by(a, 0)) as i16);
+            assert_eq!(hi(sxtab16_ror8(off, a)) as i16, (hi(off) + by(a, 3)) as i16);
+        }
+    }
+
+    #[test]
+    fn conv_matches_reference() {
+        let mut r = Rng(0xC0FFEE);
+        for case in 0..300 {
+            let in_c = [1usize, 2, 3, 4, 8, 5][r.range(0, 5) as usize];
+            let out_c = r.range(1, 9) as usize;
+            let (f_h, f_w) = (r.range(1, 4) as usize, r.range(1, 4) as usize);
+            let (in_h, in_w) = (r.range(1, 7) as usize, r.range(1, 7) as usize);
+            let stride = r.range(1, 2) as u32;
+            let dil = r.range(1, 2) as u32;
+            let eff_h = (f_h - 1) * dil as usize + 1;
+            let eff_w = (f_w - 1) * dil as usize + 1;
+            let same = r.range(0, 1) == 1;
+            let out_size = |i: usize, eff: usize| {
+                if same {
+                    i.div_ceil(stride as usize)
+                } else {
+                    (i + stride as usize).saturating_sub(eff) / stride as usize
+                }
+            };
+            let (out_h, out_w) = (out_size(in_h, eff_h), out_size(in_w, eff_w));
+            let pad = |o: usize, eff: usize, i: usize| {
+                (((o as i64 - 1) * stride as i64 + eff as i64 - i as i64).max(0) / 2) as u32
+            };
+            let batches = r.range(1, 2) as usize;
+            let act_min = r.range(-128, 0) as i32;
+            let p = ConvParams {
+                stride_h: stride,
+                stride_w: stride,
+                dilation_h: dil,
+                dilation_w: dil,
+                pad_h: pad(out_h, eff_h, in_h),
+                pad_w: pad(out_w, eff_w, in_w),
+                input_offset: r.range(-127, 128) as i32,
+                output_offset: r.range(-128, 127) as i32,
+                act_min,
+                act_max: r.range(act_min as i64, 127) as i32,
+                multipliers_offset: 0,
+                shifts_offset: 0,
+                channel_count: out_c as u32,
+                layout: 0,
+                packed_offset: 0,
+                folded_bias_offset: 0,
+            };
+            let is = [batches, in_h, in_w, in_c];
+            let fs = [out_c, f_h, f_w, in_c];
+            let os = [batches, out_h, out_w, out_c];
+            let input = r.i8s(is.iter().product(), -128, 127);
+            let filter = r.i8s(fs.iter().product(), -127, 127);
+            let bias: Vec<i32> = (0..out_c).map(|_| r.range(-30000, 30000) as i32).collect();
+            let (m, s) = r.quant(out_c);
+            let bias = (r.range(0, 1) == 1).then_some(&bias[..]);
+            let n = os.iter().product();
+            let (mut want, mut got) = (vec![0i8; n], vec![0i8; n]);
+            conv_ref(&p, is, &input, fs, &filter, bias, &m, &s, os, &mut want).unwrap();
+            conv2d_int8(&p, is, &input, fs, &filter, bias, &m, &s, os, &mut got).unwrap();
+            assert_eq!(got, want, "case {case}: {p:?} {is:?} {fs:?}");
+        }
+    }
+
+    #[test]
+    fn depthwise_matches_reference() {
+        let mut r = Rng(0xD3E7);
+        for case in 0..300 {
+            let c = 4 * r.range(1, 4) as usize;
+            let (f_h, f_w) = (r.range(1, 3) as usize, r.range(1, 3) as usize);
+            let (in_h, in_w) = (r.range(1, 6) as usize, r.range(1, 6) as usize);
+            let stride = r.range(1, 2) as u32;
+            let pad_h = r.range(0, f_h as i64 - 1) as u32;
+            let pad_w = r.range(0, f_w as i64 - 1) as u32;
+            let out_h = (in_h + 2 * pad_h as usize).saturating_sub(f_h) / stride as usize + 1;
+            let out_w = (in_w + 2 * pad_w as usize).saturating_sub(f_w) / stride as usize + 1;
+            let p = DepthwiseParams {
+                stride_h: stride,
+                stride_w: stride,
+                dilation_h: 1,
+                dilation_w: 1,
+                pad_h,
+                pad_w,
+                input_offset: r.range(-127, 128) as i32,
+                output_offset: r.range(-128, 127) as i32,
+                act_min: -128,
+                act_max: 127,
+                multipliers_offset: 0,
+                shifts_offset: 0,
+                channel_count: c as u32,
+                depth_multiplier: 1,
+            };
+            let is = [1, in_h, in_w, c];
+            let fs = [1, f_h, f_w, c];
+            let os = [1, out_h, out_w, c];
+            let input = r.i8s(is.iter().product(), -128, 127);
+            let filter = r.i8s(fs.iter().product(), -127, 127);
+            let bias: Vec<i32> = (0..c).map(|_| r.range(-3000, 3000) as i32).collect();
+            let (m, s) = r.quant(c);
+            let n = os.iter().product();
+            let (mut want, mut got) = (vec![0i8; n], vec![0i8; n]);
+            dw_ref(
+                &p,
+                is,
+                &input,
+                fs,
+                &filter,
+                Some(&bias),
+                &m,
+                &s,
+                os,
+                &mut want,
+            )
+            .unwrap();
+            depthwise_conv2d_int8(
+                &p,
+                is,
+                &input,
+                fs,
+                &filter,
+                Some(&bias),
+                &m,
+                &s,
+                os,
+                &mut got,
+            )
+            .unwrap();
+            assert_eq!(got, want, "case {case}: {p:?} {is:?} {fs:?}");
+        }
+    }
+
+    #[test]
+    fn fully_connected_matches_reference() {
+        let mut r = Rng(0xFC);
+        for case in 0..300 {
+            let batches = r.range(1, 3) as usize;
+            let inf = r.range(1, 70) as usize;
+            let outf = r.range(1, 11) as usize;
+            let per_channel = r.range(0, 1) == 1;
+            let count = if per_channel { outf } else { 1 };
+            let p = FullyConnectedParams {
+                input_offset: r.range(-127, 128) as i32,
+                filter_offset: 0,
+                output_offset: r.range(-128, 127) as i32,
+                act_min: -128,
+                act_max: r.range(0, 127) as i32,
+                multipliers_offset: 0,
+                shifts_offset: 0,
+                channel_count: count as u32,
+                layout: 0,
+                packed_offset: 0,
+                folded_bias_offset: 0,
+            };
+            let input = r.i8s(batches * inf, -128, 127);
+            let w = r.i8s(outf * inf, -127, 127);
+            let bias: Vec<i32> = (0..outf).map(|_| r.range(-3000, 3000) as i32).collect();
+            let (m, s) = r.quant(count);
+            let n = batches * outf;
+            let (mut want, mut got) = (vec![0i8; n], vec![0i8; n]);
+            fc_ref(
+                &p,
+                batches,
+                inf,
+                outf,
+                &input,
+                &w,
+                Some(&bias),
+                &m,
+                &s,
+                &mut want,
+            )
+            .unwrap();
+            fully_connected_int8(
+                &p,
+                batches,
+                inf,
+                outf,
+                &input,
+                &w,
+                Some(&bias),
+                &m,
+                &s,
+                &mut got,
+            )
+            .unwrap();
+            assert_eq!(got, want, "case {case}: {p:?} {batches}x{inf}->{outf}");
+        }
+    }
+}

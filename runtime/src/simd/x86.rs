@@ -1,0 +1,1491 @@
+//! x86 kernels: SSE4.1, AVX2 and AVX-512 VNNI.
+//!
+//! Matrix kernels read weights packed by [`super::pack_weights`] (16 outputs × 4 bytes per step):
+//! - AVX-512 VNNI: one 64-byte step is one register; `vpdpbusd` multiplies it by four activation
+//!   bytes broadcast to every lane (`x + 128`, unsigned) and adds the 4-byte dot products into 16
+//!   accumulators, exactly (each product fits 16 bits, the sum wraps modulo 2³² like TFLM's).
+//! - AVX2 / SSE4.1: 16 bytes of a step (4 outputs × 4 bytes) sign-extend to 16-bit lanes;
+//!   `pmaddwd` with the four activations (repeated) gives two exact partial sums per output,
+//!   added pairwise (`phaddd`) once per tile.
+//!
+//! The output stage is TFLM's `MultiplyByQuantizedMultiplier` on 32-bit lanes: the high
+//! multiply `(a·m + 2³⁰) >> 31` from two `pmuldq` (even and odd lanes), and the rounding right
+//! shift with per-lane shift counts (`vpsravd`); SSE4.1 has no per-lane shifts and requantizes
+//! in scalar code.
+
+// The AVX-512 intrinsics are stable since Rust 1.89 (the toolchain CI uses is newer); the
+// workspace still declares 1.85 for everything else.
+#![allow(clippy::incompatible_msrv)]
+
+#[cfg(target_arch = "x86")]
+use core::arch::x86::*;
+#[cfg(target_arch = "x86_64")]
+use core::arch::x86_64::*;
+use core::ptr;
+
+use super::{DepthwiseJob, MatrixA, Requant, Tier, BLOCK_K, BLOCK_N};
+use crate::ops::arith::ArithParams;
+
+/// Bytes of one packed step of one block.
+const STEP: usize = BLOCK_N * BLOCK_K;
+
+/// Per-block output-stage parameters, padded to 16 lanes (lanes past `count` are zero).
+struct BlockQuant {
+    bias: [i32; 16],
+    mult: [i32; 16],
+    shift: [i32; 16],
+}
+
+impl BlockQuant {
+    #[inline(always)]
+    fn new(q: &Requant, c0: usize, n: usize) -> BlockQuant {
+        let count = n.saturating_sub(c0).min(BLOCK_N);
+        let mut b = BlockQuant {
+            bias: [0; 16],
+            mult: [0; 16],
+            shift: [0; 16],
+        };
+        for j in 0..count {
+            let (m, s) = q.quant(c0 + j);
+            b.bias[j] = q.bias_of(c0 + j);
+            b.mult[j] = m;
+            b.shift[j] = s;
+        }
+        b
+    }
+}
+
+/// Where a tile reads its rows: one pointer per row, and the reduction steps' offsets.
+#[derive(Clone, Copy)]
+struct Rows<const MR: usize> {
+    ptr: [*const u8; MR],
+    /// Offsets of the steps, or null for `4·s`.
+    koff: *const u32,
+    steps: usize,
+}
+
+impl<const MR: usize> Rows<MR> {
+    /// Byte offset of reduction step `s` within a row.
+    ///
+    /// # Safety
+    /// `s < steps`.
+    #[inline(always)]
+    unsafe fn offset(&self, s: usize) -> usize {
+        if self.koff.is_null() {
+            s * BLOCK_K
+        } else {
+            // SAFETY: the table holds `steps` entries (guaranteed by the caller).
+            unsafe { *self.koff.add(s) as usize }
+        }
+    }
+
+    /// The 4 bytes at `off` in row `r`, as an `i32`.
+    ///
+    /// # Safety
+    /// `r < MR`, `off` a step's [`Self::offset`], and the tile's rows checked against `A`
+    /// (`check_gemm`).
+    #[inline(always)]
+    unsafe fn load_at(&self, r: usize, off: usize) -> i32 {
+        // SAFETY: guaranteed by the caller (see above).
+        unsafe { ptr::read_unaligned(self.ptr[r].add(off).cast::<i32>()) }
+    }
+}
+
+/// The output side of a tile: where row `r`'s outputs start, and which outputs it holds.
+#[derive(Clone, Copy)]
+struct Out {
+    ptr: *mut i8,
+    stride: usize,
+    n: usize,
+    c0: usize,
+}
+
+/// Dispatches to the tier's matrix kernel.
+///
+/// # Safety
+/// The CPU must run `tier`, and the operands must have passed `check_gemm` and `Requant::check`.
+pub(super) unsafe fn gemm(
+    tier: Tier,
+    a: &MatrixA,
+    packed: &[i8],
+    n: usize,
+    q: &Requant,
+    out: &mut [i8],
+    out_stride: usize,
+) {
+    let (w, o) = (packed.as_ptr(), out.as_mut_ptr());
+    // SAFETY: the caller guarantees the tier and the bounds (see above).
+    unsafe {
+        match tier {
+            Tier::Avx512Vnni => vnni::gemm(a, w, n, q, o, out_stride),
+            Tier::Avx2 => avx2::gemm(a, w, n, q, o, out_stride),
+            _ => sse41::gemm(a, w, n, q, o, out_stride),
+        }
+    }
+}
+
+/// Most taps a depthwise kernel keeps its expanded weights for (more run the reference kernel).
+pub(super) const MAX_TAPS: usize = 32;
+
+/// 16 bytes at `p`, or the first `n` of them (the rest zero) when `n < 16`.
+///
+/// # Safety
+/// `p .. p + min(n, 16)` must be readable.
+#[inline(always)]
+unsafe fn load16(p: *const u8, n: usize) -> __m128i {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        if n >= 16 {
+            _mm_loadu_si128(p.cast())
+        } else {
+            let mut t = [0u8; 16];
+            ptr::copy_nonoverlapping(p, t.as_mut_ptr(), n);
+            _mm_loadu_si128(t.as_ptr().cast())
+        }
+    }
+}
+
+/// 8 bytes at `p` (in the low half), or the first `n` of them (the rest zero) when `n < 8`.
+///
+/// # Safety
+/// `p .. p + min(n, 8)` must be readable.
+#[inline(always)]
+unsafe fn load8(p: *const u8, n: usize) -> __m128i {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        if n >= 8 {
+            _mm_loadl_epi64(p.cast())
+        } else {
+            let mut t = [0u8; 16];
+            ptr::copy_nonoverlapping(p, t.as_mut_ptr(), n);
+            _mm_loadu_si128(t.as_ptr().cast())
+        }
+    }
+}
+
+/// Stores the first `n ≤ 16` bytes of `v` at `p`.
+///
+/// # Safety
+/// `p .. p + n` must be writable.
+#[inline(always)]
+unsafe fn store16(p: *mut i8, n: usize, v: __m128i) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        if n >= 16 {
+            _mm_storeu_si128(p.cast(), v);
+        } else {
+            let mut t = [0i8; 16];
+            _mm_storeu_si128(t.as_mut_ptr().cast(), v);
+            ptr::copy_nonoverlapping(t.as_ptr(), p, n);
+        }
+    }
+}
+
+/// Dispatches to the tier's depthwise kernel (AVX-512 machines run the AVX2 one).
+///
+/// # Safety
+/// The CPU must run `tier`; `job` must have passed `DepthwiseJob::check` with `q`, `out` and
+/// `out_stride`, and have at most [`MAX_TAPS`] taps.
+pub(super) unsafe fn depthwise(
+    tier: Tier,
+    job: &DepthwiseJob,
+    q: &Requant,
+    out: &mut [i8],
+    out_stride: usize,
+) {
+    let o = out.as_mut_ptr();
+    // SAFETY: the caller guarantees the tier and the bounds (see above).
+    unsafe {
+        match tier {
+            Tier::Avx512Vnni => vnni::depthwise(job, q, o, out_stride),
+            Tier::Avx2 => avx2::depthwise(job, q, o, out_stride),
+            _ => sse41::depthwise(job, q, o, out_stride),
+        }
+    }
+}
+
+/// Element-wise ADD/SUB on the tier's vectors; returns how many leading elements it computed
+/// (the caller finishes the rest).
+///
+/// # Safety
+/// The CPU must run `tier`; `x`, `y` readable and `out` writable for `n` elements (`out` may
+/// equal `x` or `y`); `p` within `add_params_supported`.
+pub(super) unsafe fn add_sub(
+    tier: Tier,
+    p: &ArithParams,
+    subtract: bool,
+    x: *const i8,
+    y: *const i8,
+    out: *mut i8,
+    n: usize,
+) -> usize {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        match tier {
+            Tier::Avx512Vnni => vnni::add_sub(p, subtract, x, y, out, n),
+            Tier::Avx2 => avx2::add_sub(p, subtract, x, y, out, n),
+            _ => sse41::add_sub(p, subtract, x, y, out, n),
+        }
+    }
+}
+
+/// The pooling sum compiled for the tier (see `super::pool_sum_body`).
+///
+/// # Safety
+/// The CPU must run `tier`.
+pub(super) unsafe fn pool_sum(tier: Tier, pixels: &[i8], acc: &mut [i32]) {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn avx512(pixels: &[i8], acc: &mut [i32]) {
+        super::pool_sum_body(pixels, acc)
+    }
+    #[target_feature(enable = "avx2")]
+    fn avx2(pixels: &[i8], acc: &mut [i32]) {
+        super::pool_sum_body(pixels, acc)
+    }
+    #[target_feature(enable = "sse4.1")]
+    fn sse41(pixels: &[i8], acc: &mut [i32]) {
+        super::pool_sum_body(pixels, acc)
+    }
+    // SAFETY: the caller guarantees the tier's features; the bodies are safe Rust.
+    unsafe {
+        match tier {
+            Tier::Avx512Vnni => avx512(pixels, acc),
+            Tier::Avx2 => avx2(pixels, acc),
+            _ => sse41(pixels, acc),
+        }
+    }
+}
+
+/// The pooling maximum compiled for the tier (see `super::pool_max_body`).
+///
+/// # Safety
+/// The CPU must run `tier`.
+pub(super) unsafe fn pool_max(tier: Tier, pixels: &[i8], acc: &mut [i8]) {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn avx512(pixels: &[i8], acc: &mut [i8]) {
+        super::pool_max_body(pixels, acc)
+    }
+    #[target_feature(enable = "avx2")]
+    fn avx2(pixels: &[i8], acc: &mut [i8]) {
+        super::pool_max_body(pixels, acc)
+    }
+    #[target_feature(enable = "sse4.1")]
+    fn sse41(pixels: &[i8], acc: &mut [i8]) {
+        super::pool_max_body(pixels, acc)
+    }
+    // SAFETY: the caller guarantees the tier's features; the bodies are safe Rust.
+    unsafe {
+        match tier {
+            Tier::Avx512Vnni => avx512(pixels, acc),
+            Tier::Avx2 => avx2(pixels, acc),
+            _ => sse41(pixels, acc),
+        }
+    }
+}
+
+/// Rows × blocks tiling shared by the tiers: calls `$tile::<MR, NB>` over the whole matrix.
+macro_rules! tile_loop {
+    ($a:expr, $w:expr, $n:expr, $q:expr, $o:expr, $os:expr, $tile:ident,
+     [$(($nb:literal, $mr:literal, [$($m:literal),*])),*]) => {{
+        let a: &MatrixA = $a;
+        let blocks = $n.div_ceil(BLOCK_N);
+        let bstride = a.k_steps * STEP;
+        let koff = a.k_offsets.map_or(ptr::null(), |k| k.as_ptr());
+        let mut b = 0usize;
+        while b < blocks {
+            let left = blocks - b;
+            $(
+                if left >= $nb {
+                    let mut r = 0usize;
+                    while r < a.rows {
+                        let mr = (a.rows - r).min($mr);
+                        let w = $w.add(b * bstride);
+                        let out = Out { ptr: $o.add(r * $os), stride: $os, n: $n, c0: b * BLOCK_N };
+                        match mr {
+                            $($m => {
+                                let mut ptrs = [ptr::null::<u8>(); $m];
+                                for (i, p) in ptrs.iter_mut().enumerate() {
+                                    // check_gemm: every row offset is inside `a.data`.
+                                    *p = a.data.as_ptr().add(a.row_offset(r + i).unwrap_or(0));
+                                }
+                                let rows = Rows { ptr: ptrs, koff, steps: a.k_steps };
+                                $tile::<$m, $nb>(&rows, w, bstride, $q, out);
+                            })*
+                            _ => {}
+                        }
+                        r += mr;
+                    }
+                    b += $nb;
+                    continue;
+                }
+            )*
+        }
+    }};
+}
+
+mod vnni {
+    use super::*;
+
+    /// The output stage on 16 lanes.
+    struct Stage {
+        m: __m512i,
+        m_odd: __m512i,
+        left: __m512i,
+        right: __m512i,
+        mask: __m512i,
+        half: __m512i,
+        out_off: __m512i,
+        lo: __m512i,
+        hi: __m512i,
+        /// Some lane shifts left (most layers' multipliers are below one: none does).
+        any_left: bool,
+        /// The clamp is int8's own range, which the saturating narrowing applies.
+        full_range: bool,
+    }
+
+    /// Lanes `c0 .. c0 + count` of a per-output array (one entry: every lane), zero elsewhere.
+    ///
+    /// # Safety
+    /// `values` holds one entry, or at least `c0 + count` (`count ≤ 16`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn lanes(values: &[i32], c0: usize, count: usize) -> __m512i {
+        if values.len() == 1 {
+            _mm512_set1_epi32(values[0])
+        } else {
+            // SAFETY: the mask limits the read to `count` entries from c0 (the caller's
+            // guarantee); masked-off lanes are not accessed.
+            unsafe {
+                _mm512_maskz_loadu_epi32(((1u32 << count) - 1) as u16, values.as_ptr().add(c0))
+            }
+        }
+    }
+
+    impl Stage {
+        /// The output stage of outputs `c0 .. c0 + count` and their start values.
+        ///
+        /// # Safety
+        /// `q` has passed `Requant::check` for `n ≥ c0 + count` outputs, `count ≤ 16`.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn new(q: &Requant, c0: usize, count: usize) -> (Stage, __m512i) {
+            // SAFETY: the caller's guarantee (every array holds n or 1 entries).
+            let (m, s, bias) = unsafe {
+                (
+                    lanes(q.multipliers, c0, count),
+                    lanes(q.shifts, c0, count),
+                    q.bias
+                        .map_or(_mm512_setzero_si512(), |b| lanes(b, c0, count)),
+                )
+            };
+            let zero = _mm512_setzero_si512();
+            let one = _mm512_set1_epi32(1);
+            let right = _mm512_max_epi32(_mm512_sub_epi32(zero, s), zero);
+            let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+            let left = _mm512_max_epi32(s, zero);
+            let stage = Stage {
+                m,
+                m_odd: _mm512_srli_epi64::<32>(m),
+                left,
+                right,
+                mask,
+                half: _mm512_srli_epi32::<1>(mask),
+                out_off: _mm512_set1_epi32(q.output_offset),
+                lo: _mm512_set1_epi32(q.act_min),
+                hi: _mm512_set1_epi32(q.act_max),
+                any_left: _mm512_test_epi32_mask(left, left) != 0,
+                full_range: q.act_min == -128 && q.act_max == 127,
+            };
+            (stage, bias)
+        }
+
+        /// A stage for no outputs (lanes past a block's end).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn new_zero(q: &Requant) -> Stage {
+            let zero = _mm512_setzero_si512();
+            Stage {
+                m: zero,
+                m_odd: zero,
+                left: zero,
+                right: zero,
+                mask: zero,
+                half: zero,
+                out_off: _mm512_set1_epi32(q.output_offset),
+                lo: _mm512_set1_epi32(q.act_min),
+                hi: _mm512_set1_epi32(q.act_max),
+                any_left: false,
+                full_range: q.act_min == -128 && q.act_max == 127,
+            }
+        }
+
+        /// The stage of 16 lanes picked from the 32 of `self` (lanes 0..16) and `other`.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn permuted(&self, other: &Stage, order: &[u32; 16]) -> Stage {
+            let m = pick(self.m, other.m, order);
+            Stage {
+                m,
+                m_odd: _mm512_srli_epi64::<32>(m),
+                left: pick(self.left, other.left, order),
+                right: pick(self.right, other.right, order),
+                mask: pick(self.mask, other.mask, order),
+                half: pick(self.half, other.half, order),
+                out_off: self.out_off,
+                lo: self.lo,
+                hi: self.hi,
+                any_left: self.any_left || other.any_left,
+                full_range: self.full_range,
+            }
+        }
+
+        /// TFLM's output stage on 16 accumulators, as 16 bytes.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn apply(&self, acc: __m512i) -> __m128i {
+            let x = if self.any_left {
+                _mm512_sllv_epi32(acc, self.left)
+            } else {
+                acc
+            };
+            let rnd = _mm512_set1_epi64(1 << 30);
+            let pe = _mm512_add_epi64(_mm512_mul_epi32(x, self.m), rnd);
+            let po = _mm512_add_epi64(
+                _mm512_mul_epi32(_mm512_srli_epi64::<32>(x), self.m_odd),
+                rnd,
+            );
+            // Bits 31..62 of each 64-bit sum: low half for even lanes, high half for odd ones.
+            let h = _mm512_mask_blend_epi32(
+                0xAAAA,
+                _mm512_srli_epi64::<31>(pe),
+                _mm512_slli_epi64::<1>(po),
+            );
+            let shifted = _mm512_srav_epi32(h, self.right);
+            let rem = _mm512_and_si512(h, self.mask);
+            let thr = _mm512_sub_epi32(self.half, _mm512_srai_epi32::<31>(h));
+            let up = _mm512_cmpgt_epi32_mask(rem, thr);
+            let r = _mm512_mask_add_epi32(shifted, up, shifted, _mm512_set1_epi32(1));
+            let r = _mm512_add_epi32(r, self.out_off);
+            if self.full_range {
+                _mm512_cvtsepi32_epi8(r)
+            } else {
+                _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(r, self.lo), self.hi))
+            }
+        }
+    }
+
+    /// `MR` rows × `NB` blocks of 16 outputs.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile<const MR: usize, const NB: usize>(
+        a: &Rows<MR>,
+        w: *const i8,
+        bstride: usize,
+        q: &Requant,
+        o: Out,
+    ) {
+        let c0 = o.c0;
+        let mut acc = [[_mm512_setzero_si512(); NB]; MR];
+        for j in 0..NB {
+            let c = c0 + j * BLOCK_N;
+            let count = o.n.saturating_sub(c).min(BLOCK_N);
+            // SAFETY: outputs c .. c + count ≤ n (the tile's blocks hold at least one output).
+            let bias = unsafe {
+                q.bias
+                    .map_or(_mm512_setzero_si512(), |b| lanes(b, c, count))
+            };
+            for row in acc.iter_mut() {
+                row[j] = bias;
+            }
+        }
+        for s in 0..a.steps {
+            // SAFETY: s < steps.
+            let off = unsafe { a.offset(s) };
+            let mut wv = [_mm512_setzero_si512(); NB];
+            for (j, v) in wv.iter_mut().enumerate() {
+                // SAFETY: block j of this tile, step s: inside the packed matrix (checked).
+                *v = unsafe { _mm512_loadu_si512(w.add(j * bstride + s * STEP).cast()) };
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                // SAFETY: r < MR, s < steps, rows checked by the caller.
+                let x4 = unsafe { a.load_at(r, off) };
+                let x = _mm512_set1_epi32(x4);
+                for j in 0..NB {
+                    row[j] = _mm512_dpbusd_epi32(row[j], x, wv[j]);
+                }
+            }
+        }
+        for j in 0..NB {
+            let c = c0 + j * BLOCK_N;
+            let count = o.n.saturating_sub(c).min(BLOCK_N);
+            // SAFETY: as above.
+            let (stage, _) = unsafe { Stage::new(q, c, count) };
+            for (r, row) in acc.iter().enumerate() {
+                let bytes = stage.apply(row[j]);
+                // SAFETY: outputs c0 + 16j .. + count < n of row r (checked); the mask limits
+                // the store to `count` bytes.
+                unsafe {
+                    let dst = o.ptr.add(r * o.stride + c0 + j * BLOCK_N);
+                    if count == BLOCK_N {
+                        _mm_storeu_si128(dst.cast(), bytes);
+                    } else {
+                        _mm_mask_storeu_epi8(dst, ((1u32 << count) - 1) as u16, bytes);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The whole matrix.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn gemm(
+        a: &MatrixA,
+        w: *const i8,
+        n: usize,
+        q: &Requant,
+        o: *mut i8,
+        os: usize,
+    ) {
+        // SAFETY: tiles stay inside the checked matrix (see `tile`).
+        unsafe {
+            tile_loop!(
+                a,
+                w,
+                n,
+                q,
+                o,
+                os,
+                tile,
+                [
+                    (4, 4, [1, 2, 3, 4]),
+                    (2, 8, [1, 2, 3, 4, 5, 6, 7, 8]),
+                    (
+                        1,
+                        16,
+                        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
+                    )
+                ]
+            );
+        }
+    }
+
+    /// How one ADD operand is rescaled: `((x + offset) << left) · m / 2³¹`, then divided by
+    /// `2^e` (TFLM's `MultiplyByQuantizedMultiplierSmallerThanOneExp`), on 16 lanes.
+    struct Operand {
+        offset: __m512i,
+        mode: OperandMode,
+        /// `left − 1` (shift mode), or `31 − left` (split mode), as a shift count.
+        count: __m128i,
+        /// Multiplier (general), or its high part `m >> (31 − left)` (split).
+        m: __m512i,
+        /// Split mode: `m mod 2^(31 − left)` and the rounding `2^(30 − left)`.
+        m_low: __m512i,
+        round: __m512i,
+        left: __m128i,
+        e: __m128i,
+        e_zero: bool,
+        mask: __m512i,
+        half: __m512i,
+    }
+
+    /// Cheaper exact forms of the high multiply for an operand `v = x + offset` in `[-256, 256]`.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum OperandMode {
+        /// `m = 2³⁰` (TFLM's larger-scale input): the product is exactly `v << (left − 1)`.
+        Shift,
+        /// `9 ≤ left ≤ 22`: `v·m_high + ((v·m_low + 2^(30−left)) >> (31 − left))`, all in 32 bits.
+        Split,
+        /// Anything else: the 64-bit high multiply.
+        General,
+    }
+
+    impl Operand {
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn new(offset: i32, left: i32, m: i32, shift: i32) -> Operand {
+            let small = (-128..=128).contains(&offset);
+            let mode = if small && m == 1 << 30 && left >= 1 {
+                OperandMode::Shift
+            } else if small && (9..=22).contains(&left) {
+                OperandMode::Split
+            } else {
+                OperandMode::General
+            };
+            let d = 31 - left;
+            let (count, mm, m_low, round) = match mode {
+                OperandMode::Shift => (left - 1, m, 0, 0),
+                OperandMode::Split => (d, m >> d, m & ((1 << d) - 1), 1 << (d - 1)),
+                OperandMode::General => (0, m, 0, 0),
+            };
+            let e = (-shift) as u32;
+            let mask = ((1u64 << e) - 1) as i32;
+            Operand {
+                offset: _mm512_set1_epi32(offset),
+                mode,
+                count: _mm_cvtsi32_si128(count),
+                m: _mm512_set1_epi32(mm),
+                m_low: _mm512_set1_epi32(m_low),
+                round: _mm512_set1_epi32(round),
+                left: _mm_cvtsi32_si128(left),
+                e: _mm_cvtsi32_si128(e as i32),
+                e_zero: e == 0,
+                mask: _mm512_set1_epi32(mask),
+                half: _mm512_set1_epi32(mask >> 1),
+            }
+        }
+
+        /// The rescaled operand of 16 inputs (already widened to 32 bits).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn apply(&self, x: __m512i) -> __m512i {
+            let v = _mm512_add_epi32(x, self.offset);
+            let h = match self.mode {
+                OperandMode::Shift => _mm512_sll_epi32(v, self.count),
+                OperandMode::Split => {
+                    let low = _mm512_add_epi32(_mm512_mullo_epi32(v, self.m_low), self.round);
+                    _mm512_add_epi32(
+                        _mm512_mullo_epi32(v, self.m),
+                        _mm512_sra_epi32(low, self.count),
+                    )
+                }
+                OperandMode::General => high_mul_uniform(_mm512_sll_epi32(v, self.left), self.m),
+            };
+            if self.e_zero {
+                h
+            } else {
+                divide_pot_uniform(h, self.e, self.mask, self.half)
+            }
+        }
+    }
+
+    /// `(a·m + 2³⁰) >> 31` with one multiplier (≥ 0) for every lane.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn high_mul_uniform(a: __m512i, m: __m512i) -> __m512i {
+        let rnd = _mm512_set1_epi64(1 << 30);
+        let pe = _mm512_add_epi64(_mm512_mul_epi32(a, m), rnd);
+        let po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64::<32>(a), m), rnd);
+        _mm512_mask_blend_epi32(
+            0xAAAA,
+            _mm512_srli_epi64::<31>(pe),
+            _mm512_slli_epi64::<1>(po),
+        )
+    }
+
+    /// TFLM's `RoundingDivideByPOT` by one exponent for every lane.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn divide_pot_uniform(h: __m512i, e: __m128i, mask: __m512i, half: __m512i) -> __m512i {
+        let shifted = _mm512_sra_epi32(h, e);
+        let rem = _mm512_and_si512(h, mask);
+        let thr = _mm512_sub_epi32(half, _mm512_srai_epi32::<31>(h));
+        let up = _mm512_cmpgt_epi32_mask(rem, thr);
+        _mm512_mask_add_epi32(shifted, up, shifted, _mm512_set1_epi32(1))
+    }
+
+    /// ADD/SUB, 16 elements at a time; returns how many it computed.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn add_sub(
+        p: &ArithParams,
+        subtract: bool,
+        x: *const i8,
+        y: *const i8,
+        out: *mut i8,
+        n: usize,
+    ) -> usize {
+        let a_op = Operand::new(
+            p.input1_offset,
+            p.left_shift,
+            p.input1_multiplier,
+            p.input1_shift,
+        );
+        let b_op = Operand::new(
+            p.input2_offset,
+            p.left_shift,
+            p.input2_multiplier,
+            p.input2_shift,
+        );
+        let mo = _mm512_set1_epi32(p.output_multiplier);
+        let eo = (-p.output_shift) as u32;
+        let mask_o = ((1u64 << eo) - 1) as i32;
+        let (e_o, mask_o, half_o) = (
+            _mm_cvtsi32_si128(eo as i32),
+            _mm512_set1_epi32(mask_o),
+            _mm512_set1_epi32(mask_o >> 1),
+        );
+        let out_off = _mm512_set1_epi32(p.output_offset);
+        let lo = _mm512_set1_epi32(p.activation_min);
+        let hi = _mm512_set1_epi32(p.activation_max);
+        let mut i = 0;
+        while i + 16 <= n {
+            // SAFETY: elements i .. i + 16 < n of each operand (the caller's guarantee).
+            let (a, b) = unsafe {
+                (
+                    _mm512_cvtepi8_epi32(_mm_loadu_si128(x.add(i).cast())),
+                    _mm512_cvtepi8_epi32(_mm_loadu_si128(y.add(i).cast())),
+                )
+            };
+            let (a, b) = (a_op.apply(a), b_op.apply(b));
+            let raw = if subtract {
+                _mm512_sub_epi32(a, b)
+            } else {
+                _mm512_add_epi32(a, b)
+            };
+            let v = divide_pot_uniform(high_mul_uniform(raw, mo), e_o, mask_o, half_o);
+            let v = _mm512_add_epi32(v, out_off);
+            let v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+            // SAFETY: elements i .. i + 16 < n of the output.
+            unsafe { _mm_storeu_si128(out.add(i).cast(), _mm512_cvtepi32_epi8(v)) };
+            i += 16;
+        }
+        i
+    }
+
+    /// Lanes of 32 channels in the order `vpunpck{l,h}wd` leaves them: the low half of each
+    /// 128-bit lane holds channels `4·(2i) ..`, the high half `4·(2i + 1) ..`.
+    const LO_ORDER: [u32; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
+    const HI_ORDER: [u32; 16] = [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31];
+
+    /// Picks lanes `order` of the 32 values `(a, b)` (channels 0..16 and 16..32).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn pick(a: __m512i, b: __m512i, order: &[u32; 16]) -> __m512i {
+        // SAFETY: 16 lanes of a 16-element array.
+        let idx = unsafe { _mm512_loadu_si512(order.as_ptr().cast()) };
+        _mm512_permutex2var_epi32(a, idx, b)
+    }
+
+    /// Depthwise, 32 channels at a time: pairs of taps interleaved in 16-bit lanes and
+    /// multiplied by `vpdpwssd`; the input offset is folded into the bias, as `Σ w·(x + off)`
+    /// equals `Σ w·x + off·Σ w` modulo 2³² (padded taps hold the zero point). The accumulators
+    /// keep the interleaved channel order; the output stage's parameters are permuted to match
+    /// once per block, and the bytes put back in order at the store.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn depthwise(job: &DepthwiseJob, q: &Requant, o: *mut i8, os: usize) {
+        let px = job.pixels();
+        let (c, nt) = (job.channels, job.taps.len().min(MAX_TAPS));
+        let pairs = nt.div_ceil(2);
+        let zero = _mm512_setzero_si512();
+        for c0 in (0..c).step_by(32) {
+            let n = (c - c0).min(32);
+            let bmask = if n == 32 { u32::MAX } else { (1u32 << n) - 1 };
+            let load = |p: *const u8| {
+                // SAFETY: `n` bytes from `p` (the callers below pass in-bounds rows); masked-off
+                // bytes are not accessed.
+                _mm512_cvtepi8_epi16(unsafe { _mm256_maskz_loadu_epi8(bmask, p.cast()) })
+            };
+            // The block's weights as interleaved tap pairs, and Σ w per channel.
+            let mut w = [[zero; 2]; MAX_TAPS / 2];
+            let mut wsum = zero; // 16-bit lanes: |Σ w| ≤ 32·128 fits
+            for (p, wp) in w.iter_mut().enumerate().take(pairs) {
+                let wa = load(job.filter.as_ptr().wrapping_add(2 * p * c + c0).cast());
+                let wb = if 2 * p + 1 < nt {
+                    load(
+                        job.filter
+                            .as_ptr()
+                            .wrapping_add((2 * p + 1) * c + c0)
+                            .cast(),
+                    )
+                } else {
+                    zero
+                };
+                wsum = _mm512_add_epi16(wsum, _mm512_add_epi16(wa, wb));
+                *wp = [_mm512_unpacklo_epi16(wa, wb), _mm512_unpackhi_epi16(wa, wb)];
+            }
+            // Per-channel parameters of channels c0.., in the accumulators' orders.
+            let (n0, n1) = (n.min(16), n.saturating_sub(16));
+            // SAFETY: channels c0 .. c0 + n (q checked for c channels).
+            let (s0, b0) = unsafe { Stage::new(q, c0, n0) };
+            let (s1, b1) = if n1 > 0 {
+                // SAFETY: as above.
+                unsafe { Stage::new(q, c0 + 16, n1) }
+            } else {
+                (Stage::new_zero(q), zero)
+            };
+            // bias + off·Σ w, in 32 bits.
+            let off = _mm512_set1_epi32(job.input_offset);
+            let ws0 = _mm512_cvtepi16_epi32(_mm512_castsi512_si256(wsum));
+            let ws1 = _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64::<1>(wsum));
+            let b0 = _mm512_add_epi32(b0, _mm512_mullo_epi32(ws0, off));
+            let b1 = _mm512_add_epi32(b1, _mm512_mullo_epi32(ws1, off));
+            let stage_lo = s0.permuted(&s1, &LO_ORDER);
+            let stage_hi = s0.permuted(&s1, &HI_ORDER);
+            let (bias_lo, bias_hi) = (pick(b0, b1, &LO_ORDER), pick(b0, b1, &HI_ORDER));
+            for r in 0..job.rows {
+                // check: every tap of every pixel, channels c0 .. c0 + n, is inside the input.
+                let base = job
+                    .input
+                    .as_ptr()
+                    .wrapping_add(px.row_offset(r).unwrap_or(0) + c0);
+                let (mut lo, mut hi) = (bias_lo, bias_hi);
+                for (p, wp) in w.iter().enumerate().take(pairs) {
+                    let xa = load(base.wrapping_add(job.taps[2 * p] as usize));
+                    let xb = if 2 * p + 1 < nt {
+                        load(base.wrapping_add(job.taps[2 * p + 1] as usize))
+                    } else {
+                        zero
+                    };
+                    lo = _mm512_dpwssd_epi32(lo, _mm512_unpacklo_epi16(xa, xb), wp[0]);
+                    hi = _mm512_dpwssd_epi32(hi, _mm512_unpackhi_epi16(xa, xb), wp[1]);
+                }
+                let (lo, hi) = (stage_lo.apply(lo), stage_hi.apply(hi));
+                // Dwords of 4 channels: lo holds 0-3, 8-11, 16-19, 24-27; hi the others.
+                let bytes =
+                    _mm256_set_m128i(_mm_unpackhi_epi32(lo, hi), _mm_unpacklo_epi32(lo, hi));
+                // SAFETY: outputs c0 .. c0 + n of pixel r (checked); the mask limits the store.
+                unsafe { _mm256_mask_storeu_epi8(o.add(r * os + c0), bmask, bytes) };
+            }
+        }
+    }
+}
+
+mod avx2 {
+    use super::*;
+
+    /// The output stage on 8 lanes.
+    struct Stage {
+        m: __m256i,
+        m_odd: __m256i,
+        left: __m256i,
+        right: __m256i,
+        mask: __m256i,
+        half: __m256i,
+    }
+
+    /// The output stages (two halves of 8 lanes) and start values of outputs `c0 .. c0 +
+    /// count`: straight from the arrays for a whole per-channel block, else through a padded
+    /// copy.
+    ///
+    /// # Safety
+    /// `q` has passed `Requant::check` for `n ≥ c0 + count` outputs, `count ≤ 16`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block_stage(q: &Requant, c0: usize, count: usize) -> ([Stage; 2], [__m256i; 2]) {
+        let load = |v: *const i32| {
+            // SAFETY: 8 lanes inside an array of at least c0 + 16 entries, or of a padded copy.
+            unsafe { _mm256_loadu_si256(v.cast()) }
+        };
+        if count == BLOCK_N && q.multipliers.len() != 1 {
+            // SAFETY: the caller's guarantee: every array holds n ≥ c0 + 16 entries.
+            let (m, sh) = unsafe { (q.multipliers.as_ptr().add(c0), q.shifts.as_ptr().add(c0)) };
+            let bias = q.bias.map_or([_mm256_setzero_si256(); 2], |b| {
+                let b = b.as_ptr().wrapping_add(c0);
+                [load(b), load(b.wrapping_add(8))]
+            });
+            let stages = [
+                Stage::new(load(m), load(sh)),
+                Stage::new(load(m.wrapping_add(8)), load(sh.wrapping_add(8))),
+            ];
+            return (stages, bias);
+        }
+        let bq = BlockQuant::new(q, c0, c0 + count);
+        let (m, sh, b) = (bq.mult.as_ptr(), bq.shift.as_ptr(), bq.bias.as_ptr());
+        let stages = [
+            Stage::new(load(m), load(sh)),
+            Stage::new(load(m.wrapping_add(8)), load(sh.wrapping_add(8))),
+        ];
+        (stages, [load(b), load(b.wrapping_add(8))])
+    }
+
+    impl Stage {
+        /// The stage of 8 outputs with multipliers `m` and shifts `s`.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn new(m: __m256i, s: __m256i) -> Stage {
+            let zero = _mm256_setzero_si256();
+            let one = _mm256_set1_epi32(1);
+            let right = _mm256_max_epi32(_mm256_sub_epi32(zero, s), zero);
+            let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+            Stage {
+                m,
+                m_odd: _mm256_srli_epi64::<32>(m),
+                left: _mm256_max_epi32(s, zero),
+                right,
+                mask,
+                half: _mm256_srli_epi32::<1>(mask),
+            }
+        }
+
+        /// `MultiplyByQuantizedMultiplier` on 8 lanes.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn apply(&self, acc: __m256i) -> __m256i {
+            let x = _mm256_sllv_epi32(acc, self.left);
+            let rnd = _mm256_set1_epi64x(1 << 30);
+            let pe = _mm256_add_epi64(_mm256_mul_epi32(x, self.m), rnd);
+            let po = _mm256_add_epi64(
+                _mm256_mul_epi32(_mm256_srli_epi64::<32>(x), self.m_odd),
+                rnd,
+            );
+            let h =
+                _mm256_blend_epi32::<0xAA>(_mm256_srli_epi64::<31>(pe), _mm256_slli_epi64::<1>(po));
+            let shifted = _mm256_srav_epi32(h, self.right);
+            let rem = _mm256_and_si256(h, self.mask);
+            let thr = _mm256_sub_epi32(self.half, _mm256_srai_epi32::<31>(h));
+            _mm256_sub_epi32(shifted, _mm256_cmpgt_epi32(rem, thr))
+        }
+    }
+
+    /// Adds the pairs of partial sums of 8 outputs (two accumulators of 4 outputs × 2).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn combine(lo: __m256i, hi: __m256i) -> __m256i {
+        _mm256_permute4x64_epi64::<0xD8>(_mm256_hadd_epi32(lo, hi))
+    }
+
+    /// `MR` rows × `NB` blocks of 16 outputs.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn tile<const MR: usize, const NB: usize>(
+        a: &Rows<MR>,
+        w: *const i8,
+        bstride: usize,
+        q: &Requant,
+        o: Out,
+    ) {
+        let c0 = o.c0;
+        let mut acc = [[[_mm256_setzero_si256(); 4]; NB]; MR];
+        for s in 0..a.steps {
+            // SAFETY: s < steps.
+            let off = unsafe { a.offset(s) };
+            let mut wv = [[_mm256_setzero_si256(); 4]; NB];
+            for (j, wj) in wv.iter_mut().enumerate() {
+                for (i, v) in wj.iter_mut().enumerate() {
+                    // SAFETY: 16 bytes of block j, step s: inside the packed matrix (checked).
+                    *v = _mm256_cvtepi8_epi16(unsafe {
+                        _mm_loadu_si128(w.add(j * bstride + s * STEP + 16 * i).cast())
+                    });
+                }
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                // SAFETY: r < MR, s < steps, rows checked by the caller.
+                let x4 = unsafe { a.load_at(r, off) };
+                let x = _mm256_cvtepi8_epi16(_mm_set1_epi32(x4));
+                for (j, rj) in row.iter_mut().enumerate() {
+                    for (i, v) in rj.iter_mut().enumerate() {
+                        *v = _mm256_add_epi32(*v, _mm256_madd_epi16(wv[j][i], x));
+                    }
+                }
+            }
+        }
+        let out_off = _mm256_set1_epi32(q.output_offset);
+        let lo = _mm256_set1_epi32(q.act_min);
+        let hi = _mm256_set1_epi32(q.act_max);
+        for j in 0..NB {
+            let c = c0 + j * BLOCK_N;
+            let count = o.n.saturating_sub(c).min(BLOCK_N);
+            // SAFETY: outputs c .. c + count ≤ n (the tile's blocks hold at least one output).
+            let (stages, bias) = unsafe { block_stage(q, c, count) };
+            for (r, row) in acc.iter().enumerate() {
+                let v = &row[j];
+                let mut res = [_mm256_setzero_si256(); 2];
+                for h in 0..2 {
+                    let sum = _mm256_add_epi32(combine(v[2 * h], v[2 * h + 1]), bias[h]);
+                    let y = _mm256_add_epi32(stages[h].apply(sum), out_off);
+                    res[h] = _mm256_min_epi32(_mm256_max_epi32(y, lo), hi);
+                }
+                let p16 = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(res[0], res[1]));
+                let bytes = _mm_packs_epi16(
+                    _mm256_castsi256_si128(p16),
+                    _mm256_extracti128_si256::<1>(p16),
+                );
+                // SAFETY: outputs c0 + 16j .. + count < n of row r (checked).
+                unsafe {
+                    let dst = o.ptr.add(r * o.stride + c0 + j * BLOCK_N);
+                    store16(dst, count, bytes);
+                }
+            }
+        }
+    }
+
+    /// The whole matrix.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn gemm(
+        a: &MatrixA,
+        w: *const i8,
+        n: usize,
+        q: &Requant,
+        o: *mut i8,
+        os: usize,
+    ) {
+        // SAFETY: tiles stay inside the checked matrix (see `tile`).
+        unsafe {
+            tile_loop!(a, w, n, q, o, os, tile, [(2, 1, [1]), (1, 2, [1, 2])]);
+        }
+    }
+
+    /// Depthwise, 16 channels at a time: pairs of taps interleaved in 16-bit lanes, so that
+    /// `vpmaddwd` adds two taps' exact products per channel.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn depthwise(job: &DepthwiseJob, q: &Requant, o: *mut i8, os: usize) {
+        let px = job.pixels();
+        let (c, nt) = (job.channels, job.taps.len().min(MAX_TAPS));
+        let off = _mm256_set1_epi16(job.input_offset as i16);
+        let out_off = _mm256_set1_epi32(q.output_offset);
+        let (lo_clamp, hi_clamp) = (_mm256_set1_epi32(q.act_min), _mm256_set1_epi32(q.act_max));
+        let zero = _mm256_setzero_si256();
+        for c0 in (0..c).step_by(16) {
+            let n = (c - c0).min(16);
+            // SAFETY: channels c0 .. c0 + n ≤ c (q checked for c channels).
+            let (stages, bias) = unsafe { block_stage(q, c0, n) };
+            // The block's weights as interleaved pairs of taps (the last paired with zeros).
+            let mut w = [[zero; 2]; MAX_TAPS / 2];
+            for (p, wp) in w.iter_mut().enumerate().take(nt.div_ceil(2)) {
+                // SAFETY: taps 2p (and 2p + 1 when it exists), channels c0 .. c0 + n: inside
+                // the filter (checked).
+                let wa = _mm256_cvtepi8_epi16(unsafe {
+                    load16(job.filter.as_ptr().add(2 * p * c + c0).cast(), n)
+                });
+                let wb = if 2 * p + 1 < nt {
+                    _mm256_cvtepi8_epi16(unsafe {
+                        load16(job.filter.as_ptr().add((2 * p + 1) * c + c0).cast(), n)
+                    })
+                } else {
+                    zero
+                };
+                *wp = [_mm256_unpacklo_epi16(wa, wb), _mm256_unpackhi_epi16(wa, wb)];
+            }
+            for r in 0..job.rows {
+                // check: every tap of every pixel, channels c0 .. c0 + n, is inside the input.
+                let base = unsafe { job.input.as_ptr().add(px.row_offset(r).unwrap_or(0) + c0) };
+                let (mut lo, mut hi) = (zero, zero);
+                for (p, wp) in w.iter().enumerate().take(nt.div_ceil(2)) {
+                    // SAFETY: as above.
+                    let xa = unsafe { load16(base.add(job.taps[2 * p] as usize), n) };
+                    let xa = _mm256_add_epi16(_mm256_cvtepi8_epi16(xa), off);
+                    let xb = if 2 * p + 1 < nt {
+                        // SAFETY: as above.
+                        let xb = unsafe { load16(base.add(job.taps[2 * p + 1] as usize), n) };
+                        _mm256_add_epi16(_mm256_cvtepi8_epi16(xb), off)
+                    } else {
+                        zero
+                    };
+                    lo = _mm256_add_epi32(
+                        lo,
+                        _mm256_madd_epi16(_mm256_unpacklo_epi16(xa, xb), wp[0]),
+                    );
+                    hi = _mm256_add_epi32(
+                        hi,
+                        _mm256_madd_epi16(_mm256_unpackhi_epi16(xa, xb), wp[1]),
+                    );
+                }
+                // lo holds channels 0..4 | 8..12, hi 4..8 | 12..16.
+                let sums = [
+                    _mm256_permute2x128_si256::<0x20>(lo, hi),
+                    _mm256_permute2x128_si256::<0x31>(lo, hi),
+                ];
+                let mut res = [zero; 2];
+                for h in 0..2 {
+                    let y = stages[h].apply(_mm256_add_epi32(sums[h], bias[h]));
+                    let y = _mm256_add_epi32(y, out_off);
+                    res[h] = _mm256_min_epi32(_mm256_max_epi32(y, lo_clamp), hi_clamp);
+                }
+                let p16 = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi32(res[0], res[1]));
+                let bytes = _mm_packs_epi16(
+                    _mm256_castsi256_si128(p16),
+                    _mm256_extracti128_si256::<1>(p16),
+                );
+                // SAFETY: outputs c0 .. c0 + n of pixel r (checked).
+                unsafe { store16(o.add(r * os + c0), n, bytes) };
+            }
+        }
+    }
+
+    /// `(a·m + 2³⁰) >> 31` (TFLM's rounding doubling high multiply, `m ≥ 0`) with one
+    /// multiplier for every lane.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn high_mul_uniform(a: __m256i, m: __m256i) -> __m256i {
+        let rnd = _mm256_set1_epi64x(1 << 30);
+        let pe = _mm256_add_epi64(_mm256_mul_epi32(a, m), rnd);
+        let po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64::<32>(a), m), rnd);
+        _mm256_blend_epi32::<0xAA>(_mm256_srli_epi64::<31>(pe), _mm256_slli_epi64::<1>(po))
+    }
+
+    /// TFLM's `RoundingDivideByPOT` by one exponent for every lane.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn divide_pot_uniform(h: __m256i, e: __m128i, mask: __m256i, half: __m256i) -> __m256i {
+        let shifted = _mm256_sra_epi32(h, e);
+        let rem = _mm256_and_si256(h, mask);
+        let thr = _mm256_sub_epi32(half, _mm256_srai_epi32::<31>(h));
+        _mm256_sub_epi32(shifted, _mm256_cmpgt_epi32(rem, thr))
+    }
+
+    /// One operand's rescale: `((x + offset) << left) · m`, divided by `2^e`.
+    struct Rescale {
+        offset: __m256i,
+        m: __m256i,
+        e: __m128i,
+        mask: __m256i,
+        half: __m256i,
+    }
+
+    impl Rescale {
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn new(offset: i32, m: i32, shift: i32) -> Rescale {
+            let e = (-shift) as u32;
+            let mask = ((1u64 << e) - 1) as i32;
+            Rescale {
+                offset: _mm256_set1_epi32(offset),
+                m: _mm256_set1_epi32(m),
+                e: _mm_cvtsi32_si128(e as i32),
+                mask: _mm256_set1_epi32(mask),
+                half: _mm256_set1_epi32(mask >> 1),
+            }
+        }
+
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn apply(&self, v: __m256i) -> __m256i {
+            divide_pot_uniform(high_mul_uniform(v, self.m), self.e, self.mask, self.half)
+        }
+    }
+
+    /// ADD/SUB, 8 elements at a time; returns how many it computed.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn add_sub(
+        p: &ArithParams,
+        subtract: bool,
+        x: *const i8,
+        y: *const i8,
+        out: *mut i8,
+        n: usize,
+    ) -> usize {
+        let left = _mm_cvtsi32_si128(p.left_shift);
+        let r1 = Rescale::new(p.input1_offset, p.input1_multiplier, p.input1_shift);
+        let r2 = Rescale::new(p.input2_offset, p.input2_multiplier, p.input2_shift);
+        let ro = Rescale::new(0, p.output_multiplier, p.output_shift);
+        let out_off = _mm256_set1_epi32(p.output_offset);
+        let lo = _mm256_set1_epi32(p.activation_min);
+        let hi = _mm256_set1_epi32(p.activation_max);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: elements i .. i + 8 < n of each operand (the caller's guarantee).
+            let (a, b) = unsafe {
+                (
+                    _mm256_cvtepi8_epi32(_mm_loadl_epi64(x.add(i).cast())),
+                    _mm256_cvtepi8_epi32(_mm_loadl_epi64(y.add(i).cast())),
+                )
+            };
+            let a = r1.apply(_mm256_sll_epi32(_mm256_add_epi32(a, r1.offset), left));
+            let b = r2.apply(_mm256_sll_epi32(_mm256_add_epi32(b, r2.offset), left));
+            let raw = if subtract {
+                _mm256_sub_epi32(a, b)
+            } else {
+                _mm256_add_epi32(a, b)
+            };
+            let v = _mm256_add_epi32(ro.apply(raw), out_off);
+            let v = _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
+            let w = _mm256_packs_epi32(v, v);
+            let bytes =
+                _mm_packs_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256::<1>(w));
+            // Lanes 0..4 of the low half and 0..4 of the high half hold the 8 results.
+            let bytes = _mm_unpacklo_epi32(bytes, _mm_srli_si128::<8>(bytes));
+            // SAFETY: elements i .. i + 8 < n of the output.
+            unsafe { _mm_storel_epi64(out.add(i).cast(), bytes) };
+            i += 8;
+        }
+        i
+    }
+}
+
+mod sse41 {
+    use super::*;
+
+    /// The output stage of 4 outputs. SSE4.1 has no per-lane shifts: each lane's shift is one
+    /// `psrad`/`pslld` by its own count, the four results blended.
+    struct Stage4 {
+        m: __m128i,
+        m_odd: __m128i,
+        left: [__m128i; 4],
+        right: [__m128i; 4],
+        mask: __m128i,
+        half: __m128i,
+        any_left: bool,
+    }
+
+    impl Stage4 {
+        #[inline]
+        #[target_feature(enable = "sse4.1")]
+        fn new(mult: &[i32; 4], shift: &[i32; 4]) -> Stage4 {
+            let right = shift.map(|s| (-s).max(0));
+            let left = shift.map(|s| s.max(0));
+            let mask = right.map(|e| ((1u64 << e) - 1) as i32);
+            // SAFETY: 4 lanes of 4-element arrays.
+            let (m, mask) = unsafe {
+                (
+                    _mm_loadu_si128(mult.as_ptr().cast()),
+                    _mm_loadu_si128(mask.as_ptr().cast()),
+                )
+            };
+            Stage4 {
+                m,
+                m_odd: _mm_srli_epi64::<32>(m),
+                left: left.map(|c| _mm_cvtsi32_si128(c)),
+                right: right.map(|c| _mm_cvtsi32_si128(c)),
+                mask,
+                half: _mm_srli_epi32::<1>(mask),
+                any_left: left.iter().any(|&l| l != 0),
+            }
+        }
+
+        /// `MultiplyByQuantizedMultiplier` on 4 lanes.
+        #[inline]
+        #[target_feature(enable = "sse4.1")]
+        fn apply(&self, acc: __m128i) -> __m128i {
+            let x = if self.any_left {
+                let [a, b, c, d] = self.left.map(|n| _mm_sll_epi32(acc, n));
+                _mm_blend_epi16::<0xC0>(
+                    _mm_blend_epi16::<0x30>(_mm_blend_epi16::<0x0C>(a, b), c),
+                    d,
+                )
+            } else {
+                acc
+            };
+            let rnd = _mm_set1_epi64x(1 << 30);
+            let pe = _mm_add_epi64(_mm_mul_epi32(x, self.m), rnd);
+            let po = _mm_add_epi64(_mm_mul_epi32(_mm_srli_epi64::<32>(x), self.m_odd), rnd);
+            let h = _mm_blend_epi16::<0xCC>(_mm_srli_epi64::<31>(pe), _mm_slli_epi64::<1>(po));
+            let [a, b, c, d] = self.right.map(|e| _mm_sra_epi32(h, e));
+            let shifted = _mm_blend_epi16::<0xC0>(
+                _mm_blend_epi16::<0x30>(_mm_blend_epi16::<0x0C>(a, b), c),
+                d,
+            );
+            let rem = _mm_and_si128(h, self.mask);
+            let thr = _mm_sub_epi32(self.half, _mm_srai_epi32::<31>(h));
+            _mm_sub_epi32(shifted, _mm_cmpgt_epi32(rem, thr))
+        }
+    }
+
+    /// TFLM's output stage for `count ≤ 16` outputs `c0..` from their accumulators `sums`
+    /// (without bias), stored at `dst`.
+    ///
+    /// # Safety
+    /// `q` checked for `n ≥ c0 + count` outputs; `dst .. dst + count` writable.
+    #[inline]
+    #[target_feature(enable = "sse4.1")]
+    unsafe fn requantize_store(
+        sums: [__m128i; 4],
+        q: &Requant,
+        c0: usize,
+        count: usize,
+        dst: *mut i8,
+    ) {
+        let bq = BlockQuant::new(q, c0, c0 + count);
+        let out_off = _mm_set1_epi32(q.output_offset);
+        let (lo, hi) = (_mm_set1_epi32(q.act_min), _mm_set1_epi32(q.act_max));
+        let mut r = [_mm_setzero_si128(); 4];
+        for (i, v) in r.iter_mut().enumerate() {
+            let quad = |a: &[i32; 16]| [a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]];
+            let stage = Stage4::new(&quad(&bq.mult), &quad(&bq.shift));
+            // SAFETY: 4 lanes of a 16-element array at 4i.
+            let bias = unsafe { _mm_loadu_si128(bq.bias.as_ptr().add(4 * i).cast()) };
+            let y = _mm_add_epi32(stage.apply(_mm_add_epi32(sums[i], bias)), out_off);
+            *v = _mm_min_epi32(_mm_max_epi32(y, lo), hi);
+        }
+        let bytes = _mm_packs_epi16(_mm_packs_epi32(r[0], r[1]), _mm_packs_epi32(r[2], r[3]));
+        // SAFETY: the caller's guarantee.
+        unsafe { store16(dst, count, bytes) };
+    }
+
+    /// One row × 16 outputs.
+    #[inline]
+    #[target_feature(enable = "sse4.1")]
+    unsafe fn tile<const MR: usize, const NB: usize>(
+        a: &Rows<MR>,
+        w: *const i8,
+        bstride: usize,
+        q: &Requant,
+        o: Out,
+    ) {
+        let c0 = o.c0;
+        for r in 0..MR {
+            for j in 0..NB {
+                let wb = w.wrapping_add(j * bstride);
+                let mut acc = [_mm_setzero_si128(); 8];
+                for s in 0..a.steps {
+                    // SAFETY: s < steps.
+                    let off = unsafe { a.offset(s) };
+                    // SAFETY: r < MR, rows checked by the caller.
+                    let x4 = unsafe { a.load_at(r, off) };
+                    let x = _mm_cvtepi8_epi16(_mm_set1_epi32(x4));
+                    for (i, v) in acc.iter_mut().enumerate() {
+                        // SAFETY: 8 bytes of block j, step s (checked).
+                        let wv = _mm_cvtepi8_epi16(unsafe {
+                            _mm_loadl_epi64(wb.add(s * STEP + 8 * i).cast())
+                        });
+                        *v = _mm_add_epi32(*v, _mm_madd_epi16(wv, x));
+                    }
+                }
+                let sums = [
+                    _mm_hadd_epi32(acc[0], acc[1]),
+                    _mm_hadd_epi32(acc[2], acc[3]),
+                    _mm_hadd_epi32(acc[4], acc[5]),
+                    _mm_hadd_epi32(acc[6], acc[7]),
+                ];
+                let c = c0 + j * BLOCK_N;
+                let count = o.n.saturating_sub(c).min(BLOCK_N);
+                // SAFETY: outputs c .. c + count < n of row r (checked).
+                unsafe { requantize_store(sums, q, c, count, o.ptr.add(r * o.stride + c)) };
+            }
+        }
+    }
+
+    /// The whole matrix.
+    #[target_feature(enable = "sse4.1")]
+    pub(super) unsafe fn gemm(
+        a: &MatrixA,
+        w: *const i8,
+        n: usize,
+        q: &Requant,
+        o: *mut i8,
+        os: usize,
+    ) {
+        // SAFETY: tiles stay inside the checked matrix (see `tile`).
+        unsafe {
+            tile_loop!(a, w, n, q, o, os, tile, [(1, 1, [1])]);
+        }
+    }
+
+    /// Depthwise, 8 channels at a time (pairs of taps through `pmaddwd`).
+    #[target_feature(enable = "sse4.1")]
+    pub(super) unsafe fn depthwise(job: &DepthwiseJob, q: &Requant, o: *mut i8, os: usize) {
+        let px = job.pixels();
+        let (c, nt) = (job.channels, job.taps.len().min(MAX_TAPS));
+        let off = _mm_set1_epi16(job.input_offset as i16);
+        let zero = _mm_setzero_si128();
+        for c0 in (0..c).step_by(8) {
+            let n = (c - c0).min(8);
+            let mut w = [[zero; 2]; MAX_TAPS / 2];
+            for (p, wp) in w.iter_mut().enumerate().take(nt.div_ceil(2)) {
+                // SAFETY: taps 2p (and 2p + 1), channels c0 .. c0 + n: inside the filter.
+                let wa = _mm_cvtepi8_epi16(unsafe {
+                    load8(job.filter.as_ptr().add(2 * p * c + c0).cast(), n)
+                });
+                let wb = if 2 * p + 1 < nt {
+                    _mm_cvtepi8_epi16(unsafe {
+                        load8(job.filter.as_ptr().add((2 * p + 1) * c + c0).cast(), n)
+                    })
+                } else {
+                    zero
+                };
+                *wp = [_mm_unpacklo_epi16(wa, wb), _mm_unpackhi_epi16(wa, wb)];
+            }
+            for r in 0..job.rows {
+                // check: every tap of every pixel, channels c0 .. c0 + n, is inside the input.
+                let base = unsafe { job.input.as_ptr().add(px.row_offset(r).unwrap_or(0) + c0) };
+                let (mut lo, mut hi) = (zero, zero);
+                for (p, wp) in w.iter().enumerate().take(nt.div_ceil(2)) {
+                    // SAFETY: as above.
+                    let xa = unsafe { load8(base.add(job.taps[2 * p] as usize), n) };
+                    let xa = _mm_add_epi16(_mm_cvtepi8_epi16(xa), off);
+                    let xb = if 2 * p + 1 < nt {
+                        // SAFETY: as above.
+                        let xb = unsafe { load8(base.add(job.taps[2 * p + 1] as usize), n) };
+                        _mm_add_epi16(_mm_cvtepi8_epi16(xb), off)
+                    } else {
+                        zero
+                    };
+                    lo = _mm_add_epi32(lo, _mm_madd_epi16(_mm_unpacklo_epi16(xa, xb), wp[0]));
+                    hi = _mm_add_epi32(hi, _mm_madd_epi16(_mm_unpackhi_epi16(xa, xb), wp[1]));
+                }
+                // SAFETY: outputs c0 .. c0 + n of pixel r (checked).
+                unsafe { requantize_store([lo, hi, zero, zero], q, c0, n, o.add(r * os + c0)) };
+            }
+        }
+    }
+
+    /// `(a·m + 2³⁰) >> 31` with one multiplier for every lane.
+    #[inline]
+    #[target_feature(enable = "sse4.1")]
+    fn high_mul_uniform(a: __m128i, m: __m128i) -> __m128i {
+        let rnd = _mm_set1_epi64x(1 << 30);
+        let pe = _mm_add_epi64(_mm_mul_epi32(a, m), rnd);
+        let po = _mm_add_epi64(_mm_mul_epi32(_mm_srli_epi64::<32>(a), m), rnd);
+        _mm_blend_epi16::<0xCC>(_mm_srli_epi64::<31>(pe), _mm_slli_epi64::<1>(po))
+    }
+
+    /// One operand's rescale: `((x + offset) << left) · m`, divided by `2^e`.
+    struct Rescale {
+        offset: __m128i,
+        m: __m128i,
+        e: __m128i,
+        mask: __m128i,
+        half: __m128i,
+    }
+
+    impl Rescale {
+        #[inline]
+        #[target_feature(enable = "sse4.1")]
+        fn new(offset: i32, m: i32, shift: i32) -> Rescale {
+            let e = (-shift) as u32;
+            let mask = ((1u64 << e) - 1) as i32;
+            Rescale {
+                offset: _mm_set1_epi32(offset),
+                m: _mm_set1_epi32(m),
+                e: _mm_cvtsi32_si128(e as i32),
+                mask: _mm_set1_epi32(mask),
+                half: _mm_set1_epi32(mask >> 1),
+            }
+        }
+
+        #[inline]
+        #[target_feature(enable = "sse4.1")]
+        fn apply(&self, v: __m128i) -> __m128i {
+            let h = high_mul_uniform(v, self.m);
+            let shifted = _mm_sra_epi32(h, self.e);
+            let rem = _mm_and_si128(h, self.mask);
+            let thr = _mm_sub_epi32(self.half, _mm_srai_epi32::<31>(h));
+            _mm_sub_epi32(shifted, _mm_cmpgt_epi32(rem, thr))
+        }
+    }
+
+    /// ADD/SUB, 4 elements at a time; returns how many it computed.
+    #[target_feature(enable = "sse4.1")]
+    pub(super) unsafe fn add_sub(
+        p: &ArithParams,
+        subtract: bool,
+        x: *const i8,
+        y: *const i8,
+        out: *mut i8,
+        n: usize,
+    ) -> usize {
+        let left = _mm_cvtsi32_si128(p.left_shift);
+        let r1 = Rescale::new(p.input1_offset, p.input1_multiplier, p.input1_shift);
+        let r2 = Rescale::new(p.input2_offset, p.input2_multiplier, p.input2_shift);
+        let ro = Rescale::new(0, p.output_multiplier, p.output_shift);
+        let out_off = _mm_set1_epi32(p.output_offset);
+        let lo = _mm_set1_epi32(p.activation_min);
+        let hi = _mm_set1_epi32(p.activation_max);
+        let mut i = 0;
+        while i + 4 <= n {
+            // SAFETY: elements i .. i + 4 < n of each operand (the caller's guarantee).
+            let (a, b) = unsafe {
+                (
+                    _mm_cvtepi8_epi32(_mm_cvtsi32_si128(ptr::read_unaligned(
+                        x.add(i).cast::<i32>(),
+                    ))),
+                    _mm_cvtepi8_epi32(_mm_cvtsi32_si128(ptr::read_unaligned(
+                        y.add(i).cast::<i32>(),
+                    ))),
+                )
+            };
+            let a = r1.apply(_mm_sll_epi32(_mm_add_epi32(a, r1.offset), left));
+            let b = r2.apply(_mm_sll_epi32(_mm_add_epi32(b, r2.offset), left));
+            let raw = if subtract {
+                _mm_sub_epi32(a, b)
+            } else {
+                _mm_add_epi32(a, b)
+            };
+            let v = _mm_add_epi32(ro.apply(raw), out_off);
+            let v = _mm_min_epi32(_mm_max_epi32(v, lo), hi);
+            let bytes = _mm_packs_epi16(_mm_packs_epi32(v, v), _mm_setzero_si128());
+            // SAFETY: elements i .. i + 4 < n of the output.
+            unsafe { ptr::write_unaligned(out.add(i).cast::<i32>(), _mm_cvtsi128_si32(bytes)) };
+            i += 4;
+        }
+        i
+    }
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Edge boards in CI (called by .ci/run after `cargo test --workspace`, which already checks that
+# the committed C header runtime/include/mote.h is current). Installs the cross toolchains and
+# emulators, then runs
+#  1. the bare-metal firmware on Cortex-M4 (MPS2-AN386), M55 (MPS3-AN547), M3 (LM3S6965) and
+#     M0 (micro:bit) under qemu-system-arm: a few golden cases of KWS, ResNet-8 (M4), AD (M4) and
+#     hello_world, outputs byte-identical to TFLM's (quantize/tests/boards.rs);
+#  2. the C API: examples/c/host.c, linked against libmote_runtime.a with only mote.h, runs every
+#     golden case of the four models on the host and, cross-compiled, on aarch64 Linux
+#     (qemu-aarch64), byte-identical to TFLM's;
+#  3. the DSP-extension kernels' bit-exactness tests on armv7 Linux (qemu-arm, real SMLAD).
+# Every step fails the script on any difference and is time-bounded; at the end it prints the
+# instructions per inference (qemu -icount, deterministic) of every board and model.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+start=$SECONDS
+step() { echo "== boards: $1 (at $((SECONDS - start)) s)"; }
+
+# One target dir for everything (the host build of `cargo test --workspace` is reused).
+T=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+export CARGO_TARGET_DIR=$T
+export MOTE_FIRMWARE_TARGET_DIR=$T/firmware
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+step "toolchains"
+rustup target add aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf thumbv6m-none-eabi \
+    thumbv7m-none-eabi thumbv7em-none-eabihf thumbv8m.main-none-eabihf >/dev/null
+need=""
+for tool_pkg in qemu-system-arm:qemu-system-arm qemu-arm-static:qemu-user-static \
+    qemu-aarch64-static:qemu-user-static gcc:gcc aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu \
+    arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf; do
+    command -v "${tool_pkg%%:*}" >/dev/null || need="$need ${tool_pkg#*:}"
+done
+for dir_pkg in /usr/aarch64-linux-gnu/lib/libc.a:libc6-dev-arm64-cross \
+    /usr/arm-linux-gnueabihf/lib/libc.a:libc6-dev-armhf-cross; do
+    [ -e "${dir_pkg%%:*}" ] || need="$need ${dir_pkg#*:}"
+done
+if [ -n "$need" ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    timeout 600 $sudo apt-get update -qq
+    # Without recommends: qemu-system-arm's are GUI, EFI and block drivers (~600 MB not needed);
+    # the cross gcc's only recommend their libc, listed above.
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive timeout 900 $sudo apt-get install -y -qq \
+        --no-install-recommends $need >/dev/null
+fi
+qemu-system-arm --version | sed -n 1p
+
+step "firmware on Cortex-M4/M55/M3/M0 (qemu-system-arm)"
+# `--workspace --tests` is exactly the build `cargo test --workspace` made (with `-p` cargo would
+# unify features differently and recompile); the filter picks the ignored board tests.
+# Every other test binary runs no test; its "running 0 tests" lines are filtered out.
+timeout 1200 cargo test -q --workspace --tests -- --ignored qemu_board_ --test-threads 1 \
+    --nocapture 2>&1 | tee "$work/boards.log" | grep -v -e '^running 0 tests$' \
+    -e '^test result: ok. 0 passed' -e '^$'
+grep -o '| [a-z0-9-]* *| Cortex-.*' "$work/boards.log" >"$work/table" || true
+rows=$(wc -l <"$work/table")
+[ "$rows" = 7 ] || { echo "error: expected 7 board runs, saw $rows" >&2; exit 1; }
+
+step "C API: host.c with libmote_runtime.a on the host and on aarch64 Linux (qemu-aarch64)"
+# The .mote files the firmware step compiled (compile_tflite, as `mote convert` does).
+models="kws_ref_model pretrainedResnet_quant ad01_int8 hello_world_int8"
+timeout 600 cargo rustc -q -p mote-runtime --release --features capi,std --crate-type staticlib
+gcc -O2 -std=c11 -Wall -Wextra -Werror -I runtime/include examples/c/host.c \
+    "$T/release/libmote_runtime.a" -lpthread -ldl -lm -o "$work/host"
+timeout 600 cargo rustc -q -p mote-runtime --release --features capi,std --crate-type staticlib \
+    --target aarch64-unknown-linux-gnu
+aarch64-linux-gnu-gcc -O2 -std=c11 -Wall -Wextra -Werror -static -I runtime/include \
+    examples/c/host.c "$T/aarch64-unknown-linux-gnu/release/libmote_runtime.a" -lpthread -ldl \
+    -lm -o "$work/host-aarch64"
+for m in $models; do
+    g=quantize/tests/fixtures/golden/$m
+    printf '%s on the host: ' "$m"
+    timeout 120 "$work/host" "$MOTE_FIRMWARE_TARGET_DIR/$m.mote" "$g/inputs.bin" \
+        "$g/outputs.bin"
+    printf '%s on aarch64: ' "$m"
+    timeout 300 qemu-aarch64-static "$work/host-aarch64" "$MOTE_FIRMWARE_TARGET_DIR/$m.mote" \
+        "$g/inputs.bin" "$g/outputs.bin"
+done
+
+step "DSP-extension kernels on armv7 Linux (qemu-arm)"
+timeout 900 cargo test -q -p mote-runtime --features arm-dsp \
+    --target armv7-unknown-linux-gnueabihf --lib -- simd::arm_dsp
+
+echo
+echo "Instructions per inference (qemu -icount, deterministic); flash/model/.text/arena in bytes:"
+echo "| board        | core       | model                  | n  | instructions | M4 vs TFLM+CMSIS-NN | flash    | model   | .text  | arena  |"
+cat "$work/table"
+echo "== boards: all done in $((SECONDS - start)) s"
