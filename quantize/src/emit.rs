@@ -130,7 +130,7 @@ pub fn c(bytes: &[u8], arena_bytes: usize, prefix: &str, source: &str) -> String
     );
     let _ = writeln!(
         s,
-        "static const uint8_t {lower}_model[{upper}_MODEL_BYTES] {upper}_ALIGNED = {{"
+        "{upper}_ALIGNED static const uint8_t {lower}_model[{upper}_MODEL_BYTES] = {{"
     );
     hex_lines(bytes, "    ", &mut s);
     let _ = writeln!(s, "}};");
@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(r.matches("0x").count(), 40);
         let h = c(&bytes, 1234, "kws", "x.tflite");
         assert!(h.contains("#define KWS_ARENA_BYTES 1234u"));
-        assert!(h.contains("static const uint8_t kws_model[KWS_MODEL_BYTES]"));
+        assert!(h.contains("KWS_ALIGNED static const uint8_t kws_model[KWS_MODEL_BYTES]"));
         assert_eq!(h.matches("0x").count(), 40);
     }
 }

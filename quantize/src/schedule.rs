@@ -138,6 +138,9 @@ impl Mode {
     }
 }
 
+/// Above this many steps the search tries fewer orders, starting points and passes.
+const LARGE: usize = 48;
+
 /// Search score: arena bytes first, then the speed penalty.
 type Score = (usize, usize);
 
@@ -420,13 +423,15 @@ fn orders(graph: &Graph, steps: &[Step], reorder: bool) -> Vec<Vec<usize>> {
     let mut found: Vec<Vec<usize>> = Vec::new();
     let mut current = Vec::with_capacity(n);
     let mut done = vec![false; n];
-    enumerate(&deps, &mut done, &mut current, &mut found, 256);
+    // Large graphs: fewer candidates, so that planning stays quick.
+    let (cap, keep) = if n > LARGE { (16, 1) } else { (256, 4) };
+    enumerate(&deps, &mut done, &mut current, &mut found, cap);
     let mut ranked: Vec<(usize, Vec<usize>)> = found
         .into_iter()
         .map(|o| (live_peak(&plain_buffers(graph, steps, &o)), o))
         .collect();
     ranked.sort();
-    for (_, o) in ranked.into_iter().take(4) {
+    for (_, o) in ranked.into_iter().take(keep) {
         if !out.contains(&o) {
             out.push(o);
         }
@@ -831,12 +836,18 @@ impl<'g> Problem<'g> {
             }
         }
         let mut best: Option<(Vec<Mode>, ArenaPlan, Score)> = None;
-        for start in [zigzag, down, separate] {
+        let large = n > LARGE;
+        let starts = if large {
+            vec![zigzag]
+        } else {
+            vec![zigzag, down, separate]
+        };
+        for start in starts {
             let Some((plan, score)) = self.evaluate(&start) else {
                 continue;
             };
             let mut cur = (start, plan, score);
-            for _pass in 0..4 {
+            for _pass in 0..if large { 2 } else { 4 } {
                 let mut improved = false;
                 for i in 0..n {
                     for &m in &self.options[i] {
@@ -1143,6 +1154,17 @@ mod tests {
         s.plan.check_tied(&s.buffers, &s.ties).unwrap();
         let (p, _) = best_for_steps(&g, &steps, ScheduleOptions::plain()).unwrap();
         assert_eq!(p.plan.arena_bytes, 2 * 4096);
+    }
+
+    #[test]
+    fn long_chains_run_in_place() {
+        // 300 element-wise ops in a row (past the large-graph limit): one buffer.
+        let n = 300;
+        let g = graph(&vec![1024; n + 1], &[0], &[n]);
+        let steps: Vec<Step> = (0..n).map(|i| step(OpKind::Relu, &[i], i + 1, i)).collect();
+        let (s, _) = best_for_steps(&g, &steps, ScheduleOptions::default()).unwrap();
+        assert_eq!(s.plan.arena_bytes, 1024);
+        s.plan.check_tied(&s.buffers, &s.ties).unwrap();
     }
 
     #[test]

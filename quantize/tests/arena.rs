@@ -337,3 +337,41 @@ fn emitted_sources_build_with_the_arena_in_a_static() {
         Err(e) => eprintln!("SKIPPED the Rust build: no rustc ({e})"),
     }
 }
+
+/// Latency of the smallest-arena plan against one buffer per tensor (measured, not asserted):
+/// `cargo test --release -p mote-quantize --test arena -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement; run it by hand"]
+fn in_place_latency() {
+    for name in ["kws_ref_model", "pretrainedResnet_quant", "ad01_int8"] {
+        let path = shared_models().join(format!("{name}.tflite"));
+        if !path.exists() {
+            continue;
+        }
+        for (label, opts) in [
+            ("one buffer per tensor", ScheduleOptions::plain()),
+            ("smallest arena", ScheduleOptions::default()),
+        ] {
+            let c = compile(&path, opts);
+            let aligned = c.aligned();
+            let model = Model::from_bytes(aligned.as_slice()).unwrap();
+            let mut arena = AlignedBytes::zeroed(model.arena_bytes());
+            let mut interp = Interpreter::new(&model, arena.as_mut_slice()).unwrap();
+            let runs = 300;
+            let mut us: Vec<f64> = (0..runs)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    interp.invoke().unwrap();
+                    t.elapsed().as_secs_f64() * 1e6
+                })
+                .collect();
+            us.sort_by(f64::total_cmp);
+            println!(
+                "{name:<24} {label:<22} arena {:>6} B  median {:>7.1} us  min {:>7.1} us",
+                model.arena_bytes(),
+                us[runs / 2],
+                us[0]
+            );
+        }
+    }
+}
