@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use mote_runtime::format::ALIGN;
+use mote_runtime::format::{align_up, ALIGN};
 
 /// One region that needs arena bytes during a span of ops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,10 +113,6 @@ impl ArenaPlan {
         }
         Ok(())
     }
-}
-
-fn align_up(n: usize) -> usize {
-    n.div_ceil(ALIGN) * ALIGN
 }
 
 /// Buffers placed as one unit: members and their offsets relative to the unit's start (≥ 0).
