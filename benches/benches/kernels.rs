@@ -50,7 +50,7 @@ type ConvShape = (
     [usize; 4],
 );
 
-const CONVS: [ConvShape; 8] = [
+const CONVS: [ConvShape; 9] = [
     (
         "kws/conv0 10x4 s2",
         [1, 49, 10, 1],
@@ -82,6 +82,15 @@ const CONVS: [ConvShape; 8] = [
         1,
         [1, 1],
         [1, 32, 32, 16],
+    ),
+    // One output row of it: what a residual block streamed row by row computes per call.
+    (
+        "resnet/3x3 16->16 one row",
+        [1, 3, 32, 16],
+        [16, 3, 3, 16],
+        1,
+        [0, 1],
+        [1, 1, 32, 16],
     ),
     (
         "resnet/3x3 s2 16->32",

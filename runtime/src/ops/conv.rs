@@ -948,17 +948,26 @@ pub(crate) fn conv_packed_in(
     }
     // Where each reduction step reads, relative to the window's first byte.
     // Where each reduction step reads, relative to the window's first byte (inside the staged
-    // window, which fits STAGE_BYTES, so the offsets fit u32).
+    // window, which fits STAGE_BYTES, so the offsets fit u32): segment by segment, 4 bytes a step.
     let per_seg = seg.padded / simd::BLOCK_K;
-    let step_offset = |s: usize| {
-        let (g, j) = (s / per_seg, s % per_seg);
-        let (fy, fx) = if dil_w == 1 {
-            (g, 0)
+    let row_step = dil_h * staging.row_bytes;
+    let seg_start = move |g: usize| {
+        if dil_w == 1 {
+            g * row_step
         } else {
-            (g / f_w, g % f_w)
-        };
-        (fy * dil_h * staging.row_bytes + fx * dil_w * in_c + j * simd::BLOCK_K) as u32
+            (g / f_w) * row_step + (g % f_w) * dil_w * in_c
+        }
     };
+    let (mut g, mut j, mut start) = (0usize, 0usize, 0usize);
+    let step_offsets = core::iter::from_fn(move || {
+        let v = (start + j * simd::BLOCK_K) as u32;
+        j += 1;
+        if j == per_seg {
+            (g, j) = (g + 1, 0);
+            start = seg_start(g);
+        }
+        Some(v)
+    });
     // check_quant: input_offset ∈ [-127, 128], so the zero point is an int8.
     let zero_point = p.input_offset.wrapping_neg() as i8 as u8;
     let (pad_byte, flip) = match enc {
@@ -1042,7 +1051,7 @@ pub(crate) fn conv_packed_in(
             Ok(())
         })
     };
-    simd::with_offsets(steps, step_offset, run).unwrap_or(Err(kernel_error("reduction steps")))
+    simd::with_offsets(steps, step_offsets, run).unwrap_or(Err(kernel_error("reduction steps")))
 }
 
 /// Bytes of the stack tile a fused epilogue stages convolution outputs in.

@@ -21,13 +21,34 @@
 //!
 //! Cortex-M tiers (DSP extension `SMLAD`, Helium) slot in the same way: a `Tier` variant, a module
 //! (`arm_dsp.rs`, `mve.rs`) with the same kernel signatures, an arm in each dispatching `match`
-//! below, and detection from `cfg!(target_feature = ...)` in [`Isa::best`].
+//! below, and detection from `cfg!(target_feature = ...)` in [`Isa::best`]. `mote inspect` and
+//! `mote bench` name the kernel each op runs with [`crate::ops::kernel_name`]; with `std`, the
+//! environment variable `MOTE_SIMD` lowers the tier (`avx2`, `sse4.1`, `reference`, ...) to compare.
+//!
+//! # Kernels
+//! - [`gemm`]: CONV_2D (implicit im2col: windows read in place from a band of padded input
+//!   rows, see `ops::conv`) and FULLY_CONNECTED, tiles of rows × blocks of 16 outputs.
+//! - [`depthwise`]: DEPTHWISE_CONV_2D (depth multiplier 1), pairs of taps per 16-bit multiply-add.
+//! - [`add_sub`] / [`add_sub_assign`]: ADD and SUB of equally shaped operands (also the ADD fused
+//!   after a convolution).
+//! - [`pool_sum`] / [`pool_max`]: AVERAGE_POOL_2D and MAX_POOL_2D across contiguous channels.
+//!
+//! Every kernel ends in TFLM's requantization (`MultiplyByQuantizedMultiplier`, both roundings)
+//! on vectors. The AVX-512 tier rounds in one step instead of two when a call's bounds (the
+//! reduction length, the biases, the shifts) prove that the 32-bit sums cannot overflow: the
+//! result is the same integer.
 //!
 //! # Data layouts chosen by the compiler
 //! Matrix kernels (CONV_2D, FULLY_CONNECTED) read weights packed offline by [`pack_weights`] into
 //! blocks of 16 outputs × 4 reduction bytes ([`packed_len`] bytes), and a bias with the input zero
 //! point folded in by [`fold_bias`] (exact: integer sums are associative modulo 2³²), so the inner
 //! loop multiplies raw activation bytes and nothing is repacked at invoke time.
+//!
+//! # Memory
+//! No heap. Activations are staged in stack buffers that are never cleared ([`with_stage`], at
+//! most [`STAGE_CAPACITY`] bytes, written front to back through [`StageWriter`]) plus a table of
+//! [`MAX_OFFSETS`] step offsets: an invoke on these tiers needs about 80 KiB of stack. Shapes
+//! whose smallest unit does not fit run the reference kernels.
 
 #![allow(unsafe_code)]
 
@@ -377,8 +398,9 @@ impl Requant<'_> {
         let ok = self.bias.is_none_or(|b| b.len() == n)
             && (per == 1 || per == n)
             && self.shifts.len() == per
-            && self.multipliers.iter().all(|&m| m >= 0)
-            && self.shifts.iter().all(|&s| (-31..=30).contains(&s))
+            // Non-short-circuiting folds, which the compiler vectorizes.
+            && self.multipliers.iter().fold(true, |ok, &m| ok & (m >= 0))
+            && self.shifts.iter().fold(true, |ok, &s| ok & (-31..=30).contains(&s))
             && (-128..=127).contains(&self.act_min)
             && (self.act_min..=127).contains(&self.act_max);
         if ok {
@@ -426,6 +448,30 @@ impl MatrixA<'_> {
         (i / w)
             .checked_mul(self.y_stride)?
             .checked_add((i % w).checked_mul(self.x_stride)?)
+    }
+
+    /// The byte offsets of rows `r0, r0 + 1, ..` (counted from `first`), one division for the
+    /// first and additions after it; the caller stops at the operand's last row.
+    #[inline(always)]
+    #[cfg_attr(
+        not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
+    pub(crate) fn row_offsets(&self, r0: usize) -> impl Iterator<Item = usize> + '_ {
+        let w = self.width.max(1);
+        let i = self.first.wrapping_add(r0);
+        let (mut line, mut col) = (i / w, i % w);
+        core::iter::from_fn(move || {
+            let off = line
+                .wrapping_mul(self.y_stride)
+                .wrapping_add(col.wrapping_mul(self.x_stride));
+            col += 1;
+            if col == w {
+                col = 0;
+                line += 1;
+            }
+            Some(off)
+        })
     }
 
     fn check(&self) -> Result<(), Error> {
@@ -1016,19 +1062,24 @@ pub fn with_stage<R>(need: usize, f: impl FnOnce(&mut Stage) -> R) -> R {
 /// Most entries of a [`with_offsets`] table.
 pub const MAX_OFFSETS: usize = 2048;
 
-/// Runs `f` with the table `[value(0), value(1), .., value(len − 1)]` built on the stack without
-/// clearing it first; `None` if `len` exceeds [`MAX_OFFSETS`].
+/// Runs `f` with the first `len` values of `values` in a table built on the stack without
+/// clearing it first; `None` if `len` exceeds [`MAX_OFFSETS`] or `values` ends early.
 pub fn with_offsets<R>(
     len: usize,
-    mut value: impl FnMut(usize) -> u32,
+    values: impl Iterator<Item = u32>,
     f: impl FnOnce(&[u32]) -> R,
 ) -> Option<R> {
     if len > MAX_OFFSETS {
         return None;
     }
     let mut buf = [const { MaybeUninit::<u32>::uninit() }; MAX_OFFSETS];
-    for (i, b) in buf[..len].iter_mut().enumerate() {
-        b.write(value(i));
+    let mut written = 0;
+    for (b, v) in buf[..len].iter_mut().zip(values) {
+        b.write(v);
+        written += 1;
+    }
+    if written != len {
+        return None;
     }
     // SAFETY: the first `len` elements were just written; `MaybeUninit<u32>` has the layout of
     // `u32`.

@@ -58,17 +58,18 @@ struct Rows<const MR: usize> {
 }
 
 impl<const MR: usize> Rows<MR> {
-    /// Byte offset of reduction step `s` within a row.
+    /// Byte offset of reduction step `s` within a row: from the table when `TABLE` (then `koff`
+    /// must not be null), else `4·s`.
     ///
     /// # Safety
     /// `s < steps`.
     #[inline(always)]
-    unsafe fn offset(&self, s: usize) -> usize {
-        if self.koff.is_null() {
-            s * BLOCK_K
-        } else {
+    unsafe fn offset<const TABLE: bool>(&self, s: usize) -> usize {
+        if TABLE {
             // SAFETY: the table holds `steps` entries (guaranteed by the caller).
             unsafe { *self.koff.add(s) as usize }
+        } else {
+            s * BLOCK_K
         }
     }
 
@@ -118,7 +119,7 @@ pub(super) unsafe fn gemm(
 
 /// Rows × blocks tiling shared by the tiers: calls `$tile::<MR, NB>` over the whole matrix.
 macro_rules! tile_loop {
-    ($a:expr, $w:expr, $n:expr, $q:expr, $o:expr, $os:expr, $tile:ident,
+    ($a:expr, $w:expr, $n:expr, $q:expr, $o:expr, $os:expr, $fast:expr, $tile:ident,
      [$(($nb:literal, $mr:literal, [$($m:literal),*])),*]) => {{
         let a: &MatrixA = $a;
         let blocks = $n.div_ceil(BLOCK_N);
@@ -134,15 +135,20 @@ macro_rules! tile_loop {
                         let mr = (a.rows - r).min($mr);
                         let w = $w.add(b * bstride);
                         let out = Out { ptr: $o.add(r * $os), stride: $os, n: $n, c0: b * BLOCK_N };
+                        let _: bool = $fast;
                         match mr {
                             $($m => {
                                 let mut ptrs = [ptr::null::<u8>(); $m];
-                                for (i, p) in ptrs.iter_mut().enumerate() {
+                                for (p, off) in ptrs.iter_mut().zip(a.row_offsets(r)) {
                                     // check_gemm: every row offset is inside `a.data`.
-                                    *p = a.data.as_ptr().add(a.row_offset(r + i).unwrap_or(0));
+                                    *p = a.data.as_ptr().add(off);
                                 }
                                 let rows = Rows { ptr: ptrs, koff, steps: a.k_steps };
-                                $tile::<$m, $nb>(&rows, w, bstride, $q, out);
+                                if koff.is_null() {
+                                    $tile::<$m, $nb, false>(&rows, w, bstride, $q, out);
+                                } else {
+                                    $tile::<$m, $nb, true>(&rows, w, bstride, $q, out);
+                                }
                             })*
                             _ => {}
                         }
@@ -263,7 +269,7 @@ mod dot {
     /// `MR` rows × `NB` blocks of 16 outputs.
     #[inline]
     #[target_feature(enable = "neon,dotprod")]
-    unsafe fn tile<const MR: usize, const NB: usize>(
+    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool>(
         a: &Rows<MR>,
         w: *const i8,
         bstride: usize,
@@ -274,7 +280,7 @@ mod dot {
         let mut acc = [[[vdupq_n_s32(0); 4]; NB]; MR];
         for s in 0..a.steps {
             // SAFETY: s < steps.
-            let off = unsafe { a.offset(s) };
+            let off = unsafe { a.offset::<TABLE>(s) };
             let mut wv = [[vdupq_n_s8(0); 4]; NB];
             for (j, wj) in wv.iter_mut().enumerate() {
                 for (i, v) in wj.iter_mut().enumerate() {
@@ -322,6 +328,7 @@ mod dot {
                 q,
                 o,
                 os,
+                false,
                 tile,
                 [(2, 2, [1, 2]), (1, 4, [1, 2, 3, 4])]
             );
@@ -335,7 +342,7 @@ mod plain {
     /// `MR` rows × `NB` blocks of 16 outputs.
     #[inline]
     #[target_feature(enable = "neon")]
-    unsafe fn tile<const MR: usize, const NB: usize>(
+    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool>(
         a: &Rows<MR>,
         w: *const i8,
         bstride: usize,
@@ -346,7 +353,7 @@ mod plain {
         let mut acc = [[[vdupq_n_s32(0); 8]; NB]; MR];
         for s in 0..a.steps {
             // SAFETY: s < steps.
-            let off = unsafe { a.offset(s) };
+            let off = unsafe { a.offset::<TABLE>(s) };
             let mut wv = [[vdupq_n_s8(0); 4]; NB];
             for (j, wj) in wv.iter_mut().enumerate() {
                 for (i, v) in wj.iter_mut().enumerate() {
@@ -397,7 +404,17 @@ mod plain {
     ) {
         // SAFETY: tiles stay inside the checked matrix (see `tile`).
         unsafe {
-            tile_loop!(a, w, n, q, o, os, tile, [(2, 1, [1]), (1, 2, [1, 2])]);
+            tile_loop!(
+                a,
+                w,
+                n,
+                q,
+                o,
+                os,
+                false,
+                tile,
+                [(2, 1, [1]), (1, 2, [1, 2])]
+            );
         }
     }
 }
@@ -435,9 +452,10 @@ pub(super) unsafe fn depthwise(job: &DepthwiseJob, q: &Requant, out: &mut [i8], 
         let n = (c - c0).min(16);
         // SAFETY: c0 < c channels, q checked for c.
         let br = unsafe { BlockRegs::new(q, c0, c) };
-        for r in 0..job.rows {
-            // check: every tap of every pixel, channels c0 .. c0 + n, is inside the input.
-            let base = unsafe { job.input.as_ptr().add(px.row_offset(r).unwrap_or(0) + c0) };
+        for (r, row_off) in px.row_offsets(0).take(job.rows).enumerate() {
+            // SAFETY: the pixel's window start plus c0 is inside the input (`check` bounds
+            // every tap of every pixel, channels c0 .. c0 + n).
+            let base = unsafe { job.input.as_ptr().add(row_off + c0) };
             let mut acc = [vdupq_n_s32(0); 4];
             for t in 0..nt {
                 // SAFETY: as above, and tap t's weights of channels c0 .. c0 + n.

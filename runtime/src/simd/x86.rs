@@ -65,17 +65,18 @@ struct Rows<const MR: usize> {
 }
 
 impl<const MR: usize> Rows<MR> {
-    /// Byte offset of reduction step `s` within a row.
+    /// Byte offset of reduction step `s` within a row: from the table when `TABLE` (then `koff`
+    /// must not be null), else `4·s`.
     ///
     /// # Safety
     /// `s < steps`.
     #[inline(always)]
-    unsafe fn offset(&self, s: usize) -> usize {
-        if self.koff.is_null() {
-            s * BLOCK_K
-        } else {
+    unsafe fn offset<const TABLE: bool>(&self, s: usize) -> usize {
+        if TABLE {
             // SAFETY: the table holds `steps` entries (guaranteed by the caller).
             unsafe { *self.koff.add(s) as usize }
+        } else {
+            s * BLOCK_K
         }
     }
 
@@ -98,6 +99,8 @@ struct Out {
     stride: usize,
     n: usize,
     c0: usize,
+    /// The output stages may round in one step (AVX-512; see `vnni::fast_ok`).
+    fast: bool,
 }
 
 /// Dispatches to the tier's matrix kernel.
@@ -285,7 +288,7 @@ pub(super) unsafe fn pool_max(tier: Tier, pixels: &[i8], acc: &mut [i8]) {
 
 /// Rows × blocks tiling shared by the tiers: calls `$tile::<MR, NB>` over the whole matrix.
 macro_rules! tile_loop {
-    ($a:expr, $w:expr, $n:expr, $q:expr, $o:expr, $os:expr, $tile:ident,
+    ($a:expr, $w:expr, $n:expr, $q:expr, $o:expr, $os:expr, $fast:expr, $tile:ident,
      [$(($nb:literal, $mr:literal, [$($m:literal),*])),*]) => {{
         let a: &MatrixA = $a;
         let blocks = $n.div_ceil(BLOCK_N);
@@ -300,16 +303,20 @@ macro_rules! tile_loop {
                     while r < a.rows {
                         let mr = (a.rows - r).min($mr);
                         let w = $w.add(b * bstride);
-                        let out = Out { ptr: $o.add(r * $os), stride: $os, n: $n, c0: b * BLOCK_N };
+                        let out = Out { ptr: $o.add(r * $os), stride: $os, n: $n, c0: b * BLOCK_N, fast: $fast };
                         match mr {
                             $($m => {
                                 let mut ptrs = [ptr::null::<u8>(); $m];
-                                for (i, p) in ptrs.iter_mut().enumerate() {
+                                for (p, off) in ptrs.iter_mut().zip(a.row_offsets(r)) {
                                     // check_gemm: every row offset is inside `a.data`.
-                                    *p = a.data.as_ptr().add(a.row_offset(r + i).unwrap_or(0));
+                                    *p = a.data.as_ptr().add(off);
                                 }
                                 let rows = Rows { ptr: ptrs, koff, steps: a.k_steps };
-                                $tile::<$m, $nb>(&rows, w, bstride, $q, out);
+                                if koff.is_null() {
+                                    $tile::<$m, $nb, false>(&rows, w, bstride, $q, out);
+                                } else {
+                                    $tile::<$m, $nb, true>(&rows, w, bstride, $q, out);
+                                }
                             })*
                             _ => {}
                         }
@@ -341,6 +348,34 @@ mod vnni {
         any_left: bool,
         /// The clamp is int8's own range, which the saturating narrowing applies.
         full_range: bool,
+        /// The call's accumulators are small enough for the short rounding (see [`fast_ok`]).
+        fast: bool,
+        /// Short rounding: `2^(e−1) + output_offset · 2^e` per lane.
+        round: __m512i,
+    }
+
+    /// Whether every output stage of a kernel call can round in one step: no left shift, every
+    /// right shift `e ≥ 1`, and `|h| + 2^(e−1) + 128·2^e < 2³¹` for the bound on `|h|` (the high
+    /// product of an accumulator) that `sum_bound` (on the sum of products) and the biases give.
+    /// Then `RoundingDivideByPOT(h, e) + output_offset` is exactly
+    /// `(h + 2^(e−1) + output_offset·2^e + (h >> 31)) >> e` in 32-bit arithmetic.
+    fn fast_ok(q: &Requant, sum_bound: u64) -> bool {
+        let bias = q.bias.map_or(0u32, |b| {
+            b.iter().fold(0u32, |m, v| m.max(v.unsigned_abs()))
+        });
+        // |acc| ≤ |bias| + sum_bound; |h| ≤ |acc| + 1.
+        let h = u64::from(bias).saturating_add(sum_bound).saturating_add(1);
+        let off = u64::from(q.output_offset.unsigned_abs());
+        // The largest right shift decides (larger e, larger terms); every e must be ≥ 1.
+        let (min_s, max_s) = q
+            .shifts
+            .iter()
+            .fold((i32::MAX, i32::MIN), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+        let (e_max, e_min) = (-i64::from(min_s), -i64::from(max_s));
+        // No shifts at all gives e_min > e_max: refused.
+        (1..=e_max).contains(&e_min)
+            && e_max <= 30
+            && h + (1u64 << (e_max - 1)) + (off << e_max) < 1u64 << 31
     }
 
     /// Lanes `c0 .. c0 + count` of a per-output array (one entry: every lane), zero elsewhere.
@@ -368,7 +403,7 @@ mod vnni {
         /// `q` has passed `Requant::check` for `n ≥ c0 + count` outputs, `count ≤ 16`.
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-        unsafe fn new(q: &Requant, c0: usize, count: usize) -> (Stage, __m512i) {
+        unsafe fn new(q: &Requant, c0: usize, count: usize, fast: bool) -> (Stage, __m512i) {
             // SAFETY: the caller's guarantee (every array holds n or 1 entries).
             let (m, s, bias) = unsafe {
                 (
@@ -383,6 +418,13 @@ mod vnni {
             let right = _mm512_max_epi32(_mm512_sub_epi32(zero, s), zero);
             let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
             let left = _mm512_max_epi32(s, zero);
+            let out_off = _mm512_set1_epi32(q.output_offset);
+            let any_left = _mm512_test_epi32_mask(left, left) != 0;
+            // Lanes past `count` have e = 0: their rounding is garbage but never stored.
+            let round = _mm512_add_epi32(
+                _mm512_sllv_epi32(one, _mm512_sub_epi32(right, one)),
+                _mm512_sllv_epi32(out_off, right),
+            );
             let stage = Stage {
                 m,
                 m_odd: _mm512_srli_epi64::<32>(m),
@@ -390,11 +432,13 @@ mod vnni {
                 right,
                 mask,
                 half: _mm512_srli_epi32::<1>(mask),
-                out_off: _mm512_set1_epi32(q.output_offset),
+                out_off,
                 lo: _mm512_set1_epi32(q.act_min),
                 hi: _mm512_set1_epi32(q.act_max),
-                any_left: _mm512_test_epi32_mask(left, left) != 0,
+                any_left,
                 full_range: q.act_min == -128 && q.act_max == 127,
+                fast: fast && !any_left,
+                round,
             };
             (stage, bias)
         }
@@ -416,6 +460,8 @@ mod vnni {
                 hi: _mm512_set1_epi32(q.act_max),
                 any_left: false,
                 full_range: q.act_min == -128 && q.act_max == 127,
+                fast: true,
+                round: zero,
             }
         }
 
@@ -436,6 +482,8 @@ mod vnni {
                 hi: self.hi,
                 any_left: self.any_left || other.any_left,
                 full_range: self.full_range,
+                fast: self.fast && other.fast,
+                round: pick(self.round, other.round, order),
             }
         }
 
@@ -460,12 +508,20 @@ mod vnni {
                 _mm512_srli_epi64::<31>(pe),
                 _mm512_slli_epi64::<1>(po),
             );
-            let shifted = _mm512_srav_epi32(h, self.right);
-            let rem = _mm512_and_si512(h, self.mask);
-            let thr = _mm512_sub_epi32(self.half, _mm512_srai_epi32::<31>(h));
-            let up = _mm512_cmpgt_epi32_mask(rem, thr);
-            let r = _mm512_mask_add_epi32(shifted, up, shifted, _mm512_set1_epi32(1));
-            let r = _mm512_add_epi32(r, self.out_off);
+            let r = if self.fast {
+                let sign = _mm512_srai_epi32::<31>(h);
+                _mm512_srav_epi32(
+                    _mm512_add_epi32(_mm512_add_epi32(h, self.round), sign),
+                    self.right,
+                )
+            } else {
+                let shifted = _mm512_srav_epi32(h, self.right);
+                let rem = _mm512_and_si512(h, self.mask);
+                let thr = _mm512_sub_epi32(self.half, _mm512_srai_epi32::<31>(h));
+                let up = _mm512_cmpgt_epi32_mask(rem, thr);
+                let r = _mm512_mask_add_epi32(shifted, up, shifted, _mm512_set1_epi32(1));
+                _mm512_add_epi32(r, self.out_off)
+            };
             if self.full_range {
                 _mm512_cvtsepi32_epi8(r)
             } else {
@@ -477,7 +533,7 @@ mod vnni {
     /// `MR` rows × `NB` blocks of 16 outputs.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile<const MR: usize, const NB: usize>(
+    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool>(
         a: &Rows<MR>,
         w: *const i8,
         bstride: usize,
@@ -500,7 +556,7 @@ mod vnni {
         }
         for s in 0..a.steps {
             // SAFETY: s < steps.
-            let off = unsafe { a.offset(s) };
+            let off = unsafe { a.offset::<TABLE>(s) };
             let mut wv = [_mm512_setzero_si512(); NB];
             for (j, v) in wv.iter_mut().enumerate() {
                 // SAFETY: block j of this tile, step s: inside the packed matrix (checked).
@@ -519,7 +575,7 @@ mod vnni {
             let c = c0 + j * BLOCK_N;
             let count = o.n.saturating_sub(c).min(BLOCK_N);
             // SAFETY: as above.
-            let (stage, _) = unsafe { Stage::new(q, c, count) };
+            let (stage, _) = unsafe { Stage::new(q, c, count, o.fast) };
             for (r, row) in acc.iter().enumerate() {
                 let bytes = stage.apply(row[j]);
                 // SAFETY: outputs c0 + 16j .. + count < n of row r (checked); the mask limits
@@ -536,6 +592,107 @@ mod vnni {
         }
     }
 
+    /// Interleaves the dwords of two steps' weights: lane `2i` = `a[i]`, lane `2i + 1` = `b[i]`,
+    /// for outputs `half·8 .. half·8 + 8`.
+    const PAIR_LO: [u32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
+    const PAIR_HI: [u32; 16] = [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
+    /// The even lanes of two registers, in order.
+    const EVENS: [u32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
+
+    /// `MR` rows × one block of 16 outputs, two reduction steps per broadcast: 8 activation bytes
+    /// (steps `s` and `s + 1`, adjacent in the row) go to every 64-bit lane, against the weights
+    /// of 8 outputs × both steps; each output's two partial sums are added at the end. Half the
+    /// broadcasts of [`tile`] for layers with at most 16 outputs.
+    ///
+    /// # Safety
+    /// As [`tile`] with `NB = 1`; moreover steps `2j` and `2j + 1` are 4 bytes apart in every row.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile_pairs<const MR: usize, const TABLE: bool>(
+        a: &Rows<MR>,
+        w: *const i8,
+        q: &Requant,
+        o: Out,
+    ) {
+        let zero = _mm512_setzero_si512();
+        let mut acc = [[zero; 2]; MR];
+        let (lo_idx, hi_idx) = (
+            // SAFETY: 16 lanes of 16-element arrays.
+            unsafe { _mm512_loadu_si512(PAIR_LO.as_ptr().cast()) },
+            unsafe { _mm512_loadu_si512(PAIR_HI.as_ptr().cast()) },
+        );
+        let mut s = 0;
+        while s < a.steps {
+            let two = s + 1 < a.steps;
+            // SAFETY: steps s (and s + 1) of the block: inside the packed matrix (checked).
+            let wa = unsafe { _mm512_loadu_si512(w.add(s * STEP).cast()) };
+            let wb = if two {
+                // SAFETY: as above.
+                unsafe { _mm512_loadu_si512(w.add((s + 1) * STEP).cast()) }
+            } else {
+                zero
+            };
+            let wl = _mm512_permutex2var_epi32(wa, lo_idx, wb);
+            let wh = _mm512_permutex2var_epi32(wa, hi_idx, wb);
+            // SAFETY: s < steps.
+            let off = unsafe { a.offset::<TABLE>(s) };
+            for (r, row) in acc.iter_mut().enumerate() {
+                let x8 = if two {
+                    // SAFETY: r < MR; steps s and s + 1 are the 8 bytes at `off` (the caller's
+                    // guarantee), inside the row (checked).
+                    unsafe { ptr::read_unaligned(a.ptr[r].add(off).cast::<i64>()) }
+                } else {
+                    // SAFETY: r < MR, step s inside the row (checked).
+                    i64::from(unsafe { a.load_at(r, off) }) & 0xFFFF_FFFF
+                };
+                let x = _mm512_set1_epi64(x8);
+                row[0] = _mm512_dpbusd_epi32(row[0], x, wl);
+                row[1] = _mm512_dpbusd_epi32(row[1], x, wh);
+            }
+            s += 2;
+        }
+        let count = o.n.saturating_sub(o.c0).min(BLOCK_N);
+        // SAFETY: outputs c0 .. c0 + count ≤ n.
+        let (stage, bias) = unsafe { Stage::new(q, o.c0, count, o.fast) };
+        // SAFETY: 16 lanes of a 16-element array.
+        let evens = unsafe { _mm512_loadu_si512(EVENS.as_ptr().cast()) };
+        for (r, row) in acc.iter().enumerate() {
+            // Each output's two partial sums (even and odd lane) into the even lane.
+            let lo = _mm512_add_epi32(row[0], _mm512_srli_epi64::<32>(row[0]));
+            let hi = _mm512_add_epi32(row[1], _mm512_srli_epi64::<32>(row[1]));
+            let sums = _mm512_add_epi32(_mm512_permutex2var_epi32(lo, evens, hi), bias);
+            let bytes = stage.apply(sums);
+            // SAFETY: outputs c0 .. c0 + count of row r (checked); the mask limits the store.
+            unsafe {
+                let dst = o.ptr.add(r * o.stride + o.c0);
+                _mm_mask_storeu_epi8(dst, ((1u32 << count) - 1) as u16, bytes);
+            }
+        }
+    }
+
+    /// [`tile_pairs`] with the signature `tile_loop!` calls (`NB` is always 1 here).
+    ///
+    /// # Safety
+    /// As [`tile_pairs`].
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile_pairs_nb<const MR: usize, const NB: usize, const TABLE: bool>(
+        a: &Rows<MR>,
+        w: *const i8,
+        _bstride: usize,
+        q: &Requant,
+        o: Out,
+    ) {
+        // SAFETY: the caller's guarantee.
+        unsafe { tile_pairs::<MR, TABLE>(a, w, q, o) }
+    }
+
+    /// Whether consecutive reduction steps `2j`, `2j + 1` are adjacent in every row.
+    fn steps_paired(a: &MatrixA) -> bool {
+        a.k_offsets
+            .is_none_or(|t| t.chunks(2).all(|c| c.len() == 1 || c[1] == c[0] + 4))
+    }
+
     /// The whole matrix.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub(super) unsafe fn gemm(
@@ -546,6 +703,44 @@ mod vnni {
         o: *mut i8,
         os: usize,
     ) {
+        // Σ x·w over the reduction: x ≤ 255 (unsigned bytes), |w| ≤ 128.
+        let fast = fast_ok(q, (a.k_steps as u64) * 4 * 255 * 128);
+        if a.rows == 1 {
+            // One row (a fully-connected layer): wide tiles, so that more weight streams are
+            // in flight per broadcast.
+            // SAFETY: tiles stay inside the checked matrix (see `tile`).
+            unsafe {
+                tile_loop!(
+                    a,
+                    w,
+                    n,
+                    q,
+                    o,
+                    os,
+                    fast,
+                    tile,
+                    [(8, 1, [1]), (4, 1, [1]), (2, 1, [1]), (1, 1, [1])]
+                );
+            }
+            return;
+        }
+        if n <= BLOCK_N && steps_paired(a) {
+            // SAFETY: the tiles stay inside the checked matrix; steps are paired (checked).
+            unsafe {
+                tile_loop!(
+                    a,
+                    w,
+                    n,
+                    q,
+                    o,
+                    os,
+                    fast,
+                    tile_pairs_nb,
+                    [(1, 9, [1, 2, 3, 4, 5, 6, 7, 8, 9])]
+                );
+            }
+            return;
+        }
         // SAFETY: tiles stay inside the checked matrix (see `tile`).
         unsafe {
             tile_loop!(
@@ -555,15 +750,14 @@ mod vnni {
                 q,
                 o,
                 os,
+                fast,
                 tile,
                 [
                     (4, 4, [1, 2, 3, 4]),
                     (2, 8, [1, 2, 3, 4, 5, 6, 7, 8]),
-                    (
-                        1,
-                        16,
-                        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
-                    )
+                    // 15 rows: 15 accumulators, 15 broadcasts and the weights fill the 32
+                    // registers without spilling an accumulator every step.
+                    (1, 15, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])
                 ]
             );
         }
@@ -584,6 +778,9 @@ mod vnni {
         left: __m128i,
         e: __m128i,
         e_zero: bool,
+        /// `2^(e−1)`: the one-step rounding, exact for the small operands of the shift and
+        /// split modes (`|h| ≤ 2^28 + 1`, so `h + 2^(e−1) + (h >> 31)` cannot overflow).
+        pot_round: __m512i,
         mask: __m512i,
         half: __m512i,
     }
@@ -629,6 +826,7 @@ mod vnni {
                 left: _mm_cvtsi32_si128(left),
                 e: _mm_cvtsi32_si128(e as i32),
                 e_zero: e == 0,
+                pot_round: _mm512_set1_epi32(if e == 0 { 0 } else { 1 << (e - 1) }),
                 mask: _mm512_set1_epi32(mask),
                 half: _mm512_set1_epi32(mask >> 1),
             }
@@ -652,6 +850,12 @@ mod vnni {
             };
             if self.e_zero {
                 h
+            } else if self.mode != OperandMode::General {
+                let sign = _mm512_srai_epi32::<31>(h);
+                _mm512_sra_epi32(
+                    _mm512_add_epi32(_mm512_add_epi32(h, self.pot_round), sign),
+                    self.e,
+                )
             } else {
                 divide_pot_uniform(h, self.e, self.mask, self.half)
             }
@@ -716,6 +920,21 @@ mod vnni {
         let out_off = _mm512_set1_epi32(p.output_offset);
         let lo = _mm512_set1_epi32(p.activation_min);
         let hi = _mm512_set1_epi32(p.activation_max);
+        // One-step output rounding with the offset folded in: both operands small (|s| ≤ 2^28 + 2,
+        // so |h| ≤ 2^29 + 5) and `h + 2^(e−1) + |offset|·2^e` below 2^31.
+        let small = a_op.mode != OperandMode::General && b_op.mode != OperandMode::General;
+        let fast = small
+            && (1..=30).contains(&eo)
+            && (1u64 << 29)
+                + 5
+                + (1u64 << (eo - 1))
+                + (u64::from(p.output_offset.unsigned_abs()) << eo)
+                < 1u64 << 31;
+        let round_o = if fast {
+            _mm512_set1_epi32((1i32 << (eo - 1)) + (p.output_offset << eo))
+        } else {
+            _mm512_setzero_si512()
+        };
         let mut i = 0;
         while i + 16 <= n {
             // SAFETY: elements i .. i + 16 < n of each operand (the caller's guarantee).
@@ -731,8 +950,13 @@ mod vnni {
             } else {
                 _mm512_add_epi32(a, b)
             };
-            let v = divide_pot_uniform(high_mul_uniform(raw, mo), e_o, mask_o, half_o);
-            let v = _mm512_add_epi32(v, out_off);
+            let h = high_mul_uniform(raw, mo);
+            let v = if fast {
+                let sign = _mm512_srai_epi32::<31>(h);
+                _mm512_sra_epi32(_mm512_add_epi32(_mm512_add_epi32(h, round_o), sign), e_o)
+            } else {
+                _mm512_add_epi32(divide_pot_uniform(h, e_o, mask_o, half_o), out_off)
+            };
             let v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
             // SAFETY: elements i .. i + 16 < n of the output.
             unsafe { _mm_storeu_si128(out.add(i).cast(), _mm512_cvtepi32_epi8(v)) };
@@ -762,10 +986,11 @@ mod vnni {
     /// once per block, and the bytes put back in order at the store.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub(super) unsafe fn depthwise(job: &DepthwiseJob, q: &Requant, o: *mut i8, os: usize) {
-        let px = job.pixels();
         let (c, nt) = (job.channels, job.taps.len().min(MAX_TAPS));
         let pairs = nt.div_ceil(2);
         let zero = _mm512_setzero_si512();
+        // Σ over the taps of w·x, and the folded off·Σ w: |x|, |w|, |off| ≤ 128.
+        let fast = fast_ok(q, (nt as u64) * 2 * 128 * 128);
         for c0 in (0..c).step_by(32) {
             let n = (c - c0).min(32);
             let bmask = if n == 32 { u32::MAX } else { (1u32 << n) - 1 };
@@ -795,10 +1020,10 @@ mod vnni {
             // Per-channel parameters of channels c0.., in the accumulators' orders.
             let (n0, n1) = (n.min(16), n.saturating_sub(16));
             // SAFETY: channels c0 .. c0 + n (q checked for c channels).
-            let (s0, b0) = unsafe { Stage::new(q, c0, n0) };
+            let (s0, b0) = unsafe { Stage::new(q, c0, n0, fast) };
             let (s1, b1) = if n1 > 0 {
                 // SAFETY: as above.
-                unsafe { Stage::new(q, c0 + 16, n1) }
+                unsafe { Stage::new(q, c0 + 16, n1, fast) }
             } else {
                 (Stage::new_zero(q), zero)
             };
@@ -811,30 +1036,88 @@ mod vnni {
             let stage_lo = s0.permuted(&s1, &LO_ORDER);
             let stage_hi = s0.permuted(&s1, &HI_ORDER);
             let (bias_lo, bias_hi) = (pick(b0, b1, &LO_ORDER), pick(b0, b1, &HI_ORDER));
-            for r in 0..job.rows {
-                // check: every tap of every pixel, channels c0 .. c0 + n, is inside the input.
-                let base = job
-                    .input
-                    .as_ptr()
-                    .wrapping_add(px.row_offset(r).unwrap_or(0) + c0);
-                let (mut lo, mut hi) = (bias_lo, bias_hi);
-                for (p, wp) in w.iter().enumerate().take(pairs) {
-                    let xa = load(base.wrapping_add(job.taps[2 * p] as usize));
-                    let xb = if 2 * p + 1 < nt {
-                        load(base.wrapping_add(job.taps[2 * p + 1] as usize))
-                    } else {
-                        zero
-                    };
-                    lo = _mm512_dpwssd_epi32(lo, _mm512_unpacklo_epi16(xa, xb), wp[0]);
-                    hi = _mm512_dpwssd_epi32(hi, _mm512_unpackhi_epi16(xa, xb), wp[1]);
-                }
-                let (lo, hi) = (stage_lo.apply(lo), stage_hi.apply(hi));
-                // Dwords of 4 channels: lo holds 0-3, 8-11, 16-19, 24-27; hi the others.
-                let bytes =
-                    _mm256_set_m128i(_mm_unpackhi_epi32(lo, hi), _mm_unpacklo_epi32(lo, hi));
-                // SAFETY: outputs c0 .. c0 + n of pixel r (checked); the mask limits the store.
-                unsafe { _mm256_mask_storeu_epi8(o.add(r * os + c0), bmask, bytes) };
+            let block = DwBlock {
+                bmask,
+                c0,
+                stage_lo,
+                stage_hi,
+                bias_lo,
+                bias_hi,
+            };
+            // The taps' offsets, the odd tap out paired with tap 0 (its weights are zero).
+            let mut taps = [0usize; MAX_TAPS];
+            for (t, off) in taps.iter_mut().enumerate().take(2 * pairs) {
+                *off = job
+                    .taps
+                    .get(t)
+                    .or(job.taps.first())
+                    .map_or(0, |&v| v as usize);
             }
+            macro_rules! run {
+                ($($p:literal),*) => {
+                    match pairs {
+                        $($p => {
+                            let w = <&[[__m512i; 2]; $p]>::try_from(&w[..$p]);
+                            let t = <&[usize; 2 * $p]>::try_from(&taps[..2 * $p]);
+                            if let (Ok(w), Ok(t)) = (w, t) {
+                                // SAFETY: the caller's guarantee (checked job, MAX_TAPS).
+                                unsafe { dw_pixels::<$p, { 2 * $p }>(job, &block, w, t, o, os) }
+                            }
+                        })*
+                        _ => {}
+                    }
+                };
+            }
+            run!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+        }
+    }
+
+    /// The per-block constants of the depthwise kernel.
+    struct DwBlock {
+        bmask: u32,
+        c0: usize,
+        stage_lo: Stage,
+        stage_hi: Stage,
+        bias_lo: __m512i,
+        bias_hi: __m512i,
+    }
+
+    /// Every pixel of one 32-channel block, with `P` tap pairs unrolled.
+    ///
+    /// # Safety
+    /// `job` passed `DepthwiseJob::check` with `o`/`os`; `taps` are its tap offsets (padded with a
+    /// valid one); `block.c0 + popcount(block.bmask) ≤ channels`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dw_pixels<const P: usize, const T: usize>(
+        job: &DepthwiseJob,
+        block: &DwBlock,
+        w: &[[__m512i; 2]; P],
+        taps: &[usize; T],
+        o: *mut i8,
+        os: usize,
+    ) {
+        let px = job.pixels();
+        let bmask = block.bmask;
+        let load = |p: *const u8| {
+            // SAFETY: the block's channels at a tap of a pixel: inside the input (checked);
+            // masked-off bytes are not accessed.
+            _mm512_cvtepi8_epi16(unsafe { _mm256_maskz_loadu_epi8(bmask, p.cast()) })
+        };
+        for (r, row_off) in px.row_offsets(0).take(job.rows).enumerate() {
+            let base = job.input.as_ptr().wrapping_add(row_off + block.c0);
+            let (mut lo, mut hi) = (block.bias_lo, block.bias_hi);
+            for p in 0..P {
+                let xa = load(base.wrapping_add(taps[2 * p]));
+                let xb = load(base.wrapping_add(taps[2 * p + 1]));
+                lo = _mm512_dpwssd_epi32(lo, _mm512_unpacklo_epi16(xa, xb), w[p][0]);
+                hi = _mm512_dpwssd_epi32(hi, _mm512_unpackhi_epi16(xa, xb), w[p][1]);
+            }
+            let (lo, hi) = (block.stage_lo.apply(lo), block.stage_hi.apply(hi));
+            // Dwords of 4 channels: lo holds 0-3, 8-11, 16-19, 24-27; hi the others.
+            let bytes = _mm256_set_m128i(_mm_unpackhi_epi32(lo, hi), _mm_unpacklo_epi32(lo, hi));
+            // SAFETY: outputs c0 .. c0 + n of pixel r (checked); the mask limits the store.
+            unsafe { _mm256_mask_storeu_epi8(o.add(r * os + block.c0), bmask, bytes) };
         }
     }
 }
@@ -936,7 +1219,7 @@ mod avx2 {
     /// `MR` rows × `NB` blocks of 16 outputs.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn tile<const MR: usize, const NB: usize>(
+    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool>(
         a: &Rows<MR>,
         w: *const i8,
         bstride: usize,
@@ -947,7 +1230,7 @@ mod avx2 {
         let mut acc = [[[_mm256_setzero_si256(); 4]; NB]; MR];
         for s in 0..a.steps {
             // SAFETY: s < steps.
-            let off = unsafe { a.offset(s) };
+            let off = unsafe { a.offset::<TABLE>(s) };
             let mut wv = [[_mm256_setzero_si256(); 4]; NB];
             for (j, wj) in wv.iter_mut().enumerate() {
                 for (i, v) in wj.iter_mut().enumerate() {
@@ -1010,7 +1293,17 @@ mod avx2 {
     ) {
         // SAFETY: tiles stay inside the checked matrix (see `tile`).
         unsafe {
-            tile_loop!(a, w, n, q, o, os, tile, [(2, 1, [1]), (1, 2, [1, 2])]);
+            tile_loop!(
+                a,
+                w,
+                n,
+                q,
+                o,
+                os,
+                false,
+                tile,
+                [(2, 1, [1]), (1, 2, [1, 2])]
+            );
         }
     }
 
@@ -1037,6 +1330,7 @@ mod avx2 {
                     load16(job.filter.as_ptr().add(2 * p * c + c0).cast(), n)
                 });
                 let wb = if 2 * p + 1 < nt {
+                    // SAFETY: as above.
                     _mm256_cvtepi8_epi16(unsafe {
                         load16(job.filter.as_ptr().add((2 * p + 1) * c + c0).cast(), n)
                     })
@@ -1045,9 +1339,10 @@ mod avx2 {
                 };
                 *wp = [_mm256_unpacklo_epi16(wa, wb), _mm256_unpackhi_epi16(wa, wb)];
             }
-            for r in 0..job.rows {
-                // check: every tap of every pixel, channels c0 .. c0 + n, is inside the input.
-                let base = unsafe { job.input.as_ptr().add(px.row_offset(r).unwrap_or(0) + c0) };
+            for (r, row_off) in px.row_offsets(0).take(job.rows).enumerate() {
+                // SAFETY: the pixel's window start plus c0 is inside the input (`check` bounds
+                // every tap of every pixel, channels c0 .. c0 + n).
+                let base = unsafe { job.input.as_ptr().add(row_off + c0) };
                 let (mut lo, mut hi) = (zero, zero);
                 for (p, wp) in w.iter().enumerate().take(nt.div_ceil(2)) {
                     // SAFETY: as above.
@@ -1259,41 +1554,60 @@ mod sse41 {
         }
     }
 
-    /// TFLM's output stage for `count ≤ 16` outputs `c0..` from their accumulators `sums`
-    /// (without bias), stored at `dst`.
-    ///
-    /// # Safety
-    /// `q` checked for `n ≥ c0 + count` outputs; `dst .. dst + count` writable.
-    #[inline]
-    #[target_feature(enable = "sse4.1")]
-    unsafe fn requantize_store(
-        sums: [__m128i; 4],
-        q: &Requant,
-        c0: usize,
+    /// TFLM's output stage for a block of `count ≤ 16` outputs, prepared once per block.
+    struct Block16 {
+        stages: [Stage4; 4],
+        bias: [__m128i; 4],
         count: usize,
-        dst: *mut i8,
-    ) {
-        let bq = BlockQuant::new(q, c0, c0 + count);
-        let out_off = _mm_set1_epi32(q.output_offset);
-        let (lo, hi) = (_mm_set1_epi32(q.act_min), _mm_set1_epi32(q.act_max));
-        let mut r = [_mm_setzero_si128(); 4];
-        for (i, v) in r.iter_mut().enumerate() {
-            let quad = |a: &[i32; 16]| [a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]];
-            let stage = Stage4::new(&quad(&bq.mult), &quad(&bq.shift));
-            // SAFETY: 4 lanes of a 16-element array at 4i.
-            let bias = unsafe { _mm_loadu_si128(bq.bias.as_ptr().add(4 * i).cast()) };
-            let y = _mm_add_epi32(stage.apply(_mm_add_epi32(sums[i], bias)), out_off);
-            *v = _mm_min_epi32(_mm_max_epi32(y, lo), hi);
-        }
-        let bytes = _mm_packs_epi16(_mm_packs_epi32(r[0], r[1]), _mm_packs_epi32(r[2], r[3]));
-        // SAFETY: the caller's guarantee.
-        unsafe { store16(dst, count, bytes) };
     }
 
-    /// One row × 16 outputs.
+    impl Block16 {
+        /// The stage of outputs `c0 .. c0 + count`.
+        #[inline]
+        #[target_feature(enable = "sse4.1")]
+        fn new(q: &Requant, c0: usize, count: usize) -> Block16 {
+            let bq = BlockQuant::new(q, c0, c0 + count);
+            let quad =
+                |a: &[i32; 16], i: usize| [a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]];
+            let stage = |i: usize| Stage4::new(&quad(&bq.mult, i), &quad(&bq.shift, i));
+            let bias = |i: usize| {
+                // SAFETY: 4 lanes of a 16-element array at 4i.
+                unsafe { _mm_loadu_si128(bq.bias.as_ptr().add(4 * i).cast()) }
+            };
+            Block16 {
+                stages: [stage(0), stage(1), stage(2), stage(3)],
+                bias: [bias(0), bias(1), bias(2), bias(3)],
+                count,
+            }
+        }
+
+        /// Requantizes the accumulators of the block (without bias) and stores `count` bytes.
+        ///
+        /// # Safety
+        /// `dst .. dst + count` must be writable.
+        #[inline]
+        #[target_feature(enable = "sse4.1")]
+        unsafe fn store(&self, sums: [__m128i; 4], q: &Requant, dst: *mut i8) {
+            let out_off = _mm_set1_epi32(q.output_offset);
+            let (lo, hi) = (_mm_set1_epi32(q.act_min), _mm_set1_epi32(q.act_max));
+            let mut r = [_mm_setzero_si128(); 4];
+            for (i, v) in r.iter_mut().enumerate() {
+                if 4 * i >= self.count {
+                    break;
+                }
+                let y = self.stages[i].apply(_mm_add_epi32(sums[i], self.bias[i]));
+                *v = _mm_min_epi32(_mm_max_epi32(_mm_add_epi32(y, out_off), lo), hi);
+            }
+            let bytes = _mm_packs_epi16(_mm_packs_epi32(r[0], r[1]), _mm_packs_epi32(r[2], r[3]));
+            // SAFETY: the caller's guarantee.
+            unsafe { store16(dst, self.count, bytes) };
+        }
+    }
+
+    /// `MR` rows × 16 outputs, one row at a time (their output stage prepared once).
     #[inline]
     #[target_feature(enable = "sse4.1")]
-    unsafe fn tile<const MR: usize, const NB: usize>(
+    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool>(
         a: &Rows<MR>,
         w: *const i8,
         bstride: usize,
@@ -1301,13 +1615,15 @@ mod sse41 {
         o: Out,
     ) {
         let c0 = o.c0;
-        for r in 0..MR {
-            for j in 0..NB {
-                let wb = w.wrapping_add(j * bstride);
+        for j in 0..NB {
+            let wb = w.wrapping_add(j * bstride);
+            let c = c0 + j * BLOCK_N;
+            let block = Block16::new(q, c, o.n.saturating_sub(c).min(BLOCK_N));
+            for r in 0..MR {
                 let mut acc = [_mm_setzero_si128(); 8];
                 for s in 0..a.steps {
                     // SAFETY: s < steps.
-                    let off = unsafe { a.offset(s) };
+                    let off = unsafe { a.offset::<TABLE>(s) };
                     // SAFETY: r < MR, rows checked by the caller.
                     let x4 = unsafe { a.load_at(r, off) };
                     let x = _mm_cvtepi8_epi16(_mm_set1_epi32(x4));
@@ -1325,10 +1641,8 @@ mod sse41 {
                     _mm_hadd_epi32(acc[4], acc[5]),
                     _mm_hadd_epi32(acc[6], acc[7]),
                 ];
-                let c = c0 + j * BLOCK_N;
-                let count = o.n.saturating_sub(c).min(BLOCK_N);
                 // SAFETY: outputs c .. c + count < n of row r (checked).
-                unsafe { requantize_store(sums, q, c, count, o.ptr.add(r * o.stride + c)) };
+                unsafe { block.store(sums, q, o.ptr.add(r * o.stride + c)) };
             }
         }
     }
@@ -1345,7 +1659,17 @@ mod sse41 {
     ) {
         // SAFETY: tiles stay inside the checked matrix (see `tile`).
         unsafe {
-            tile_loop!(a, w, n, q, o, os, tile, [(1, 1, [1])]);
+            tile_loop!(
+                a,
+                w,
+                n,
+                q,
+                o,
+                os,
+                false,
+                tile,
+                [(1, 8, [1, 2, 3, 4, 5, 6, 7, 8])]
+            );
         }
     }
 
@@ -1358,6 +1682,7 @@ mod sse41 {
         let zero = _mm_setzero_si128();
         for c0 in (0..c).step_by(8) {
             let n = (c - c0).min(8);
+            let block = Block16::new(q, c0, n);
             let mut w = [[zero; 2]; MAX_TAPS / 2];
             for (p, wp) in w.iter_mut().enumerate().take(nt.div_ceil(2)) {
                 // SAFETY: taps 2p (and 2p + 1), channels c0 .. c0 + n: inside the filter.
@@ -1365,6 +1690,7 @@ mod sse41 {
                     load8(job.filter.as_ptr().add(2 * p * c + c0).cast(), n)
                 });
                 let wb = if 2 * p + 1 < nt {
+                    // SAFETY: as above.
                     _mm_cvtepi8_epi16(unsafe {
                         load8(job.filter.as_ptr().add((2 * p + 1) * c + c0).cast(), n)
                     })
@@ -1373,9 +1699,10 @@ mod sse41 {
                 };
                 *wp = [_mm_unpacklo_epi16(wa, wb), _mm_unpackhi_epi16(wa, wb)];
             }
-            for r in 0..job.rows {
-                // check: every tap of every pixel, channels c0 .. c0 + n, is inside the input.
-                let base = unsafe { job.input.as_ptr().add(px.row_offset(r).unwrap_or(0) + c0) };
+            for (r, row_off) in px.row_offsets(0).take(job.rows).enumerate() {
+                // SAFETY: the pixel's window start plus c0 is inside the input (`check` bounds
+                // every tap of every pixel, channels c0 .. c0 + n).
+                let base = unsafe { job.input.as_ptr().add(row_off + c0) };
                 let (mut lo, mut hi) = (zero, zero);
                 for (p, wp) in w.iter().enumerate().take(nt.div_ceil(2)) {
                     // SAFETY: as above.
@@ -1392,7 +1719,7 @@ mod sse41 {
                     hi = _mm_add_epi32(hi, _mm_madd_epi16(_mm_unpackhi_epi16(xa, xb), wp[1]));
                 }
                 // SAFETY: outputs c0 .. c0 + n of pixel r (checked).
-                unsafe { requantize_store([lo, hi, zero, zero], q, c0, n, o.add(r * os + c0)) };
+                unsafe { block.store([lo, hi, zero, zero], q, o.add(r * os + c0)) };
             }
         }
     }
