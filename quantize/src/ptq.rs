@@ -80,6 +80,68 @@ fn f32s(t: &Tensor) -> Option<Vec<f32>> {
     )
 }
 
+/// The numeric recipe of one layer, chosen per node by `mote quantize --scheme` and by `mote fit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    /// int8 per-channel weights, int8 activations (the TFLite int8 spec; bit-exact with TFLM).
+    #[default]
+    Int8,
+    /// Packed int4 per-channel weights (two per byte), int8 activations.
+    Int4Weights,
+    /// int16 activations with int8 weights (TFLite's 16x8 scheme).
+    A16W8,
+    /// f16 weights, f32 activations and compute.
+    F16,
+}
+
+impl Precision {
+    /// Every precision, most compact first.
+    pub const ALL: [Precision; 4] = [
+        Precision::Int4Weights,
+        Precision::Int8,
+        Precision::A16W8,
+        Precision::F16,
+    ];
+
+    /// The name used on the command line (`int8`, `int4w`, `a16w8`, `f16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Int8 => "int8",
+            Precision::Int4Weights => "int4w",
+            Precision::A16W8 => "a16w8",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
+/// Quantizes a prepared float graph with one [`Precision`] per node (`per_node[i]` for
+/// `float.nodes[i]`; nodes past the end of `per_node` get [`Precision::Int8`]), inserting the
+/// conversions needed where neighbouring layers differ.
+///
+/// Errors: [`CompileError::Unsupported`] naming the node and the precision it has no recipe for.
+pub fn quantize_mixed(
+    float: &Graph,
+    ranges: &[Option<(f32, f32)>],
+    per_node: &[Precision],
+) -> Result<Graph, CompileError> {
+    if let Some((index, p)) = per_node
+        .iter()
+        .enumerate()
+        .find(|(_, p)| **p != Precision::Int8)
+    {
+        return Err(CompileError::Unsupported {
+            index,
+            op: float
+                .nodes
+                .get(index)
+                .map_or("?", |n| n.op.name())
+                .to_string(),
+            reason: format!("precision {} is not implemented yet", p.name()),
+        });
+    }
+    quantize_int8(float, ranges)
+}
+
 /// Quantizes a prepared float graph (see `float::prepare`) with activation `ranges` (one per
 /// tensor, from [`crate::calibrate::Calibrator::ranges`]).
 ///
