@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/.."
 mote="${1:-$root/target/release/mote}"
-mkdir -p "$here/corpus/mote_model" "$here/corpus/tflite_import"
+mkdir -p "$here/corpus/mote_model" "$here/corpus/tflite_import" "$here/corpus/onnx_import"
 shopt -s nullglob
 for f in "$root"/../shared/models/*.tflite "$root"/quantize/tests/fixtures/ops/*.tflite "$root"/quantize/assets/*_int8.tflite; do
   name="$(basename "$f" .tflite)"
@@ -15,4 +15,8 @@ for f in "$root"/../shared/models/*.tflite "$root"/quantize/tests/fixtures/ops/*
     "$mote" convert "$f" -o "$here/corpus/mote_model/$name.mote" >/dev/null 2>&1 || true
   fi
 done
-echo "corpus: $(ls "$here/corpus/mote_model" | wc -l) .mote, $(ls "$here/corpus/tflite_import" | wc -l) .tflite"
+# ONNX: the node-test, QDQ and digits fixtures.
+for f in "$root"/quantize/tests/fixtures/onnx/*.onnx "$root"/quantize/tests/fixtures/onnx/*/*.onnx; do
+  cp "$f" "$here/corpus/onnx_import/$(basename "$f")"
+done
+echo "corpus: $(ls "$here/corpus/mote_model" | wc -l) .mote, $(ls "$here/corpus/tflite_import" | wc -l) .tflite, $(ls "$here/corpus/onnx_import" | wc -l) .onnx"

@@ -24,7 +24,7 @@ use mote_runtime::{Interpreter, Model};
 use mote_targets::meter::rapl::Rapl;
 use mote_targets::{EnergyEstimate, EnergyMeter, Features, TargetProfile};
 
-use crate::compile::compile_tflite;
+use crate::compile::{compile_tflite_opts, CompileOptions, WeightLayout};
 use crate::error::CompileError;
 use crate::inspect::group;
 use crate::write::AlignedBytes;
@@ -63,6 +63,18 @@ pub struct BenchArgs {
     /// Also write a per-layer bar chart (SVG) to this file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Run on an emulated board instead of the host: builds the bare-metal firmware with the
+    /// model, runs it under qemu-system-arm and reports instructions (qemu -icount), flash and
+    /// RAM: mps2-an386 (Cortex-M4F), mps3-an547 (M55), lm3s6965evb (M3), microbit (M0).
+    #[arg(long, value_name = "BOARD", conflicts_with_all = ["target", "meter", "csv", "plot"])]
+    pub board: Option<String>,
+    /// With --board: raw input bytes, one or more cases of every model input back to back
+    /// (default: one all-zeros case).
+    #[arg(long, value_name = "IN", requires = "board")]
+    pub input: Option<PathBuf>,
+    /// With --board: write the outputs of every case, raw, back to back, to this file.
+    #[arg(long, value_name = "OUT", requires = "board")]
+    pub output: Option<PathBuf>,
 }
 
 /// Arguments of `mote targets`.
@@ -92,6 +104,15 @@ pub fn target_by_id(id: &str) -> Result<&'static TargetProfile, CompileError> {
 
 /// Runs `mote bench`.
 pub fn bench_cmd(args: &BenchArgs) -> Result<(), CompileError> {
+    if let Some(board) = &args.board {
+        return crate::board::bench_board_cmd(
+            &args.model,
+            board,
+            args.input.as_deref(),
+            args.output.as_deref(),
+            args.json,
+        );
+    }
     let target = args.target.as_deref().map(target_by_id).transpose()?;
     let clock = ClockChoice::parse(&args.clock)?;
     let meter = args.meter.as_deref().map(MeterChoice::parse).transpose()?;
@@ -157,7 +178,8 @@ pub fn targets_cmd(args: &TargetsArgs) -> Result<(), CompileError> {
     Ok(())
 }
 
-/// Reads a `.mote` file into aligned memory, compiling a `.tflite` on the fly.
+/// Reads a `.mote` file into aligned memory, compiling a `.tflite` on the fly with the
+/// host-SIMD weight layout (this command measures the host).
 pub fn load_mote(path: &Path) -> Result<AlignedBytes, CompileError> {
     let bytes = std::fs::read(path).map_err(|source| CompileError::Io {
         path: path.display().to_string(),
@@ -166,7 +188,8 @@ pub fn load_mote(path: &Path) -> Result<AlignedBytes, CompileError> {
     if bytes.starts_with(b"MOTE") {
         Ok(AlignedBytes::new(&bytes))
     } else {
-        Ok(compile_tflite(&bytes)?.aligned())
+        let options = CompileOptions::with_layout(WeightLayout::HostSimd);
+        Ok(compile_tflite_opts(&bytes, options)?.aligned())
     }
 }
 

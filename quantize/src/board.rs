@@ -171,6 +171,13 @@ pub struct BoardRun {
     pub text_bytes: u64,
     /// Bytes of the static arena (`Model::arena_bytes`).
     pub arena_bytes: u64,
+    /// Bytes of RAM the firmware's statics take (`.data` + `.bss`: the arena, the outputs,
+    /// runtime state; without the stack).
+    pub ram_bytes: u64,
+    /// Per-layer cost of the last case: op kind and instructions, in execution order.
+    pub layers: Vec<(String, u64)>,
+    /// The firmware's cargo features (`select-ops` and the model's `op-*` / `dtype-*`).
+    pub features: Vec<String>,
     /// The firmware ELF.
     pub elf: PathBuf,
 }
@@ -302,7 +309,10 @@ pub fn run_on_board(
         path: inputs_path.clone(),
         source,
     })?;
-    let elf = build_firmware(board, model, &inputs_path, &[], opts)?;
+    // Link only the model's operator families and dtypes (runtime/src/ops/select.rs).
+    let features = model_features(model)?;
+    let features: Vec<&str> = features.iter().map(String::as_str).collect();
+    let elf = build_firmware(board, model, &inputs_path, &features, opts)?;
     let _ = std::fs::remove_file(&inputs_path);
     let log = run_qemu(board, &elf, opts.timeout)?;
     let report = parse_report(&log).ok_or_else(|| BoardError::Firmware {
@@ -321,6 +331,9 @@ pub fn run_on_board(
         board,
         outputs: report.outputs,
         instructions: report.instructions,
+        layers: report.layers,
+        features: features.iter().map(|f| f.to_string()).collect(),
+        ram_bytes: sizes.ram,
         flash_bytes: sizes.flash.saturating_sub(inputs.len() as u64),
         model_bytes,
         text_bytes: sizes.text,
@@ -338,6 +351,8 @@ pub struct Report {
     pub outputs: Vec<Vec<u8>>,
     /// Instructions of each case (ticks scaled by the calibration).
     pub instructions: Vec<u64>,
+    /// Per-op kind and instructions of the profiled pass over the last case.
+    pub layers: Vec<(String, u64)>,
 }
 
 /// Parses the firmware's report (see `examples/firmware/src/main.rs`).
@@ -350,7 +365,13 @@ pub fn parse_report(log: &str) -> Option<Report> {
     let mut ticks = Vec::new();
     let mut outputs = Vec::new();
     let mut calib = None;
+    let mut op_ticks = Vec::new();
     for line in log.lines() {
+        if let Some(rest) = line.strip_prefix("op ") {
+            let kind = rest.split_whitespace().nth(1)?.to_string();
+            op_ticks.push((kind, field(line, "ticks=")?.parse::<u64>().ok()?));
+            continue;
+        }
         if line.starts_with("mote-firmware ") {
             arena = field(line, "arena=")?.parse().ok();
         } else if line.starts_with("case ") {
@@ -366,14 +387,14 @@ pub fn parse_report(log: &str) -> Option<Report> {
     if ct == 0 {
         return None;
     }
-    let instructions = ticks
-        .iter()
-        .map(|&t| ((t as u128 * cn as u128 + ct as u128 / 2) / ct as u128) as u64)
-        .collect();
+    let scale = |t: u64| ((t as u128 * cn as u128 + ct as u128 / 2) / ct as u128) as u64;
+    let instructions = ticks.iter().map(|&t| scale(t)).collect();
+    let layers = op_ticks.into_iter().map(|(k, t)| (k, scale(t))).collect();
     Some(Report {
         arena: arena?,
         outputs,
         instructions,
+        layers,
     })
 }
 
@@ -394,6 +415,8 @@ pub struct ElfSizes {
     pub text: u64,
     /// Bytes of every allocated section with contents (what is programmed into flash).
     pub flash: u64,
+    /// Bytes of `.data` and `.bss` (statics in RAM).
+    pub ram: u64,
 }
 
 /// Reads the section sizes of a 32-bit little-endian ELF file.
@@ -437,8 +460,133 @@ fn parse_elf_sizes(b: &[u8]) -> Option<ElfSizes> {
         if name == ".text" {
             sizes.text = size;
         }
+        if name == ".data" || name == ".bss" {
+            sizes.ram += size;
+        }
     }
     Some(sizes)
+}
+
+/// The firmware features that link exactly what the `.mote` file at `model` needs: `select-ops`
+/// and its `op-*` / `dtype-*` families (`mote_runtime::ops::select`).
+pub fn model_features(model: &Path) -> Result<Vec<String>, BoardError> {
+    let bytes = std::fs::read(model).map_err(|source| BoardError::Io {
+        path: model.to_path_buf(),
+        source,
+    })?;
+    let aligned = crate::write::AlignedBytes::new(&bytes);
+    let m = mote_runtime::Model::from_bytes(aligned.as_slice()).map_err(|e| BoardError::Io {
+        path: model.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+    })?;
+    Ok(std::iter::once("select-ops")
+        .chain(mote_runtime::ops::select::required_features(&m))
+        .map(String::from)
+        .collect())
+}
+
+/// Runs `mote bench MODEL --board NAME`: compiles a `.tflite` (or reads a `.mote`), builds the
+/// firmware with it, runs it under qemu and prints the output and the cost.
+pub fn bench_board_cmd(
+    model: &Path,
+    board_name: &str,
+    input: Option<&Path>,
+    output: Option<&Path>,
+    json: bool,
+) -> Result<(), crate::error::CompileError> {
+    use crate::error::CompileError;
+    let io = |path: &Path, source| CompileError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let b = board(board_name).ok_or_else(|| {
+        CompileError::Usage(BoardError::UnknownBoard(board_name.into()).to_string())
+    })?;
+    let bytes = std::fs::read(model).map_err(|e| io(model, e))?;
+    let mote = if bytes.starts_with(b"MOTE") {
+        crate::write::AlignedBytes::new(&bytes)
+    } else {
+        crate::compile::compile_tflite(&bytes)?.aligned()
+    };
+    let m = mote_runtime::Model::from_bytes(mote.as_slice())?;
+    let case_bytes: usize = (0..m.input_count())
+        .map(|i| m.input(i).map_or(0, |d| d.bytes as usize))
+        .sum();
+    let inputs = match input {
+        Some(p) => std::fs::read(p).map_err(|e| io(p, e))?,
+        None => vec![0; case_bytes],
+    };
+    if case_bytes == 0 || inputs.is_empty() || inputs.len() % case_bytes != 0 {
+        return Err(CompileError::Usage(format!(
+            "--input holds {} bytes: not a whole number of cases of {case_bytes} bytes (every \
+             model input, raw, back to back)",
+            inputs.len()
+        )));
+    }
+    let opts = BoardOptions::default();
+    std::fs::create_dir_all(&opts.target_dir).map_err(|e| io(&opts.target_dir, e))?;
+    let stem = model
+        .file_stem()
+        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    let mote_path = opts
+        .target_dir
+        .join(format!("{stem}-{}.mote", std::process::id()));
+    std::fs::write(&mote_path, mote.as_slice()).map_err(|e| io(&mote_path, e))?;
+    let run = run_on_board(b, &mote_path, &inputs, &opts);
+    let _ = std::fs::remove_file(&mote_path);
+    let run = run.map_err(|e| CompileError::Usage(e.to_string()))?;
+    if let Some(p) = output {
+        let all: Vec<u8> = run.outputs.concat();
+        std::fs::write(p, all).map_err(|e| io(p, e))?;
+    }
+    let hex = |o: &[u8]| o.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    if json {
+        let v = serde_json::json!({
+            "model": model.display().to_string(),
+            "board": b.name,
+            "core": b.core,
+            "kernels": b.kernels,
+            "cases": run.outputs.len(),
+            "instructions": run.instructions.first().copied().unwrap_or(0),
+            "instructions_per_case": run.instructions,
+            "flash_bytes": run.flash_bytes,
+            "model_bytes": run.model_bytes,
+            "text_bytes": run.text_bytes,
+            "ram_bytes": run.ram_bytes,
+            "arena_bytes": run.arena_bytes,
+            "features": run.features,
+            "outputs_hex": run.outputs.iter().map(|o| hex(o)).collect::<Vec<_>>(),
+            "layers": run.layers.iter().enumerate().map(|(i, (k, n))| serde_json::json!({
+                "index": i, "kind": k, "instructions": n,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "{} on {} ({}, {} kernels, qemu -icount: instructions, deterministic)",
+        model.display(),
+        b.name,
+        b.core,
+        b.kernels
+    );
+    for (i, (n, o)) in run.instructions.iter().zip(&run.outputs).enumerate() {
+        println!("case {i}: {n} instructions, output {}", hex(o));
+    }
+    println!(
+        "flash {} bytes (model {}, .text {}), RAM {} bytes (arena {})",
+        run.flash_bytes, run.model_bytes, run.text_bytes, run.ram_bytes, run.arena_bytes
+    );
+    println!("features: {}", run.features.join(","));
+    if !run.layers.is_empty() {
+        let total: u64 = run.layers.iter().map(|l| l.1).sum::<u64>().max(1);
+        println!("\n  op  kind                   instructions  share");
+        for (i, (k, n)) in run.layers.iter().enumerate() {
+            let share = *n as f64 * 100.0 / total as f64;
+            println!("{i:>4}  {k:<20} {n:>14}  {share:>5.1}%");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -450,12 +598,14 @@ mod tests {
         let log = "mote-firmware arena=16000 input=490 output=12 cases=2\n\
                    case 0 ticks=100 out=ff80\n\
                    case 1 ticks=150 out=0001\n\
+                   op 0 CONV_2D ticks=25\n\
                    calib ticks=50 instructions=2000\n\
                    done\n";
         let r = parse_report(log).unwrap();
         assert_eq!(r.arena, 16000);
         assert_eq!(r.outputs, vec![vec![0xff, 0x80], vec![0x00, 0x01]]);
         assert_eq!(r.instructions, vec![4000, 6000]);
+        assert_eq!(r.layers, vec![("CONV_2D".to_string(), 1000)]);
         assert!(parse_report("case 0 ticks=1 out=zz\ncalib ticks=1 instructions=1\n").is_none());
         assert!(parse_report("garbage").is_none());
     }

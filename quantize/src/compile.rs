@@ -52,14 +52,79 @@ impl Compiled {
     }
 }
 
-/// Compiles `graph` to a `.mote` file, with the smallest arena the planner finds.
+/// How the compiler stores the weights of CONV_2D and FULLY_CONNECTED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightLayout {
+    /// The TFLite layout only: the smallest file, run by the reference kernels and the Cortex-M
+    /// DSP kernels. The layout for microcontrollers, and the default.
+    #[default]
+    Compact,
+    /// Also packed in blocks of 16 outputs × 4 reduction bytes with the input offset folded into
+    /// the bias, for the x86 and aarch64 SIMD kernels ([`mote_runtime::simd::pack_weights`]):
+    /// several times faster on application processors, for about twice the weight bytes.
+    HostSimd,
+}
+
+impl WeightLayout {
+    /// The layout that suits a target profile: [`WeightLayout::HostSimd`] on application
+    /// processors with SIMD (x86-64, aarch64), [`WeightLayout::Compact`] on microcontrollers.
+    pub fn for_target(profile: &mote_targets::TargetProfile) -> Self {
+        use mote_targets::Features;
+        if profile.features.contains(Features::NEON) || profile.features.contains(Features::SSE41) {
+            WeightLayout::HostSimd
+        } else {
+            WeightLayout::Compact
+        }
+    }
+
+    /// The name used on the command line (`compact`, `host-simd`).
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightLayout::Compact => "compact",
+            WeightLayout::HostSimd => "host-simd",
+        }
+    }
+}
+
+/// Everything the compiler may be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompileOptions {
+    /// What the arena planner may do.
+    pub schedule: ScheduleOptions,
+    /// How matrix weights are stored.
+    pub layout: WeightLayout,
+}
+
+impl CompileOptions {
+    /// Default planning with the given weight layout.
+    pub fn with_layout(layout: WeightLayout) -> Self {
+        CompileOptions {
+            layout,
+            ..CompileOptions::default()
+        }
+    }
+}
+
+/// Compiles `graph` to a `.mote` file, with the smallest arena the planner finds and the
+/// compact weight layout (see [`WeightLayout`]).
 pub fn compile(graph: Graph) -> Result<Compiled, CompileError> {
-    compile_with(graph, ScheduleOptions::default())
+    compile_opts(graph, CompileOptions::default())
 }
 
 /// Compiles `graph` with the given planning options (e.g. [`ScheduleOptions::plain`] for one
-/// buffer per tensor, in the original order).
-pub fn compile_with(mut graph: Graph, options: ScheduleOptions) -> Result<Compiled, CompileError> {
+/// buffer per tensor, in the original order) and the compact weight layout.
+pub fn compile_with(graph: Graph, options: ScheduleOptions) -> Result<Compiled, CompileError> {
+    compile_opts(
+        graph,
+        CompileOptions {
+            schedule: options,
+            ..CompileOptions::default()
+        },
+    )
+}
+
+/// Compiles `graph` with every option given.
+pub fn compile_opts(mut graph: Graph, options: CompileOptions) -> Result<Compiled, CompileError> {
     let mut consts = ConstPool::default();
     let nodes = graph.nodes.clone();
     let mut ops = Vec::with_capacity(nodes.len());
@@ -68,10 +133,11 @@ pub fn compile_with(mut graph: Graph, options: ScheduleOptions) -> Result<Compil
             graph: &mut graph,
             index,
             consts: &mut consts,
+            pack_weights: options.layout == WeightLayout::HostSimd,
         };
         ops.push(lower_node(&mut ctx, node)?);
     }
-    assemble_with(&graph, ops, consts, options)
+    assemble_with(&graph, ops, consts, options.schedule)
 }
 
 /// Lays out lowered ops, plans the arena and writes the file.
@@ -316,6 +382,14 @@ fn check_scratch_sides(parts: &FileParts) -> Result<(), CompileError> {
 /// Compiles a TFLite flatbuffer.
 pub fn compile_tflite(bytes: &[u8]) -> Result<Compiled, CompileError> {
     compile(crate::tflite::import(bytes)?)
+}
+
+/// [`compile_tflite`] with every option given.
+pub fn compile_tflite_opts(
+    bytes: &[u8],
+    options: CompileOptions,
+) -> Result<Compiled, CompileError> {
+    compile_opts(crate::tflite::import(bytes)?, options)
 }
 
 /// The op kind names of a compiled model, for reports.

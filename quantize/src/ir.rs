@@ -24,6 +24,9 @@ pub enum DataType {
     Int32,
     /// Signed 64-bit integer.
     Int64,
+    /// Signed 4-bit integer; constant data is packed two per byte in the runtime's order
+    /// (`mote_runtime::DType::Int4`), so a tensor holds `ceil(n / 2)` bytes.
+    Int4,
     /// IEEE 754 half precision.
     Float16,
     /// IEEE 754 single precision.
@@ -39,6 +42,7 @@ impl DataType {
     pub fn size(self) -> usize {
         match self {
             DataType::Int8 | DataType::UInt8 | DataType::Bool | DataType::Other(_) => 1,
+            DataType::Int4 => 1,
             DataType::Int16 | DataType::Float16 => 2,
             DataType::Int32 | DataType::Float32 => 4,
             DataType::Int64 => 8,
@@ -52,6 +56,7 @@ impl DataType {
             DataType::Int16 => "int16",
             DataType::Int32 => "int32",
             DataType::Int64 => "int64",
+            DataType::Int4 => "int4",
             DataType::Float16 => "float16",
             DataType::Float32 => "float32",
             DataType::Bool => "bool",
@@ -67,6 +72,9 @@ impl DataType {
             DataType::Int16 => Some(R::Int16),
             DataType::Int32 => Some(R::Int32),
             DataType::Float32 => Some(R::Float32),
+            DataType::Int4 => Some(R::Int4),
+            DataType::Int64 => Some(R::Int64),
+            DataType::Float16 => Some(R::Float16),
             _ => None,
         }
     }
@@ -132,9 +140,12 @@ impl Tensor {
     pub fn elements(&self) -> usize {
         self.shape.iter().product()
     }
-    /// Size in bytes.
+    /// Size in bytes (`ceil(n / 2)` for packed int4).
     pub fn bytes(&self) -> usize {
-        self.elements() * self.dtype.size()
+        match self.dtype {
+            DataType::Int4 => self.elements().div_ceil(2),
+            _ => self.elements() * self.dtype.size(),
+        }
     }
     /// Whether the tensor is a constant.
     pub fn is_const(&self) -> bool {

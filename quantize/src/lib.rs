@@ -15,12 +15,16 @@ pub mod emit;
 pub mod error;
 pub mod fidelity;
 #[cfg(feature = "float")]
+pub mod fit;
+#[cfg(feature = "float")]
 pub mod float;
 pub mod frontend;
 pub mod inspect;
 pub mod ir;
 pub mod lower;
 pub mod npy;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 #[cfg(feature = "float")]
 pub mod pipeline;
 pub mod plan;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use mote_quantize::compile::{compile_tflite, Compiled};
+use mote_quantize::compile::{compile_tflite_opts, CompileOptions, Compiled, WeightLayout};
 use mote_quantize::write::AlignedBytes;
 use mote_quantize::{inspect, npy, CompileError};
 use mote_runtime::{Interpreter, Model};
@@ -48,6 +48,14 @@ enum Command {
         /// Also write the model as a C header: an aligned array and `<NAME>_ARENA_BYTES`.
         #[arg(long, value_name = "FILE.h")]
         emit_c: Option<PathBuf>,
+        /// Weight layout: `compact` (smallest; microcontrollers) or `host-simd` (adds weights
+        /// packed for the x86-64/aarch64 SIMD kernels, about twice the weight bytes). Default:
+        /// the one --target suits, else compact.
+        #[arg(long, value_parser = ["compact", "host-simd"])]
+        layout: Option<String>,
+        /// Target profile (see `mote targets`) whose weight layout to use.
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Show a model's ops, shapes, parameters, MACs, flash and arena bytes.
     Inspect {
@@ -67,6 +75,11 @@ enum Command {
     /// its fidelity (per-layer SQNR, output SQNR, top-1 agreement) on held-out samples.
     #[cfg(feature = "float")]
     Quantize(mote_quantize::pipeline::QuantizeArgs),
+    /// Fit a float TFLite model to a target's flash, RAM, latency and energy budgets: searches
+    /// structured pruning × per-layer precision, fine-tunes, and writes the best .mote that
+    /// meets every budget (latency and energy are estimates from the target's cost model).
+    #[cfg(feature = "float")]
+    Fit(mote_quantize::fit::FitArgs),
     /// Quantize a float model (needs a build with the `float` feature).
     #[cfg(not(feature = "float"))]
     Quantize {
@@ -100,7 +113,36 @@ fn load_model(path: &Path) -> Result<AlignedBytes, CompileError> {
     if bytes.starts_with(b"MOTE") {
         Ok(AlignedBytes::new(&bytes))
     } else {
-        Ok(compile_tflite(&bytes)?.aligned())
+        Ok(compile_model(path, &bytes, CompileOptions::default())?.aligned())
+    }
+}
+
+/// Compiles a `.tflite` model, or an int8 (QDQ) `.onnx` model (by extension or content).
+fn compile_model(
+    path: &Path,
+    bytes: &[u8],
+    options: CompileOptions,
+) -> Result<Compiled, CompileError> {
+    #[cfg(feature = "onnx")]
+    if path.extension().is_some_and(|e| e == "onnx") || mote_quantize::onnx::looks_like_onnx(bytes)
+    {
+        return mote_quantize::onnx::compile(bytes, options);
+    }
+    let _ = path;
+    compile_tflite_opts(bytes, options)
+}
+
+/// The weight layout `--layout` names, else the one `--target` suits, else compact.
+fn weight_layout(layout: Option<&str>, target: Option<&str>) -> Result<WeightLayout, CompileError> {
+    match (layout, target) {
+        (Some("host-simd"), _) => Ok(WeightLayout::HostSimd),
+        (Some(_), _) => Ok(WeightLayout::Compact),
+        (None, Some(id)) => mote_targets::by_id(id)
+            .map(WeightLayout::for_target)
+            .ok_or_else(|| {
+                CompileError::Usage(format!("unknown target {id:?} (see `mote targets`)"))
+            }),
+        (None, None) => Ok(WeightLayout::Compact),
     }
 }
 
@@ -109,8 +151,13 @@ fn convert(
     output: Option<&Path>,
     emit_rust: Option<&Path>,
     emit_c: Option<&Path>,
+    layout: WeightLayout,
 ) -> Result<(), CompileError> {
-    let compiled: Compiled = compile_tflite(&read_file(input)?)?;
+    let compiled: Compiled = compile_model(
+        input,
+        &read_file(input)?,
+        CompileOptions::with_layout(layout),
+    )?;
     let mut written = Vec::new();
     if let Some(output) = output {
         mote_quantize::emit::write_file(output, &compiled.bytes)?;
@@ -245,12 +292,17 @@ fn main() -> ExitCode {
             output,
             emit_rust,
             emit_c,
-        } => convert(
-            input,
-            output.as_deref(),
-            emit_rust.as_deref(),
-            emit_c.as_deref(),
-        ),
+            layout,
+            target,
+        } => weight_layout(layout.as_deref(), target.as_deref()).and_then(|layout| {
+            convert(
+                input,
+                output.as_deref(),
+                emit_rust.as_deref(),
+                emit_c.as_deref(),
+                layout,
+            )
+        }),
         Command::Inspect {
             model,
             json,
@@ -259,6 +311,8 @@ fn main() -> ExitCode {
         } => inspect_cmd(model, *json, *plan, plan_svg.as_deref()),
         #[cfg(feature = "float")]
         Command::Quantize(a) => mote_quantize::pipeline::quantize_cmd(a),
+        #[cfg(feature = "float")]
+        Command::Fit(a) => mote_quantize::fit::fit_cmd(a),
         #[cfg(not(feature = "float"))]
         Command::Quantize { .. } => Err(CompileError::Unsupported {
             index: 0,

@@ -38,6 +38,10 @@ pub fn descr_of(dtype: mote_runtime::DType) -> &'static str {
         DType::Int16 => "<i2",
         DType::Int32 => "<i4",
         DType::Float32 => "<f4",
+        DType::Float16 => "<f2",
+        DType::Int64 => "<i8",
+        // numpy has no packed int4: such tensors are constants, never model I/O.
+        DType::Int4 => "|i1",
     }
 }
 

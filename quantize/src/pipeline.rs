@@ -91,6 +91,7 @@ pub fn fidelity(
             .map(|n| vals[n.outputs[0]].as_deref().unwrap_or(&[]))
             .collect();
         let fout = vals[g.outputs[0]].as_deref().unwrap_or(&[]);
+        let layers = float_node_layers(g, qgraph, layers);
         rb.add(
             g,
             &fl,
@@ -102,6 +103,202 @@ pub fn fidelity(
     }
     pb.finish_and_clear();
     Ok(rb.finish())
+}
+
+/// Re-indexes per-node layer outputs of quantized graph `q` by the nodes of float graph `f`:
+/// identical when the node lists correspond one to one (int8, int4 weights), else by output
+/// tensor name (mixed graphs have extra conversion nodes; see `ptq::quantize_mixed`).
+fn float_node_layers(f: &Graph, q: &Graph, layers: Vec<Option<Vec<f32>>>) -> Vec<Option<Vec<f32>>> {
+    if f.nodes.len() == q.nodes.len() {
+        return layers;
+    }
+    let by_name: std::collections::HashMap<&str, usize> = q
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (q.tensors[n.outputs[0]].name.as_str(), i))
+        .collect();
+    f.nodes
+        .iter()
+        .map(|n| {
+            let name = f.tensors[n.outputs[0]].name.as_str();
+            by_name
+                .get(name)
+                .filter(|_| !name.is_empty())
+                .and_then(|&i| layers.get(i).cloned().flatten())
+        })
+        .collect()
+}
+
+/// Bias correction: for each CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED node of quantized
+/// graph `qg` with a bias, the mean error per output channel of its output (quantized minus
+/// float, over `samples`, where the float value lies strictly inside the fused activation's
+/// range, so that clamping does not bias the estimate) is subtracted from its bias. All layers
+/// are measured in one pass on the uncorrected model. Returns the corrected graph.
+///
+/// `qg` must come from `ptq::quantize_mixed` on the float graph `exec` runs (tensor ids of the
+/// float graph are kept).
+pub fn correct_biases(
+    exec: &FloatExecutor,
+    qg: &Graph,
+    compiled: &Compiled,
+    samples: &[Sample],
+) -> Result<Graph, CompileError> {
+    use crate::ir::{Activation, Operator};
+    let mut runner = Int8Runner::new(qg, compiled)?;
+    // Per node: (sum of errors, count) per channel.
+    let mut err: Vec<Option<(Vec<f64>, Vec<u64>)>> = vec![None; qg.nodes.len()];
+    let lo_hi = |a: Activation| match a {
+        Activation::Relu => (0.0, f32::INFINITY),
+        Activation::Relu6 => (0.0, 6.0),
+        Activation::ReluN1To1 => (-1.0, 1.0),
+        _ => (f32::NEG_INFINITY, f32::INFINITY),
+    };
+    for s in samples {
+        let vals = exec.run(s)?;
+        let (layers, _) = runner.run_layers(s, true)?;
+        for (n, node) in qg.nodes.iter().enumerate() {
+            let act = match &node.op {
+                Operator::Conv2d(o) | Operator::DepthwiseConv2d(o) => o.activation,
+                Operator::FullyConnected { activation, .. } => *activation,
+                _ => continue,
+            };
+            if node.inputs.get(2).copied().flatten().is_none() {
+                continue;
+            }
+            let t = node.outputs[0];
+            let (Some(Some(q)), Some(Some(f))) = (layers.get(n), vals.get(t)) else {
+                continue;
+            };
+            let c = qg.tensors[t].shape.last().copied().unwrap_or(1).max(1);
+            let (sum, count) = err[n].get_or_insert_with(|| (vec![0.0; c], vec![0; c]));
+            let (lo, hi) = lo_hi(act);
+            for (i, (&qv, &fv)) in q.iter().zip(f.iter()).enumerate() {
+                if fv > lo && fv < hi {
+                    sum[i % c] += f64::from(qv) - f64::from(fv);
+                    count[i % c] += 1;
+                }
+            }
+        }
+    }
+    let mut out = qg.clone();
+    for (n, e) in err.into_iter().enumerate() {
+        let Some((sum, count)) = e else { continue };
+        let Some(bid) = qg.nodes[n].inputs.get(2).copied().flatten() else {
+            continue;
+        };
+        let b = &mut out.tensors[bid];
+        let Some(scales) = b.quant.as_ref().map(|q| q.scales.clone()) else {
+            continue;
+        };
+        let Some(data) = b.data.as_mut() else {
+            continue;
+        };
+        let width = b.dtype.size();
+        for (c, chunk) in data.chunks_exact_mut(width).enumerate() {
+            let (Some(&s), Some(&k)) = (scales.get(c).or(scales.first()), count.get(c)) else {
+                continue;
+            };
+            if k == 0 || s <= 0.0 {
+                continue;
+            }
+            let delta = (sum[c] / k as f64 / f64::from(s)).round();
+            match width {
+                4 => {
+                    let v = i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                    let v = (f64::from(v) - delta).clamp(f64::from(i32::MIN), f64::from(i32::MAX));
+                    chunk.copy_from_slice(&(v as i32).to_le_bytes());
+                }
+                8 => {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(chunk);
+                    let v = i64::from_le_bytes(a) as f64 - delta;
+                    chunk.copy_from_slice(
+                        &(v.clamp(-(2f64.powi(47)), 2f64.powi(47)) as i64).to_le_bytes(),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Quantizes an imported float graph with the per-node precisions `choose` picks for the
+/// prepared float graph (see `ptq::quantize_mixed`), optionally with [`correct_biases`] (on
+/// the calibration samples), and measures it.
+pub fn quantize_graph_scheme(
+    graph: &Graph,
+    calibration: &[Sample],
+    heldout: &[Sample],
+    observer: ObserverKind,
+    choose: impl FnOnce(&Graph) -> Result<Vec<ptq::Precision>, CompileError>,
+    bias_correction: bool,
+    progress: bool,
+) -> Result<Quantized, CompileError> {
+    let fg = float::prepare(graph)?;
+    let exec = FloatExecutor::new(&fg, float::default_device());
+    let cal = calibrate(&exec, calibration, observer, progress)?;
+    let per_node = choose(&fg)?;
+    let mut qg = ptq::quantize_mixed(&fg, &cal.ranges(observer), &per_node)?;
+    let mut compiled = compile(qg.clone())?;
+    if bias_correction {
+        qg = correct_biases(&exec, &qg, &compiled, calibration)?;
+        compiled = compile(qg.clone())?;
+    }
+    let report = fidelity(&exec, &qg, &compiled, heldout, progress)?;
+    drop(exec);
+    Ok(Quantized {
+        float: fg,
+        graph: qg,
+        compiled,
+        report,
+    })
+}
+
+/// Per-node precisions for `mote quantize`: `scheme` wherever it has a recipe (int8 elsewhere),
+/// then each `N=PRECISION` of `overrides` for node `N` of the prepared float graph.
+pub fn choose_precisions(
+    fg: &Graph,
+    scheme: &str,
+    overrides: &[String],
+) -> Result<Vec<ptq::Precision>, CompileError> {
+    let bad = |reason: String| CompileError::Unsupported {
+        index: 0,
+        op: "quantize".into(),
+        reason,
+    };
+    let parse = |name: &str| {
+        ptq::Precision::from_name(name).ok_or_else(|| {
+            bad(format!(
+                "scheme {name:?}: expected one of int8, int4w, a16w8, f16"
+            ))
+        })
+    };
+    let base = parse(scheme)?;
+    if base == ptq::Precision::F16 {
+        return Err(bad(
+            "scheme f16: f32 kernels with f16 weights are not implemented yet".into(),
+        ));
+    }
+    let mut per_node = base.for_graph(fg);
+    for o in overrides {
+        let (n, p) = o
+            .split_once('=')
+            .ok_or_else(|| bad(format!("--layer {o:?}: expected N=PRECISION")))?;
+        let n: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("--layer {o:?}: {n:?} is not a node index")))?;
+        let slot = per_node.get_mut(n).ok_or_else(|| {
+            bad(format!(
+                "--layer {o:?}: the model has {} nodes",
+                fg.nodes.len()
+            ))
+        })?;
+        *slot = parse(p.trim())?;
+    }
+    Ok(per_node)
 }
 
 /// Quantizes an imported float graph to int8 and measures it.
@@ -202,10 +399,59 @@ pub fn load_samples(path: &Path, elements: usize) -> Result<Vec<Sample>, Compile
     Ok(out)
 }
 
+/// For an ONNX model with a rank-4 input (NHWC in mote, `nhwc`): transposes `samples` read
+/// from `path` to NHWC when `path` (or, for a folder, its first file in name order) is an
+/// `.npy` whose trailing dimensions are the ONNX model's NCHW `[C, H, W]` (and not already
+/// `[H, W, C]`). Raw files and `.npy` files in NHWC are used as they are.
+pub fn nchw_to_nhwc_samples(path: &Path, nhwc: &[usize], samples: Vec<Sample>) -> Vec<Sample> {
+    let &[n, h, w, c] = nhwc else {
+        return samples;
+    };
+    let first = if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file())
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files.into_iter().next()
+    } else {
+        Some(path.to_path_buf())
+    };
+    let shape = first
+        .and_then(|f| npy::read(&f).ok())
+        .and_then(|t| t.shape)
+        .unwrap_or_default();
+    let tail = shape.len().saturating_sub(3);
+    let is_nchw = shape.len() >= 3 && shape[tail..] == [c, h, w] && [c, h, w] != [h, w, c];
+    if !is_nchw {
+        return samples;
+    }
+    let nchw = [n, c, h, w];
+    samples
+        .into_iter()
+        .map(|s| {
+            s.into_iter()
+                .map(|v| {
+                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    let (t, _) = crate::onnx::permute(&bytes, 4, &nchw, &[0, 2, 3, 1]);
+                    t.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Arguments of `mote quantize`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct QuantizeArgs {
-    /// The float model (.tflite).
+    /// The float model (.tflite, or .onnx: its rank-4 NCHW input becomes NHWC; `.npy`
+    /// calibration data of the ONNX input's NCHW shape is transposed).
     pub model: std::path::PathBuf,
     /// Calibration samples: an .npy batch (float32), a raw float32 file, or a folder of them.
     #[arg(long)]
@@ -217,9 +463,17 @@ pub struct QuantizeArgs {
     /// Range observer: minmax, moving-average, percentile or entropy.
     #[arg(long, default_value = "minmax")]
     pub observer: ObserverKind,
-    /// Quantization scheme (only int8 is implemented so far).
+    /// Quantization scheme: int8, int4w (packed int4 weights), a16w8 (int16 activations,
+    /// int8 weights; ops without a 16x8 kernel stay int8) or f16 (not implemented yet).
     #[arg(long, default_value = "int8")]
     pub scheme: String,
+    /// Correct each layer's bias by the mean error of its output over the calibration samples.
+    #[arg(long)]
+    pub bias_correction: bool,
+    /// Per-layer override `N=PRECISION` (node `N` of the prepared float graph, as numbered in
+    /// the per-layer report), repeatable: e.g. `--scheme int4w --layer 0=int8`.
+    #[arg(long = "layer")]
+    pub layers: Vec<String>,
     /// Where to write the .mote file.
     #[arg(short, long)]
     pub output: std::path::PathBuf,
@@ -233,21 +487,20 @@ pub struct QuantizeArgs {
 
 /// Runs `mote quantize`.
 pub fn quantize_cmd(a: &QuantizeArgs) -> Result<(), CompileError> {
-    if a.scheme != "int8" {
-        return Err(CompileError::Unsupported {
-            index: 0,
-            op: "quantize".into(),
-            reason: format!(
-                "scheme {:?}: only int8 is implemented (a16w8, int4w and f16 need runtime kernels)",
-                a.scheme
-            ),
-        });
+    if ptq::Precision::from_name(&a.scheme).is_none() {
+        choose_precisions(&Graph::default(), &a.scheme, &[])?;
     }
     let bytes = std::fs::read(&a.model).map_err(|source| CompileError::Io {
         path: a.model.display().to_string(),
         source,
     })?;
-    let graph = crate::tflite::import(&bytes)?;
+    let is_onnx =
+        a.model.extension().is_some_and(|e| e == "onnx") || crate::onnx::looks_like_onnx(&bytes);
+    let graph = if is_onnx {
+        crate::onnx::import(&bytes)?
+    } else {
+        crate::tflite::import(&bytes)?
+    };
     if graph.inputs.len() != 1 {
         return Err(CompileError::Unsupported {
             index: 0,
@@ -259,23 +512,41 @@ pub fn quantize_cmd(a: &QuantizeArgs) -> Result<(), CompileError> {
         });
     }
     let elements = graph.tensors[graph.inputs[0]].elements();
-    let mut cal = load_samples(&a.calibration, elements)?;
+    let in_shape = graph.tensors[graph.inputs[0]].shape.clone();
+    let load = |p: &Path| -> Result<Vec<Sample>, CompileError> {
+        let s = load_samples(p, elements)?;
+        Ok(if is_onnx {
+            nchw_to_nhwc_samples(p, &in_shape, s)
+        } else {
+            s
+        })
+    };
+    let mut cal = load(&a.calibration)?;
     let held = match &a.heldout {
-        Some(p) => load_samples(p, elements)?,
+        Some(p) => load(p)?,
         None => {
             let keep = cal.len() - cal.len() / 5;
             cal.split_off(keep.max(1).min(cal.len()))
         }
     };
-    let q = quantize_graph(&graph, &cal, &held, a.observer, !a.quiet)?;
+    let q = quantize_graph_scheme(
+        &graph,
+        &cal,
+        &held,
+        a.observer,
+        |fg| choose_precisions(fg, &a.scheme, &a.layers),
+        a.bias_correction,
+        !a.quiet,
+    )?;
     std::fs::write(&a.output, &q.compiled.bytes).map_err(|source| CompileError::Io {
         path: a.output.display().to_string(),
         source,
     })?;
     println!(
-        "{} -> {}: int8, observer {}, {} calibration samples, {} bytes, arena {} bytes",
+        "{} -> {}: {}, observer {}, {} calibration samples, {} bytes, arena {} bytes",
         a.model.display(),
         a.output.display(),
+        a.scheme,
         a.observer,
         cal.len(),
         q.compiled.bytes.len(),

@@ -16,7 +16,7 @@
 //! int8 I/O); [`io_quant`] gives their parameters for feeding and reading the model.
 
 use crate::error::CompileError;
-use crate::ir::{DataType, Graph, Operator, Quantization, Tensor, TensorId};
+use crate::ir::{DataType, Graph, Node, Operator, Quantization, Tensor, TensorId};
 
 /// Quantization parameters of an int8 activation with real range `[lo, hi]`.
 pub fn activation_quant(lo: f32, hi: f32) -> (f32, i64) {
@@ -114,32 +114,334 @@ impl Precision {
     }
 }
 
+impl Precision {
+    /// Whether [`quantize_mixed`] has a recipe for `op` at this precision. Every operator
+    /// with an int8 recipe accepts [`Precision::Int8`] and [`Precision::Int4Weights`] (which
+    /// only changes the weights of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED); 16x8
+    /// covers the MAC operators, pooling and reshapes (the others stay int8 in a 16x8 model,
+    /// behind conversions); f16 is not implemented yet.
+    pub fn has_recipe(self, op: &Operator) -> bool {
+        match self {
+            Precision::Int8 | Precision::Int4Weights => true,
+            Precision::A16W8 => a16_op(op),
+            Precision::F16 => false,
+        }
+    }
+
+    /// The per-node precisions of scheme `self` applied to a whole graph: `self` wherever it has
+    /// a recipe, int8 elsewhere (what `mote quantize --scheme` uses).
+    pub fn for_graph(self, float: &Graph) -> Vec<Precision> {
+        float
+            .nodes
+            .iter()
+            .map(|n| {
+                if self.has_recipe(&n.op) {
+                    self
+                } else {
+                    Precision::Int8
+                }
+            })
+            .collect()
+    }
+
+    /// Parses a command-line name (`int8`, `int4w`, `a16w8`, `f16`).
+    pub fn from_name(name: &str) -> Option<Precision> {
+        Precision::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+fn is_mac(op: &Operator) -> bool {
+    matches!(
+        op,
+        Operator::Conv2d(_) | Operator::DepthwiseConv2d(_) | Operator::FullyConnected { .. }
+    )
+}
+
+/// Operators with a 16x8 kernel in the runtime.
+fn a16_op(op: &Operator) -> bool {
+    is_mac(op)
+        || matches!(
+            op,
+            Operator::MaxPool2d(_)
+                | Operator::AveragePool2d(_)
+                | Operator::Reshape
+                | Operator::Squeeze
+        )
+}
+
+/// Symmetric int16 parameters of an activation with real range `[lo, hi]` (zero point 0, as
+/// TFLite's 16x8 scheme requires).
+pub fn activation_quant16(lo: f32, hi: f32) -> QuantParams {
+    let m = lo.abs().max(hi.abs());
+    let scale = m / 32767.0;
+    if scale.is_finite() && scale > 0.0 {
+        (scale, 0)
+    } else {
+        (1.0 / 32767.0, 0)
+    }
+}
+
+/// Symmetric per-channel int4 quantization of `w` along `axis`: values in `[-7, 7]`, one byte
+/// per value (pack with `mote_runtime::ops::int4::pack_int4`), and the scales `max|w| / 7`.
+pub fn quantize_weights_int4(w: &[f32], shape: &[usize], axis: usize) -> (Vec<i8>, Vec<f32>) {
+    let channels = shape.get(axis).copied().unwrap_or(1).max(1);
+    let inner: usize = shape.iter().skip(axis + 1).product::<usize>().max(1);
+    let mut amax = vec![0f32; channels];
+    for (i, &v) in w.iter().enumerate() {
+        let c = (i / inner) % channels;
+        amax[c] = amax[c].max(v.abs());
+    }
+    let scales: Vec<f32> = amax
+        .iter()
+        .map(|&a| if a > 0.0 { a / 7.0 } else { 1.0 })
+        .collect();
+    let q = w
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = (i / inner) % channels;
+            (v / scales[c]).round().clamp(-7.0, 7.0) as i8
+        })
+        .collect();
+    (q, scales)
+}
+
+/// Quantizes the float bias `b` at scales `in_scale × weight_scale[c]` to int32 or int64 bytes.
+fn quantize_bias(b: &[f32], in_scale: f32, w_scales: &[f32], wide: bool) -> (Vec<u8>, Vec<f32>) {
+    let scales: Vec<f32> = w_scales.iter().map(|s| in_scale * s).collect();
+    let data = b
+        .iter()
+        .zip(&scales)
+        .flat_map(|(&v, &s)| {
+            let q = (f64::from(v) / f64::from(s)).round();
+            if wide {
+                (q.clamp(-(2f64.powi(47)), 2f64.powi(47)) as i64)
+                    .to_le_bytes()
+                    .to_vec()
+            } else {
+                (q.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32)
+                    .to_le_bytes()
+                    .to_vec()
+            }
+        })
+        .collect();
+    (data, scales)
+}
+
+/// The activation domain a tensor lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Domain {
+    Int8,
+    Int16,
+}
+
 /// Quantizes a prepared float graph with one [`Precision`] per node (`per_node[i]` for
 /// `float.nodes[i]`; nodes past the end of `per_node` get [`Precision::Int8`]), inserting the
 /// conversions needed where neighbouring layers differ.
 ///
-/// Errors: [`CompileError::Unsupported`] naming the node and the precision it has no recipe for.
+/// - [`Precision::Int8`]: as [`quantize_int8`] (an all-int8 call is exactly `quantize_int8`).
+/// - [`Precision::Int4Weights`]: CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED weights become
+///   packed int4, symmetric per channel (`scale = max|w| / 7`, values in `[-7, 7]`), the bias
+///   is requantized to the new scales; activations stay int8. Other ops: as int8.
+/// - [`Precision::A16W8`]: the node's activations are int16, symmetric (`scale = max(|lo|,
+///   |hi|) / 32767`, zero point 0; pooling and reshapes keep their input's), its weights int8
+///   per channel, its bias int64. A QUANTIZE (int8 ↔ int16 requantization) is inserted on
+///   every edge between an int16 and an int8 node.
+///
+/// The graph's inputs and outputs keep the int8 model's types and parameters: an int16 output
+/// gets a final QUANTIZE back to int8 (the output tensor keeps its name, the int16 one gets a
+/// `/int16` suffix), so a caller feeds and reads every scheme the same way ([`io_quant`]).
+///
+/// Errors: [`CompileError::Unsupported`] naming the node and the precision it has no recipe for
+/// (see [`Precision::has_recipe`]).
 pub fn quantize_mixed(
     float: &Graph,
     ranges: &[Option<(f32, f32)>],
     per_node: &[Precision],
 ) -> Result<Graph, CompileError> {
-    if let Some((index, p)) = per_node
-        .iter()
-        .enumerate()
-        .find(|(_, p)| **p != Precision::Int8)
-    {
-        return Err(CompileError::Unsupported {
-            index,
-            op: float
-                .nodes
-                .get(index)
-                .map_or("?", |n| n.op.name())
-                .to_string(),
-            reason: format!("precision {} is not implemented yet", p.name()),
-        });
+    let prec = |i: usize| per_node.get(i).copied().unwrap_or_default();
+    for (index, node) in float.nodes.iter().enumerate() {
+        let p = prec(index);
+        if !p.has_recipe(&node.op) {
+            return Err(CompileError::Unsupported {
+                index,
+                op: node.op.name().to_string(),
+                reason: format!("precision {} has no recipe for this operator", p.name()),
+            });
+        }
     }
-    quantize_int8(float, ranges)
+    let mut g = quantize_int8(float, ranges)?;
+    if (0..float.nodes.len()).all(|i| prec(i) == Precision::Int8) {
+        return Ok(g);
+    }
+    let unsupported = |index: usize, reason: String| CompileError::Unsupported {
+        index,
+        op: float.nodes[index].op.name().to_string(),
+        reason,
+    };
+    // Int4 weights.
+    for (index, node) in float.nodes.iter().enumerate() {
+        if prec(index) != Precision::Int4Weights || !is_mac(&node.op) {
+            continue;
+        }
+        let axis = if matches!(node.op, Operator::DepthwiseConv2d(_)) {
+            3
+        } else {
+            0
+        };
+        let wid = node
+            .inputs
+            .get(1)
+            .copied()
+            .flatten()
+            .ok_or_else(|| unsupported(index, "no weights".into()))?;
+        let wt = &float.tensors[wid];
+        let w = f32s(wt)
+            .ok_or_else(|| unsupported(index, "weights are not float32 constants".into()))?;
+        let (q, scales) = quantize_weights_int4(&w, &wt.shape, axis);
+        let mut packed = vec![0u8; q.len().div_ceil(2)];
+        mote_runtime::ops::int4::pack_int4(&q, &mut packed)
+            .ok_or_else(|| unsupported(index, "int4 packing".into()))?;
+        let in_scale = node.inputs[0]
+            .and_then(|i| g.tensors[i].scale_zp())
+            .map(|q| q.0)
+            .ok_or_else(|| unsupported(index, "input not quantized".into()))?;
+        let t = &mut g.tensors[wid];
+        t.dtype = DataType::Int4;
+        t.data = Some(packed);
+        t.quant = Some(Quantization {
+            zero_points: vec![0; scales.len()],
+            scales: scales.clone(),
+            axis,
+        });
+        if let Some(bid) = node.inputs.get(2).copied().flatten() {
+            let b = f32s(&float.tensors[bid])
+                .ok_or_else(|| unsupported(index, "bias is not a float32 constant".into()))?;
+            let (data, bscales) = quantize_bias(&b, in_scale, &scales, false);
+            let t = &mut g.tensors[bid];
+            t.data = Some(data);
+            t.quant = Some(Quantization {
+                zero_points: vec![0; bscales.len()],
+                scales: bscales,
+                axis: 0,
+            });
+        }
+    }
+    if (0..float.nodes.len()).all(|i| prec(i) != Precision::A16W8) {
+        return Ok(g);
+    }
+    // 16x8: rewrite the node list with int16 domains and conversions.
+    let int8_quant: Vec<Option<Quantization>> = g.tensors.iter().map(|t| t.quant.clone()).collect();
+    let mut domain: Vec<Domain> = vec![Domain::Int8; g.tensors.len()];
+    let mut converted: std::collections::HashMap<(TensorId, Domain), TensorId> =
+        std::collections::HashMap::new();
+    let mut nodes = Vec::with_capacity(g.nodes.len());
+    let old_nodes = std::mem::take(&mut g.nodes);
+    for (index, mut node) in old_nodes.into_iter().enumerate() {
+        let a16 = prec(index) == Precision::A16W8;
+        let want = if a16 { Domain::Int16 } else { Domain::Int8 };
+        for (k, slot) in node.inputs.iter_mut().enumerate() {
+            let Some(t) = *slot else { continue };
+            if g.tensors[t].is_const() || domain[t] == want || (a16 && k > 0) {
+                continue;
+            }
+            let c = *converted.entry((t, want)).or_insert_with(|| {
+                let src = &g.tensors[t];
+                let (dtype, quant) = match want {
+                    Domain::Int8 => (DataType::Int8, int8_quant[t].clone()),
+                    Domain::Int16 => {
+                        let (lo, hi) = ranges.get(t).copied().flatten().unwrap_or((-1.0, 1.0));
+                        let (s, z) = activation_quant16(lo, hi);
+                        (DataType::Int16, Some(Quantization::per_tensor(s, z)))
+                    }
+                };
+                let tensor = Tensor {
+                    name: format!("{}/{}", src.name, dtype.name()),
+                    shape: src.shape.clone(),
+                    dtype,
+                    quant,
+                    data: None,
+                };
+                g.tensors.push(tensor);
+                domain.push(want);
+                let id = g.tensors.len() - 1;
+                nodes.push(Node {
+                    op: Operator::Quantize,
+                    inputs: vec![Some(t)],
+                    outputs: vec![id],
+                });
+                id
+            });
+            *slot = Some(c);
+        }
+        if a16 {
+            let out = node.outputs[0];
+            let input = node.inputs.first().copied().flatten();
+            let q = if is_mac(&node.op) {
+                let (lo, hi) = ranges.get(out).copied().flatten().ok_or_else(|| {
+                    unsupported(index, format!("tensor {out} was never seen by calibration"))
+                })?;
+                activation_quant16(lo, hi)
+            } else {
+                input
+                    .and_then(|i| g.tensors[i].scale_zp())
+                    .ok_or_else(|| unsupported(index, "input not quantized".into()))?
+            };
+            let t = &mut g.tensors[out];
+            t.dtype = DataType::Int16;
+            t.quant = Some(Quantization::per_tensor(q.0, q.1));
+            domain[out] = Domain::Int16;
+            if is_mac(&node.op) {
+                let in_scale = input
+                    .and_then(|i| g.tensors[i].scale_zp())
+                    .map(|q| q.0)
+                    .ok_or_else(|| unsupported(index, "input not quantized".into()))?;
+                let w_scales = node
+                    .inputs
+                    .get(1)
+                    .copied()
+                    .flatten()
+                    .and_then(|w| g.tensors[w].quant.as_ref().map(|q| q.scales.clone()))
+                    .ok_or_else(|| unsupported(index, "weights not quantized".into()))?;
+                if let Some(bid) = node.inputs.get(2).copied().flatten() {
+                    let b = f32s(&float.tensors[bid]).ok_or_else(|| {
+                        unsupported(index, "bias is not a float32 constant".into())
+                    })?;
+                    let (data, bscales) = quantize_bias(&b, in_scale, &w_scales, true);
+                    let t = &mut g.tensors[bid];
+                    t.dtype = DataType::Int64;
+                    t.data = Some(data);
+                    t.quant = Some(Quantization {
+                        zero_points: vec![0; bscales.len()],
+                        scales: bscales,
+                        axis: 0,
+                    });
+                }
+            }
+        }
+        nodes.push(node);
+    }
+    // Graph outputs keep the int8 model's type and parameters.
+    for k in 0..g.outputs.len() {
+        let t = g.outputs[k];
+        if domain[t] == Domain::Int8 {
+            continue;
+        }
+        let mut out = g.tensors[t].clone();
+        out.dtype = DataType::Int8;
+        out.quant = int8_quant[t].clone();
+        g.tensors[t].name = format!("{}/int16", out.name);
+        g.tensors.push(out);
+        let id = g.tensors.len() - 1;
+        nodes.push(Node {
+            op: Operator::Quantize,
+            inputs: vec![Some(t)],
+            outputs: vec![id],
+        });
+        g.outputs[k] = id;
+    }
+    g.nodes = nodes;
+    Ok(g)
 }
 
 /// Quantizes a prepared float graph (see `float::prepare`) with activation `ranges` (one per

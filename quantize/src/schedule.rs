@@ -159,6 +159,16 @@ fn is_int8(graph: &Graph, t: TensorId) -> bool {
     graph.tensor(t).dtype.to_runtime() == Some(DType::Int8)
 }
 
+/// Whether op `op`'s weights (input 1) are int8: the fused and in-place (shifted) window kernels
+/// exist for int8 only (not for packed int4 weights or 16x8).
+fn int8_weights(graph: &Graph, op: &LoweredOp) -> bool {
+    op.inputs
+        .get(1)
+        .copied()
+        .flatten()
+        .is_some_and(|w| is_int8(graph, w))
+}
+
 fn fusion_candidates(graph: &Graph, ops: &[LoweredOp]) -> Vec<Fusion> {
     let mut consumers: HashMap<TensorId, Vec<usize>> = HashMap::new();
     for (i, op) in ops.iter().enumerate() {
@@ -168,7 +178,11 @@ fn fusion_candidates(graph: &Graph, ops: &[LoweredOp]) -> Vec<Fusion> {
     }
     let mut out = Vec::new();
     for (p, op) in ops.iter().enumerate() {
-        if op.kind != OpKind::Conv2d || op.outputs.len() != 1 || op.inputs.len() != 3 {
+        if op.kind != OpKind::Conv2d
+            || op.outputs.len() != 1
+            || op.inputs.len() != 3
+            || !int8_weights(graph, op)
+        {
             continue;
         }
         let t = op.outputs[0];
@@ -212,6 +226,7 @@ fn fusion_candidates(graph: &Graph, ops: &[LoweredOp]) -> Vec<Fusion> {
                 let p1 = &ops[first];
                 let only = consumers.get(&mid).map(Vec::as_slice) == Some(&[p][..]);
                 if p1.kind == OpKind::Conv2d
+                    && int8_weights(graph, p1)
                     && p1.inputs.len() == 3
                     && p1.outputs.len() == 1
                     && only
@@ -682,7 +697,7 @@ impl<'g> Problem<'g> {
                     o.extend(alias(1));
                 }
             }
-            OpKind::Conv2d | OpKind::DepthwiseConv2d => {
+            OpKind::Conv2d | OpKind::DepthwiseConv2d if int8_weights(g, op) && is_int8(g, out) => {
                 if let Some(geom) = self.window_geometry(i) {
                     o.extend(shifts(&geom));
                 }

@@ -157,3 +157,98 @@ fn qemu_board_m3_lm3s6965_kws() {
 fn qemu_board_m0_microbit_hello_world() {
     check("microbit", "hello_world_int8");
 }
+
+/// Ceiling for the `.text` of the runtime and kernels in the M4 KWS firmware (bytes): the full
+/// firmware's `.text` minus that of the same firmware built without the runtime (`baseline`:
+/// startup, semihosting reporting, formatting). The goal is 16 KB; this ceiling only stops
+/// regressions until it is met.
+const KWS_RUNTIME_TEXT_CEILING: u64 = 60 * 1024;
+
+/// `mote bench KWS.tflite --board mps2-an386 --json` end to end: builds the firmware with only
+/// the model's ops, runs it under qemu on a golden input, and reports output, instructions,
+/// flash, RAM and per-layer counts; the output must equal TFLM's. Then measures the `.text` of the
+/// runtime and kernels (see [`KWS_RUNTIME_TEXT_CEILING`]).
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target (run by targets/boards/ci.sh)"]
+fn qemu_board_mote_bench_cli_kws() {
+    let golden = root().join("quantize/tests/fixtures/golden/kws_ref_model");
+    let inputs = std::fs::read(golden.join("inputs.bin")).unwrap();
+    let outputs = std::fs::read(golden.join("outputs.bin")).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(golden.join("cases.json")).unwrap()).unwrap();
+    let cases = meta["cases"].as_array().unwrap().len();
+    let (in_case, out_case) = (inputs.len() / cases, outputs.len() / cases);
+    // The last golden case, raw.
+    let opts = BoardOptions::default();
+    std::fs::create_dir_all(&opts.target_dir).unwrap();
+    let input = opts.target_dir.join("bench-cli-kws-in.bin");
+    let output = opts.target_dir.join("bench-cli-kws-out.bin");
+    std::fs::write(&input, &inputs[(cases - 1) * in_case..]).unwrap();
+    let model = root().join("../shared/models/kws_ref_model.tflite");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_mote"))
+        .arg("bench")
+        .arg(&model)
+        .args(["--board", "mps2-an386", "--json", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .expect("runs mote");
+    assert!(
+        run.status.success(),
+        "mote bench --board failed:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON report");
+    let want = &outputs[(cases - 1) * out_case..];
+    assert_eq!(
+        std::fs::read(&output).unwrap(),
+        want,
+        "--output differs from TFLM's"
+    );
+    let instructions = v["instructions"].as_u64().unwrap();
+    let flash = v["flash_bytes"].as_u64().unwrap();
+    let model_bytes = v["model_bytes"].as_u64().unwrap();
+    let text = v["text_bytes"].as_u64().unwrap();
+    let ram = v["ram_bytes"].as_u64().unwrap();
+    let arena = v["arena_bytes"].as_u64().unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    assert!(
+        instructions > 1_000_000,
+        "KWS runs millions of instructions"
+    );
+    assert!(flash > model_bytes && model_bytes > 0 && text > 0 && ram >= arena && arena > 0);
+    assert_eq!(layers.len(), 13, "KWS has 13 ops");
+    let features: Vec<&str> = v["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(features.contains(&"select-ops") && !features.contains(&"op-arith"));
+
+    // The runtime's share of `.text`: this firmware minus the same one without the runtime.
+    let b = board("mps2-an386").unwrap();
+    let mote = opts.target_dir.join("bench-cli-kws.mote");
+    let tflite = std::fs::read(&model).unwrap();
+    std::fs::write(&mote, compile_tflite(&tflite).unwrap().aligned().as_slice()).unwrap();
+    let baseline_opts = BoardOptions {
+        target_dir: opts.target_dir.join("baseline"),
+        ..opts.clone()
+    };
+    let elf = mote_quantize::board::build_firmware(b, &mote, &input, &["baseline"], &baseline_opts)
+        .unwrap_or_else(|e| panic!("baseline firmware: {e}"));
+    let base = mote_quantize::board::elf_sizes(&elf).unwrap().text;
+    let runtime_text = text - base;
+    println!(
+        "mote bench --board mps2-an386 kws_ref_model: {instructions} instructions, flash \
+         {flash} B (model {model_bytes} B), RAM {ram} B (arena {arena} B); .text {text} B = \
+         runtime + kernels {runtime_text} B + startup/reporting {base} B (goal 16384 B, ceiling \
+         {KWS_RUNTIME_TEXT_CEILING} B); features {}",
+        features.join(",")
+    );
+    assert!(
+        runtime_text <= KWS_RUNTIME_TEXT_CEILING,
+        "runtime + kernels .text {runtime_text} B > {KWS_RUNTIME_TEXT_CEILING} B"
+    );
+}

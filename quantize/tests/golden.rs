@@ -8,7 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use mote_quantize::compile::compile_tflite;
+use mote_quantize::compile::{
+    compile_tflite, compile_tflite_opts, CompileOptions, Compiled, WeightLayout,
+};
 use mote_quantize::write::AlignedBytes;
 use mote_runtime::{Error, Interpreter, Model};
 
@@ -108,10 +110,24 @@ fn run_suite(s: &Suite) -> Vec<String> {
             )]
         }
     };
-    let compiled = match compile_tflite(&tflite) {
-        Ok(c) => c,
-        Err(e) => return vec![format!("{}: compile failed: {e}", s.name)],
-    };
+    // Both weight layouts: compact (reference and Cortex-M kernels) and host-SIMD (packed).
+    for layout in [WeightLayout::Compact, WeightLayout::HostSimd] {
+        let compiled = match compile_tflite_opts(&tflite, CompileOptions::with_layout(layout)) {
+            Ok(c) => c,
+            Err(e) => return vec![format!("{}: compile failed: {e}", s.name)],
+        };
+        failures.extend(
+            run_compiled(s, &compiled)
+                .into_iter()
+                .map(|f| format!("[{}] {f}", layout.name())),
+        );
+    }
+    failures
+}
+
+/// Runs every case of `s` on one compiled form of its model.
+fn run_compiled(s: &Suite, compiled: &Compiled) -> Vec<String> {
+    let mut failures = Vec::new();
     let aligned = compiled.aligned();
     let model = Model::from_bytes(aligned.as_slice()).expect("compiled model validates");
     let exact = model.arena_bytes();

@@ -343,6 +343,34 @@ fn malformed_input_table() {
     assert!(matches!(e, Error::Misaligned { .. }), "{e}");
     println!("misaligned section: {e}");
 
+    // Wrong shapes: the first op's output with batch and channels swapped (same element count and
+    // byte length, so only the operator's shape check can catch it).
+    let ops = hdr.sections[SectionId::Ops as usize].offset as usize;
+    let out = op_output(&good, ops).expect("first op's output descriptor");
+    let mut b = good.clone();
+    let rank = b[out + 24] as usize; // after the six u32 dims
+    assert!(rank >= 2, "first op's output has rank {rank}");
+    let (d0, dl) = (get_u32(&b, out), get_u32(&b, out + 4 * (rank - 1)));
+    assert_ne!(d0, dl, "swapping equal dims would change nothing");
+    set_u32(&mut b, out, dl);
+    set_u32(&mut b, out + 4 * (rank - 1), d0);
+    fix_crc(&mut b);
+    let e = err(&b);
+    // The convolution's shape check names the dimension: "batch size (input vs output)".
+    assert!(
+        matches!(e, Error::ShapeMismatch { .. } | Error::InvalidField { .. }),
+        "{e}"
+    );
+    println!("wrong shapes:       {e}");
+
+    // Unsupported op: a kind number no runtime version defines.
+    let mut b = good.clone();
+    b[ops..ops + 2].copy_from_slice(&0xFFFFu16.to_le_bytes());
+    fix_crc(&mut b);
+    let e = err(&b);
+    assert!(matches!(e, Error::UnsupportedOp { .. }), "{e}");
+    println!("unsupported op:     {e}");
+
     let aligned = AlignedBytes::new(&good);
     let model = Model::from_bytes(aligned.as_slice()).unwrap();
     let mut arena = AlignedBytes::zeroed(model.arena_bytes() - 1);

@@ -109,6 +109,16 @@ pub enum DType {
     Int32 = 4,
     /// IEEE 754 single precision.
     Float32 = 5,
+    /// Signed 4-bit integer, packed two per byte (constant weights only). Element `i` of the
+    /// tensor (row-major) lives in byte `i / 2`: even `i` in the low nibble (bits 0..4), odd `i`
+    /// in the high nibble (bits 4..8), as TFLite packs int4. A nibble is a two's-complement
+    /// value in `[-8, 7]` (sign-extended from bit 3); the compiler writes `[-7, 7]` only. An odd
+    /// element count leaves the last high nibble zero. The tensor holds `ceil(n / 2)` bytes.
+    Int4 = 6,
+    /// IEEE 754 half precision (binary16), little-endian (constant weights of the f16 scheme).
+    Float16 = 7,
+    /// Signed 64-bit integer (the bias of 16x8 convolutions and fully connected layers).
+    Int64 = 8,
 }
 
 impl DType {
@@ -120,15 +130,28 @@ impl DType {
             3 => Some(DType::Int16),
             4 => Some(DType::Int32),
             5 => Some(DType::Float32),
+            6 => Some(DType::Int4),
+            7 => Some(DType::Float16),
+            8 => Some(DType::Int64),
             _ => None,
         }
     }
-    /// Size of one element in bytes.
+    /// Size of one element in bytes (1 for the packed [`DType::Int4`]: the unit of alignment;
+    /// see [`DType::storage_bytes`] for a tensor's length).
     pub const fn size(self) -> usize {
         match self {
-            DType::Int8 | DType::UInt8 => 1,
-            DType::Int16 => 2,
+            DType::Int8 | DType::UInt8 | DType::Int4 => 1,
+            DType::Int16 | DType::Float16 => 2,
             DType::Int32 | DType::Float32 => 4,
+            DType::Int64 => 8,
+        }
+    }
+    /// Bytes a tensor of `elements` elements occupies (`ceil(n / 2)` for [`DType::Int4`]), or
+    /// `None` on overflow.
+    pub const fn storage_bytes(self, elements: u64) -> Option<u64> {
+        match self {
+            DType::Int4 => Some(elements / 2 + elements % 2),
+            _ => elements.checked_mul(self.size() as u64),
         }
     }
     /// Lower-case name as used by TFLite and numpy (`int8`, `float32`, ...).
@@ -139,6 +162,9 @@ impl DType {
             DType::Int16 => "int16",
             DType::Int32 => "int32",
             DType::Float32 => "float32",
+            DType::Int4 => "int4",
+            DType::Float16 => "float16",
+            DType::Int64 => "int64",
         }
     }
 }

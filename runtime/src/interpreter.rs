@@ -167,8 +167,16 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         let (below, above, scratch): (&[u8], &[u8], &mut [u8]) = if scratch_len == 0 {
             (below, above, &mut [])
         } else if scratch_start + scratch_len <= out_start {
-            let (lo, s) = below.split_at_mut(scratch_start);
-            let (s, _) = s.split_at_mut(scratch_len);
+            // `scratch_start + scratch_len <= out_start <= below.len()` unless the arena is
+            // shorter than validated: then an error, never a panic.
+            let no_scratch = || Error::ArenaTooSmall {
+                needed: scratch_start + scratch_len,
+                given: out_start,
+            };
+            let (lo, s) = below
+                .split_at_mut_checked(scratch_start)
+                .ok_or_else(no_scratch)?;
+            let (s, _) = s.split_at_mut_checked(scratch_len).ok_or_else(no_scratch)?;
             // Inputs never overlap scratch, so the part past the scratch is not needed.
             (lo, above, s)
         } else {

@@ -204,10 +204,12 @@ impl<'a> Model<'a> {
             if t.shape[t.rank as usize..].iter().any(|&d| d != 0) {
                 return Err(Error::InvalidField { at, field: "shape" });
             }
+            // Packed int4 holds ceil(n / 2) bytes (see `DType::Int4`).
             let bytes = t
                 .dims()
                 .iter()
-                .try_fold(dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64))
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+                .and_then(|n| dtype.storage_bytes(n))
                 .filter(|&b| b <= u32::MAX as u64)
                 .ok_or(Error::InvalidField { at, field: "shape" })?;
             if bytes != t.bytes as u64 {

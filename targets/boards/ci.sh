@@ -8,7 +8,12 @@
 #  2. the C API: examples/c/host.c, linked against libmote_runtime.a with only mote.h, runs every
 #     golden case of the four models on the host and, cross-compiled, on aarch64 Linux
 #     (qemu-aarch64), byte-identical to TFLM's;
-#  3. the DSP-extension kernels' bit-exactness tests on armv7 Linux (qemu-arm, real SMLAD).
+#  3. the C firmware for the Cortex-M4F (examples/c/firmware: arm-none-eabi-gcc + newlib, linking
+#     libmote_runtime.a with only mote.h, KWS embedded by `mote convert --emit-c`) on every KWS
+#     golden case under qemu-system-arm, byte-identical to TFLM's;
+#  4. the DSP-extension kernels' bit-exactness tests on armv7 Linux (qemu-arm, real SMLAD).
+# The firmware step also runs `mote bench --board` on KWS and checks the `.text` of the runtime
+# and kernels in the M4 KWS firmware (quantize/tests/boards.rs, qemu_board_mote_bench_cli_kws).
 # Every step fails the script on any difference and is time-bounded; at the end it prints the
 # instructions per inference (qemu -icount, deterministic) of every board and model.
 set -euo pipefail
@@ -29,11 +34,12 @@ rustup target add aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf thumbv
 need=""
 for tool_pkg in qemu-system-arm:qemu-system-arm qemu-arm-static:qemu-user-static \
     qemu-aarch64-static:qemu-user-static gcc:gcc aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu \
-    arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf; do
+    arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf arm-none-eabi-gcc:gcc-arm-none-eabi; do
     command -v "${tool_pkg%%:*}" >/dev/null || need="$need ${tool_pkg#*:}"
 done
 for dir_pkg in /usr/aarch64-linux-gnu/lib/libc.a:libc6-dev-arm64-cross \
-    /usr/arm-linux-gnueabihf/lib/libc.a:libc6-dev-armhf-cross; do
+    /usr/arm-linux-gnueabihf/lib/libc.a:libc6-dev-armhf-cross \
+    /usr/lib/arm-none-eabi/newlib/thumb/v7e-m+fp/hard/librdimon.a:libnewlib-arm-none-eabi; do
     [ -e "${dir_pkg%%:*}" ] || need="$need ${dir_pkg#*:}"
 done
 if [ -n "$need" ]; then
@@ -80,6 +86,20 @@ for m in $models; do
         "$g/inputs.bin" "$g/outputs.bin"
 done
 
+step "C firmware on Cortex-M4F: examples/c/firmware with libmote_runtime.a (qemu-system-arm)"
+timeout 600 cargo rustc -q -p mote-runtime --release --features capi,arm-dsp --crate-type staticlib \
+    --target thumbv7em-none-eabihf
+"$T/debug/mote" convert ../shared/models/kws_ref_model.tflite --emit-c "$work/model.h" >/dev/null
+g=quantize/tests/fixtures/golden/kws_ref_model
+examples/c/firmware/build.sh "$T/thumbv7em-none-eabihf/release/libmote_runtime.a" \
+    "$work/model.h" "$g/inputs.bin" "$g/outputs.bin" "$work/c-firmware.elf"
+arm-none-eabi-size "$work/c-firmware.elf"
+timeout 300 qemu-system-arm -machine mps2-an386 -cpu cortex-m4 -nographic -monitor none \
+    -serial none -semihosting-config enable=on,target=native -icount shift=0 \
+    -kernel "$work/c-firmware.elf" >"$work/c-firmware.log"
+grep -v ' ok$' "$work/c-firmware.log"
+grep -q '^[0-9]* cases, [0-9]* ops: all outputs byte-identical$' "$work/c-firmware.log"
+
 step "DSP-extension kernels on armv7 Linux (qemu-arm)"
 timeout 900 cargo test -q -p mote-runtime --features arm-dsp \
     --target armv7-unknown-linux-gnueabihf --lib -- simd::arm_dsp
@@ -88,4 +108,5 @@ echo
 echo "Instructions per inference (qemu -icount, deterministic); flash/model/.text/arena in bytes:"
 echo "| board        | core       | model                  | n  | instructions | M4 vs TFLM+CMSIS-NN | flash    | model   | .text  | arena  |"
 cat "$work/table"
+grep -h '^mote bench --board' "$work/boards.log" || true
 echo "== boards: all done in $((SECONDS - start)) s"

@@ -18,6 +18,7 @@ pub mod pool;
 pub mod quant_math;
 pub mod quantize;
 pub mod reduce;
+pub mod schemes;
 pub mod shape;
 pub mod softmax;
 
@@ -76,6 +77,9 @@ pub struct LowerCtx<'g> {
     pub index: usize,
     /// Constant pool for kernel-only constants.
     pub consts: &'g mut ConstPool,
+    /// Also store matrix weights packed for the host SIMD kernels
+    /// ([`crate::compile::WeightLayout::HostSimd`]).
+    pub pack_weights: bool,
 }
 
 impl LowerCtx<'_> {
@@ -138,6 +142,10 @@ impl LowerCtx<'_> {
 
 /// Lowers one node with its family's rules.
 pub fn lower_node(ctx: &mut LowerCtx, node: &Node) -> Result<LoweredOp, CompileError> {
+    // Packed int4 weights and 16x8 variants of the MAC families.
+    if let Some(lowered) = schemes::lower(ctx, node) {
+        return lowered;
+    }
     match &node.op {
         Operator::Conv2d(_) => conv::lower(ctx, node),
         Operator::DepthwiseConv2d(_) => depthwise::lower(ctx, node),

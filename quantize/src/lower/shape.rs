@@ -225,6 +225,7 @@ pub(crate) mod testing {
             graph: &mut graph,
             index: 0,
             consts: &mut consts,
+            pack_weights: true,
         };
         let op = lower_node(&mut ctx, &node)?;
         Ok((op, consts))

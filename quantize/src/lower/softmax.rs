@@ -155,6 +155,7 @@ mod tests {
             graph: &mut graph,
             index: 0,
             consts: &mut consts,
+            pack_weights: true,
         };
         lower(&mut ctx, &node)
     }

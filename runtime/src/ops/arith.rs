@@ -210,16 +210,9 @@ pub fn broadcast_binary<F: FnMut(i8, i8) -> i8>(
     let (mut acc_a, mut acc_b) = (1usize, 1usize);
     for i in 0..rank {
         let od = out_shape[rank - 1 - i];
-        let ad = if i < a_shape.len() {
-            a_shape[a_shape.len() - 1 - i]
-        } else {
-            1
-        };
-        let bd = if i < b_shape.len() {
-            b_shape[b_shape.len() - 1 - i]
-        } else {
-            1
-        };
+        // Missing leading dimensions broadcast as 1.
+        let ad = a_shape.iter().rev().nth(i).copied().unwrap_or(1);
+        let bd = b_shape.iter().rev().nth(i).copied().unwrap_or(1);
         if (ad != od && ad != 1) || (bd != od && bd != 1) {
             return Err(shape_error("broadcast shape"));
         }
@@ -249,7 +242,8 @@ pub fn broadcast_binary<F: FnMut(i8, i8) -> i8>(
     let (n0, sa0, sb0) = loops[0];
     let mut idx = [0usize; MAX_RANK];
     let (mut ia, mut ib) = (0usize, 0usize);
-    for chunk in out.chunks_exact_mut(n0) {
+    // `n0 == 0` only when `out` is empty; `max(1)` spares `chunks_exact_mut` its zero panic.
+    for chunk in out.chunks_exact_mut(n0.max(1)) {
         match (sa0, sb0) {
             (0, 0) => {
                 let (x, y) = (

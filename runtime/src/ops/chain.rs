@@ -213,7 +213,9 @@ pub fn residual_block_int8(
     if scratch.len() < need {
         return Err(kernel_error("scratch size"));
     }
-    let (ring, rest) = scratch.split_at_mut(window * mid_rb);
+    let (ring, rest) = scratch
+        .split_at_mut_checked(window * mid_rb)
+        .ok_or(kernel_error("scratch size"))?;
     let temp = rest
         .get_mut(..band * out_rb)
         .ok_or(kernel_error("scratch size"))?;
@@ -232,7 +234,17 @@ pub fn residual_block_int8(
             // Drop rows above the window, keep the rest at the ring's start.
             if first > lo {
                 if hi > first {
-                    ring.copy_within((first - lo) * mid_rb..(hi - lo) * mid_rb, 0);
+                    // Rows [first, hi) move to the ring's start (inside: hi - lo <= window).
+                    // A forward copy rather than `copy_within`, whose outlined range checks
+                    // would keep a panic path.
+                    let from = (first - lo) * mid_rb;
+                    for k in 0..(hi - first) * mid_rb {
+                        if let Some(v) = ring.get(from + k).copied() {
+                            if let Some(d) = ring.get_mut(k) {
+                                *d = v;
+                            }
+                        }
+                    }
                 }
                 lo = first;
                 hi = hi.max(first);
@@ -271,12 +283,16 @@ pub fn residual_block_int8(
                 ..*p2
             };
             let n_out = (oy1 - oy0) * out_rb;
+            let window_rows = ring
+                .get(..(end - first) * mid_rb)
+                .ok_or(kernel_error("ring"))?;
+            let temp_rows = temp.get_mut(..n_out).ok_or(kernel_error("scratch size"))?;
             conv2.run(
                 &bp,
                 [1, end - first, ms[2], ms[3]],
-                &ring[..(end - first) * mid_rb],
+                window_rows,
                 [1, oy1 - oy0, os[2], os[3]],
-                &mut temp[..n_out],
+                temp_rows,
             )?;
             // ADD with the residual rows, into the output rows.
             let at = (b * os[1] + oy0) * out_rb;

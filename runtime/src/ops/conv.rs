@@ -200,7 +200,12 @@ fn dot4_offset(x: &[i8], w: [&[i8]; 4], x_offset: i32) -> [i32; 4] {
     let off = x_offset as i16;
     let n = x.len();
     let [w0, w1, w2, w3] = w;
-    let (w0, w1, w2, w3) = (&w0[..n], &w1[..n], &w2[..n], &w3[..n]);
+    // Callers pass weight segments of `x`'s length; `get` states it without a panic path.
+    let (Some(w0), Some(w1), Some(w2), Some(w3)) =
+        (w0.get(..n), w1.get(..n), w2.get(..n), w3.get(..n))
+    else {
+        return [0; 4];
+    };
     let mut a = [0i32; 4];
     for i in 0..n {
         // i < n == len of every slice.
@@ -211,6 +216,17 @@ fn dot4_offset(x: &[i8], w: [&[i8]; 4], x_offset: i32) -> [i32; 4] {
         a[3] = a[3].wrapping_add(i32::from(w3[i]) * xv);
     }
     a
+}
+
+/// `s[start..start + len]`, or an empty slice when that range is not inside `s`.
+///
+/// For kernels whose indices `Model::from_bytes` validated (each call site says which check):
+/// the empty fallback is never taken, it only keeps the bounds-check panic out of the binary.
+#[inline(always)]
+pub(crate) fn segment<T>(s: &[T], start: usize, len: usize) -> &[T] {
+    s.get(start..)
+        .and_then(|rest| rest.get(..len))
+        .unwrap_or(&[])
 }
 
 /// Elements of a 4-D shape, or `None` on overflow.
@@ -250,7 +266,7 @@ fn check_conv(
         return Err("input channels (must be a multiple of the filter's input channels)");
     }
     let groups = in_c / f_ic;
-    if out_c % groups != 0 {
+    if groups == 0 || out_c % groups != 0 {
         return Err("output channels (must be a multiple of the number of groups)");
     }
     if p.layout > LAYOUT_PACKED
@@ -304,12 +320,14 @@ pub fn conv2d_int8(
     if output.is_empty() {
         return Ok(());
     }
-    let per_group = (out_c / groups).max(1);
+    // check_conv: groups >= 1 and out_c >= 1 (the output is not empty); `max(1)` says so to
+    // the optimiser, which then drops the division-by-zero panic paths.
+    let per_group = (out_c / groups.max(1)).max(1);
     let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
     let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
     // Contiguous row segments: one input channel group spanning whole pixels, unit dilation.
     let contiguous_rows = groups == 1 && dil_w == 1;
-    let mut out_pixels = output.chunks_exact_mut(out_c);
+    let mut out_pixels = output.chunks_exact_mut(out_c.max(1));
     for b in 0..batches {
         let in_batch = b * in_h * in_w * in_c;
         for oy in 0..out_h {
@@ -335,10 +353,10 @@ pub fn conv2d_int8(
                             let iy = (y0 + (fy * dil_h) as isize) as usize;
                             let ix0 = (x0 + cols.start as isize) as usize;
                             let n = cols.len() * in_c;
-                            let x = &input[in_batch + (iy * in_w + ix0) * in_c..][..n];
+                            let x = segment(input, in_batch + (iy * in_w + ix0) * in_c, n);
                             let w = |k: usize| {
-                                &filter[((oc0 + k) * f_h + fy) * f_w * f_ic + cols.start * f_ic..]
-                                    [..n]
+                                let at = ((oc0 + k) * f_h + fy) * f_w * f_ic + cols.start * f_ic;
+                                segment(filter, at, n)
                             };
                             let d = dot4_offset(x, [w(0), w(1), w(2), w(3)], p.input_offset);
                             for (a, d) in acc.iter_mut().zip(d) {
@@ -357,8 +375,8 @@ pub fn conv2d_int8(
                                 for fx in cols.clone() {
                                     // valid_taps: 0 ≤ ix < in_w; group·f_ic + f_ic ≤ in_c.
                                     let ix = (x0 + (fx * dil_w) as isize) as usize;
-                                    let x = &input[row + ix * in_c + group * f_ic..][..f_ic];
-                                    let w = &filter[w_row + fx * f_ic..][..f_ic];
+                                    let x = segment(input, row + ix * in_c + group * f_ic, f_ic);
+                                    let w = segment(filter, w_row + fx * f_ic, f_ic);
                                     *a = a.wrapping_add(dot_offset(x, w, p.input_offset));
                                 }
                             }
@@ -367,18 +385,11 @@ pub fn conv2d_int8(
                     for (k, (o, &a)) in outs.iter_mut().zip(acc.iter()).enumerate() {
                         let oc = oc0 + k;
                         // bias, multipliers and shifts hold out_c entries (checked above).
-                        let a = match bias {
-                            Some(bias) => a.wrapping_add(bias[oc]),
-                            None => a,
+                        let a = a.wrapping_add(bias.and_then(|b| b.get(oc)).map_or(0, |&b| b));
+                        let (Some(&m), Some(&sh)) = (multipliers.get(oc), shifts.get(oc)) else {
+                            continue;
                         };
-                        *o = requantize(
-                            a,
-                            multipliers[oc],
-                            shifts[oc],
-                            p.output_offset,
-                            p.act_min,
-                            p.act_max,
-                        );
+                        *o = requantize(a, m, sh, p.output_offset, p.act_min, p.act_max);
                     }
                 }
             }
@@ -607,7 +618,8 @@ impl PaddedInput {
         let pad_left = win.pad[1] * in_c;
         let in_row = in_w * in_c;
         let pad_right = self.row_bytes.saturating_sub(pad_left + in_row);
-        let rows = self.bytes(r1 - r0, win.stride[0]).saturating_sub(SLACK) / self.row_bytes;
+        // row_bytes >= 1 (PaddedInput::of); `max(1)` drops the division-by-zero panic path.
+        let rows = self.bytes(r1 - r0, win.stride[0]).saturating_sub(SLACK) / self.row_bytes.max(1);
         for i in 0..rows {
             // Padded row `py` is input row `py − pad_h`.
             let py = r0 * win.stride[0] + i;
@@ -793,8 +805,9 @@ impl ConvIo<'_> {
     pub(crate) fn input(&self, len: usize) -> &[u8] {
         match self {
             ConvIo::Split { input, .. } => bytemuck::cast_slice(input),
+            // `conv_packed_in` checked that the span fits; `get` only spares a panic path.
             ConvIo::Shared { buf, input_at, .. } => {
-                bytemuck::cast_slice(&buf[*input_at..*input_at + len])
+                bytemuck::cast_slice(segment(buf, *input_at, len))
             }
         }
     }
@@ -802,10 +815,12 @@ impl ConvIo<'_> {
     /// Output bytes `span`.
     pub(crate) fn output(&mut self, span: Range<usize>) -> &mut [i8] {
         match self {
-            ConvIo::Split { output, .. } => &mut output[span],
-            ConvIo::Shared { buf, output_at, .. } => {
-                &mut buf[*output_at + span.start..*output_at + span.end]
-            }
+            // Spans inside the checked output length (`conv_packed_in`); the empty fallback is
+            // never taken (and the kernels would refuse it), it only spares a panic path.
+            ConvIo::Split { output, .. } => output.get_mut(span).unwrap_or_default(),
+            ConvIo::Shared { buf, output_at, .. } => buf
+                .get_mut(*output_at + span.start..*output_at + span.end)
+                .unwrap_or_default(),
         }
     }
 }
@@ -936,8 +951,9 @@ pub(crate) fn conv_packed_in(
             let a = simd::MatrixA {
                 data: bytemuck::cast_slice(input),
                 first: 0,
-                rows: out_len / out_c,
-                width: out_len / out_c,
+                // out_c >= 1: the output is not empty.
+                rows: out_len / out_c.max(1),
+                width: out_len / out_c.max(1),
                 x_stride: in_c,
                 y_stride: 0,
                 k_steps: steps,
@@ -955,7 +971,8 @@ pub(crate) fn conv_packed_in(
         if dil_w == 1 {
             g * row_step
         } else {
-            (g / f_w) * row_step + (g % f_w) * dil_w * in_c
+            // f_w >= 1 (check_axis); `max(1)` drops the division-by-zero panic path.
+            (g / f_w.max(1)) * row_step + (g % f_w.max(1)) * dil_w * in_c
         }
     };
     let (mut g, mut j, mut start) = (0usize, 0usize, 0usize);
@@ -974,12 +991,16 @@ pub(crate) fn conv_packed_in(
         simd::Encoding::Signed => (zero_point, 0u8),
         simd::Encoding::Unsigned => (zero_point ^ 0x80, 0x80u8),
     };
-    let bands = out_h.div_ceil(staging.band_rows);
+    // band_rows >= 1 and out_h >= 1 (PaddedInput::of, non-empty output): `max(1)` drops the
+    // division-by-zero panic paths.
+    let bands = out_h.div_ceil(staging.band_rows.max(1)).max(1);
     let total = batches * bands;
     let need = staging.bytes(staging.band_rows, stride_h);
     let reverse = matches!(io, ConvIo::Shared { reverse: true, .. });
     let run = |koff: &[u32]| -> Result<(), Error> {
         simd::with_stage(need, |stage| {
+            // Again inside the closure, where the optimiser no longer knows `bands >= 1`.
+            let bands = bands.max(1);
             for t in 0..total {
                 let t = if reverse { total - 1 - t } else { t };
                 let (b, band) = (t / bands, t % bands);
@@ -1018,18 +1039,22 @@ pub(crate) fn conv_packed_in(
                     Some(e) => {
                         // A tile of outputs at a time: the convolution into `tile`, then the ADD.
                         let mut tile = [0i8; EPILOGUE_BYTES];
-                        let per = (EPILOGUE_BYTES / out_c).max(1);
+                        let per = (EPILOGUE_BYTES / out_c.max(1)).max(1);
                         let mut first = 0;
                         while first < a.rows {
                             let rows = per.min(a.rows - first);
                             let sub = simd::MatrixA { first, rows, ..a };
-                            let conv = &mut tile[..rows * out_c];
+                            let conv = tile
+                                .get_mut(..rows * out_c)
+                                .ok_or(kernel_error("epilogue tile"))?;
                             simd::gemm(isa, &sub, packed.weights, out_c, &q, conv, out_c)?;
                             let s = span.start + first * out_c;
                             let out = io.output(s..s + rows * out_c);
                             match e.residual {
                                 Some(res) => {
-                                    let res = &res[s..s + rows * out_c];
+                                    let res = res
+                                        .get(s..s + rows * out_c)
+                                        .ok_or(kernel_error("residual length"))?;
                                     let (x, y) = if e.residual_first {
                                         (res, &*conv)
                                     } else {

@@ -9,7 +9,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::conv::{
     bias_input, channel_quant, check_axis, check_bias, check_channel_quant, check_quant, dims4,
-    elements4, kernel_error, requantize, valid_taps, ConvIo, PaddedInput, Window, CHUNK,
+    elements4, kernel_error, requantize, segment, valid_taps, ConvIo, PaddedInput, Window, CHUNK,
     STAGE_BYTES,
 };
 use super::inplace::{min_shift, RowGeometry, ShiftDirection};
@@ -115,13 +115,15 @@ pub fn depthwise_conv2d_int8(
     if output.is_empty() {
         return Ok(());
     }
-    let m = p.depth_multiplier as usize;
+    // check_depthwise: m >= 1, and out_c >= 1 as the output is not empty; `max(1)` lets the
+    // optimiser drop the division-by-zero panic paths.
+    let m = (p.depth_multiplier as usize).max(1);
     let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
     let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
     // check_depthwise: input_offset ∈ [-127, 128], so x + off fits in i16.
     let off = p.input_offset as i16;
     let mut acc_buf = [0i32; CHUNK];
-    let mut out_pixels = output.chunks_exact_mut(out_c);
+    let mut out_pixels = output.chunks_exact_mut(out_c.max(1));
     for b in 0..batches {
         let in_batch = b * in_h * in_w * in_c;
         for oy in 0..out_h {
@@ -136,7 +138,10 @@ pub fn depthwise_conv2d_int8(
                 };
                 for (chunk, out_chunk) in out_px.chunks_mut(CHUNK).enumerate() {
                     let c0 = chunk * CHUNK;
-                    let acc = &mut acc_buf[..out_chunk.len()];
+                    // chunks_mut(CHUNK): at most CHUNK outputs.
+                    let Some(acc) = acc_buf.get_mut(..out_chunk.len()) else {
+                        return Ok(());
+                    };
                     acc.fill(0);
                     for fy in rows.clone() {
                         // valid_taps: 0 ≤ iy < in_h.
@@ -144,12 +149,12 @@ pub fn depthwise_conv2d_int8(
                         for fx in cols.clone() {
                             // valid_taps: 0 ≤ ix < in_w, so the pixel lies in the input.
                             let ix = (x0 + (fx * dil_w) as isize) as usize;
-                            let px = &input[in_batch + (iy * in_w + ix) * in_c..][..in_c];
+                            let px = segment(input, in_batch + (iy * in_w + ix) * in_c, in_c);
                             // fy < f_h, fx < f_w and c0 + acc.len() ≤ out_c: inside the filter.
-                            let w = &filter[(fy * f_w + fx) * out_c + c0..][..acc.len()];
+                            let w = segment(filter, (fy * f_w + fx) * out_c + c0, acc.len());
                             if m == 1 {
                                 // in_c == out_c: channel c reads input channel c.
-                                let x = &px[c0..c0 + acc.len()];
+                                let x = segment(px, c0, acc.len());
                                 for ((a, &w), &x) in acc.iter_mut().zip(w).zip(x) {
                                     *a = a.wrapping_add(
                                         i32::from(w) * i32::from(i16::from(x).wrapping_add(off)),
@@ -157,8 +162,8 @@ pub fn depthwise_conv2d_int8(
                                 }
                             } else {
                                 for (j, (a, &w)) in acc.iter_mut().zip(w).enumerate() {
-                                    // (c0 + j) / m < out_c / m == in_c.
-                                    let x = i16::from(px[(c0 + j) / m]);
+                                    // (c0 + j) / m < out_c / m == in_c: always found.
+                                    let x = i16::from(px.get((c0 + j) / m).map_or(0, |&x| x));
                                     *a = a.wrapping_add(
                                         i32::from(w) * i32::from(x.wrapping_add(off)),
                                     );
@@ -169,18 +174,11 @@ pub fn depthwise_conv2d_int8(
                     for (j, (o, &a)) in out_chunk.iter_mut().zip(acc.iter()).enumerate() {
                         let oc = c0 + j;
                         // bias, multipliers and shifts hold out_c entries (checked above).
-                        let a = match bias {
-                            Some(bias) => a.wrapping_add(bias[oc]),
-                            None => a,
+                        let a = a.wrapping_add(bias.and_then(|b| b.get(oc)).map_or(0, |&b| b));
+                        let (Some(&mul), Some(&sh)) = (multipliers.get(oc), shifts.get(oc)) else {
+                            continue;
                         };
-                        *o = requantize(
-                            a,
-                            multipliers[oc],
-                            shifts[oc],
-                            p.output_offset,
-                            p.act_min,
-                            p.act_max,
-                        );
+                        *o = requantize(a, mul, sh, p.output_offset, p.act_min, p.act_max);
                     }
                 }
             }

@@ -10,7 +10,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::conv::{
     bias_input, check_bias, check_channel_quant, check_quant, dot_offset, kernel_error, requantize,
-    PackedFilter, LAYOUT_PACKED, LAYOUT_REFERENCE, STAGE_BYTES,
+    segment, PackedFilter, LAYOUT_PACKED, LAYOUT_REFERENCE, STAGE_BYTES,
 };
 use super::{as_i8, as_i8_mut, OpCtx, OpMem};
 use crate::error::Error;
@@ -81,29 +81,23 @@ pub fn fully_connected_int8(
         // in_features == 0 with a non-empty output: every accumulator is just the bias.
         for (k, o) in output.iter_mut().enumerate() {
             let c = k % out_features.max(1);
-            let acc = bias.map_or(0, |b| b[c]);
+            let acc = bias.and_then(|b| b.get(c)).map_or(0, |&b| b);
             let q = c % multipliers.len().max(1);
-            *o = requantize(
-                acc,
-                multipliers[q],
-                shifts[q],
-                p.output_offset,
-                p.act_min,
-                p.act_max,
-            );
+            // q < multipliers.len() == shifts.len() (check_channel_quant): always found.
+            let (Some(&mul), Some(&sh)) = (multipliers.get(q), shifts.get(q)) else {
+                continue;
+            };
+            *o = requantize(acc, mul, sh, p.output_offset, p.act_min, p.act_max);
         }
         return Ok(());
     }
     let per_channel = multipliers.len() != 1;
-    for (x, out_row) in input
-        .chunks_exact(in_features)
-        .zip(output.chunks_exact_mut(out_features))
-    {
-        for (c, (w, o)) in weights
-            .chunks_exact(in_features)
-            .zip(out_row.iter_mut())
-            .enumerate()
-        {
+    // Rows by index rather than zipped `chunks_exact` (whose outlined `Zip::new` keeps a
+    // division-by-zero panic path): the lengths checked above put every row inside.
+    for (b, out_row) in output.chunks_mut(out_features.max(1)).enumerate() {
+        let x = segment(input, b * in_features, in_features);
+        for (c, o) in out_row.iter_mut().enumerate() {
+            let w = segment(weights, c * in_features, in_features);
             let mut acc = if p.filter_offset == 0 {
                 dot_offset(x, w, p.input_offset)
             } else {
@@ -115,20 +109,16 @@ pub fn fully_connected_int8(
                     )
                 })
             };
-            if let Some(bias) = bias {
+            if let Some(&b) = bias.and_then(|b| b.get(c)) {
                 // bias.len() == out_features (checked above).
-                acc = acc.wrapping_add(bias[c]);
+                acc = acc.wrapping_add(b);
             }
             // multipliers/shifts hold out_features entries when per-channel, else 1.
             let q = if per_channel { c } else { 0 };
-            *o = requantize(
-                acc,
-                multipliers[q],
-                shifts[q],
-                p.output_offset,
-                p.act_min,
-                p.act_max,
-            );
+            let (Some(&mul), Some(&sh)) = (multipliers.get(q), shifts.get(q)) else {
+                continue;
+            };
+            *o = requantize(acc, mul, sh, p.output_offset, p.act_min, p.act_max);
         }
     }
     Ok(())

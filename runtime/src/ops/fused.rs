@@ -16,8 +16,8 @@ use core::mem::size_of;
 use super::arith::ArithParams;
 use super::conv::{
     bias_input, channel_quant, check_axis, check_channel_quant, check_quant, conv_fast_isa,
-    conv_packed, dims4, dot_offset, elements4, kernel_error, packed_filter, requantize, valid_taps,
-    AddEpilogue, ConvIo, ConvParams,
+    conv_packed, dims4, dot_offset, elements4, kernel_error, packed_filter, requantize, segment,
+    valid_taps, AddEpilogue, ConvIo, ConvParams,
 };
 use super::inplace::add_residual;
 use super::{as_i8, as_i8_mut, OpCtx, OpKind, OpMem};
@@ -41,7 +41,12 @@ fn dot4(x: &[i8], w: [&[i8]; 4], x_offset: i32) -> [i32; 4] {
     let off = x_offset as i16;
     let n = x.len();
     let [w0, w1, w2, w3] = w;
-    let (w0, w1, w2, w3) = (&w0[..n], &w1[..n], &w2[..n], &w3[..n]);
+    // Callers pass weight segments of `x`'s length; `get` states it without a panic path.
+    let (Some(w0), Some(w1), Some(w2), Some(w3)) =
+        (w0.get(..n), w1.get(..n), w2.get(..n), w3.get(..n))
+    else {
+        return [0; 4];
+    };
     let mut a = [0i32; 4];
     for i in 0..n {
         let xv = i32::from(i16::from(x[i]).wrapping_add(off));
@@ -73,7 +78,7 @@ fn check_shapes(
         return Err("input channels (must be a multiple of the filter's input channels)");
     }
     let groups = in_c / f_ic;
-    if out_c % groups != 0 || p.layout > super::conv::LAYOUT_PACKED {
+    if groups == 0 || out_c % groups != 0 || p.layout > super::conv::LAYOUT_PACKED {
         return Err("output channels (must be a multiple of the number of groups)");
     }
     check_axis(out_h, p.stride_h, f_h, p.dilation_h, p.pad_h)?;
@@ -123,7 +128,8 @@ pub fn conv2d_add_int8(
     if output.is_empty() {
         return Ok(());
     }
-    let per_group = (out_c / groups).max(1);
+    // check_shapes: groups >= 1 (`max(1)` drops the division-by-zero panic path).
+    let per_group = (out_c / groups.max(1)).max(1);
     let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
     let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
     let contiguous_rows = groups == 1 && dil_w == 1;
@@ -149,10 +155,10 @@ pub fn conv2d_add_int8(
                             // valid_taps: 0 ≤ iy < in_h and cols within the row; in_c == f_ic.
                             let iy = (y0 + (fy * dil_h) as isize) as usize;
                             let ix0 = (x0 + cols.start as isize) as usize;
-                            let x = &input[in_batch + (iy * in_w + ix0) * in_c..][..n];
+                            let x = segment(input, in_batch + (iy * in_w + ix0) * in_c, n);
                             let w = |k: usize| {
-                                &filter[((oc0 + k) * f_h + fy) * f_w * f_ic + cols.start * f_ic..]
-                                    [..n]
+                                let at = ((oc0 + k) * f_h + fy) * f_w * f_ic + cols.start * f_ic;
+                                segment(filter, at, n)
                             };
                             let d = dot4(x, [w(0), w(1), w(2), w(3)], p.input_offset);
                             for (a, d) in acc.iter_mut().zip(d) {
@@ -169,8 +175,9 @@ pub fn conv2d_add_int8(
                                 let w_row = (oc * f_h + fy) * f_w * f_ic;
                                 for fx in cols.clone() {
                                     let ix = (x0 + (fx * dil_w) as isize) as usize;
-                                    let x = &input[row + ix * in_c + group * f_ic..][..f_ic];
-                                    let w = &filter[w_row + fx * f_ic..][..f_ic];
+                                    // As in conv2d_int8_fast: validated to lie inside.
+                                    let x = segment(input, row + ix * in_c + group * f_ic, f_ic);
+                                    let w = segment(filter, w_row + fx * f_ic, f_ic);
                                     *a = a.wrapping_add(dot_offset(x, w, p.input_offset));
                                 }
                             }
@@ -179,21 +186,17 @@ pub fn conv2d_add_int8(
                     for (k, &a) in acc.iter().enumerate().take(n_oc) {
                         let oc = oc0 + k;
                         // bias, multipliers and shifts hold out_c entries (checked above).
-                        let a = match bias {
-                            Some(bias) => a.wrapping_add(bias[oc]),
-                            None => a,
+                        let a = a.wrapping_add(bias.and_then(|b| b.get(oc)).map_or(0, |&b| b));
+                        let (Some(&mul), Some(&sh)) = (multipliers.get(oc), shifts.get(oc)) else {
+                            continue;
                         };
-                        let c = requantize(
-                            a,
-                            multipliers[oc],
-                            shifts[oc],
-                            p.output_offset,
-                            p.act_min,
-                            p.act_max,
-                        );
+                        let c = requantize(a, mul, sh, p.output_offset, p.act_min, p.act_max);
                         // One element per (pixel, channel), in output order: flushed through
                         // the ADD kernel a chunk at a time.
-                        sums[n] = c;
+                        // n < sums.len(): flushed below when full.
+                        if let Some(slot) = sums.get_mut(n) {
+                            *slot = c;
+                        }
                         n += 1;
                         if n == sums.len() {
                             flush(&mut sums, n, at, output, residual, add, residual_first)?;
@@ -230,7 +233,8 @@ fn flush(
         Residual::Separate(r) => Some(r.get(at..at + n).ok_or(kernel_error("residual length"))?),
         Residual::InOutput => None,
     };
-    add_residual(add, residual_first, &conv[..n], r, out)
+    let conv = conv.get(..n).ok_or(kernel_error("output length"))?;
+    add_residual(add, residual_first, conv, r, out)
 }
 
 const CONV_PARAMS: usize = size_of::<ConvParams>();

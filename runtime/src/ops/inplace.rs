@@ -313,7 +313,9 @@ impl Iterator for Bands<'_> {
                 // Largest end row whose output still lies below the first input row read:
                 // (b·oh + oy1)·orb ≤ shift + (b·ih + first_row(oy0))·irb.
                 let room = shift + (b * ih + g.first_row(oy0 as i128) as i64) * irb;
-                let oy1 = (room / orb - b * oh).clamp(oy0 as i64 + 1, oh) as usize;
+                // `max`/`min` rather than `clamp`, which panics on inverted bounds (never here:
+                // oy0 < oh).
+                let oy1 = (room / orb - b * oh).max(oy0 as i64 + 1).min(oh) as usize;
                 if oy1 >= g.out_rows {
                     self.batch += 1;
                     self.next = 0;
@@ -327,8 +329,10 @@ impl Iterator for Bands<'_> {
                 // Smallest first row whose output lies above the last input row read:
                 // shift + (b·oh + oy0)·orb ≥ (b·ih + end_row(oy1 − 1))·irb.
                 let need = (b * ih + g.end_row(oy1 as i128 - 1) as i64) * irb - shift;
-                let oy0 =
-                    ((need + orb - 1).div_euclid(orb) - b * oh).clamp(0, oy1 as i64 - 1) as usize;
+                // As above: oy1 >= 1, and `min`/`max` carry no panic path.
+                let oy0 = ((need + orb - 1).div_euclid(orb) - b * oh)
+                    .min(oy1 as i64 - 1)
+                    .max(0) as usize;
                 if oy0 == 0 {
                     if self.batch == 0 {
                         self.batch = g.batches; // done
@@ -625,7 +629,9 @@ fn requantize_bytes(
             DType::UInt8 => requantize::<I, u8>(p, x, as_typed_mut(out)?),
             DType::Int16 => requantize::<I, i16>(p, x, as_typed_mut(out)?),
             DType::Int32 => requantize::<I, i32>(p, x, as_typed_mut(out)?),
-            DType::Float32 => return Err(kernel_error("in-place conversion types")),
+            DType::Float32 | DType::Int4 | DType::Float16 | DType::Int64 => {
+                return Err(kernel_error("in-place conversion types"))
+            }
         }
         Ok(())
     }
@@ -634,7 +640,9 @@ fn requantize_bytes(
         DType::UInt8 => to_any::<u8>(p, as_typed(input)?, to, output),
         DType::Int16 => to_any::<i16>(p, as_typed(input)?, to, output),
         DType::Int32 => to_any::<i32>(p, as_typed(input)?, to, output),
-        DType::Float32 => Err(kernel_error("in-place conversion types")),
+        DType::Float32 | DType::Int4 | DType::Float16 | DType::Int64 => {
+            Err(kernel_error("in-place conversion types"))
+        }
     }
 }
 
@@ -759,13 +767,18 @@ pub fn binary_int8_in_place(
     // General broadcast: strides of `other` over the output's dimensions (0 where broadcast).
     let mut strides = [0usize; MAX_RANK];
     let mut acc = 1usize;
-    for i in 0..other_shape.len() {
-        let d = other_shape[other_shape.len() - 1 - i];
-        let od = out_shape[rank - 1 - i];
+    // Innermost first; `rank >= other_shape.len()` (checked above), and the iterators say so
+    // without bounds-check panics.
+    for ((&d, &od), stride) in other_shape
+        .iter()
+        .rev()
+        .zip(out_shape.iter().rev())
+        .zip(strides.iter_mut().take(rank).rev())
+    {
         if d != od && d != 1 {
             return Err(kernel_error("broadcast shape"));
         }
-        strides[rank - 1 - i] = if d == 1 { 0 } else { acc };
+        *stride = if d == 1 { 0 } else { acc };
         acc *= d; // bounded by other.len()
     }
     let mut idx = [0usize; MAX_RANK];
@@ -808,6 +821,9 @@ fn same_size_requantize(from: DType, to: DType) -> bool {
 /// Checks an op whose flags are not zero (called by [`super::validate`]).
 pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
     let f = flags(ctx)?;
+    if (f.chain || f.epilogue_add) && !super::select::FUSED {
+        return Err(super::select::not_linked(ctx));
+    }
     if f.chain {
         chain::validate(ctx, &f)?;
     } else if f.epilogue_add {
@@ -952,10 +968,15 @@ fn shift_geometry(ctx: &OpCtx) -> Result<RowGeometry, Error> {
 /// Runs an op whose flags are not zero (called by [`super::eval`]).
 pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     let f = flags(ctx)?;
-    if f.chain {
-        return chain::eval(ctx, mem, &f);
-    }
-    if f.epilogue_add {
+    if f.chain || f.epilogue_add {
+        // Fused variants: dropped from builds without them (`select-ops`), whose validation
+        // refused such models already.
+        if !super::select::FUSED {
+            return Err(super::select::not_linked(ctx));
+        }
+        if f.chain {
+            return chain::eval(ctx, mem, &f);
+        }
         return fused::eval(ctx, mem, &f);
     }
     match (f.in_place, ctx.kind) {
@@ -971,7 +992,7 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
             // These kernels see that the input is the output's bytes and work in place.
             super::eval_kind(ctx, mem)
         }
-        (InPlace::Alias(_), OpKind::Quantize) => {
+        (InPlace::Alias(_), OpKind::Quantize) if super::select::linked(OpKind::Quantize) => {
             let p: &QuantizeParams = ctx.params()?;
             let (_, inp) = ctx.required_input(0)?;
             let (_, out) = ctx.output(0)?;
@@ -986,7 +1007,9 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
             }
             Ok(())
         }
-        (InPlace::Alias(k), OpKind::Add | OpKind::Sub | OpKind::Mul) => {
+        (InPlace::Alias(k), OpKind::Add | OpKind::Sub | OpKind::Mul)
+            if super::select::linked(OpKind::Add) =>
+        {
             let p: &ArithParams = ctx.params()?;
             let other_k = if k == 0 { 1 } else { 0 };
             let (_, other) = ctx.required_input(other_k)?;
@@ -1004,7 +1027,9 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
                 as_i8(other_bytes),
             )
         }
-        (InPlace::ShiftDown | InPlace::ShiftUp, OpKind::Quantize | OpKind::Dequantize) => {
+        (InPlace::ShiftDown | InPlace::ShiftUp, OpKind::Quantize | OpKind::Dequantize)
+            if super::select::linked(OpKind::Quantize) =>
+        {
             let (dir, _) = shift_of(ctx)?;
             let hull = region(ctx)?;
             let (_, inp) = ctx.required_input(0)?;
@@ -1027,7 +1052,9 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
                 |x, y| convert_bytes(ctx.kind, p, from, to, x, y),
             )
         }
-        (InPlace::ShiftDown | InPlace::ShiftUp, OpKind::Conv2d | OpKind::DepthwiseConv2d) => {
+        (InPlace::ShiftDown | InPlace::ShiftUp, OpKind::Conv2d | OpKind::DepthwiseConv2d)
+            if super::select::linked(ctx.kind) =>
+        {
             let (dir, _) = shift_of(ctx)?;
             let hull = region(ctx)?;
             let (_, inp) = ctx.required_input(0)?;

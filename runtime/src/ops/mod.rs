@@ -13,6 +13,7 @@ use crate::error::{Error, Location};
 use crate::format::{DType, OpDesc, Storage, TensorDesc, NONE};
 use crate::model::{cast_slice, sub};
 
+pub mod accumulate;
 pub mod activation;
 pub mod arith;
 pub mod chain;
@@ -22,10 +23,13 @@ pub mod depthwise;
 pub mod fully_connected;
 pub mod fused;
 pub mod inplace;
+pub mod int16;
+pub mod int4;
 pub mod pad;
 pub mod pool;
 pub mod quantize;
 pub mod reduce;
+pub mod select;
 pub mod shape;
 pub mod softmax;
 
@@ -389,6 +393,7 @@ pub fn as_typed_mut<T: Pod>(b: &mut [u8]) -> Result<&mut [T], Error> {
 /// Validates op `ctx`: with its family's rules, and for an op with flags (in place, fused) with
 /// [`inplace`]'s.
 pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
+    select::check_dtypes(ctx)?;
     if ctx.desc.flags != 0 {
         return inplace::validate(ctx);
     }
@@ -398,18 +403,47 @@ pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
 /// Validates op `ctx` with its family's rules only.
 pub(crate) fn validate_kind(ctx: &OpCtx) -> Result<(), Error> {
     match ctx.kind {
-        OpKind::Conv2d => conv::validate(ctx),
-        OpKind::DepthwiseConv2d => depthwise::validate(ctx),
-        OpKind::FullyConnected => fully_connected::validate(ctx),
-        OpKind::AveragePool2d | OpKind::MaxPool2d => pool::validate(ctx),
-        OpKind::Add | OpKind::Sub | OpKind::Mul => arith::validate(ctx),
-        OpKind::Reshape | OpKind::Squeeze => shape::validate(ctx),
-        OpKind::Softmax => softmax::validate(ctx),
-        OpKind::Logistic | OpKind::Tanh | OpKind::Relu | OpKind::Relu6 => activation::validate(ctx),
-        OpKind::Quantize | OpKind::Dequantize => quantize::validate(ctx),
-        OpKind::Concatenation => concat::validate(ctx),
-        OpKind::Pad => pad::validate(ctx),
-        OpKind::Mean => reduce::validate(ctx),
+        // Other numeric schemes of the same families: packed int4 weights, 16x8.
+        k @ (OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::FullyConnected)
+            if select::INT4 && select::linked(k) && int4::applies(ctx) =>
+        {
+            int4::validate(ctx)
+        }
+        k @ (OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::FullyConnected)
+            if select::INT16 && select::linked(k) && int16::applies(ctx) =>
+        {
+            int16::validate(ctx)
+        }
+        OpKind::Conv2d if select::linked(OpKind::Conv2d) => conv::validate(ctx),
+        OpKind::DepthwiseConv2d if select::linked(OpKind::DepthwiseConv2d) => {
+            depthwise::validate(ctx)
+        }
+        OpKind::FullyConnected if select::linked(OpKind::FullyConnected) => {
+            fully_connected::validate(ctx)
+        }
+        OpKind::AveragePool2d | OpKind::MaxPool2d if select::linked(OpKind::MaxPool2d) => {
+            pool::validate(ctx)
+        }
+        OpKind::Add | OpKind::Sub | OpKind::Mul if select::linked(OpKind::Add) => {
+            arith::validate(ctx)
+        }
+        OpKind::Reshape | OpKind::Squeeze if select::linked(OpKind::Reshape) => {
+            shape::validate(ctx)
+        }
+        OpKind::Softmax if select::linked(OpKind::Softmax) => softmax::validate(ctx),
+        OpKind::Logistic | OpKind::Tanh | OpKind::Relu | OpKind::Relu6
+            if select::linked(OpKind::Relu) =>
+        {
+            activation::validate(ctx)
+        }
+        OpKind::Quantize | OpKind::Dequantize if select::linked(OpKind::Quantize) => {
+            quantize::validate(ctx)
+        }
+        OpKind::Concatenation if select::linked(OpKind::Concatenation) => concat::validate(ctx),
+        OpKind::Pad if select::linked(OpKind::Pad) => pad::validate(ctx),
+        OpKind::Mean if select::linked(OpKind::Mean) => reduce::validate(ctx),
+        // Not linked in this build (`select-ops`): refused when the model is read.
+        _ => Err(select::not_linked(ctx)),
     }
 }
 
@@ -424,20 +458,47 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
 /// Runs op `ctx` on `mem` with its family's kernel.
 pub(crate) fn eval_kind(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     match ctx.kind {
-        OpKind::Conv2d => conv::eval(ctx, mem),
-        OpKind::DepthwiseConv2d => depthwise::eval(ctx, mem),
-        OpKind::FullyConnected => fully_connected::eval(ctx, mem),
-        OpKind::AveragePool2d | OpKind::MaxPool2d => pool::eval(ctx, mem),
-        OpKind::Add | OpKind::Sub | OpKind::Mul => arith::eval(ctx, mem),
-        OpKind::Reshape | OpKind::Squeeze => shape::eval(ctx, mem),
-        OpKind::Softmax => softmax::eval(ctx, mem),
-        OpKind::Logistic | OpKind::Tanh | OpKind::Relu | OpKind::Relu6 => {
+        // Other numeric schemes of the same families: packed int4 weights, 16x8.
+        k @ (OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::FullyConnected)
+            if select::INT4 && select::linked(k) && int4::applies(ctx) =>
+        {
+            int4::eval(ctx, mem)
+        }
+        k @ (OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::FullyConnected)
+            if select::INT16 && select::linked(k) && int16::applies(ctx) =>
+        {
+            int16::eval(ctx, mem)
+        }
+        OpKind::Conv2d if select::linked(OpKind::Conv2d) => conv::eval(ctx, mem),
+        OpKind::DepthwiseConv2d if select::linked(OpKind::DepthwiseConv2d) => {
+            depthwise::eval(ctx, mem)
+        }
+        OpKind::FullyConnected if select::linked(OpKind::FullyConnected) => {
+            fully_connected::eval(ctx, mem)
+        }
+        OpKind::AveragePool2d | OpKind::MaxPool2d if select::linked(OpKind::MaxPool2d) => {
+            pool::eval(ctx, mem)
+        }
+        OpKind::Add | OpKind::Sub | OpKind::Mul if select::linked(OpKind::Add) => {
+            arith::eval(ctx, mem)
+        }
+        OpKind::Reshape | OpKind::Squeeze if select::linked(OpKind::Reshape) => {
+            shape::eval(ctx, mem)
+        }
+        OpKind::Softmax if select::linked(OpKind::Softmax) => softmax::eval(ctx, mem),
+        OpKind::Logistic | OpKind::Tanh | OpKind::Relu | OpKind::Relu6
+            if select::linked(OpKind::Relu) =>
+        {
             activation::eval(ctx, mem)
         }
-        OpKind::Quantize | OpKind::Dequantize => quantize::eval(ctx, mem),
-        OpKind::Concatenation => concat::eval(ctx, mem),
-        OpKind::Pad => pad::eval(ctx, mem),
-        OpKind::Mean => reduce::eval(ctx, mem),
+        OpKind::Quantize | OpKind::Dequantize if select::linked(OpKind::Quantize) => {
+            quantize::eval(ctx, mem)
+        }
+        OpKind::Concatenation if select::linked(OpKind::Concatenation) => concat::eval(ctx, mem),
+        OpKind::Pad if select::linked(OpKind::Pad) => pad::eval(ctx, mem),
+        OpKind::Mean if select::linked(OpKind::Mean) => reduce::eval(ctx, mem),
+        // Not linked in this build (`select-ops`): validation refused the model already.
+        _ => Err(select::not_linked(ctx)),
     }
 }
 

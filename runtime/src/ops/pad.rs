@@ -57,7 +57,10 @@ pub fn pad(p: &PadParams, elem: usize, in_dims: &[usize], input: &[u8], output: 
         return;
     };
     if rank == 0 {
-        output.copy_from_slice(input);
+        // Both hold one element (`n_in == n_out == elem`); the test only spares a panic path.
+        if output.len() == input.len() {
+            output.copy_from_slice(input);
+        }
         return;
     }
     if n_out == 0 {
@@ -78,7 +81,8 @@ pub fn pad(p: &PadParams, elem: usize, in_dims: &[usize], input: &[u8], output: 
         return;
     }
     let mut idx = [0usize; MAX_RANK];
-    for row in output.chunks_exact_mut(row_len) {
+    // row_len > 0 as n_out > 0; `max(1)` spares `chunks_exact_mut` its zero-size panic.
+    for row in output.chunks_exact_mut(row_len.max(1)) {
         // Where this output row comes from, if it is inside the input along every leading axis.
         let mut src = Some(0usize);
         for k in 0..last {
@@ -91,10 +95,17 @@ pub fn pad(p: &PadParams, elem: usize, in_dims: &[usize], input: &[u8], output: 
         }
         match src.and_then(|o| input.get(o * elem..o * elem + in_row)) {
             Some(src) => {
-                let (pre, rest) = row.split_at_mut(head);
-                let (mid, post) = rest.split_at_mut(in_row);
+                // head + in_row <= row_len (checked above) and `src` holds in_row bytes.
+                let Some((pre, rest)) = row.split_at_mut_checked(head) else {
+                    return;
+                };
+                let Some((mid, post)) = rest.split_at_mut_checked(in_row) else {
+                    return;
+                };
                 fill(pre, pattern);
-                mid.copy_from_slice(src);
+                if mid.len() == src.len() {
+                    mid.copy_from_slice(src);
+                }
                 fill(post, pattern);
             }
             None => fill(row, pattern),

@@ -168,7 +168,11 @@ fn average_pool_int<T: PoolElem>(
     let row = in_w * depth;
     for_each_window(p, input_shape, output_shape, |o, ys, xs, base| {
         let count = i32::try_from(ys.len.saturating_mul(xs.len)).unwrap_or(0);
-        for c in 0..depth {
+        // `o + depth <= n_out`: outputs are visited in order, `depth` at a time.
+        let Some(out) = output.get_mut(o..o + depth) else {
+            return;
+        };
+        for (c, slot) in out.iter_mut().enumerate() {
             let mut acc: i32 = 0;
             for dy in 0..ys.len {
                 let start = base + dy * row + c;
@@ -186,8 +190,7 @@ fn average_pool_int<T: PoolElem>(
                 acc.wrapping_sub(count / 2) / count
             };
             let avg = avg.max(p.act_min).min(p.act_max).clamp(T::MIN, T::MAX);
-            // In bounds: `o + c < n_out` because outputs are visited in order, `depth` at a time.
-            output[o + c] = T::from_i32(avg);
+            *slot = T::from_i32(avg);
         }
     });
 }
@@ -208,7 +211,11 @@ fn max_pool_int<T: PoolElem>(
     let [_, _, in_w, depth] = input_shape;
     let row = in_w * depth;
     for_each_window(p, input_shape, output_shape, |o, ys, xs, base| {
-        for c in 0..depth {
+        // `o + depth <= n_out`: outputs are visited in order, `depth` at a time.
+        let Some(out) = output.get_mut(o..o + depth) else {
+            return;
+        };
+        for (c, slot) in out.iter_mut().enumerate() {
             let mut m = T::MIN;
             for dy in 0..ys.len {
                 let start = base + dy * row + c;
@@ -217,8 +224,7 @@ fn max_pool_int<T: PoolElem>(
                 }
             }
             let m = m.max(p.act_min).min(p.act_max).clamp(T::MIN, T::MAX);
-            // In bounds: `o + c < n_out`.
-            output[o + c] = T::from_i32(m);
+            *slot = T::from_i32(m);
         }
     });
 }
@@ -388,7 +394,11 @@ pub fn average_pool_f32(
     let row = in_w * depth;
     for_each_window(p, input_shape, output_shape, |o, ys, xs, base| {
         let count = ys.len.saturating_mul(xs.len) as f32;
-        for c in 0..depth {
+        // `o + depth <= n_out`: outputs are visited in order, `depth` at a time.
+        let Some(out) = output.get_mut(o..o + depth) else {
+            return;
+        };
+        for (c, slot) in out.iter_mut().enumerate() {
             let mut total = 0.0f32;
             for dy in 0..ys.len {
                 let start = base + dy * row + c;
@@ -396,8 +406,7 @@ pub fn average_pool_f32(
                     total += *v;
                 }
             }
-            // In bounds: `o + c < n_out`.
-            output[o + c] = clamp_f32(total / count, p.act_min_f, p.act_max_f);
+            *slot = clamp_f32(total / count, p.act_min_f, p.act_max_f);
         }
     });
 }
@@ -419,7 +428,11 @@ pub fn max_pool_f32(
     let [_, _, in_w, depth] = input_shape;
     let row = in_w * depth;
     for_each_window(p, input_shape, output_shape, |o, ys, xs, base| {
-        for c in 0..depth {
+        // `o + depth <= n_out`: outputs are visited in order, `depth` at a time.
+        let Some(out) = output.get_mut(o..o + depth) else {
+            return;
+        };
+        for (c, slot) in out.iter_mut().enumerate() {
             let mut m = f32::MIN;
             for dy in 0..ys.len {
                 let start = base + dy * row + c;
@@ -430,8 +443,7 @@ pub fn max_pool_f32(
                     }
                 }
             }
-            // In bounds: `o + c < n_out`.
-            output[o + c] = clamp_f32(m, p.act_min_f, p.act_max_f);
+            *slot = clamp_f32(m, p.act_min_f, p.act_max_f);
         }
     });
 }
@@ -539,7 +551,7 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
             let (x, y) = (as_typed::<i8>(x)?, as_typed_mut::<i8>(mem.output)?);
             pool_int8_fast(Isa::best(), avg, p, is, x, os, y);
         }
-        Some(DType::Int16) => {
+        Some(DType::Int16) if super::select::INT16 => {
             let (x, y) = (as_typed::<i16>(x)?, as_typed_mut::<i16>(mem.output)?);
             if avg {
                 average_pool_int16(p, is, x, os, y)
@@ -547,7 +559,7 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
                 max_pool_int16(p, is, x, os, y)
             }
         }
-        Some(DType::Float32) => {
+        Some(DType::Float32) if super::select::FLOAT => {
             let (x, y) = (as_typed::<f32>(x)?, as_typed_mut::<f32>(mem.output)?);
             if avg {
                 average_pool_f32(p, is, x, os, y)

@@ -199,7 +199,8 @@ fn requantize_from<I: QuantElem>(
         DType::UInt8 => requantize::<I, u8>(p, input, as_typed_mut(output)?),
         DType::Int16 => requantize::<I, i16>(p, input, as_typed_mut(output)?),
         DType::Int32 => requantize::<I, i32>(p, input, as_typed_mut(output)?),
-        DType::Float32 => {}
+        // Not a QUANTIZE output type (validation refuses the pair).
+        DType::Float32 | DType::Int4 | DType::Float16 | DType::Int64 => {}
     }
     Ok(())
 }
@@ -233,6 +234,9 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
         DType::UInt8 => requantize_from::<u8>(p, as_typed(x)?, to, y)?,
         DType::Int16 => requantize_from::<i16>(p, as_typed(x)?, to, y)?,
         DType::Int32 => requantize_from::<i32>(p, as_typed(x)?, to, y)?,
+        DType::Int4 | DType::Float16 | DType::Int64 => {
+            return Err(ctx.shape_error(it, "a supported dtype pair"))
+        }
     }
     Ok(())
 }

@@ -47,7 +47,7 @@ struct Axes {
 impl Axes {
     /// Number of positions (1 when there are no axes).
     fn count(&self) -> usize {
-        self.size[..self.n].iter().product()
+        self.size.iter().take(self.n).product()
     }
     /// Offsets of all positions, in row-major order.
     fn offsets(&self) -> Offsets {
@@ -106,8 +106,8 @@ fn split_axes(dims: &[usize], axes_mask: u32) -> Option<(Axes, Axes)> {
     let (mut kept, mut reduced) = (empty, empty);
     let mut stride = 1usize;
     let mut strides = [0usize; MAX_RANK];
-    for (k, &d) in dims.iter().enumerate().rev() {
-        strides[k] = stride;
+    for (slot, &d) in strides.iter_mut().zip(dims).rev() {
+        *slot = stride;
         stride = stride.checked_mul(d)?;
     }
     for (k, &d) in dims.iter().enumerate() {
@@ -116,9 +116,14 @@ fn split_axes(dims: &[usize], axes_mask: u32) -> Option<(Axes, Axes)> {
         } else {
             &mut kept
         };
-        a.size[a.n] = d;
-        a.stride[a.n] = strides[k];
-        a.n += 1;
+        // `a.n < dims.len() <= MAX_RANK`; `get_mut` states it without a bounds-check panic.
+        if let (Some(size), Some(st), Some(&s)) =
+            (a.size.get_mut(a.n), a.stride.get_mut(a.n), strides.get(k))
+        {
+            *size = d;
+            *st = s;
+            a.n += 1;
+        }
     }
     Some((kept, reduced))
 }
@@ -186,8 +191,9 @@ fn mean_int<T: MeanElem>(p: &MeanParams, dims: &[usize], input: &[T], output: &m
     for (o, base) in output.iter_mut().zip(kept.offsets()) {
         let mut sum: i32 = 0;
         for off in reduced.offsets() {
-            // In bounds: `base + off` is a row-major index of `dims`, and `input.len() >= n_in`.
-            sum = sum.wrapping_add(input[base + off].to_i32());
+            // `base + off` is a row-major index of `dims` and `input.len() >= n_in`, so `get`
+            // always finds it (it only spares the bounds-check panic).
+            sum = sum.wrapping_add(input.get(base + off).map_or(0, |v| v.to_i32()));
         }
         let shifted = (sum as i64).wrapping_sub(bias) as i32;
         let v = multiply_by_quantized_multiplier(shifted, p.multiplier, p.shift)
@@ -217,8 +223,8 @@ pub fn mean_f32(p: &MeanParams, dims: &[usize], input: &[f32], output: &mut [f32
     for (o, base) in output.iter_mut().zip(kept.offsets()) {
         let mut sum = 0.0f32;
         for off in reduced.offsets() {
-            // In bounds: `base + off` is a row-major index of `dims`, and `input.len() >= n_in`.
-            sum += input[base + off];
+            // Always found: `base + off` is a row-major index of `dims` (see `mean_int`).
+            sum += input.get(base + off).copied().unwrap_or(0.0);
         }
         *o = if count > 0 { sum / count as f32 } else { 0.0 };
     }

@@ -163,7 +163,9 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     let input = as_i8(mem.required_input(0)?);
     match dout.dtype() {
         Some(DType::Int8) => softmax_int8::<i8>(p, depth, input, as_typed_mut(mem.output)?),
-        Some(DType::Int16) => softmax_int8::<i16>(p, depth, input, as_typed_mut(mem.output)?),
+        Some(DType::Int16) if super::select::INT16 => {
+            softmax_int8::<i16>(p, depth, input, as_typed_mut(mem.output)?)
+        }
         _ => Err(ctx.param_error("output dtype")),
     }
 }

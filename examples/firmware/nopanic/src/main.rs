@@ -1,0 +1,91 @@
+//! Link-time proof that the runtime's load-and-run path cannot panic.
+//!
+//! The firmware loads a model with [`Model::from_bytes`], binds an arena with
+//! [`Interpreter::new`], writes the inputs, runs [`Interpreter::invoke`] and reads the outputs.
+//! The model bytes, the arena and the inputs are read through `read_volatile`, so the optimiser
+//! knows nothing about them: every operator kernel and every validation branch stays reachable.
+//!
+//! The `#[panic_handler]` calls `mote_panic_path_reachable`, a symbol that exists nowhere. If
+//! any panic path (a bounds check, an `unwrap`, a division by zero, an overflow check of a
+//! `checked` API) survives optimisation, the handler is referenced and **linking fails** with
+//! `undefined symbol: mote_panic_path_reachable`, naming the function that still calls it.
+//! Profile: the firmware workspace's `release` (opt-level 3, fat LTO, codegen-units 1,
+//! panic = "abort").
+//!
+//! ```sh
+//! cd examples/firmware
+//! cargo build --release -p mote-nopanic --target thumbv7em-none-eabihf   # must link
+//! cargo build --release -p mote-nopanic --target thumbv7em-none-eabihf \
+//!     --features deliberate-panic                                        # must NOT link
+//! ```
+#![no_std]
+#![no_main]
+
+use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
+
+use cortex_m_rt::entry;
+use mote_runtime::{Interpreter, Model};
+
+/// Model bytes: empty here; the optimiser cannot see that, since they are read volatile.
+static MODEL: mote_runtime::AlignedModel<0> = mote_runtime::AlignedModel([]);
+/// Where the model bytes are taken from (read volatile, so any address and length are possible).
+static mut MODEL_BYTES: &[u8] = &MODEL.0;
+/// Arena bytes: 4 KiB (the micro:bit has 16 KiB of RAM); its length is also hidden from the
+/// optimiser.
+static mut ARENA: mote_runtime::Arena<4096> = mote_runtime::Arena::new();
+/// Sink for the outputs, so that no computation is dead.
+static mut SINK: u8 = 0;
+
+#[entry]
+fn main() -> ! {
+    // SAFETY: single-threaded bare metal; these statics are accessed only here, by value
+    // (volatile reads of a fat pointer and a slice length) or through one `&mut`.
+    let (model_bytes, arena) = unsafe {
+        let bytes: &'static [u8] = read_volatile(addr_of!(MODEL_BYTES));
+        let arena: &'static mut [u8] = &mut (*addr_of_mut!(ARENA)).0;
+        let len = read_volatile(&arena.len()).min(arena.len());
+        (bytes, &mut arena[..len])
+    };
+    let _ = run(model_bytes, arena);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Loads, binds, fills every input, invokes and folds every output into [`SINK`].
+fn run(bytes: &[u8], arena: &mut [u8]) -> Result<(), mote_runtime::Error> {
+    let model = Model::from_bytes(bytes)?;
+    let mut interp = Interpreter::new(&model, arena)?;
+    for i in 0..model.input_count() {
+        for b in interp.input_bytes_mut(i)?.iter_mut() {
+            // SAFETY: a volatile read of a plain `u8` static.
+            *b = unsafe { read_volatile(addr_of!(SINK)) };
+        }
+    }
+    interp.invoke()?;
+    let mut acc = 0u8;
+    for i in 0..model.output_count() {
+        for &b in interp.output_bytes(i)? {
+            acc = acc.wrapping_add(b);
+        }
+    }
+    #[cfg(feature = "deliberate-panic")]
+    {
+        // An index the optimiser cannot prove in bounds: its check must survive and fail the link.
+        let k = usize::from(acc);
+        acc = acc.wrapping_add(bytes[k]);
+    }
+    // SAFETY: a volatile write of a plain `u8` static.
+    unsafe { write_volatile(addr_of_mut!(SINK), acc) };
+    Ok(())
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    extern "C" {
+        /// Defined nowhere: referencing it makes the link fail.
+        fn mote_panic_path_reachable() -> !;
+    }
+    // SAFETY: never executes in a linked binary: the symbol does not exist.
+    unsafe { mote_panic_path_reachable() }
+}

@@ -1,0 +1,489 @@
+//! Fine-tuning a (pruned) float graph with burn autodiff.
+//!
+//! [`forward`] is a differentiable, batched forward pass over the IR (NHWC kept as
+//! `[batch, h, w, c]` burn tensors; the IR's leading batch dimension of 1 becomes `batch`).
+//! [`finetune`] trains every CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED weight and bias with
+//! Adam: with labels, on cross-entropy; without labels, by distillation against a teacher's
+//! outputs (soft cross-entropy on the teacher's probabilities when the graph ends in SOFTMAX,
+//! mean squared error otherwise).
+
+use std::collections::BTreeMap;
+
+use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
+use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
+use burn::tensor::{activation, Device, Tensor, TensorData};
+
+use crate::error::CompileError;
+use crate::float::{const_f32, const_ints, default_device, same_pad};
+use crate::ir::{Activation, Graph, Operator, TensorId};
+
+/// Training settings.
+#[derive(Debug, Clone, Copy)]
+pub struct FinetuneOptions {
+    /// Passes over the training samples.
+    pub epochs: usize,
+    /// Samples per step.
+    pub batch: usize,
+    /// Adam learning rate (cosine-decayed to 0 over the run).
+    pub lr: f64,
+    /// Shuffling seed.
+    pub seed: u64,
+}
+
+impl Default for FinetuneOptions {
+    fn default() -> Self {
+        FinetuneOptions {
+            epochs: 3,
+            batch: 32,
+            lr: 5e-3,
+            seed: 0,
+        }
+    }
+}
+
+/// What to fit: class labels, or a teacher's outputs (one vector per sample).
+pub enum Targets<'a> {
+    /// Class indices, one per sample.
+    Labels(&'a [u8]),
+    /// The teacher's graph outputs (probabilities after a SOFTMAX, or raw values).
+    Teacher(&'a [Vec<f32>]),
+}
+
+fn unsupported(index: usize, op: &str, reason: impl Into<String>) -> CompileError {
+    CompileError::Unsupported {
+        index,
+        op: op.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// `[batch, …]` with the IR shape's dimensions after the first right-aligned into dims 1..=3.
+fn canon(shape: &[usize], batch: usize) -> Option<[usize; 4]> {
+    if shape.is_empty() || shape[0] != 1 || shape.len() > 4 {
+        return None;
+    }
+    let mut s = [batch, 1, 1, 1];
+    let rest = &shape[1..];
+    s[4 - rest.len()..].copy_from_slice(rest);
+    Some(s)
+}
+
+/// Constants shaped as the IR (left-padded to rank 4, no batch).
+fn const4(v: &[f32], shape: &[usize], device: &Device) -> Tensor<4> {
+    let mut s = [1usize; 4];
+    let r = shape.len().min(4);
+    s[4 - r..].copy_from_slice(&shape[shape.len() - r..]);
+    Tensor::from_data(TensorData::new(v.to_vec(), s.to_vec()), device)
+}
+
+fn act(y: Tensor<4>, a: Activation) -> Result<Tensor<4>, String> {
+    Ok(match a {
+        Activation::None => y,
+        Activation::Relu => y.clamp_min(0.0),
+        Activation::Relu6 => y.clamp(0.0, 6.0),
+        Activation::ReluN1To1 => y.clamp(-1.0, 1.0),
+        Activation::Tanh => y.tanh(),
+        Activation::SignBit => return Err("fused SIGN_BIT".into()),
+    })
+}
+
+/// The trainable tensors of a graph: weights and biases of convolutions and dense layers.
+pub fn trainable(g: &Graph) -> Vec<TensorId> {
+    let mut ids: Vec<TensorId> = g
+        .nodes
+        .iter()
+        .filter(|n| {
+            matches!(
+                n.op,
+                Operator::Conv2d(_)
+                    | Operator::DepthwiseConv2d(_)
+                    | Operator::FullyConnected { .. }
+            )
+        })
+        .flat_map(|n| [n.inputs.get(1), n.inputs.get(2)])
+        .flatten()
+        .copied()
+        .flatten()
+        .filter(|&id| const_f32(&g.tensors[id]).is_some())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Runs `g` on a batch `x` (`batch` samples of the single input, concatenated) with parameter
+/// tensors `params` (by tensor id; other constants are read from the graph). Returns the value
+/// of `upto` (a tensor id) as `[batch, …]` (canonical rank 4).
+///
+/// Errors: [`CompileError::Unsupported`] for an operator or shape it cannot differentiate.
+pub fn forward(
+    g: &Graph,
+    x: Tensor<4>,
+    batch: usize,
+    params: &BTreeMap<TensorId, Tensor<4>>,
+    upto: TensorId,
+    device: &Device,
+) -> Result<Tensor<4>, CompileError> {
+    let mut vals: Vec<Option<Tensor<4>>> = vec![None; g.tensors.len()];
+    let Some(&inp) = g.inputs.first() else {
+        return Err(unsupported(0, "fit", "the graph has no input"));
+    };
+    vals[inp] = Some(x);
+    for (index, node) in g.nodes.iter().enumerate() {
+        let name = node.op.name();
+        let err = |r: String| unsupported(index, name, r);
+        let get = |vals: &Vec<Option<Tensor<4>>>, k: usize| -> Result<Tensor<4>, CompileError> {
+            let id = node
+                .inputs
+                .get(k)
+                .copied()
+                .flatten()
+                .ok_or_else(|| err(format!("input {k} absent")))?;
+            if let Some(p) = params.get(&id) {
+                return Ok(p.clone());
+            }
+            if let Some(v) = &vals[id] {
+                return Ok(v.clone());
+            }
+            let t = &g.tensors[id];
+            let v = const_f32(t).ok_or_else(|| err(format!("input {k} has no float value")))?;
+            Ok(const4(&v, &t.shape, device))
+        };
+        let out = node.outputs[0];
+        let oshape = canon(&g.tensors[out].shape, batch)
+            .ok_or_else(|| err(format!("output shape {:?}", g.tensors[out].shape)))?;
+        let y: Tensor<4> = match &node.op {
+            Operator::Conv2d(o) | Operator::DepthwiseConv2d(o) => {
+                let depthwise = matches!(node.op, Operator::DepthwiseConv2d(_));
+                let xid = node.inputs[0].ok_or_else(|| err("no input".into()))?;
+                let xs = canon(&g.tensors[xid].shape, batch).ok_or_else(|| err("input".into()))?;
+                let xt = get(&vals, 0)?.permute([0, 3, 1, 2]);
+                let w = get(&vals, 1)?;
+                let [_, kh, kw, wi] = w.dims();
+                let (wt, groups) = if depthwise {
+                    (w.permute([3, 0, 1, 2]), xs[3])
+                } else {
+                    if wi == 0 || xs[3] % wi != 0 {
+                        return Err(err("filter depth".into()));
+                    }
+                    (w.permute([0, 3, 1, 2]), xs[3] / wi)
+                };
+                let bias = match node.inputs.get(2).copied().flatten() {
+                    Some(_) => Some(get(&vals, 2)?.flatten::<1>(0, 3)),
+                    None => None,
+                };
+                let opts = ConvOptions {
+                    stride: [o.stride_h, o.stride_w],
+                    padding: [
+                        same_pad(xs[1], kh, o.stride_h, o.dilation_h, o.padding),
+                        same_pad(xs[2], kw, o.stride_w, o.dilation_w, o.padding),
+                    ],
+                    dilation: [o.dilation_h, o.dilation_w],
+                    groups,
+                };
+                let y = conv2d(xt, wt, bias, opts).permute([0, 2, 3, 1]);
+                act(y, o.activation).map_err(err)?
+            }
+            Operator::FullyConnected { activation: a, .. } => {
+                let w = get(&vals, 1)?;
+                let [_, _, o, i] = w.dims();
+                let x2: Tensor<2> = get(&vals, 0)?.reshape([batch, i]);
+                let mut y = x2.matmul(w.reshape([o, i]).transpose());
+                if node.inputs.get(2).copied().flatten().is_some() {
+                    y = y + get(&vals, 2)?.reshape([1, o]);
+                }
+                act(y.reshape([batch, 1, 1, o]), *a).map_err(err)?
+            }
+            Operator::AveragePool2d(o) | Operator::MaxPool2d(o) => {
+                let xt = get(&vals, 0)?;
+                let [_, h, w, _] = xt.dims();
+                let xt = xt.permute([0, 3, 1, 2]);
+                let ph = same_pad(h, o.filter_h, o.stride_h, 1, o.padding);
+                let pw = same_pad(w, o.filter_w, o.stride_w, 1, o.padding);
+                let y = if matches!(node.op, Operator::MaxPool2d(_)) {
+                    max_pool2d(
+                        xt,
+                        MaxPoolOptions {
+                            kernel_size: [o.filter_h, o.filter_w],
+                            stride: [o.stride_h, o.stride_w],
+                            padding: [ph, pw],
+                            dilation: [1, 1],
+                            ceil_mode: false,
+                        },
+                    )
+                } else {
+                    avg_pool2d(
+                        xt,
+                        AvgPoolOptions {
+                            kernel_size: [o.filter_h, o.filter_w],
+                            stride: [o.stride_h, o.stride_w],
+                            padding: [ph, pw],
+                            count_include_pad: false,
+                            ceil_mode: false,
+                        },
+                    )
+                };
+                act(y.permute([0, 2, 3, 1]), o.activation).map_err(err)?
+            }
+            Operator::Add { activation: a }
+            | Operator::Sub { activation: a }
+            | Operator::Mul { activation: a } => {
+                let (p, q) = (get(&vals, 0)?, get(&vals, 1)?);
+                let y = match node.op {
+                    Operator::Add { .. } => p + q,
+                    Operator::Sub { .. } => p - q,
+                    _ => p * q,
+                };
+                act(y, *a).map_err(err)?
+            }
+            Operator::Reshape | Operator::Squeeze => get(&vals, 0)?.reshape(oshape),
+            Operator::Softmax { beta } => {
+                let x = get(&vals, 0)?;
+                activation::softmax(x.mul_scalar(*beta), 3)
+            }
+            Operator::Logistic => activation::sigmoid(get(&vals, 0)?),
+            Operator::Tanh => get(&vals, 0)?.tanh(),
+            Operator::Relu => get(&vals, 0)?.clamp_min(0.0),
+            Operator::Relu6 => get(&vals, 0)?.clamp(0.0, 6.0),
+            Operator::Mean { .. } => {
+                let xid = node.inputs[0].ok_or_else(|| err("no input".into()))?;
+                let r = g.tensors[xid].shape.len() as i64;
+                let aid = node.inputs.get(1).copied().flatten();
+                let axes = aid
+                    .and_then(|a| const_ints(&g.tensors[a]))
+                    .ok_or_else(|| err("axes not constant".into()))?;
+                let mut t = get(&vals, 0)?;
+                for a in axes {
+                    let a = if a < 0 { a + r } else { a };
+                    if !(1..r).contains(&a) {
+                        return Err(err(format!("mean over axis {a}")));
+                    }
+                    t = t.mean_dim((a + 4 - r) as usize);
+                }
+                t
+            }
+            Operator::Concatenation {
+                axis,
+                activation: a,
+            } => {
+                let r = g.tensors[out].shape.len();
+                if *axis == 0 {
+                    return Err(err("concatenation over the batch axis".into()));
+                }
+                let parts = (0..node.inputs.len())
+                    .map(|k| get(&vals, k))
+                    .collect::<Result<Vec<_>, _>>()?;
+                act(Tensor::cat(parts, axis + 4 - r), *a).map_err(err)?
+            }
+            other => return Err(err(format!("{} is not differentiable here", other.name()))),
+        };
+        let y = if y.dims() == oshape {
+            y
+        } else {
+            y.reshape(oshape)
+        };
+        vals[out] = Some(y);
+        if out == upto {
+            break;
+        }
+    }
+    vals[upto]
+        .take()
+        .ok_or_else(|| unsupported(0, "fit", "the requested tensor was not computed"))
+}
+
+/// The tensor whose value is the logits: the input of a final SOFTMAX, else the output.
+pub fn logits_tensor(g: &Graph) -> (TensorId, bool) {
+    let out = g.outputs[0];
+    for n in &g.nodes {
+        if n.outputs[0] == out {
+            if let (Operator::Softmax { .. }, Some(Some(i))) = (&n.op, n.inputs.first()) {
+                return (*i, true);
+            }
+        }
+    }
+    (out, false)
+}
+
+/// Fine-tunes the weights and biases of `g` on `inputs` (one float vector per sample, the
+/// single graph input) against `targets`; returns the trained graph and the mean loss of
+/// the last epoch.
+///
+/// Errors: [`CompileError::Unsupported`] for a graph [`forward`] cannot differentiate, or
+/// mismatched sample counts.
+pub fn finetune(
+    g: &Graph,
+    inputs: &[Vec<f32>],
+    targets: &Targets,
+    opts: &FinetuneOptions,
+) -> Result<(Graph, f64), CompileError> {
+    let device = default_device().autodiff();
+    let n = inputs.len();
+    let tcount = match targets {
+        Targets::Labels(l) => l.len(),
+        Targets::Teacher(t) => t.len(),
+    };
+    if n == 0 || tcount != n || g.inputs.len() != 1 || g.outputs.is_empty() {
+        return Err(unsupported(
+            0,
+            "fit",
+            format!("{n} samples, {tcount} targets, single-input graphs only"),
+        ));
+    }
+    let inshape = g.tensors[g.inputs[0]].shape.clone();
+    let in_elems: usize = inshape.iter().product();
+    let (logits_id, softmax) = logits_tensor(g);
+    let classes = g.tensors[logits_id].elements();
+    let ids = trainable(g);
+    let mut values: Vec<Vec<f32>> = ids
+        .iter()
+        .map(|&id| const_f32(&g.tensors[id]).unwrap_or_default())
+        .collect();
+    let shapes: Vec<Vec<usize>> = ids.iter().map(|&id| g.tensors[id].shape.clone()).collect();
+    let mut m1: Vec<Vec<f32>> = values.iter().map(|v| vec![0.0; v.len()]).collect();
+    let mut m2 = m1.clone();
+    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+    let batch = opts.batch.max(1);
+    let steps_per_epoch = n.div_ceil(batch);
+    let total = (steps_per_epoch * opts.epochs).max(1);
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut state = opts.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut step = 0usize;
+    let mut last_loss = 0.0;
+    for _ in 0..opts.epochs {
+        for i in (1..n).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            order.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let mut sum = 0.0;
+        for chunk in order.chunks(batch) {
+            let b = chunk.len();
+            let mut xb = Vec::with_capacity(b * in_elems);
+            for &i in chunk {
+                if inputs[i].len() != in_elems {
+                    return Err(unsupported(0, "fit", "sample size differs from the input"));
+                }
+                xb.extend_from_slice(&inputs[i]);
+            }
+            let xs = canon(&inshape, b).ok_or_else(|| unsupported(0, "fit", "input shape"))?;
+            let xt = Tensor::<4>::from_data(TensorData::new(xb, xs.to_vec()), &device);
+            let params: BTreeMap<TensorId, Tensor<4>> = ids
+                .iter()
+                .zip(&values)
+                .zip(&shapes)
+                .map(|((&id, v), s)| (id, const4(v, s, &device).require_grad()))
+                .collect();
+            let y = forward(g, xt, b, &params, logits_id, &device)?.reshape([b, classes]);
+            let loss: Tensor<1> = match targets {
+                Targets::Labels(l) => {
+                    let mut t = vec![0f32; b * classes];
+                    for (j, &i) in chunk.iter().enumerate() {
+                        let c = usize::from(l[i]).min(classes - 1);
+                        t[j * classes + c] = 1.0;
+                    }
+                    let tt = Tensor::<2>::from_data(TensorData::new(t, [b, classes]), &device);
+                    burn::tensor::loss::cross_entropy_with_logits(y, tt).reshape([1])
+                }
+                Targets::Teacher(tv) => {
+                    let mut t = Vec::with_capacity(b * classes);
+                    for &i in chunk {
+                        let v = &tv[i];
+                        if v.len() != classes {
+                            return Err(unsupported(0, "fit", "teacher output size"));
+                        }
+                        t.extend_from_slice(v);
+                    }
+                    let tt = Tensor::<2>::from_data(TensorData::new(t, [b, classes]), &device);
+                    if softmax {
+                        burn::tensor::loss::cross_entropy_with_logits(y, tt).reshape([1])
+                    } else {
+                        (y - tt).powf_scalar(2.0).mean()
+                    }
+                }
+            };
+            sum += f64::from(
+                loss.clone()
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .unwrap_or_default()
+                    .first()
+                    .copied()
+                    .unwrap_or(0.0),
+            );
+            let grads = loss.backward();
+            let lr =
+                opts.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
+            step += 1;
+            let t = step as i32;
+            for (k, id) in ids.iter().enumerate() {
+                let Some(gr) = params[id].grad(&grads) else {
+                    continue;
+                };
+                let gv = gr.into_data().try_into_vec::<f32>().unwrap_or_default();
+                for (j, &gj) in gv.iter().enumerate().take(values[k].len()) {
+                    let gj = f64::from(gj);
+                    let a = b1 * f64::from(m1[k][j]) + (1.0 - b1) * gj;
+                    let v = b2 * f64::from(m2[k][j]) + (1.0 - b2) * gj * gj;
+                    m1[k][j] = a as f32;
+                    m2[k][j] = v as f32;
+                    let ah = a / (1.0 - b1.powi(t));
+                    let vh = v / (1.0 - b2.powi(t));
+                    values[k][j] -= (lr * ah / (vh.sqrt() + eps)) as f32;
+                }
+            }
+        }
+        last_loss = sum / steps_per_epoch as f64;
+    }
+    let mut out = g.clone();
+    for (k, &id) in ids.iter().enumerate() {
+        let t = &mut out.tensors[id];
+        t.data = Some(values[k].iter().flat_map(|x| x.to_le_bytes()).collect());
+    }
+    Ok((out, last_loss))
+}
+
+/// Logits (or outputs) of `g` for many samples, batched, without gradients.
+pub fn predict(
+    g: &Graph,
+    inputs: &[Vec<f32>],
+    batch: usize,
+) -> Result<Vec<Vec<f32>>, CompileError> {
+    let device = default_device();
+    let inshape = g.tensors[g.inputs[0]].shape.clone();
+    let out = g.outputs[0];
+    let classes = g.tensors[out].elements();
+    let mut res = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(batch.max(1)) {
+        let b = chunk.len();
+        let xb: Vec<f32> = chunk.iter().flatten().copied().collect();
+        let xs = canon(&inshape, b).ok_or_else(|| unsupported(0, "fit", "input shape"))?;
+        let xt = Tensor::<4>::from_data(TensorData::new(xb, xs.to_vec()), &device);
+        let y = forward(g, xt, b, &BTreeMap::new(), out, &device)?;
+        let v = y.into_data().try_into_vec::<f32>().unwrap_or_default();
+        res.extend(v.chunks_exact(classes).map(<[f32]>::to_vec));
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::float::{prepare, FloatExecutor};
+
+    #[test]
+    fn batched_forward_matches_the_float_executor_on_digits() {
+        let g = crate::tflite::import(crate::demo::FLOAT_TFLITE).unwrap();
+        let g = prepare(&g).unwrap();
+        let xs: Vec<Vec<f32>> = crate::demo::test_images().into_iter().take(20).collect();
+        let exec = FloatExecutor::new(&g, default_device());
+        let batched = predict(&g, &xs, 7).unwrap();
+        for (x, b) in xs.iter().zip(&batched) {
+            let r = exec.outputs(std::slice::from_ref(x)).unwrap();
+            for (p, q) in r[0].iter().zip(b) {
+                assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+            }
+        }
+    }
+}

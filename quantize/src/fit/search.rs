@@ -1,0 +1,715 @@
+//! The fit search: structured sparsity × per-layer precision, each candidate compiled and
+//! measured exactly (flash = `.mote` bytes, RAM = planned arena), its latency and energy
+//! *estimated* with the target's cost model, and its accuracy (with labels) or top-1 agreement
+//! with the float model (without) measured on the runtime itself.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use mote_runtime::{energy, Model};
+use mote_targets::TargetProfile;
+
+use super::finetune::{self, FinetuneOptions, Targets};
+use super::prune::{self, Analysis};
+use crate::calibrate::{Calibrator, ObserverKind};
+use crate::compile::{compile, Compiled};
+use crate::error::CompileError;
+use crate::fidelity::{argmax, Int8Runner};
+use crate::float::{default_device, FloatExecutor};
+use crate::ir::{Graph, Operator};
+use crate::ptq::{self, Precision};
+
+/// One sample: one float32 vector for the model's single input.
+pub type Sample = Vec<f32>;
+
+/// The budgets to meet (`None` = unconstrained).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Budget {
+    /// `.mote` file bytes (flash).
+    pub flash: Option<usize>,
+    /// Arena bytes (RAM).
+    pub ram: Option<usize>,
+    /// Estimated latency per inference on the target, µs.
+    pub latency_us: Option<f64>,
+    /// Estimated energy per inference on the target, µJ.
+    pub energy_uj: Option<f64>,
+}
+
+/// The data a fit uses.
+#[derive(Debug, Clone, Default)]
+pub struct FitData {
+    /// Calibration samples (activation ranges; distillation inputs when there are no labels).
+    pub calibration: Vec<Sample>,
+    /// Held-out samples the candidates are scored on.
+    pub eval: Vec<Sample>,
+    /// Labels of `eval` (accuracy); without them the score is top-1 agreement with the float
+    /// model.
+    pub eval_labels: Option<Vec<u8>>,
+    /// Labelled training samples for supervised fine-tuning (else: distillation on
+    /// `calibration`).
+    pub train: Option<(Vec<Sample>, Vec<u8>)>,
+}
+
+/// Search settings.
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// Uniform pruning ratios to try (fraction of channels removed in every prunable group).
+    pub ratios: Vec<f32>,
+    /// Precision recipes to try (see [`Recipe`]).
+    pub recipes: Vec<Recipe>,
+    /// Fine-tuning settings (`epochs == 0` disables fine-tuning).
+    pub finetune: FinetuneOptions,
+    /// How many pruned structures to fine-tune (the least-pruned ones that meet the budgets).
+    pub finetune_top: usize,
+    /// Calibration samples used for ranges (the first ones).
+    pub max_calibration: usize,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            ratios: vec![0.0, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875],
+            recipes: vec![Recipe::Int8, Recipe::Int4Big, Recipe::Int4W, Recipe::A16W8],
+            finetune: FinetuneOptions::default(),
+            finetune_top: 2,
+            max_calibration: 100,
+            progress: false,
+        }
+    }
+}
+
+/// A per-layer precision recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Recipe {
+    /// Every layer int8.
+    Int8,
+    /// int4 weights in every CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED, int8 elsewhere.
+    Int4W,
+    /// int4 weights only in the layers holding at least 20 % of the weight elements.
+    Int4Big,
+    /// int16 activations with int8 weights everywhere.
+    A16W8,
+}
+
+impl Recipe {
+    /// Short name for tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Recipe::Int8 => "int8",
+            Recipe::Int4W => "int4w",
+            Recipe::Int4Big => "int4w-big",
+            Recipe::A16W8 => "a16w8",
+        }
+    }
+
+    /// Per-node precisions for `g`.
+    pub fn per_node(self, g: &Graph) -> Vec<Precision> {
+        let weights = |n: &crate::ir::Node| {
+            n.inputs
+                .get(1)
+                .copied()
+                .flatten()
+                .map_or(0, |w| g.tensors[w].elements())
+        };
+        let is_w = |n: &crate::ir::Node| {
+            matches!(
+                n.op,
+                Operator::Conv2d(_)
+                    | Operator::DepthwiseConv2d(_)
+                    | Operator::FullyConnected { .. }
+            )
+        };
+        let total: usize = g.nodes.iter().filter(|n| is_w(n)).map(weights).sum();
+        g.nodes
+            .iter()
+            .map(|n| match self {
+                Recipe::Int8 => Precision::Int8,
+                Recipe::A16W8 => Precision::A16W8,
+                Recipe::Int4W if is_w(n) => Precision::Int4Weights,
+                Recipe::Int4Big if is_w(n) && weights(n) * 5 >= total => Precision::Int4Weights,
+                _ => Precision::Int8,
+            })
+            .collect()
+    }
+}
+
+/// One layer of a candidate's plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerPlan {
+    /// IR node index.
+    pub node: usize,
+    /// Operator.
+    pub op: String,
+    /// Output tensor name.
+    pub name: String,
+    /// Precision.
+    pub precision: &'static str,
+    /// Output channels kept.
+    pub channels: usize,
+    /// Output channels of the original model.
+    pub channels_before: usize,
+    /// Constant bytes in the `.mote` of the runtime op(s) computing this node.
+    pub flash_bytes: u64,
+    /// MACs of the runtime op(s) computing this node.
+    pub macs: u64,
+}
+
+/// One explored candidate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    /// Fraction of channels removed per prunable group.
+    pub ratio: f32,
+    /// Precision recipe.
+    pub recipe: &'static str,
+    /// `.mote` bytes (exact).
+    pub flash_bytes: usize,
+    /// Arena bytes (exact).
+    pub arena_bytes: usize,
+    /// MACs per inference.
+    pub macs: u64,
+    /// Estimated latency on the target, µs.
+    pub est_latency_us: f64,
+    /// Estimated energy on the target, µJ.
+    pub est_energy_uj: f64,
+    /// Accuracy or agreement on the eval set, 0..1.
+    pub score: f64,
+    /// Whether the weights were fine-tuned after pruning.
+    pub finetuned: bool,
+    /// Whether every budget is met.
+    pub feasible: bool,
+    /// Whether no other candidate is at least as good on every axis and better on one.
+    pub pareto: bool,
+}
+
+/// The fit's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct FitResult {
+    /// Target profile id.
+    pub target: &'static str,
+    /// The budgets.
+    pub budget: Budget,
+    /// What `score` measures.
+    pub metric: &'static str,
+    /// Score of the float model on the eval set.
+    pub float_score: f64,
+    /// Score of the unpruned all-int8 model.
+    pub int8_score: Option<f64>,
+    /// The chosen candidate.
+    pub chosen: Candidate,
+    /// Its plan per layer.
+    pub layers: Vec<LayerPlan>,
+    /// Every candidate explored (each structure after fine-tuning where it was fine-tuned).
+    pub explored: Vec<Candidate>,
+    /// Precision recipes that the compiler could not build, with the reason.
+    pub unavailable: Vec<(String, String)>,
+    /// The chosen `.mote`.
+    #[serde(skip)]
+    pub compiled: Compiled,
+    /// The chosen int8 graph (for simulation / fidelity).
+    #[serde(skip)]
+    pub graph: Graph,
+    /// The chosen pruned (and fine-tuned) float graph.
+    #[serde(skip)]
+    pub float: Graph,
+}
+
+/// Activation ranges (min/max) of a float graph over `samples`.
+pub fn calibrate_ranges(
+    g: &Graph,
+    samples: &[Sample],
+) -> Result<Vec<Option<(f32, f32)>>, CompileError> {
+    let exec = FloatExecutor::new(g, default_device());
+    let skip: Vec<bool> = g.tensors.iter().map(|t| t.is_const()).collect();
+    let mut cal = Calibrator::new(g.tensors.len());
+    for s in samples {
+        cal.observe_range(&exec.run(std::slice::from_ref(s))?, &skip);
+    }
+    Ok(cal.ranges(ObserverKind::MinMax))
+}
+
+/// Measured figures of one compiled model.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    /// `.mote` bytes.
+    pub flash: usize,
+    /// Arena bytes.
+    pub arena: usize,
+    /// MACs.
+    pub macs: u64,
+    /// Estimated latency, µs.
+    pub latency_us: f64,
+    /// Estimated energy, µJ.
+    pub energy_uj: f64,
+}
+
+/// Flash, arena, MACs and the target estimates of a compiled model, as `mote inspect` and
+/// `mote bench --target` report them.
+pub fn measure(c: &Compiled, target: &TargetProfile) -> Result<Measured, CompileError> {
+    let aligned = c.aligned();
+    let model = Model::from_bytes(aligned.as_slice())?;
+    let e = energy::estimate_model(&model, target);
+    Ok(Measured {
+        flash: model.file_bytes(),
+        arena: model.arena_bytes(),
+        macs: model.costs().iter().map(|c| c.macs).sum(),
+        latency_us: e.latency_us,
+        energy_uj: e.energy_uj,
+    })
+}
+
+/// Runs a compiled quantized model over `samples` on the runtime; returns its output vectors.
+pub fn run_quantized(
+    qg: &Graph,
+    c: &Compiled,
+    samples: &[Sample],
+) -> Result<Vec<Vec<f32>>, CompileError> {
+    let mut r = Int8Runner::new(qg, c)?;
+    samples
+        .iter()
+        .map(|s| {
+            let (_, mut outs) = r.run_layers(std::slice::from_ref(s), false)?;
+            Ok(outs.swap_remove(0))
+        })
+        .collect()
+}
+
+/// Fraction of `outs` whose top-1 class equals `truth`.
+pub fn top1(outs: &[Vec<f32>], truth: &[usize]) -> f64 {
+    let ok = outs
+        .iter()
+        .zip(truth)
+        .filter(|(o, t)| argmax(o) == **t)
+        .count();
+    ok as f64 / truth.len().max(1) as f64
+}
+
+impl Budget {
+    /// Whether `m` meets every budget.
+    pub fn met(&self, m: &Measured) -> bool {
+        self.flash.is_none_or(|b| m.flash <= b)
+            && self.ram.is_none_or(|b| m.arena <= b)
+            && self.latency_us.is_none_or(|b| m.latency_us <= b)
+            && self.energy_uj.is_none_or(|b| m.energy_uj <= b)
+    }
+}
+
+struct Built {
+    cand: Candidate,
+    qgraph: Graph,
+    compiled: Compiled,
+    per_node: Vec<Precision>,
+}
+
+fn bar(len: usize, show: bool, msg: &'static str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {elapsed} {wide_msg}")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(msg);
+    pb
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    pf: &Graph,
+    ratio: f32,
+    recipe: Recipe,
+    ranges: &[Option<(f32, f32)>],
+    target: &TargetProfile,
+    budget: &Budget,
+    data: &FitData,
+    truth: &[usize],
+    finetuned: bool,
+) -> Result<Built, CompileError> {
+    let per_node = recipe.per_node(pf);
+    let qg = ptq::quantize_mixed(pf, ranges, &per_node)?;
+    let compiled = compile(qg.clone())?;
+    let m = measure(&compiled, target)?;
+    let outs = run_quantized(&qg, &compiled, &data.eval)?;
+    Ok(Built {
+        cand: Candidate {
+            ratio,
+            recipe: recipe.name(),
+            flash_bytes: m.flash,
+            arena_bytes: m.arena,
+            macs: m.macs,
+            est_latency_us: m.latency_us,
+            est_energy_uj: m.energy_uj,
+            score: top1(&outs, truth),
+            finetuned,
+            feasible: budget.met(&m),
+            pareto: false,
+        },
+        qgraph: qg,
+        compiled,
+        per_node,
+    })
+}
+
+fn dominates(a: &Candidate, b: &Candidate) -> bool {
+    let ge = a.flash_bytes <= b.flash_bytes
+        && a.arena_bytes <= b.arena_bytes
+        && a.est_latency_us <= b.est_latency_us
+        && a.score >= b.score;
+    let gt = a.flash_bytes < b.flash_bytes
+        || a.arena_bytes < b.arena_bytes
+        || a.est_latency_us < b.est_latency_us
+        || a.score > b.score;
+    ge && gt
+}
+
+/// Layer plan of a compiled candidate.
+fn layer_plan(
+    original: &Graph,
+    pruned: &Graph,
+    compiled: &Compiled,
+    per_node: &[Precision],
+) -> Vec<LayerPlan> {
+    let aligned = compiled.aligned();
+    let costs: Vec<(u64, u64)> = Model::from_bytes(aligned.as_slice())
+        .map(|m| {
+            m.costs()
+                .iter()
+                .map(|c| (u64::from(c.const_bytes_read), c.macs))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut per: Vec<(u64, u64)> = vec![(0, 0); pruned.nodes.len()];
+    for (op, nodes) in compiled.op_nodes.iter().enumerate() {
+        // Charge a fused op to its first node.
+        if let (Some(&n), Some(&c)) = (nodes.iter().min(), costs.get(op)) {
+            if n < per.len() {
+                per[n].0 += c.0;
+                per[n].1 += c.1;
+            }
+        }
+    }
+    pruned
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let o = n.outputs[0];
+            let ch = |g: &Graph| {
+                g.tensors[g.nodes[i].outputs[0]]
+                    .shape
+                    .last()
+                    .copied()
+                    .unwrap_or(1)
+            };
+            LayerPlan {
+                node: i,
+                op: n.op.name().to_string(),
+                name: pruned.tensors[o].name.clone(),
+                precision: per_node.get(i).copied().unwrap_or_default().name(),
+                channels: ch(pruned),
+                channels_before: if original.nodes.len() == pruned.nodes.len() {
+                    ch(original)
+                } else {
+                    ch(pruned)
+                },
+                flash_bytes: per[i].0,
+                macs: per[i].1,
+            }
+        })
+        .collect()
+}
+
+/// Searches pruning ratio × precision recipe for the candidate meeting `budget` with the best
+/// score; fine-tunes the best pruned structures.
+///
+/// `float` is a prepared float graph (see [`crate::float::prepare`]). Errors:
+/// [`CompileError::Usage`] naming the smallest achievable figures and the layers that dominate
+/// them when nothing meets the budgets; the compile error of the unpruned int8 model.
+pub fn fit(
+    float: &Graph,
+    target: &'static TargetProfile,
+    budget: Budget,
+    data: &FitData,
+    opts: &FitOptions,
+) -> Result<FitResult, CompileError> {
+    if data.eval.is_empty() || data.calibration.is_empty() {
+        return Err(CompileError::Malformed {
+            format: "fit data",
+            what: "calibration and eval samples are required".into(),
+        });
+    }
+    let analysis = prune::analyze(float);
+    let cal: Vec<Sample> = data
+        .calibration
+        .iter()
+        .take(opts.max_calibration.max(1))
+        .cloned()
+        .collect();
+    let float_outs = finetune::predict(float, &data.eval, 64)?;
+    let float_top: Vec<usize> = float_outs.iter().map(|o| argmax(o)).collect();
+    let (metric, truth): (&'static str, Vec<usize>) = match &data.eval_labels {
+        Some(l) => ("accuracy", l.iter().map(|&c| usize::from(c)).collect()),
+        None => ("top-1 agreement with float", float_top.clone()),
+    };
+    let float_score = top1(&float_outs, &truth);
+    let mut ratios = opts.ratios.clone();
+    if !ratios.contains(&0.0) {
+        ratios.insert(0, 0.0);
+    }
+    let total = ratios.len() * opts.recipes.len();
+    let pb = bar(total, opts.progress, "searching");
+    let mut built: Vec<(usize, Built)> = Vec::new(); // (ratio index, built)
+    let mut pruned: Vec<Graph> = Vec::new();
+    let mut unavailable: Vec<(String, String)> = Vec::new();
+    for (ri, &r) in ratios.iter().enumerate() {
+        let plan = analysis.uniform(float, r);
+        let pf = prune::apply(float, &analysis, &plan)?;
+        let ranges = calibrate_ranges(&pf, &cal)?;
+        for &recipe in &opts.recipes {
+            pb.set_message(format!("ratio {r:.3} {}", recipe.name()));
+            match build(
+                &pf, r, recipe, &ranges, target, &budget, data, &truth, false,
+            ) {
+                Ok(b) => built.push((ri, b)),
+                Err(e) => {
+                    if ri == 0 && recipe == Recipe::Int8 {
+                        return Err(e);
+                    }
+                    if !unavailable.iter().any(|(n, _)| n == recipe.name()) {
+                        unavailable.push((recipe.name().to_string(), e.to_string()));
+                    }
+                }
+            }
+            pb.inc(1);
+        }
+        pruned.push(pf);
+    }
+    pb.finish_and_clear();
+    let int8_score = built
+        .iter()
+        .find(|(ri, b)| *ri == 0 && b.cand.recipe == Recipe::Int8.name())
+        .map(|(_, b)| b.cand.score);
+
+    // Fine-tune the best feasible pruned structures.
+    if opts.finetune.epochs > 0 && opts.finetune_top > 0 {
+        // Pruning without fine-tuning says little about accuracy after it: fine-tune the
+        // least-pruned structures that meet the budgets with some recipe.
+        let mut feasible: Vec<usize> = built
+            .iter()
+            .filter(|(ri, b)| b.cand.feasible && ratios[*ri] > 0.0)
+            .map(|(ri, _)| *ri)
+            .collect();
+        feasible.sort_unstable_by(|a, b| ratios[*a].total_cmp(&ratios[*b]));
+        feasible.dedup();
+        let chosen_ri: Vec<usize> = feasible.into_iter().take(opts.finetune_top).collect();
+        let teacher: Vec<Vec<f32>>;
+        let (inputs, targets): (&[Sample], Targets) = match &data.train {
+            Some((x, y)) => (x, Targets::Labels(y)),
+            None => {
+                teacher = finetune::predict(float, &data.calibration, 64)?;
+                (&data.calibration, Targets::Teacher(&teacher))
+            }
+        };
+        let pb = bar(chosen_ri.len(), opts.progress, "fine-tuning");
+        for ri in chosen_ri {
+            pb.set_message(format!("ratio {:.3}", ratios[ri]));
+            let (tuned, _loss) = finetune::finetune(&pruned[ri], inputs, &targets, &opts.finetune)?;
+            let ranges = calibrate_ranges(&tuned, &cal)?;
+            let recipes: Vec<Recipe> = built
+                .iter()
+                .filter(|(r, _)| *r == ri)
+                .filter_map(|(_, b)| {
+                    opts.recipes
+                        .iter()
+                        .copied()
+                        .find(|x| x.name() == b.cand.recipe)
+                })
+                .collect();
+            let mut replaced = Vec::new();
+            for recipe in recipes {
+                let b = build(
+                    &tuned, ratios[ri], recipe, &ranges, target, &budget, data, &truth, true,
+                )?;
+                replaced.push((ri, b));
+            }
+            built.retain(|(r, _)| *r != ri);
+            built.extend(replaced);
+            pruned[ri] = tuned;
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+    }
+
+    // Pareto front.
+    let cands: Vec<Candidate> = built.iter().map(|(_, b)| b.cand.clone()).collect();
+    for (i, (_, b)) in built.iter_mut().enumerate() {
+        b.cand.pareto = !cands
+            .iter()
+            .enumerate()
+            .any(|(j, c)| j != i && dominates(c, &cands[i]));
+    }
+    let best = built
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, b))| b.cand.feasible)
+        .max_by(|(_, (_, a)), (_, (_, b))| {
+            a.cand
+                .score
+                .total_cmp(&b.cand.score)
+                .then(b.cand.flash_bytes.cmp(&a.cand.flash_bytes))
+                .then(b.cand.est_latency_us.total_cmp(&a.cand.est_latency_us))
+        })
+        .map(|(i, _)| i);
+    let Some(best) = best else {
+        return Err(impossible(&built, &ratios, &pruned, &budget, target));
+    };
+    let explored: Vec<Candidate> = built.iter().map(|(_, b)| b.cand.clone()).collect();
+    let (ri, b) = built.swap_remove(best);
+    let layers = layer_plan(float, &pruned[ri], &b.compiled, &b.per_node);
+    Ok(FitResult {
+        target: target.id,
+        budget,
+        metric,
+        float_score,
+        int8_score,
+        chosen: b.cand,
+        layers,
+        explored,
+        unavailable,
+        compiled: b.compiled,
+        graph: b.qgraph,
+        float: pruned.swap_remove(ri),
+    })
+}
+
+/// The error for budgets nothing meets: the smallest achievable figures and the layers that
+/// dominate each (in the candidate that achieves it).
+fn impossible(
+    built: &[(usize, Built)],
+    ratios: &[f32],
+    pruned: &[Graph],
+    budget: &Budget,
+    target: &TargetProfile,
+) -> CompileError {
+    let mut lines = vec![format!(
+        "budgets impossible: no explored candidate meets every budget on {} ({} candidates: pruning up to {:.1} % of \
+         channels × the available precisions)",
+        target.id,
+        built.len(),
+        100.0 * ratios.iter().copied().fold(0.0, f32::max)
+    )];
+    let pick = |key: &dyn Fn(&Candidate) -> f64| {
+        built
+            .iter()
+            .min_by(|a, b| key(&a.1.cand).total_cmp(&key(&b.1.cand)))
+    };
+    type Key = fn(&Candidate) -> f64;
+    let rows: [(&str, Option<String>, Key, &str); 4] = [
+        (
+            "flash",
+            budget.flash.map(|b| format!("{b} bytes")),
+            |c| c.flash_bytes as f64,
+            "bytes",
+        ),
+        (
+            "RAM (arena)",
+            budget.ram.map(|b| format!("{b} bytes")),
+            |c| c.arena_bytes as f64,
+            "bytes",
+        ),
+        (
+            "latency (estimated)",
+            budget.latency_us.map(|b| format!("{b} us")),
+            |c| c.est_latency_us,
+            "us",
+        ),
+        (
+            "energy (estimated)",
+            budget.energy_uj.map(|b| format!("{b} uJ")),
+            |c| c.est_energy_uj,
+            "uJ",
+        ),
+    ];
+    for (name, asked, key, unit) in rows {
+        let Some((ri, b)) = pick(&key) else { continue };
+        let v = key(&b.cand);
+        let vs = if unit == "bytes" {
+            format!("{v:.0} bytes")
+        } else {
+            format!("{v:.1} {unit}")
+        };
+        let dom = dominating(name, b, &pruned[*ri], target);
+        lines.push(format!(
+            "  smallest {name}: {vs} (pruning {:.1} %, {}){}; dominated by {dom}",
+            100.0 * b.cand.ratio,
+            b.cand.recipe,
+            asked.map_or(String::new(), |a| format!(", budget {a}")),
+        ));
+    }
+    CompileError::Usage(lines.join("\n"))
+}
+
+fn dominating(what: &str, b: &Built, g: &Graph, target: &TargetProfile) -> String {
+    let aligned = b.compiled.aligned();
+    let Ok(model) = Model::from_bytes(aligned.as_slice()) else {
+        return "?".into();
+    };
+    let label = |op: usize| {
+        let n = b
+            .compiled
+            .op_nodes
+            .get(op)
+            .and_then(|v| v.iter().min())
+            .copied();
+        let kind = model.op_kind(op).map_or("?", |k| k.name());
+        match n {
+            Some(n) if n < g.nodes.len() => {
+                format!("{kind} {:?}", g.tensors[g.nodes[n].outputs[0]].name)
+            }
+            _ => format!("op {op} {kind}"),
+        }
+    };
+    let mut scores: Vec<(usize, f64)> = (0..model.ops().len())
+        .map(|i| {
+            let c = model.costs().get(i).copied().unwrap_or_default();
+            let v = match what {
+                "flash" => f64::from(c.const_bytes_read),
+                "RAM (arena)" => {
+                    let (ins, outs) = model.op_io(i).unwrap_or((&[], &[]));
+                    ins.iter()
+                        .chain(outs)
+                        .filter_map(|&t| model.tensors().get(t as usize))
+                        .filter(|t| t.storage() == Some(mote_runtime::format::Storage::Arena))
+                        .map(|t| f64::from(t.bytes))
+                        .sum::<f64>()
+                        + f64::from(model.ops()[i].scratch_bytes)
+                }
+                _ => energy::estimate_op(&model, i, target).map_or(0.0, |e| e.latency_us),
+            };
+            (i, v)
+        })
+        .collect();
+    let total: f64 = scores.iter().map(|s| s.1).sum::<f64>().max(1e-12);
+    scores.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let share = what != "RAM (arena)";
+    scores
+        .iter()
+        .take(3)
+        .map(|(i, v)| {
+            if share {
+                format!("{} ({:.0} %)", label(*i), 100.0 * v / total)
+            } else {
+                format!("{} ({v:.0} bytes live)", label(*i))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The analysis of a graph, re-exported for reports.
+pub fn analysis(float: &Graph) -> Analysis {
+    prune::analyze(float)
+}

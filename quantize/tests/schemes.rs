@@ -1,0 +1,175 @@
+//! The quantization schemes beside int8 — packed int4 weights (`int4w`), int16 activations with
+//! int8 weights (`a16w8`) and per-layer mixes — on a real float model (the digits CNN of
+//! `assets/digits_cnn_float.tflite`, scikit-learn's 8×8 digits), run on the mote runtime.
+#![cfg(feature = "float")]
+
+use std::path::PathBuf;
+
+use mote_quantize::calibrate::ObserverKind;
+use mote_quantize::fidelity::{argmax, Int8Runner};
+use mote_quantize::ir::{DataType, Operator};
+use mote_quantize::pipeline::{choose_precisions, quantize_graph_scheme, Quantized, Sample};
+use mote_quantize::ptq::Precision;
+use mote_quantize::tflite;
+
+fn assets() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
+}
+
+fn read(name: &str) -> Vec<u8> {
+    std::fs::read(assets().join(name)).unwrap()
+}
+
+struct Digits {
+    cal: Vec<Sample>,
+    test: Vec<Sample>,
+    labels: Vec<u8>,
+}
+
+fn digits() -> Digits {
+    let cal = read("digits_train_u8.bin")
+        .chunks_exact(64)
+        .take(128)
+        .map(|c| vec![c.iter().map(|&p| f32::from(p) / 16.0).collect()])
+        .collect();
+    let test = read("digits_test_f32.bin")
+        .chunks_exact(64 * 4)
+        .map(|c| {
+            vec![c
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()]
+        })
+        .collect();
+    Digits {
+        cal,
+        test,
+        labels: read("digits_test_labels.bin"),
+    }
+}
+
+fn quantize(d: &Digits, scheme: &str, layers: &[String]) -> Quantized {
+    let g = tflite::import(&read("digits_cnn_float.tflite")).unwrap();
+    quantize_graph_scheme(
+        &g,
+        &d.cal,
+        &d.test,
+        ObserverKind::MinMax,
+        |fg| choose_precisions(fg, scheme, layers),
+        false,
+        false,
+    )
+    .unwrap_or_else(|e| panic!("{scheme}: {e}"))
+}
+
+/// Top-1 accuracy of the compiled model on the test set, run on the mote runtime.
+fn accuracy(q: &Quantized, d: &Digits) -> f64 {
+    let mut runner = Int8Runner::new(&q.graph, &q.compiled).unwrap();
+    let hits = d
+        .test
+        .iter()
+        .zip(&d.labels)
+        .filter(|(s, &y)| argmax(&runner.run_layers(s, false).unwrap().1[0]) == usize::from(y))
+        .count();
+    hits as f64 / d.labels.len() as f64
+}
+
+fn weight_bytes(q: &Quantized, dtype: DataType) -> usize {
+    q.graph
+        .tensors
+        .iter()
+        .filter(|t| t.dtype == dtype && t.is_const())
+        .map(|t| t.bytes())
+        .sum()
+}
+
+#[test]
+fn digits_cnn_in_every_scheme() {
+    let d = digits();
+    let int8 = quantize(&d, "int8", &[]);
+    let int4 = quantize(&d, "int4w", &[]);
+    let a16 = quantize(&d, "a16w8", &[]);
+    let (acc8, acc4, acc16) = (accuracy(&int8, &d), accuracy(&int4, &d), accuracy(&a16, &d));
+    let sqnr = |q: &Quantized| q.report.output_sqnr_db;
+    eprintln!(
+        "digits CNN ({} test images): int8 {:.2} % ({:.1} dB, {} B), int4w {:.2} % ({:.1} dB, {} B), a16w8 {:.2} % ({:.1} dB, {} B)",
+        d.labels.len(),
+        100.0 * acc8,
+        sqnr(&int8),
+        int8.compiled.bytes.len(),
+        100.0 * acc4,
+        sqnr(&int4),
+        int4.compiled.bytes.len(),
+        100.0 * acc16,
+        sqnr(&a16),
+        a16.compiled.bytes.len(),
+    );
+    // The int8 model is the known-good baseline; the others must stay useful.
+    assert!(acc8 > 0.9, "int8 accuracy {acc8}");
+    // Plain int4 PTQ of this 8-channel CNN (no fine-tuning) measured 89.7 %: a floor, not a goal.
+    assert!(acc4 > acc8 - 0.12, "int4w {acc4} vs int8 {acc8}");
+    assert!(acc16 > acc8 - 0.01, "a16w8 {acc16} vs int8 {acc8}");
+    // The graph output stays int8 in both (same I/O as the int8 model), which bounds the output
+    // SQNR: 16-bit activations inside must not make it worse by more than rounding noise.
+    assert!(
+        sqnr(&a16) > sqnr(&int8) - 3.0,
+        "{} vs {}",
+        sqnr(&a16),
+        sqnr(&int8)
+    );
+    // int4 weights take half the bytes of int8 weights (rounded up per tensor).
+    let w8 = weight_bytes(&int8, DataType::Int8);
+    let w4 = weight_bytes(&int4, DataType::Int4);
+    assert!(
+        w4 * 2 <= w8 + 8 && w4 * 2 >= w8,
+        "int4 {w4} B vs int8 {w8} B"
+    );
+    assert!(int4.compiled.bytes.len() < int8.compiled.bytes.len());
+    // Graph I/O stays int8 with the int8 model's parameters in every scheme.
+    for q in [&int4, &a16] {
+        assert_eq!(
+            mote_quantize::ptq::io_quant(&q.graph),
+            mote_quantize::ptq::io_quant(&int8.graph)
+        );
+    }
+}
+
+#[test]
+fn mixed_precision_inserts_conversions_only_where_neighbours_differ() {
+    let d = digits();
+    let g = tflite::import(&read("digits_cnn_float.tflite")).unwrap();
+    let fg = mote_quantize::float::prepare(&g).unwrap();
+    let first_mac = fg
+        .nodes
+        .iter()
+        .position(|n| matches!(n.op, Operator::Conv2d(_)))
+        .unwrap();
+    // Everything int8 except the first convolution in 16x8, the rest of the MACs int4.
+    let layers = vec![format!("{first_mac}=a16w8")];
+    let q = quantize(&d, "int4w", &layers);
+    let per_node = choose_precisions(&fg, "int4w", &layers).unwrap();
+    assert_eq!(per_node[first_mac], Precision::A16W8);
+    let quantizes = q
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| n.op == Operator::Quantize)
+        .count();
+    // One QUANTIZE int8 → int16 before it and one int16 → int8 after it.
+    assert_eq!(quantizes, 2, "{:#?}", q.graph.nodes);
+    let int16 = q
+        .graph
+        .tensors
+        .iter()
+        .filter(|t| t.dtype == DataType::Int16)
+        .count();
+    assert_eq!(int16, 2);
+    let acc = accuracy(&q, &d);
+    assert!(acc > 0.85, "mixed accuracy {acc}");
+    // Unknown names and out-of-range layers are refused by name.
+    assert!(choose_precisions(&fg, "int3", &[]).is_err());
+    assert!(choose_precisions(&fg, "int8", &["999=int8".into()])
+        .unwrap_err()
+        .to_string()
+        .contains("999"));
+}
