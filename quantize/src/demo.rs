@@ -156,6 +156,7 @@ pub fn run() -> Result<DemoReport, CompileError> {
         ..FitOptions::default()
     };
     opts.finetune.epochs = 20;
+    opts.finetune.lr = 2e-2;
     opts.finetune_top = 1;
     let r = search::fit(&float, target, budget, &data, &opts)?;
     let fit_seconds = t0.elapsed().as_secs_f64();
