@@ -14,6 +14,9 @@
 //! used for fine-tuning); the reported accuracies are on the 360 test images, which the
 //! search never sees.
 
+// Without `float` only the model constants and the report type are built.
+#![cfg_attr(not(feature = "float"), allow(unused_imports))]
+
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
