@@ -1,10 +1,10 @@
 //! A CNN defined and trained with burn on scikit-learn's digits, exported to the IR, quantized
-//! to int8 by mote and run on the mote runtime. Needs `--features float`. Training takes
-//! minutes (about 9 min for 20 epochs on a busy 2-core machine in the test profile), so the test
-//! is `#[ignore]`d:
+//! to int8 by mote and run on the mote runtime (the default `float` feature). Training takes
+//! about 2 min for 20 epochs on 2 quiet cores in the test profile (9 min on a busy machine), too
+//! long for every CI run, so the test is `#[ignore]`d:
 //!
 //! ```sh
-//! cargo test -p mote-quantize --features float --test burn_digits -- --ignored --nocapture
+//! cargo test -p mote-quantize --test burn_digits -- --ignored --nocapture
 //! ```
 //!
 //! `MOTE_DIGITS_EPOCHS` overrides the 20 epochs.

@@ -1,9 +1,9 @@
 //! The fidelity table of issue 6: mote's int8 PTQ of the MLPerf Tiny float models against the
-//! published int8 models, on realistic held-out inputs. Needs `--features float` and
-//! `../shared`; slow in debug builds, so `#[ignore]`d:
+//! published int8 models, on realistic held-out inputs. Needs the (default) `float` feature and
+//! `../shared`; about 11 s in the test profile:
 //!
 //! ```sh
-//! cargo test -p mote-quantize --features float --release --test fidelity_table -- --ignored --nocapture
+//! cargo test -p mote-quantize --test fidelity_table -- --nocapture
 //! ```
 #![cfg(feature = "float")]
 
@@ -64,7 +64,6 @@ fn image_data() -> Split {
 }
 
 #[test]
-#[ignore]
 fn fidelity_table() {
     if !shared().join("models").is_dir() {
         eprintln!("SKIPPED: ../shared is absent");
