@@ -158,6 +158,9 @@ fn convert(
         &read_file(input)?,
         CompileOptions::with_layout(layout),
     )?;
+    let aligned = compiled.aligned();
+    let model = Model::from_bytes(aligned.as_slice())?;
+    let features: Vec<&str> = mote_runtime::ops::select::required_features(&model).collect();
     let mut written = Vec::new();
     if let Some(output) = output {
         mote_quantize::emit::write_file(output, &compiled.bytes)?;
@@ -166,12 +169,11 @@ fn convert(
     written.extend(mote_quantize::emit::write_sources(
         &compiled.bytes,
         compiled.arena_bytes,
+        &features,
         input,
         emit_rust,
         emit_c,
     )?);
-    let aligned = compiled.aligned();
-    let model = Model::from_bytes(aligned.as_slice())?;
     let r = inspect::report(&model);
     println!(
         "{} -> {}: {} ops, flash {} bytes, arena {} bytes, {} MACs",
@@ -181,6 +183,10 @@ fn convert(
         inspect::group(r.flash_bytes as u64),
         inspect::group(r.arena_bytes as u64),
         inspect::group(r.macs)
+    );
+    println!(
+        "runtime op selection for this model: --features select-ops,{}",
+        features.join(",")
     );
     Ok(())
 }

@@ -6,8 +6,9 @@
 #     + Interpreter::new + invoke on Cortex-M4 and M0) links only if no panic path survives
 #     optimisation; panic paths left may lie only in the files of
 #     examples/firmware/nopanic/known-panics.txt; the `deliberate-panic` variant must FAIL to link;
-#  3. the fuzz targets for MOTE_FUZZ_SECONDS each (default 60) from corpora seeded with the real
-#     models; a finding fails the script and prints the reproducer;
+#  3. the three fuzz targets (.mote reader + interpreter, TFLite importer, ONNX importer) for
+#     MOTE_FUZZ_SECONDS each (default 60) from corpora seeded with the real models and the ONNX
+#     fixtures; a finding fails the script and prints the reproducer;
 #  4. the runtime's scalar-path unit tests under Miri;
 #  5. determinism: the same .mote files and inputs give byte-identical outputs on x86 (reference,
 #     AVX2, best tier), aarch64 NEON (qemu-aarch64), Cortex-M4 and Cortex-M55 (qemu-system-arm).
@@ -59,21 +60,21 @@ bash tools/ci/nopanic.sh
 
 step "fuzzing: $fuzz_seconds s per target"
 bash fuzz/seed_corpus.sh "${MOTE_BIN:-$T/debug/mote}"
-# onnx_import needs the fuzz crate's `onnx` feature (a burn-tensor sanitizer build, too long for
-# CI); the ONNX importer's mutation test runs in `cargo test --workspace` instead.
-targets=$(cd fuzz && cargo +nightly fuzz list | grep -v '^onnx_import$')
-(cd fuzz && timeout 1200 cargo +nightly fuzz build -O --target-dir "$T/fuzz")
+# One build of all three targets with the fuzz crate's `onnx` feature (the ONNX importer: onnx-ir
+# and its burn-tensor dependency; ~5 min cold on 2 cores), reused by every `fuzz run` below.
+targets=$(cd fuzz && cargo +nightly fuzz list)
+(cd fuzz && timeout 1800 cargo +nightly fuzz build -O --features onnx --target-dir "$T/fuzz")
 for t in $targets; do
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
     echo "-- $t"
     if ! (cd fuzz && timeout $((fuzz_seconds + 300)) cargo +nightly fuzz run -O \
-        --target-dir "$T/fuzz" "$t" "corpus/$t" -- -max_total_time="$fuzz_seconds" \
+        --features onnx --target-dir "$T/fuzz" "$t" "corpus/$t" -- -max_total_time="$fuzz_seconds" \
         -timeout=30 -print_final_stats=1 >"$work/$t.log" 2>&1); then
         tail -n 60 "$work/$t.log"
         echo "error: fuzz target $t found a crash; reproducer(s):" >&2
         for a in "fuzz/artifacts/$t"/*; do
             [ -e "$a" ] || continue
-            echo "  $a ($(stat -c %s "$a") bytes): cd fuzz && cargo +nightly fuzz run -O $t ${a#fuzz/}" >&2
+            echo "  $a ($(stat -c %s "$a") bytes): cd fuzz && cargo +nightly fuzz run -O --features onnx $t ${a#fuzz/}" >&2
             od -A d -t x1 "$a" | head -n 8 >&2
         done
         exit 1
