@@ -7,25 +7,30 @@
 
 /// `SaturatingRoundingDoublingHighMul`: the high 32 bits of `2·a·b`, rounded, saturating the one
 /// overflowing case (`a == b == i32::MIN`).
+///
+/// TFLite adds a sign-dependent nudge (`2^30`, or `1 − 2^30` for a negative product) and divides
+/// by `2^31` truncating toward zero. For every product that equals adding `2^30` and shifting
+/// right arithmetically (flooring): for `ab = −x < 0`, `−⌊(x + 2^30 − 1) / 2^31⌋ =
+/// −⌈(x − 2^30) / 2^31⌉ = ⌊(2^30 − x) / 2^31⌋`. The floor form is one multiply-accumulate and a
+/// shift on 32-bit cores (`SMLAL`) instead of a 64-bit signed division; the test below checks it
+/// against the literal formula.
 #[inline(always)]
 pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
     if a == i32::MIN && b == i32::MIN {
         return i32::MAX;
     }
-    let ab = (a as i64) * (b as i64);
-    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
-    // Division truncating toward zero, as in C++.
-    ((ab + nudge) / (1i64 << 31)) as i32
+    (((a as i64) * (b as i64) + (1 << 30)) >> 31) as i32
 }
 
 /// `RoundingDivideByPOT`: `x / 2^exponent` rounded to nearest, ties away from zero.
 /// `exponent` must be in `0..=31`; larger values are clamped to 31.
 #[inline(always)]
 pub fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
-    let exponent = exponent.clamp(0, 31);
-    let mask: i32 = ((1i64 << exponent) - 1) as i32;
+    let exponent = exponent.clamp(0, 31) as u32;
+    // 32-bit arithmetic only (a 64-bit shift is a call or several instructions on Cortex-M).
+    let mask = ((1u32 << exponent) - 1) as i32;
     let remainder = x & mask;
-    let threshold = (mask >> 1) + ((x < 0) as i32);
+    let threshold = (mask >> 1) + ((x as u32) >> 31) as i32;
     (x >> exponent) + ((remainder > threshold) as i32)
 }
 
@@ -57,6 +62,78 @@ pub fn multiply_by_quantized_multiplier_smaller_than_one_exp(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// TFLite's `SaturatingRoundingDoublingHighMul`, literally.
+    fn srdhm_literal(a: i32, b: i32) -> i32 {
+        if a == i32::MIN && b == i32::MIN {
+            return i32::MAX;
+        }
+        let ab = (a as i64) * (b as i64);
+        let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+        ((ab + nudge) / (1i64 << 31)) as i32
+    }
+
+    /// TFLite's `RoundingDivideByPOT`, literally (64-bit mask).
+    fn rdbp_literal(x: i32, exponent: i32) -> i32 {
+        let mask: i32 = ((1i64 << exponent) - 1) as i32;
+        let remainder = x & mask;
+        let threshold = (mask >> 1) + ((x < 0) as i32);
+        (x >> exponent) + ((remainder > threshold) as i32)
+    }
+
+    /// Values around the rounding boundaries and the extremes.
+    fn edgy() -> impl Strategy<Value = i32> {
+        prop_oneof![
+            any::<i32>(),
+            Just(i32::MIN),
+            Just(i32::MAX),
+            Just(0),
+            Just(-1),
+            Just(1),
+            (0u32..31, -2i32..=2, any::<bool>()).prop_map(|(k, d, neg)| {
+                let v = (1i32 << k).wrapping_add(d);
+                if neg {
+                    v.wrapping_neg()
+                } else {
+                    v
+                }
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn doubling_high_mul_equals_tflite(a in edgy(), b in edgy()) {
+            prop_assert_eq!(saturating_rounding_doubling_high_mul(a, b), srdhm_literal(a, b));
+        }
+
+        #[test]
+        fn divide_by_pot_equals_tflite(x in edgy(), e in 0i32..=31) {
+            prop_assert_eq!(rounding_divide_by_pot(x, e), rdbp_literal(x, e));
+        }
+    }
+
+    #[test]
+    fn doubling_high_mul_ties_and_signs() {
+        // Products exactly at ±(k + 1/2)·2^31 and one either side, both signs.
+        for k in [0i64, 1, 2, 12345, (1 << 30) - 1] {
+            for d in [-1i64, 0, 1] {
+                let ab = (2 * k + 1) * (1i64 << 30) + d;
+                for sign in [1i64, -1] {
+                    // a·b = sign·ab with b = 2 (a = sign·ab / 2, when that is an integer).
+                    let v = sign * ab;
+                    if v % 2 == 0 && (v / 2).abs() <= i32::MAX as i64 {
+                        let a = (v / 2) as i32;
+                        assert_eq!(
+                            saturating_rounding_doubling_high_mul(a, 2),
+                            srdhm_literal(a, 2)
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn rounding_divide_rounds_half_away_from_zero() {
