@@ -436,6 +436,104 @@ fn for_each_band<T>(
     Ok(())
 }
 
+/// Bytes of input [`for_each_staged_pixel_band`] copies to the stack per band.
+const STAGE_BYTES: usize = 256;
+
+/// A pointwise in-place op (every pixel a row of `g`, see [`RowGeometry::pointwise`]) run in
+/// bands of up to [`STAGE_BYTES`] of input whose input is first copied to the stack: a band's
+/// output may then overlap its own input, so bands hold several pixels even when the output
+/// sits a single pixel from the input, where [`for_each_band`]'s disjoint bands are one pixel
+/// each (the per-call setup of a kernel then costs more than its arithmetic on a Cortex-M).
+/// `run_band(pixels, input, output)` gets the staged input and the band's output.
+///
+/// Returns `Ok(false)` (nothing done) when a pixel is larger than the stage or the shift leaves
+/// no room for multi-pixel bands; the caller then runs [`for_each_band`].
+fn for_each_staged_pixel_band(
+    g: &RowGeometry,
+    dir: ShiftDirection,
+    buf: &mut [i8],
+    in_at: usize,
+    out_at: usize,
+    mut run_band: impl FnMut(usize, &[i8], &mut [i8]) -> Result<(), Error>,
+) -> Result<bool, Error> {
+    // The same contract as `for_each_band`: the shift the op was validated with.
+    let shift = match dir {
+        ShiftDirection::Down => in_at.checked_sub(out_at),
+        ShiftDirection::Up => out_at.checked_sub(in_at),
+    }
+    .ok_or(kernel_error("in-place direction"))?;
+    let need = min_shift(g, dir).ok_or(kernel_error("in-place geometry"))?;
+    if (shift as u64) < need {
+        return Err(kernel_error("in-place shift (smaller than the op needs)"));
+    }
+    let (irb, orb) = (g.in_row_bytes, g.out_row_bytes);
+    let per_band = STAGE_BYTES / irb.max(1);
+    if per_band < 2 || orb == 0 {
+        return Ok(false);
+    }
+    let Some(rows) = g.batches.checked_mul(g.in_rows) else {
+        return Ok(false);
+    };
+    let (Some(in_len), Some(out_len)) = (rows.checked_mul(irb), rows.checked_mul(orb)) else {
+        return Ok(false);
+    };
+    let fits = |at: usize, len: usize| at.checked_add(len).is_some_and(|e| e <= buf.len());
+    if g.out_rows != g.in_rows || !fits(in_at, in_len) || !fits(out_at, out_len) {
+        return Ok(false);
+    }
+    // Every band's output must leave the input rows not yet staged intact. Down (output below
+    // the input, pixels first to last): the output of pixels `..r` ends at or below the input of
+    // pixel `r`, i.e. `r·(orb − irb) ≤ in_at − out_at` for every `r ≤ rows`. Up (last to first):
+    // the output of pixels `r..` starts at or above the end of the input of pixel `r − 1`, i.e.
+    // `r·(irb − orb) ≤ out_at − in_at`. Both are linear in `r`: checking `r = rows` suffices.
+    let ok = match dir {
+        ShiftDirection::Down => in_at
+            .checked_sub(out_at)
+            .is_some_and(|d| orb <= irb || (orb - irb).checked_mul(rows).is_some_and(|n| n <= d)),
+        ShiftDirection::Up => out_at
+            .checked_sub(in_at)
+            .is_some_and(|d| irb <= orb || (irb - orb).checked_mul(rows).is_some_and(|n| n <= d)),
+    };
+    if !ok {
+        return Ok(false);
+    }
+    let mut stage = [0i8; STAGE_BYTES];
+    let mut band = |r0: usize, n: usize| -> Result<(), Error> {
+        let bad = || kernel_error("in-place staged band");
+        let src = buf
+            .get(in_at + r0 * irb..in_at + (r0 + n) * irb)
+            .ok_or_else(bad)?;
+        let staged = stage.get_mut(..n * irb).ok_or_else(bad)?;
+        // Equal lengths (`n·irb`); `zip` rather than `copy_from_slice`, which has a panic path.
+        for (d, &x) in staged.iter_mut().zip(src) {
+            *d = x;
+        }
+        let out = buf
+            .get_mut(out_at + r0 * orb..out_at + (r0 + n) * orb)
+            .ok_or_else(bad)?;
+        run_band(n, staged, out)
+    };
+    match dir {
+        ShiftDirection::Down => {
+            let mut r0 = 0;
+            while r0 < rows {
+                let n = per_band.min(rows - r0);
+                band(r0, n)?;
+                r0 += n;
+            }
+        }
+        ShiftDirection::Up => {
+            let mut r1 = rows;
+            while r1 > 0 {
+                let n = per_band.min(r1);
+                band(r1 - n, n)?;
+                r1 -= n;
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// The kernel an in-place driver runs on each band: `(params, input shape, input, output
 /// shape, output)` with the band's own padding and shapes.
 pub trait BandKernel<P> {
@@ -512,6 +610,16 @@ pub fn conv2d_int8_in_place(
     let dil = [p.dilation_h as usize, p.dilation_w as usize];
     let pointwise = RowGeometry::is_pointwise(input_shape, output_shape, hw, stride, pad);
     let g = RowGeometry::window(input_shape, output_shape, hw, stride, pad, dil);
+    if pointwise {
+        let [.., in_c] = input_shape;
+        let [.., out_c] = output_shape;
+        let staged = for_each_staged_pixel_band(&g, dir, buf, in_at, out_at, |n, inp, out| {
+            kernel.run(p, [1, n, 1, in_c], inp, [1, n, 1, out_c], out)
+        })?;
+        if staged {
+            return Ok(());
+        }
+    }
     for_each_band(&g, dir, buf, in_at, out_at, |band, inp, out| {
         let band_p = ConvParams {
             pad_h: band.pad as u32,
@@ -545,6 +653,16 @@ pub fn depthwise_conv2d_int8_in_place(
     let dil = [p.dilation_h as usize, p.dilation_w as usize];
     let pointwise = RowGeometry::is_pointwise(input_shape, output_shape, hw, stride, pad);
     let g = RowGeometry::window(input_shape, output_shape, hw, stride, pad, dil);
+    if pointwise {
+        let [.., in_c] = input_shape;
+        let [.., out_c] = output_shape;
+        let staged = for_each_staged_pixel_band(&g, dir, buf, in_at, out_at, |n, inp, out| {
+            kernel.run(p, [1, n, 1, in_c], inp, [1, n, 1, out_c], out)
+        })?;
+        if staged {
+            return Ok(());
+        }
+    }
     for_each_band(&g, dir, buf, in_at, out_at, |band, inp, out| {
         let band_p = DepthwiseParams {
             pad_h: band.pad as u32,
@@ -1508,6 +1626,108 @@ mod tests {
             }
         }
         assert!(ran > 2000, "{ran}");
+    }
+
+    /// Pointwise convolutions with wide pixels (a few per staged band, several bands) at the
+    /// smallest shift and above, both directions: the staged bands give the reference's bytes.
+    #[test]
+    fn staged_pointwise_bands_equal_reference() {
+        let mut r = Rng(0x5a9e_d0d0);
+        let mut staged_runs = 0;
+        for _ in 0..300 {
+            let batches = r.range(1, 2) as usize;
+            let (h, w) = (r.range(1, 6) as usize, r.range(1, 5) as usize);
+            let in_c = r.range(20, 140) as usize;
+            let out_c = r.range(1, 160) as usize;
+            let is = [batches, h, w, in_c];
+            let fs = [out_c, 1, 1, in_c];
+            let os = [batches, h, w, out_c];
+            let input: Vec<i8> = (0..batches * h * w * in_c)
+                .map(|_| r.range(-128, 127) as i8)
+                .collect();
+            let filter: Vec<i8> = (0..out_c * in_c)
+                .map(|_| r.range(-127, 127) as i8)
+                .collect();
+            let bias: Vec<i32> = (0..out_c).map(|_| r.range(-5000, 5000) as i32).collect();
+            let (mut mult, mut shift) = (Vec::new(), Vec::new());
+            for _ in 0..out_c {
+                let (m, s) = r.quant();
+                mult.push(m);
+                shift.push(s);
+            }
+            let p = ConvParams {
+                stride_h: 1,
+                stride_w: 1,
+                dilation_h: 1,
+                dilation_w: 1,
+                pad_h: 0,
+                pad_w: 0,
+                input_offset: r.range(-127, 128) as i32,
+                output_offset: r.range(-128, 127) as i32,
+                act_min: -128,
+                act_max: 127,
+                multipliers_offset: 0,
+                shifts_offset: 0,
+                channel_count: out_c as u32,
+                layout: 0,
+                packed_offset: 0,
+                folded_bias_offset: 0,
+            };
+            let out_len = batches * h * w * out_c;
+            let mut want = vec![0i8; out_len];
+            conv2d_int8(
+                &p,
+                is,
+                &input,
+                fs,
+                &filter,
+                Some(&bias),
+                &mult,
+                &shift,
+                os,
+                &mut want,
+            )
+            .unwrap();
+            let g = RowGeometry::window(is, os, [1, 1], [1, 1], [0, 0], [1, 1]);
+            for dir in [ShiftDirection::Down, ShiftDirection::Up] {
+                let need = min_shift(&g, dir).unwrap() as usize;
+                for extra in [0, r.range(1, 300) as usize] {
+                    let (in_at, out_at, len) = layout(input.len(), out_len, dir, need + extra);
+                    let mut buf = vec![0x5Au8 as i8; len];
+                    buf[in_at..in_at + input.len()].copy_from_slice(&input);
+                    let mut calls = 0;
+                    let k = |bp: &ConvParams, bis, inp: &[i8], bos, out: &mut [i8]| {
+                        calls += 1;
+                        conv2d_int8(
+                            bp,
+                            bis,
+                            inp,
+                            fs,
+                            &filter,
+                            Some(&bias),
+                            &mult,
+                            &shift,
+                            bos,
+                            out,
+                        )
+                    };
+                    conv2d_int8_in_place(&p, is, fs, os, &mut buf, in_at, out_at, dir, k).unwrap();
+                    assert_eq!(
+                        &buf[out_at..out_at + out_len],
+                        &want[..],
+                        "{dir:?} {is:?} {os:?}"
+                    );
+                    let pixels = batches * h * w;
+                    if in_c <= STAGE_BYTES / 2 && pixels > 1 {
+                        // Staged: bands of several pixels.
+                        assert_eq!(calls, pixels.div_ceil(STAGE_BYTES / in_c));
+                        staged_runs += 1;
+                    }
+                    assert!(buf[..out_at.min(in_at)].iter().all(|&b| b == 0x5A));
+                }
+            }
+        }
+        assert!(staged_runs > 500, "{staged_runs}");
     }
 
     /// A conversion case: kind, types, input bytes and the reference output bytes.
