@@ -46,30 +46,6 @@ mod isa {
         r
     }
 
-    /// `SMLABB`: `acc + lo(a)·lo(b)`.
-    #[inline(always)]
-    pub fn smlabb(a: u32, b: u32, acc: i32) -> i32 {
-        let r: i32;
-        // SAFETY: pure register-to-register DSP instruction; see `smlad`.
-        unsafe {
-            asm!("smlabb {r}, {a}, {b}, {acc}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
-                 acc = in(reg) acc, options(pure, nomem, nostack, preserves_flags));
-        }
-        r
-    }
-
-    /// `SMLATT`: `acc + hi(a)·hi(b)`.
-    #[inline(always)]
-    pub fn smlatt(a: u32, b: u32, acc: i32) -> i32 {
-        let r: i32;
-        // SAFETY: pure register-to-register DSP instruction; see `smlad`.
-        unsafe {
-            asm!("smlatt {r}, {a}, {b}, {acc}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
-                 acc = in(reg) acc, options(pure, nomem, nostack, preserves_flags));
-        }
-        r
-    }
-
     /// `SXTB16`: bytes 0 and 2 of `x`, sign-extended into the two halves.
     #[inline(always)]
     pub fn sxtb16(x: u32) -> u32 {
@@ -136,12 +112,6 @@ mod isa {
     }
     pub fn smlad(a: u32, b: u32, acc: i32) -> i32 {
         acc.wrapping_add(lo(a) * lo(b)).wrapping_add(hi(a) * hi(b))
-    }
-    pub fn smlabb(a: u32, b: u32, acc: i32) -> i32 {
-        acc.wrapping_add(lo(a) * lo(b))
-    }
-    pub fn smlatt(a: u32, b: u32, acc: i32) -> i32 {
-        acc.wrapping_add(hi(a) * hi(b))
     }
     pub fn sxtb16(x: u32) -> u32 {
         pack(byte(x, 0), byte(x, 2))
@@ -333,21 +303,6 @@ struct Quant<'a> {
     act_max: i32,
 }
 
-impl Quant<'_> {
-    #[inline(always)]
-    fn out(&self, c: usize, acc: i32) -> i8 {
-        let acc = match self.bias.and_then(|b| b.get(c)) {
-            Some(&b) => acc.wrapping_add(b),
-            None => acc,
-        };
-        let (m, s) = match (self.multipliers.get(c), self.shifts.get(c)) {
-            (Some(&m), Some(&s)) => (m, s),
-            _ => (self.multipliers.first().copied().unwrap_or(0), 0),
-        };
-        requantize(acc, m, s, self.output_offset, self.act_min, self.act_max)
-    }
-}
-
 /// Geometry of a window op, after the reference kernel's checks.
 struct Window {
     in_h: usize,
@@ -478,6 +433,16 @@ pub fn conv2d_int8(
         act_min: p.act_min,
         act_max: p.act_max,
     };
+    if shifts.len() != out_c || bias.is_some_and(|b| b.len() != out_c) {
+        return None;
+    }
+    // Each output channel's bias (0 without one), in channel order.
+    let biases = || {
+        bias.unwrap_or(&[])
+            .iter()
+            .copied()
+            .chain(core::iter::repeat(0))
+    };
     let full = k / 4 * 4;
     let t = k - full;
     // Both pixels' columns, interleaved group by group (see `dot_2x1`): 2·COL_WORDS words hold
@@ -501,23 +466,34 @@ pub fn conv2d_int8(
                 win.gather(input, n / out_w, n % out_w, off, cols, 1, &mut tail1);
                 let out1 = px_out.next()?;
                 let (t0, t1) = (tail0.get(..t)?, tail1.get(..t)?);
+                // Channel by channel in lockstep (lengths checked above): no per-output lookups.
                 let rows = filter
                     .chunks_exact(k)
+                    .zip(multipliers.iter().zip(shifts))
+                    .zip(biases())
                     .zip(out0.iter_mut().zip(out1.iter_mut()));
-                for (oc, (w, (o0, o1))) in rows.enumerate() {
+                for (((w, (&m, &sh)), b), (o0, o1)) in rows {
                     let (body, tw) = w.split_at_checked(full)?;
                     let [a0, a1] = dot_2x1(cols, body);
-                    *o0 = q.out(oc, a0.wrapping_add(tail_dot(t0, tw)));
-                    *o1 = q.out(oc, a1.wrapping_add(tail_dot(t1, tw)));
+                    let a0 = a0.wrapping_add(tail_dot(t0, tw)).wrapping_add(b);
+                    let a1 = a1.wrapping_add(tail_dot(t1, tw)).wrapping_add(b);
+                    *o0 = requantize(a0, m, sh, q.output_offset, q.act_min, q.act_max);
+                    *o1 = requantize(a1, m, sh, q.output_offset, q.act_min, q.act_max);
                 }
                 px += 2;
             } else {
                 // The last pixel alone: lane 1 holds stale values whose sums are dropped.
                 let t0 = tail0.get(..t)?;
-                for (oc, (w, o0)) in filter.chunks_exact(k).zip(out0.iter_mut()).enumerate() {
+                let rows = filter
+                    .chunks_exact(k)
+                    .zip(multipliers.iter().zip(shifts))
+                    .zip(biases())
+                    .zip(out0.iter_mut());
+                for (((w, (&m, &sh)), b), o0) in rows {
                     let (body, tw) = w.split_at_checked(full)?;
                     let [a0, _] = dot_2x1(cols, body);
-                    *o0 = q.out(oc, a0.wrapping_add(tail_dot(t0, tw)));
+                    let a0 = a0.wrapping_add(tail_dot(t0, tw)).wrapping_add(b);
+                    *o0 = requantize(a0, m, sh, q.output_offset, q.act_min, q.act_max);
                 }
                 px += 1;
             }
@@ -526,8 +502,9 @@ pub fn conv2d_int8(
     Some(())
 }
 
-/// DSP-extension DEPTHWISE_CONV_2D for depth multiplier 1 and channels a multiple of 4; `None`
-/// when it does not apply. Shapes must already satisfy the reference kernel's checks.
+/// DSP-extension DEPTHWISE_CONV_2D for depth multiplier 1 and channels a multiple of 4 (at most
+/// [`DW_MAX_CHANNELS`]), see [`depthwise_by_taps`]; `None` when it does not apply. Shapes must
+/// already satisfy the reference kernel's checks.
 #[allow(clippy::too_many_arguments)]
 pub fn depthwise_conv2d_int8(
     p: &DepthwiseParams,
@@ -562,45 +539,165 @@ pub fn depthwise_conv2d_int8(
         act_min: p.act_min,
         act_max: p.act_max,
     };
-    let off2 = offset_pair(p.input_offset);
+    depthwise_by_taps(
+        p,
+        input_shape,
+        input,
+        filter_shape,
+        filter,
+        bias,
+        &q,
+        output_shape,
+        output,
+    )
+}
+
+/// Most channels [`depthwise_by_taps`] handles (its two stack buffers of `i32`s).
+const DW_MAX_CHANNELS: usize = 256;
+
+/// Most filter taps [`depthwise_by_taps`] handles.
+const DW_MAX_TAPS: usize = 64;
+
+/// `acc[c] += x[c]·w[c]` for every channel (`4·groups` of them; `x` and `w` int8, no offset):
+/// one filter tap of a depthwise convolution over all channels.
+///
+/// On a DSP-extension core it is one `asm!` loop of 15 instructions per four channels, the
+/// accumulators moving through `LDM`/`STM`.
+#[inline(always)]
+fn dw_tap(acc: &mut [i32], x: &[i8], w: &[i8]) {
+    let groups = (acc.len() / 4).min(x.len() / 4).min(w.len() / 4);
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    if groups > 0 {
+        // SAFETY: the loop runs `groups ≥ 1` times; it reads `4·groups` bytes of `x` and of `w`
+        // (single-word `LDR`s: unaligned rows are fine) and reads then writes `4·groups` words of
+        // `acc` (`LDM`/`STM` on the word-aligned `i32` slice), all within the three slices'
+        // lengths. Flags are clobbered (no `preserves_flags`).
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldr {x}, [{xp}], #4",
+                "ldr {w}, [{wp}], #4",
+                "ldm {ap}, {{r0, r1, r2, r3}}",
+                "sxtb16 {t}, {x}",
+                "sxtb16 {x}, {x}, ror #8",
+                "sxtb16 {u}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlabb r0, {t}, {u}, r0",
+                "smlatt r2, {t}, {u}, r2",
+                "smlabb r1, {x}, {w}, r1",
+                "smlatt r3, {x}, {w}, r3",
+                "stm {ap}!, {{r0, r1, r2, r3}}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                xp = inout(reg) x.as_ptr() => _,
+                wp = inout(reg) w.as_ptr() => _,
+                ap = inout(reg) acc.as_mut_ptr() => _,
+                n = inout(reg) groups => _,
+                x = out(reg) _,
+                w = out(reg) _,
+                t = out(reg) _,
+                u = out(reg) _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                options(nostack),
+            );
+        }
+        return;
+    }
+    for ((a, x), w) in acc
+        .chunks_exact_mut(4)
+        .zip(x.chunks_exact(4))
+        .zip(w.chunks_exact(4))
+        .take(groups)
+    {
+        for ((a, &x), &w) in a.iter_mut().zip(x).zip(w) {
+            *a = a.wrapping_add(i32::from(x) * i32::from(w));
+        }
+    }
+}
+
+/// DEPTHWISE_CONV_2D (depth multiplier 1, channels a multiple of 4, at most
+/// [`DW_MAX_CHANNELS`]) one filter tap at a time over all channels ([`dw_tap`]).
+///
+/// The input offset is folded into each channel's starting sum (`bias + offset·Σ w`, CMSIS-NN's
+/// "kernel sum"), so the taps multiply raw int8 values; a tap outside the input reads a row of
+/// the input zero point, whose offset-corrected value is 0, exactly the reference's padding.
+/// `None` when it does not apply (the caller then runs the per-pixel kernel).
+#[allow(clippy::too_many_arguments)]
+fn depthwise_by_taps(
+    p: &DepthwiseParams,
+    input_shape: [usize; 4],
+    input: &[i8],
+    filter_shape: [usize; 4],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    q: &Quant,
+    output_shape: [usize; 4],
+    output: &mut [i8],
+) -> Option<()> {
+    let [batches, in_h, in_w, c] = input_shape;
+    let [_, f_h, f_w, _] = filter_shape;
+    let [_, out_h, out_w, _] = output_shape;
+    let taps = f_h.checked_mul(f_w)?;
+    if c > DW_MAX_CHANNELS || taps > DW_MAX_TAPS || taps == 0 || c == 0 {
+        return None;
+    }
+    // The padding value: the input zero point (`-input_offset`) as int8.
+    let zero_point = i8::try_from(p.input_offset.checked_neg()?).ok()?;
+    if q.multipliers.len() != c || q.shifts.len() != c || bias.is_some_and(|b| b.len() != c) {
+        return None;
+    }
+    // Each channel's starting sum: bias + offset·Σ_taps w (wrapping, as the int32 accumulator).
+    let mut start = [0i32; DW_MAX_CHANNELS];
+    let start = start.get_mut(..c)?;
+    for (s, b) in start.iter_mut().zip(bias.unwrap_or(&[]).iter()) {
+        *s = *b;
+    }
+    for row in filter.chunks_exact(c).take(taps) {
+        for (s, &w) in start.iter_mut().zip(row) {
+            *s = s.wrapping_add(p.input_offset.wrapping_mul(i32::from(w)));
+        }
+    }
+    let pad_row = [zero_point; DW_MAX_CHANNELS];
+    let pad_row = pad_row.get(..c)?;
+    let mut acc = [0i32; DW_MAX_CHANNELS];
+    let acc = acc.get_mut(..c)?;
     let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
     let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
-    let mut out_px = output.chunks_exact_mut(out_c);
+    let in_batch = in_h * in_w * c;
+    let mut out_px = output.chunks_exact_mut(c);
     for b in 0..batches {
-        let input = input.get(b * in_h * in_w * in_c..(b + 1) * in_h * in_w * in_c)?;
+        let input = input.get(b * in_batch..(b + 1) * in_batch)?;
         for oy in 0..out_h {
             let y0 = (oy * stride_h) as isize - p.pad_h as isize;
-            let rows = valid_taps(y0, dil_h, in_h, f_h);
             for ox in 0..out_w {
                 let x0 = (ox * stride_w) as isize - p.pad_w as isize;
-                let cols = valid_taps(x0, dil_w, in_w, f_w);
+                for (a, &s) in acc.iter_mut().zip(start.iter()) {
+                    *a = s;
+                }
+                let mut w_rows = filter.chunks_exact(c);
+                for fy in 0..f_h {
+                    let iy = y0 + (fy * dil_h) as isize;
+                    for fx in 0..f_w {
+                        let ix = x0 + (fx * dil_w) as isize;
+                        let w = w_rows.next()?;
+                        let inside =
+                            iy >= 0 && ix >= 0 && (iy as usize) < in_h && (ix as usize) < in_w;
+                        let x = if inside {
+                            let at = (iy as usize * in_w + ix as usize) * c;
+                            input.get(at..at + c)?
+                        } else {
+                            pad_row
+                        };
+                        dw_tap(acc, x, w);
+                    }
+                }
                 let out = out_px.next()?;
-                for (g, o) in out.chunks_exact_mut(4).enumerate() {
-                    let c = 4 * g;
-                    let mut acc = [0i32; 4];
-                    for fy in rows.clone() {
-                        let iy = (y0 + (fy * dil_h) as isize) as usize;
-                        for fx in cols.clone() {
-                            let ix = (x0 + (fx * dil_w) as isize) as usize;
-                            let xi = (iy * in_w + ix) * in_c + c;
-                            let wi = (fy * f_w + fx) * out_c + c;
-                            let (Some(x), Some(w)) =
-                                (input.get(xi..xi + 4), filter.get(wi..wi + 4))
-                            else {
-                                continue;
-                            };
-                            let (x, w) = (word(x), word(w));
-                            let (xa, xb) = (sxtab16(off2, x), sxtab16_ror8(off2, x));
-                            let (wa, wb) = (sxtb16(w), sxtb16_ror8(w));
-                            acc[0] = smlabb(xa, wa, acc[0]);
-                            acc[2] = smlatt(xa, wa, acc[2]);
-                            acc[1] = smlabb(xb, wb, acc[1]);
-                            acc[3] = smlatt(xb, wb, acc[3]);
-                        }
-                    }
-                    for (j, (o, a)) in o.iter_mut().zip(acc).enumerate() {
-                        *o = q.out(c + j, a);
-                    }
+                let stage = acc.iter().zip(q.multipliers.iter().zip(q.shifts));
+                for ((&a, (&m, &sh)), o) in stage.zip(out.iter_mut()) {
+                    *o = requantize(a, m, sh, q.output_offset, q.act_min, q.act_max);
                 }
             }
         }
@@ -746,8 +843,6 @@ mod tests {
                 smlad(a, b, acc),
                 acc.wrapping_add(lo(a) * lo(b)).wrapping_add(hi(a) * hi(b))
             );
-            assert_eq!(smlabb(a, b, acc), acc.wrapping_add(lo(a) * lo(b)));
-            assert_eq!(smlatt(a, b, acc), acc.wrapping_add(hi(a) * hi(b)));
             assert_eq!(lo(sxtb16(a)), by(a, 0));
             assert_eq!(hi(sxtb16(a)), by(a, 2));
             assert_eq!(lo(sxtb16_ror8(a)), by(a, 1));
@@ -822,19 +917,21 @@ mod tests {
     fn depthwise_matches_reference() {
         let mut r = Rng(0xD3E7);
         for case in 0..300 {
-            let c = 4 * r.range(1, 4) as usize;
+            let c = 4 * [1, 2, 3, 4, 16][r.range(0, 4) as usize];
             let (f_h, f_w) = (r.range(1, 3) as usize, r.range(1, 3) as usize);
             let (in_h, in_w) = (r.range(1, 6) as usize, r.range(1, 6) as usize);
             let stride = r.range(1, 2) as u32;
-            let pad_h = r.range(0, f_h as i64 - 1) as u32;
-            let pad_w = r.range(0, f_w as i64 - 1) as u32;
-            let out_h = (in_h + 2 * pad_h as usize).saturating_sub(f_h) / stride as usize + 1;
-            let out_w = (in_w + 2 * pad_w as usize).saturating_sub(f_w) / stride as usize + 1;
+            let dil = r.range(1, 2) as usize;
+            let (eff_h, eff_w) = ((f_h - 1) * dil + 1, (f_w - 1) * dil + 1);
+            let pad_h = r.range(0, eff_h as i64 - 1) as u32;
+            let pad_w = r.range(0, eff_w as i64 - 1) as u32;
+            let out_h = (in_h + 2 * pad_h as usize).saturating_sub(eff_h) / stride as usize + 1;
+            let out_w = (in_w + 2 * pad_w as usize).saturating_sub(eff_w) / stride as usize + 1;
             let p = DepthwiseParams {
                 stride_h: stride,
                 stride_w: stride,
-                dilation_h: 1,
-                dilation_w: 1,
+                dilation_h: dil as u32,
+                dilation_w: dil as u32,
                 pad_h,
                 pad_w,
                 input_offset: r.range(-127, 128) as i32,
@@ -846,9 +943,10 @@ mod tests {
                 channel_count: c as u32,
                 depth_multiplier: 1,
             };
-            let is = [1, in_h, in_w, c];
+            let batches = r.range(1, 2) as usize;
+            let is = [batches, in_h, in_w, c];
             let fs = [1, f_h, f_w, c];
-            let os = [1, out_h, out_w, c];
+            let os = [batches, out_h, out_w, c];
             let input = r.i8s(is.iter().product(), -128, 127);
             let filter = r.i8s(fs.iter().product(), -127, 127);
             let bias: Vec<i32> = (0..c).map(|_| r.range(-3000, 3000) as i32).collect();
