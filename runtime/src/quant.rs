@@ -38,7 +38,9 @@ pub fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
 #[inline(always)]
 pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> i32 {
     let left_shift = if shift > 0 { shift } else { 0 };
-    let right_shift = if shift > 0 { 0 } else { shift.wrapping_neg() };
+    // `-shift` for a non-positive shift, else 0, clamped to 31 (as `rounding_divide_by_pot`
+    // does): one `USAT` on Arm.
+    let right_shift = shift.wrapping_neg().clamp(0, 31);
     let shifted = x.wrapping_mul(1i32.wrapping_shl(left_shift as u32));
     rounding_divide_by_pot(
         saturating_rounding_doubling_high_mul(shifted, multiplier),
@@ -106,6 +108,20 @@ mod tests {
         #[test]
         fn doubling_high_mul_equals_tflite(a in edgy(), b in edgy()) {
             prop_assert_eq!(saturating_rounding_doubling_high_mul(a, b), srdhm_literal(a, b));
+        }
+
+        #[test]
+        fn multiply_by_quantized_multiplier_equals_tflite(
+            x in edgy(),
+            m in edgy(),
+            shift in prop_oneof![-40i32..=40, any::<i32>()],
+        ) {
+            // TFLite's composition, literally, with the literal helpers.
+            let left = if shift > 0 { shift } else { 0 };
+            let right = if shift > 0 { 0 } else { shift.wrapping_neg() };
+            let shifted = x.wrapping_mul(1i32.wrapping_shl(left as u32));
+            let want = rdbp_literal(srdhm_literal(shifted, m), right.clamp(0, 31));
+            prop_assert_eq!(multiply_by_quantized_multiplier(x, m, shift), want);
         }
 
         #[test]
