@@ -103,7 +103,11 @@ fn stage16(
     let acc = acc.wrapping_add(bias.and_then(|b| b.get(c)).copied().unwrap_or(0));
     let m = q.0.get(k).copied().unwrap_or(0);
     let s = q.1.get(k).copied().unwrap_or(0);
-    multiply_by_quantized_multiplier_64(acc, m, s).clamp(act.0, act.1) as i16
+    // `max`/`min`, not `clamp` (which panics when min > max); `check_quant16` proved
+    // `act.0 ≤ act.1`, where both agree.
+    multiply_by_quantized_multiplier_64(acc, m, s)
+        .max(act.0)
+        .min(act.1) as i16
 }
 
 fn geometry(p: [u32; 6]) -> Geometry {
@@ -138,7 +142,8 @@ fn check<'a>(ctx: &OpCtx<'a>) -> Result<Checked<'a>, Error> {
             if is[0] != os[0] || out_c != os[3] || out_c != p.channel_count as usize {
                 return Err(ctx.param_error("output channels or batches"));
             }
-            if f_ic == 0 || is[3] % f_ic != 0 || out_c % (is[3] / f_ic) != 0 {
+            // `checked_rem`: no division by zero when the input has no channels.
+            if is[3].checked_rem(f_ic) != Some(0) || out_c.checked_rem(is[3] / f_ic) != Some(0) {
                 return Err(ctx.param_error("groups"));
             }
             if p.layout != LAYOUT_REFERENCE || p.packed_offset != 0 || p.folded_bias_offset != 0 {

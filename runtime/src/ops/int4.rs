@@ -59,7 +59,8 @@ fn conv_op<'a>(ctx: &OpCtx<'a>) -> Result<ConvOp<'a>, Error> {
     if b != os[0] || out_c != os[3] || out_c != p.channel_count as usize {
         return Err(ctx.param_error("output channels or batches"));
     }
-    if f_ic == 0 || in_c % f_ic != 0 || out_c % (in_c / f_ic) != 0 {
+    // `checked_rem`: no division by zero when the filter or the input has no channels.
+    if in_c.checked_rem(f_ic) != Some(0) || out_c.checked_rem(in_c / f_ic) != Some(0) {
         return Err(ctx.param_error("groups"));
     }
     if p.layout != LAYOUT_REFERENCE || p.packed_offset != 0 || p.folded_bias_offset != 0 {

@@ -268,7 +268,13 @@ fn dot_1x4(c: &[u32], w: [&[i8]; 4]) -> [i32; 4] {
     acc
 }
 
-/// The `k % 4` trailing products of a row, from the unexpanded tail values.
+/// The `len % 4` trailing weights of a row (those the dot products over groups of four leave).
+#[inline(always)]
+fn row_tail(w: &[i8]) -> &[i8] {
+    w.chunks_exact(4).remainder()
+}
+
+/// The trailing products of a row: `tail` (unexpanded values, at least as many as `w`) times `w`.
 #[inline(always)]
 fn tail_dot(tail: &[i32], w: &[i8]) -> i32 {
     tail.iter()
@@ -401,6 +407,11 @@ pub fn conv2d_int8(
     if input.len() != batches * in_h * in_w * in_c || multipliers.len() != out_c {
         return None;
     }
+    if out_w == 0 {
+        // No output (checked above: `output` is empty); below, pixel indices are split into
+        // line and column by dividing by `out_w`.
+        return Some(());
+    }
     let win = Window {
         in_h,
         in_w,
@@ -423,11 +434,12 @@ pub fn conv2d_int8(
         act_min: p.act_min,
         act_max: p.act_max,
     };
-    let g = k / 4;
-    let full = 4 * g;
-    let words = 2 * g;
+    let words = 2 * (k / 4);
     let mut col0 = [0u32; COL_WORDS];
     let mut col1 = [0u32; COL_WORDS];
+    // `k ≤ 2·COL_WORDS` (checked above), so `words = 2·(k / 4) ≤ COL_WORDS`: both never fail.
+    let col0 = col0.get_mut(..words)?;
+    let col1 = col1.get_mut(..words)?;
     let (mut tail0, mut tail1) = ([0i32; 3], [0i32; 3]);
     let pixels = out_h * out_w;
     let in_batch = in_h * in_w * in_c;
@@ -442,7 +454,7 @@ pub fn conv2d_int8(
                 px / win.out_w,
                 px % win.out_w,
                 p.input_offset,
-                &mut col0[..words],
+                col0,
                 &mut tail0,
             );
             if pair {
@@ -452,48 +464,58 @@ pub fn conv2d_int8(
                     n / win.out_w,
                     n % win.out_w,
                     p.input_offset,
-                    &mut col1[..words],
+                    col1,
                     &mut tail1,
                 );
             }
-            let t = k - full;
-            let (c0, c1) = (&col0[..words], &col1[..words]);
-            let (out0, rest) = out_b.get_mut(px * out_c..)?.split_at_mut(out_c);
-            let out1 = rest.get_mut(..out_c).unwrap_or(&mut []);
-            let mut rows = filter.chunks_exact(k).enumerate();
-            while let Some((oc, w0)) = rows.next() {
-                let w1 = rows.next();
-                let (tw0, ww0) = (&w0[full..], &w0[..full]);
-                match (pair, w1) {
-                    (true, Some((_, w1))) => {
-                        let a = dot_2x2(c0, c1, ww0, &w1[..full]);
-                        let tw1 = &w1[full..];
-                        let e = [
-                            tail_dot(&tail0[..t], tw0),
-                            tail_dot(&tail0[..t], tw1),
-                            tail_dot(&tail1[..t], tw0),
-                            tail_dot(&tail1[..t], tw1),
-                        ];
-                        out0[oc] = q.out(oc, a[0].wrapping_add(e[0]));
-                        out0[oc + 1] = q.out(oc + 1, a[1].wrapping_add(e[1]));
-                        out1[oc] = q.out(oc, a[2].wrapping_add(e[2]));
-                        out1[oc + 1] = q.out(oc + 1, a[3].wrapping_add(e[3]));
+            let (c0, c1) = (&*col0, &*col1);
+            // `output.len() = batches·pixels·out_c` (checked above) and `px < pixels`: the
+            // pixel's `out_c` outputs (and the next pixel's, when `pair`) lie in `out_b`.
+            let (out0, rest) = out_b.get_mut(px * out_c..)?.split_at_mut_checked(out_c)?;
+            // `filter.len() = out_c·k` (checked above): `rows` yields one row per output
+            // channel, as many as `out0` (and `out1` when `pair`) has outputs, so the zips
+            // below pair every row with its outputs. The dot products read each row's
+            // `full = 4·g` leading weights (they stop after `g` groups, the column's length);
+            // `tail` is its `k % 4` trailing ones.
+            let mut rows = filter.chunks_exact(k);
+            let mut oc = 0;
+            if pair {
+                let out1 = rest.get_mut(..out_c)?;
+                let mut o0 = out0.chunks_exact_mut(2);
+                let mut o1 = out1.chunks_exact_mut(2);
+                for (a0, a1) in o0.by_ref().zip(o1.by_ref()) {
+                    let (Some(w0), Some(w1)) = (rows.next(), rows.next()) else {
+                        break;
+                    };
+                    let a = dot_2x2(c0, c1, w0, w1);
+                    let (tw0, tw1) = (row_tail(w0), row_tail(w1));
+                    let (e00, e10) = (tail_dot(&tail0, tw0), tail_dot(&tail1, tw0));
+                    let (e01, e11) = (tail_dot(&tail0, tw1), tail_dot(&tail1, tw1));
+                    if let ([y00, y01], [y10, y11]) = (a0, a1) {
+                        *y00 = q.out(oc, a[0].wrapping_add(e00));
+                        *y01 = q.out(oc + 1, a[1].wrapping_add(e01));
+                        *y10 = q.out(oc, a[2].wrapping_add(e10));
+                        *y11 = q.out(oc + 1, a[3].wrapping_add(e11));
                     }
-                    (false, w1) => {
-                        let a = dot_1x1(c0, ww0).wrapping_add(tail_dot(&tail0[..t], tw0));
-                        out0[oc] = q.out(oc, a);
-                        if let Some((_, w1)) = w1 {
-                            let a = dot_1x1(c0, &w1[..full])
-                                .wrapping_add(tail_dot(&tail0[..t], &w1[full..]));
-                            out0[oc + 1] = q.out(oc + 1, a);
-                        }
-                    }
-                    (true, None) => {
-                        let a = dot_1x1(c0, ww0).wrapping_add(tail_dot(&tail0[..t], tw0));
-                        out0[oc] = q.out(oc, a);
-                        let a = dot_1x1(c1, ww0).wrapping_add(tail_dot(&tail1[..t], tw0));
-                        out1[oc] = q.out(oc, a);
-                    }
+                    oc += 2;
+                }
+                if let (Some(w0), [y0], [y1]) =
+                    (rows.next(), o0.into_remainder(), o1.into_remainder())
+                {
+                    let tw0 = row_tail(w0);
+                    *y0 = q.out(oc, dot_1x1(c0, w0).wrapping_add(tail_dot(&tail0, tw0)));
+                    *y1 = q.out(oc, dot_1x1(c1, w0).wrapping_add(tail_dot(&tail1, tw0)));
+                }
+            } else {
+                for y in out0.iter_mut() {
+                    let Some(w0) = rows.next() else {
+                        break;
+                    };
+                    *y = q.out(
+                        oc,
+                        dot_1x1(c0, w0).wrapping_add(tail_dot(&tail0, row_tail(w0))),
+                    );
+                    oc += 1;
                 }
             }
             px += if pair { 2 } else { 1 };
@@ -600,7 +622,8 @@ pub fn fully_connected_int8(
     shifts: &[i32],
     output: &mut [i8],
 ) -> Option<()> {
-    if p.filter_offset != 0 || in_features == 0 || in_features > 2 * COL_WORDS {
+    if p.filter_offset != 0 || in_features == 0 || in_features > 2 * COL_WORDS || out_features == 0
+    {
         return None;
     }
     if input.len() != batches * in_features
