@@ -83,13 +83,17 @@ done
 
 step "Miri: the runtime's scalar-path unit tests"
 # Under Miri no SIMD tier is detected, so every kernel runs its portable reference code.
-# Property tests run a few cases each (PROPTEST_CASES); proptest needs the file system. The
-# subset: validation helpers and the element-wise, pooling, reduction and activation kernels
-# (the convolution tests take far longer under Miri; their kernels run on every target above).
+# Property tests run a few cases each (PROPTEST_CASES; proptest needs the file system), and the
+# randomized and exhaustive tests run fewer cases under `cfg(miri)` (`ops::conv::tests::cases`
+# and `sampled`). The subset: validation helpers and every reference kernel the ops run:
+# element-wise, pooling, reduction, activation, CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED,
+# their in-place variants, the fused ADD epilogue and residual chains, int4 weights and 16x8.
 MIRIFLAGS="-Zmiri-disable-isolation" PROPTEST_CASES=4 \
     timeout 900 cargo +nightly miri test -q -p mote-runtime --lib -- crc32:: fixed_point:: \
     format:: quant::tests ops::pool ops::pad ops::reduce ops::concat ops::arith \
-    ops::activation ops::softmax ops::quantize ops::shape
+    ops::activation ops::softmax ops::quantize ops::shape ops::conv ops::depthwise \
+    ops::fully_connected ops::inplace ops::fused ops::chain ops::int4 ops::int16 \
+    ops::accumulate
 
 step "determinism: x86 reference and SIMD, aarch64 NEON, Cortex-M4, Cortex-M55"
 bash tools/ci/determinism.sh
