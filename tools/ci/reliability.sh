@@ -3,9 +3,9 @@
 # emulators and `cargo test --workspace` build it reuses). Installs what it needs, then runs
 #  1. the `unsafe` audit and the malformed-input table (quick tests, printed);
 #  2. the no-panic link check (tools/ci/nopanic.sh): examples/firmware/nopanic (Model::from_bytes
-#     + Interpreter::new + invoke on Cortex-M4 and M0) links only if no panic path survives
-#     optimisation; panic paths left may lie only in the files of
-#     examples/firmware/nopanic/known-panics.txt; the `deliberate-panic` variant must FAIL to link;
+#     + Interpreter::new + invoke, every op family and the int16/int4/float kernels, on Cortex-M4,
+#     M55 and M0) links only if no panic path survives optimisation, in any file (no allowlist);
+#     the `deliberate-panic` variant must FAIL to link;
 #  3. the three fuzz targets (.mote reader + interpreter, TFLite importer, ONNX importer) for
 #     MOTE_FUZZ_SECONDS each (default 60) from corpora seeded with the real models and the ONNX
 #     fixtures; a finding fails the script and prints the reproducer;
@@ -55,7 +55,7 @@ timeout 600 cargo test -q --workspace --test unsafe_audit
 timeout 600 cargo test -q --workspace --test hostile_mote -- malformed_input_table --nocapture \
     2>&1 | grep -v -e '^running 0 tests$' -e '^test result: ok. 0 passed' -e '^$'
 
-step "no-panic link check (Cortex-M4 and M0, release: opt-level 3, fat LTO, codegen-units 1)"
+step "no-panic link check (Cortex-M4, M55 and M0, release: opt-level 3, fat LTO, codegen-units 1)"
 bash tools/ci/nopanic.sh
 
 step "fuzzing: $fuzz_seconds s per target"
@@ -84,13 +84,17 @@ done
 
 step "Miri: the runtime's scalar-path unit tests"
 # Under Miri no SIMD tier is detected, so every kernel runs its portable reference code.
-# Property tests run a few cases each (PROPTEST_CASES); proptest needs the file system. The
-# subset: validation helpers and the element-wise, pooling, reduction and activation kernels
-# (the convolution tests take far longer under Miri; their kernels run on every target above).
+# Property tests run a few cases each (PROPTEST_CASES; proptest needs the file system), and the
+# randomized and exhaustive tests run fewer cases under `cfg(miri)` (`ops::conv::tests::cases`
+# and `sampled`). The subset: validation helpers and every reference kernel the ops run:
+# element-wise, pooling, reduction, activation, CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED,
+# their in-place variants, the fused ADD epilogue and residual chains, int4 weights and 16x8.
 MIRIFLAGS="-Zmiri-disable-isolation" PROPTEST_CASES=4 \
     timeout 900 cargo +nightly miri test -q -p mote-runtime --lib -- crc32:: fixed_point:: \
     format:: quant::tests ops::pool ops::pad ops::reduce ops::concat ops::arith \
-    ops::activation ops::softmax ops::quantize ops::shape
+    ops::activation ops::softmax ops::quantize ops::shape ops::conv ops::depthwise \
+    ops::fully_connected ops::inplace ops::fused ops::chain ops::int4 ops::int16 \
+    ops::accumulate
 
 step "determinism: x86 reference and SIMD, aarch64 NEON, Cortex-M4, Cortex-M55"
 bash tools/ci/determinism.sh

@@ -143,7 +143,8 @@ pub fn conv<X: Copy + Into<i32>, Y, W: WeightSource + ?Sized>(
         return Err(kernel_error("convolution shapes"));
     }
     let groups = in_c / f_ic;
-    if out_c % groups != 0 || g.stride.contains(&0) || g.dilation.contains(&0) {
+    // `checked_rem`: `groups` is 0 when `in_c` is (an error, never a division by zero).
+    if out_c.checked_rem(groups) != Some(0) || g.stride.contains(&0) || g.dilation.contains(&0) {
         return Err(kernel_error("convolution groups or geometry"));
     }
     let per_group = out_c / groups;

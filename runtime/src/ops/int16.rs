@@ -103,7 +103,11 @@ fn stage16(
     let acc = acc.wrapping_add(bias.and_then(|b| b.get(c)).copied().unwrap_or(0));
     let m = q.0.get(k).copied().unwrap_or(0);
     let s = q.1.get(k).copied().unwrap_or(0);
-    multiply_by_quantized_multiplier_64(acc, m, s).clamp(act.0, act.1) as i16
+    // `max`/`min`, not `clamp` (which panics when min > max); `check_quant16` proved
+    // `act.0 ≤ act.1`, where both agree.
+    multiply_by_quantized_multiplier_64(acc, m, s)
+        .max(act.0)
+        .min(act.1) as i16
 }
 
 fn geometry(p: [u32; 6]) -> Geometry {
@@ -138,7 +142,8 @@ fn check<'a>(ctx: &OpCtx<'a>) -> Result<Checked<'a>, Error> {
             if is[0] != os[0] || out_c != os[3] || out_c != p.channel_count as usize {
                 return Err(ctx.param_error("output channels or batches"));
             }
-            if f_ic == 0 || is[3] % f_ic != 0 || out_c % (is[3] / f_ic) != 0 {
+            // `checked_rem`: no division by zero when the input has no channels.
+            if is[3].checked_rem(f_ic) != Some(0) || out_c.checked_rem(is[3] / f_ic) != Some(0) {
                 return Err(ctx.param_error("groups"));
             }
             if p.layout != LAYOUT_REFERENCE || p.packed_offset != 0 || p.folded_bias_offset != 0 {
@@ -286,7 +291,381 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
+    //! The 16x8 ops through `validate` + `eval` against TFLM's reference loops, transcribed
+    //! literally below (output-major, padding by skipping taps), on random shapes and parameters.
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::super::conv::tests::{bytes_i8, cases, Harness, Rng};
     use super::*;
+
+    fn i16s(r: &mut Rng, n: usize) -> Vec<i16> {
+        (0..n)
+            .map(|_| match r.range(0, 3) {
+                0 => r.range(i64::from(i16::MIN), i64::from(i16::MAX)) as i16,
+                1 => [i16::MIN, i16::MAX][r.range(0, 1) as usize],
+                _ => r.range(-300, 300) as i16,
+            })
+            .collect()
+    }
+
+    fn i8s(r: &mut Rng, n: usize) -> Vec<i8> {
+        (0..n).map(|_| r.range(-127, 127) as i8).collect()
+    }
+
+    /// Per-channel (multiplier, shift) and int64 biases: mostly scales that keep the outputs
+    /// inside int16, sometimes any 16x8 shift (`[-31, 7]`) or a huge bias (saturating).
+    fn quant(r: &mut Rng, n: usize) -> (Vec<i32>, Vec<i32>, Vec<i64>) {
+        let m = (0..n).map(|_| r.range(1 << 30, i64::from(i32::MAX)) as i32);
+        let m = m.collect();
+        let s = (0..n)
+            .map(|_| match r.range(0, 5) {
+                0 => r.range(-31, 7),
+                _ => r.range(-16, -4),
+            } as i32)
+            .collect();
+        let b = (0..n)
+            .map(|_| match r.range(0, 7) {
+                0 => r.range(-(1 << 40), 1 << 40),
+                _ => r.range(-(1 << 20), 1 << 20),
+            })
+            .collect();
+        (m, s, b)
+    }
+
+    fn act(r: &mut Rng) -> (i32, i32) {
+        if r.range(0, 2) == 0 {
+            (i32::from(i16::MIN), i32::from(i16::MAX))
+        } else {
+            let lo = r.range(-32768, 1000) as i32;
+            (lo, r.range(i64::from(lo), 32767) as i32)
+        }
+    }
+
+    fn out16(acc: i64, m: i32, s: i32, act: (i32, i32)) -> i16 {
+        let v = multiply_by_quantized_multiplier_64(acc, m, s);
+        v.max(act.0).min(act.1) as i16
+    }
+
+    /// Runs a 16x8 op: int16 input, int8 weights, an optional int64 bias, int16 output.
+    #[allow(clippy::too_many_arguments)]
+    fn run<P: bytemuck::Pod>(
+        kind: OpKind,
+        params: impl Fn(u32, u32) -> P,
+        shapes: [&[u32]; 3],
+        x: &[i16],
+        w: &[i8],
+        bias: Option<&[i64]>,
+        q: (&[i32], &[i32]),
+    ) -> Result<Vec<i16>, Error> {
+        let mut h = Harness::new(kind);
+        let (m, s) = (h.add_i32s(q.0), h.add_i32s(q.1));
+        h.set_params(&params(m, s));
+        h.arena_input(shapes[0], DType::Int16, bytemuck::cast_slice(x));
+        h.const_input(shapes[1], DType::Int8, bytes_i8(w));
+        if let Some(b) = bias {
+            h.const_input(&[b.len() as u32], DType::Int64, bytemuck::cast_slice(b));
+        }
+        h.set_output(shapes[2], DType::Int16);
+        let out = h.run()?;
+        Ok(out
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect())
+    }
+
+    /// Window geometry of one random case: (out size, stride, dilation, pad) per axis.
+    fn axis(r: &mut Rng, input: usize, filter: usize) -> (usize, u32, u32, u32) {
+        let (stride, dil) = (r.range(1, 2) as u32, r.range(1, 2) as u32);
+        let pad = r.range(0, 2) as u32;
+        let reach = (filter - 1) * dil as usize + 1;
+        let out = (input + 2 * pad as usize).saturating_sub(reach) / stride as usize + 1;
+        (out, stride, dil, pad)
+    }
+
+    #[test]
+    fn conv_16x8_matches_tflm_loops() {
+        let mut r = Rng(0x1608);
+        let mut inside = 0;
+        for case in 0..cases(150, 4) {
+            let groups = r.range(1, 2) as usize;
+            let f_ic = r.range(1, 3) as usize;
+            let (in_c, out_c) = (f_ic * groups, groups * r.range(1, 3) as usize);
+            let (b, in_h, in_w) = (
+                r.range(1, 2) as usize,
+                r.range(1, 5) as usize,
+                r.range(1, 5) as usize,
+            );
+            let (f_h, f_w) = (r.range(1, 3) as usize, r.range(1, 3) as usize);
+            let (out_h, sh, dh, ph) = axis(&mut r, in_h, f_h);
+            let (out_w, sw, dw, pw) = axis(&mut r, in_w, f_w);
+            let x = i16s(&mut r, b * in_h * in_w * in_c);
+            let w = i8s(&mut r, out_c * f_h * f_w * f_ic);
+            let (m, s, bias) = quant(&mut r, out_c);
+            let bias = (r.range(0, 3) > 0).then_some(&bias[..]);
+            let a = act(&mut r);
+            let params = |mo, so| ConvParams {
+                stride_h: sh,
+                stride_w: sw,
+                dilation_h: dh,
+                dilation_w: dw,
+                pad_h: ph,
+                pad_w: pw,
+                input_offset: 0,
+                output_offset: 0,
+                act_min: a.0,
+                act_max: a.1,
+                multipliers_offset: mo,
+                shifts_offset: so,
+                channel_count: out_c as u32,
+                layout: LAYOUT_REFERENCE,
+                packed_offset: 0,
+                folded_bias_offset: 0,
+            };
+            let shapes: [&[u32]; 3] = [
+                &[b as u32, in_h as u32, in_w as u32, in_c as u32],
+                &[out_c as u32, f_h as u32, f_w as u32, f_ic as u32],
+                &[b as u32, out_h as u32, out_w as u32, out_c as u32],
+            ];
+            let got = run(OpKind::Conv2d, params, shapes, &x, &w, bias, (&m, &s)).unwrap();
+            // TFLM's ConvPerChannel<int16_t, int8_t, int64_t>.
+            let mut want = Vec::new();
+            let per_group = out_c / groups;
+            for bi in 0..b {
+                for oy in 0..out_h {
+                    for ox in 0..out_w {
+                        for oc in 0..out_c {
+                            let g = oc / per_group;
+                            let mut acc = 0i64;
+                            for fy in 0..f_h {
+                                let iy =
+                                    (oy * sh as usize + fy * dh as usize) as i64 - i64::from(ph);
+                                for fx in 0..f_w {
+                                    let ix = (ox * sw as usize + fx * dw as usize) as i64
+                                        - i64::from(pw);
+                                    if iy < 0 || ix < 0 || iy >= in_h as i64 || ix >= in_w as i64 {
+                                        continue;
+                                    }
+                                    let (iy, ix) = (iy as usize, ix as usize);
+                                    for ic in 0..f_ic {
+                                        let xv = x
+                                            [((bi * in_h + iy) * in_w + ix) * in_c + g * f_ic + ic];
+                                        let wv = w[((oc * f_h + fy) * f_w + fx) * f_ic + ic];
+                                        acc += i64::from(xv) * i64::from(wv);
+                                    }
+                                }
+                            }
+                            acc += bias.map_or(0, |b| b[oc]);
+                            want.push(out16(acc, m[oc], s[oc], a));
+                        }
+                    }
+                }
+            }
+            assert_eq!(got, want, "case {case}: {shapes:?}");
+            inside += want
+                .iter()
+                .filter(|&&v| v > a.0 as i16 && v < a.1 as i16)
+                .count();
+        }
+        // Not all saturation: many outputs lie strictly inside the clamps (native run).
+        assert!(
+            cfg!(miri) || inside > 500,
+            "{inside} outputs off the clamps"
+        );
+    }
+
+    #[test]
+    fn depthwise_16x8_matches_tflm_loops() {
+        let mut r = Rng(0xd16);
+        for case in 0..cases(150, 4) {
+            let (in_c, mult) = (r.range(1, 4) as usize, r.range(1, 2) as usize);
+            let out_c = in_c * mult;
+            let (b, in_h, in_w) = (
+                r.range(1, 2) as usize,
+                r.range(1, 5) as usize,
+                r.range(1, 5) as usize,
+            );
+            let (f_h, f_w) = (r.range(1, 3) as usize, r.range(1, 3) as usize);
+            let (out_h, sh, dh, ph) = axis(&mut r, in_h, f_h);
+            let (out_w, sw, dw, pw) = axis(&mut r, in_w, f_w);
+            let x = i16s(&mut r, b * in_h * in_w * in_c);
+            let w = i8s(&mut r, f_h * f_w * out_c);
+            let (m, s, bias) = quant(&mut r, out_c);
+            let bias = (r.range(0, 3) > 0).then_some(&bias[..]);
+            let a = act(&mut r);
+            let params = |mo, so| DepthwiseParams {
+                stride_h: sh,
+                stride_w: sw,
+                dilation_h: dh,
+                dilation_w: dw,
+                pad_h: ph,
+                pad_w: pw,
+                input_offset: 0,
+                output_offset: 0,
+                act_min: a.0,
+                act_max: a.1,
+                multipliers_offset: mo,
+                shifts_offset: so,
+                channel_count: out_c as u32,
+                depth_multiplier: mult as u32,
+            };
+            let shapes: [&[u32]; 3] = [
+                &[b as u32, in_h as u32, in_w as u32, in_c as u32],
+                &[1, f_h as u32, f_w as u32, out_c as u32],
+                &[b as u32, out_h as u32, out_w as u32, out_c as u32],
+            ];
+            let got = run(
+                OpKind::DepthwiseConv2d,
+                params,
+                shapes,
+                &x,
+                &w,
+                bias,
+                (&m, &s),
+            );
+            // TFLM's DepthwiseConvPerChannel<int16_t, int8_t, int64_t>.
+            let mut want = Vec::new();
+            for bi in 0..b {
+                for oy in 0..out_h {
+                    for ox in 0..out_w {
+                        for ic in 0..in_c {
+                            for mi in 0..mult {
+                                let oc = ic * mult + mi;
+                                let mut acc = 0i64;
+                                for fy in 0..f_h {
+                                    let iy = (oy * sh as usize + fy * dh as usize) as i64
+                                        - i64::from(ph);
+                                    for fx in 0..f_w {
+                                        let ix = (ox * sw as usize + fx * dw as usize) as i64
+                                            - i64::from(pw);
+                                        if iy < 0
+                                            || ix < 0
+                                            || iy >= in_h as i64
+                                            || ix >= in_w as i64
+                                        {
+                                            continue;
+                                        }
+                                        let (iy, ix) = (iy as usize, ix as usize);
+                                        let xv = x[((bi * in_h + iy) * in_w + ix) * in_c + ic];
+                                        let wv = w[(fy * f_w + fx) * out_c + oc];
+                                        acc += i64::from(xv) * i64::from(wv);
+                                    }
+                                }
+                                acc += bias.map_or(0, |b| b[oc]);
+                                want.push(out16(acc, m[oc], s[oc], a));
+                            }
+                        }
+                    }
+                }
+            }
+            assert_eq!(got.unwrap(), want, "case {case}: {shapes:?}");
+        }
+    }
+
+    #[test]
+    fn fully_connected_16x8_matches_tflm_loops() {
+        let mut r = Rng(0xfc16);
+        for case in 0..cases(200, 6) {
+            let (batches, in_f, out_f) = (
+                r.range(1, 3) as usize,
+                r.range(1, 20) as usize,
+                r.range(1, 6) as usize,
+            );
+            let per_channel = r.range(0, 1) == 1;
+            let count = if per_channel { out_f } else { 1 };
+            let x = i16s(&mut r, batches * in_f);
+            let w = i8s(&mut r, out_f * in_f);
+            let (m, s, _) = quant(&mut r, count);
+            let (_, _, bias) = quant(&mut r, out_f);
+            let bias = (r.range(0, 3) > 0).then_some(&bias[..]);
+            let a = act(&mut r);
+            let params = |mo, so| FullyConnectedParams {
+                input_offset: 0,
+                filter_offset: 0,
+                output_offset: 0,
+                act_min: a.0,
+                act_max: a.1,
+                multipliers_offset: mo,
+                shifts_offset: so,
+                channel_count: count as u32,
+                layout: LAYOUT_REFERENCE,
+                packed_offset: 0,
+                folded_bias_offset: 0,
+            };
+            let shapes: [&[u32]; 3] = [
+                &[batches as u32, in_f as u32],
+                &[out_f as u32, in_f as u32],
+                &[batches as u32, out_f as u32],
+            ];
+            let got = run(
+                OpKind::FullyConnected,
+                params,
+                shapes,
+                &x,
+                &w,
+                bias,
+                (&m, &s),
+            );
+            // TFLM's FullyConnected<int16_t, int8_t, int64_t> (per-channel when `count > 1`).
+            let mut want = Vec::new();
+            for bi in 0..batches {
+                for o in 0..out_f {
+                    let mut acc: i64 = (0..in_f)
+                        .map(|i| i64::from(x[bi * in_f + i]) * i64::from(w[o * in_f + i]))
+                        .sum();
+                    acc += bias.map_or(0, |b| b[o]);
+                    let c = if per_channel { o } else { 0 };
+                    want.push(out16(acc, m[c], s[c], a));
+                }
+            }
+            assert_eq!(got.unwrap(), want, "case {case}: {shapes:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_16x8_cannot_run() {
+        let mut r = Rng(7);
+        let (m, s, bias) = quant(&mut r, 2);
+        let x = i16s(&mut r, 2 * 3 * 3 * 2);
+        let w = i8s(&mut r, 2 * 2 * 2 * 2);
+        let shapes: [&[u32]; 3] = [&[2, 3, 3, 2], &[2, 2, 2, 2], &[2, 2, 2, 2]];
+        let conv = |input_offset, act_max, shift_bad: bool| {
+            let mut s = s.clone();
+            if shift_bad {
+                s[1] = 8;
+            }
+            run(
+                OpKind::Conv2d,
+                |mo, so| ConvParams {
+                    stride_h: 1,
+                    stride_w: 1,
+                    dilation_h: 1,
+                    dilation_w: 1,
+                    pad_h: 0,
+                    pad_w: 0,
+                    input_offset,
+                    output_offset: 0,
+                    act_min: -32768,
+                    act_max,
+                    multipliers_offset: mo,
+                    shifts_offset: so,
+                    channel_count: 2,
+                    layout: LAYOUT_REFERENCE,
+                    packed_offset: 0,
+                    folded_bias_offset: 0,
+                },
+                shapes,
+                &x,
+                &w,
+                Some(&bias),
+                (&m, &s),
+            )
+        };
+        assert!(conv(0, 32767, false).is_ok());
+        assert!(conv(1, 32767, false).is_err(), "a zero point");
+        assert!(conv(0, 32768, false).is_err(), "a clamp outside int16");
+        assert!(conv(0, 32767, true).is_err(), "a shift above 7");
+    }
 
     #[test]
     fn multiplier_64_rounds_like_tflite() {

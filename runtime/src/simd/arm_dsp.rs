@@ -285,7 +285,7 @@ fn dot_1x4(c: &[u32], w: [&[i8]; 4]) -> [i32; 4] {
     acc
 }
 
-/// The `k % 4` trailing products of a row, from the unexpanded tail values.
+/// The trailing products of a row: `tail` (unexpanded values, at least as many as `w`) times `w`.
 #[inline(always)]
 fn tail_dot(tail: &[i32], w: &[i8]) -> i32 {
     tail.iter()
@@ -411,6 +411,11 @@ pub fn conv2d_int8(
     }
     if input.len() != batches * in_h * in_w * in_c || multipliers.len() != out_c {
         return None;
+    }
+    if out_w == 0 {
+        // No output (checked above: `output` is empty); below, pixel indices are split into
+        // line and column by dividing by `out_w`.
+        return Some(());
     }
     let win = Window {
         in_h,
@@ -721,7 +726,8 @@ pub fn fully_connected_int8(
     shifts: &[i32],
     output: &mut [i8],
 ) -> Option<()> {
-    if p.filter_offset != 0 || in_features == 0 || in_features > 2 * COL_WORDS {
+    if p.filter_offset != 0 || in_features == 0 || in_features > 2 * COL_WORDS || out_features == 0
+    {
         return None;
     }
     if input.len() != batches * in_features

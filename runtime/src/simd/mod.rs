@@ -372,17 +372,20 @@ impl Requant<'_> {
     /// Multiplier and shift of output `c`.
     #[inline(always)]
     fn quant(&self, c: usize) -> (i32, i32) {
-        if self.multipliers.len() == 1 {
-            (self.multipliers[0], self.shifts[0])
-        } else {
-            (self.multipliers[c], self.shifts[c])
+        let i = if self.multipliers.len() == 1 { 0 } else { c };
+        // `check`: `shifts` is as long as `multipliers`, which holds 1 or `n` entries (c < n);
+        // the fallback is never taken after it and keeps this free of panic paths.
+        match (self.multipliers.get(i), self.shifts.get(i)) {
+            (Some(&m), Some(&s)) => (m, s),
+            _ => (0, 0),
         }
     }
 
     /// The start value of output `c`'s accumulator.
     #[inline(always)]
     fn bias_of(&self, c: usize) -> i32 {
-        self.bias.map_or(0, |b| b[c])
+        // `check`: a bias holds `n` entries (c < n).
+        self.bias.and_then(|b| b.get(c)).copied().unwrap_or(0)
     }
 
     /// The scalar output stage (TFLM's), for output `c`.
@@ -587,15 +590,29 @@ pub fn gemm_portable(
         return;
     }
     let steps = a.k_steps;
+    let block = BLOCK_N * BLOCK_K;
+    // `check_gemm` proved every range below in bounds (row `r`'s outputs end by
+    // `(rows - 1)·out_stride + n ≤ out.len()`, block `b`'s `steps` packed blocks lie in `packed`,
+    // each step's 4 bytes lie in `a.data`); the `get`s cannot fail and only keep this kernel
+    // free of panic paths.
     for r in 0..a.rows {
         let base = a.row_offset(r).unwrap_or(0);
-        for c in 0..n {
+        let Some(out_row) = out.get_mut(r * out_stride..).and_then(|o| o.get_mut(..n)) else {
+            return;
+        };
+        for (c, o) in out_row.iter_mut().enumerate() {
             let (b, j) = (c / BLOCK_N, c % BLOCK_N);
-            let mut acc = q.bias.map_or(0, |b| b[c]);
-            for s in 0..steps {
-                let off = base + a.k_offsets.map_or(BLOCK_K * s, |o| o[s] as usize);
-                let w = &packed[(b * steps + s) * BLOCK_N * BLOCK_K + BLOCK_K * j..][..BLOCK_K];
-                for (&xb, &wv) in a.data[off..off + BLOCK_K].iter().zip(w) {
+            let mut acc = q.bias_of(c);
+            let blocks = packed.get(b * steps * block..).unwrap_or(&[]);
+            for (s, w) in blocks.chunks_exact(block).take(steps).enumerate() {
+                let off = base
+                    + a.k_offsets
+                        .map_or(BLOCK_K * s, |o| o.get(s).map_or(0, |&o| o as usize));
+                let (Some(x), Some(w)) = (a.data.get(off..off + BLOCK_K), w.get(BLOCK_K * j..))
+                else {
+                    continue;
+                };
+                for (&xb, &wv) in x.iter().zip(w) {
                     let x = match enc {
                         Encoding::Signed => i32::from(xb as i8),
                         Encoding::Unsigned => i32::from(xb),
@@ -603,7 +620,7 @@ pub fn gemm_portable(
                     acc = acc.wrapping_add(x * i32::from(wv));
                 }
             }
-            out[r * out_stride + c] = q.apply(acc, c);
+            *o = q.apply(acc, c);
         }
     }
 }
@@ -742,16 +759,32 @@ pub fn depthwise_portable(job: &DepthwiseJob, q: &Requant, out: &mut [i8], out_s
         return;
     }
     let px = job.pixels();
+    // `check` proved every read of the input and filter and every write of `out` in bounds;
+    // the `get`s cannot fail and only keep this kernel free of panic paths.
     for r in 0..job.rows {
         let base = px.row_offset(r).unwrap_or(0);
-        for c in 0..job.channels {
+        let Some(out_row) = out
+            .get_mut(r * out_stride..)
+            .and_then(|o| o.get_mut(..job.channels))
+        else {
+            return;
+        };
+        for (c, o) in out_row.iter_mut().enumerate() {
             let mut acc = q.bias_of(c);
-            for (t, &off) in job.taps.iter().enumerate() {
-                let x = i32::from(job.input[base + off as usize + c] as i8);
-                let w = i32::from(job.filter[t * job.channels + c]);
-                acc = acc.wrapping_add(w * (x + job.input_offset));
+            let filter = job
+                .filter
+                .get(c..)
+                .unwrap_or(&[])
+                .iter()
+                .step_by(job.channels);
+            for (&off, &w) in job.taps.iter().zip(filter) {
+                let x = job
+                    .input
+                    .get(base + off as usize + c)
+                    .map_or(0, |&x| x as i8);
+                acc = acc.wrapping_add(i32::from(w) * (i32::from(x) + job.input_offset));
             }
-            out[r * out_stride + c] = q.apply(acc, c);
+            *o = q.apply(acc, c);
         }
     }
 }
@@ -988,32 +1021,45 @@ pub struct StageWriter<'a> {
 impl<'a> StageWriter<'a> {
     /// Bytes still free.
     pub fn remaining(&self) -> usize {
-        self.buf.len() - self.len
+        self.buf.len().saturating_sub(self.len)
+    }
+
+    /// The free part of the buffer (`len ≤ buf.len()` always holds: `len` only advances by
+    /// what fits, so the `get` never fails).
+    #[inline(always)]
+    fn free(&mut self) -> &mut [MaybeUninit<u8>] {
+        self.buf.get_mut(self.len..).unwrap_or(&mut [])
     }
 
     /// Appends `n` copies of `byte` (fewer if the buffer is full).
     #[inline]
     pub fn fill(&mut self, n: usize, byte: u8) {
-        let end = (self.len + n).min(self.buf.len());
-        for b in &mut self.buf[self.len..end] {
+        let free = self.free();
+        let k = n.min(free.len());
+        for b in free.iter_mut().take(k) {
             b.write(byte);
         }
-        self.len = end;
+        self.len += k;
     }
 
     /// Appends `src` with every byte XOR `flip` (truncated if the buffer is full).
     #[inline]
     pub fn copy_xor(&mut self, src: &[u8], flip: u8) {
-        let end = (self.len + src.len()).min(self.buf.len());
-        for (b, &v) in self.buf[self.len..end].iter_mut().zip(src) {
+        let free = self.free();
+        let k = src.len().min(free.len());
+        for (b, &v) in free.iter_mut().zip(src) {
             b.write(v ^ flip);
         }
-        self.len = end;
+        self.len += k;
     }
 
     /// The bytes written so far.
     pub fn finish(self) -> &'a mut [u8] {
-        let (init, _) = self.buf.split_at_mut(self.len);
+        // `len ≤ buf.len()` (see `free`): the split never fails.
+        let init = match self.buf.split_at_mut_checked(self.len) {
+            Some((init, _)) => init,
+            None => &mut [],
+        };
         // SAFETY: every element of `init` was written by `fill` or `copy_xor` (`len` only
         // advances over written elements), and `MaybeUninit<u8>` has the layout of `u8`.
         unsafe { core::slice::from_raw_parts_mut(init.as_mut_ptr().cast::<u8>(), init.len()) }
