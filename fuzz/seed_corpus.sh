@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Seeds the fuzz corpora from real models: the .tflite files of ../shared/models, the op fixtures
-# and the default model, and each of them compiled to .mote.
+# (int8 and 16x8) and the default model, and each of them compiled to .mote.
 #   fuzz/seed_corpus.sh [path/to/mote]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -8,7 +8,7 @@ root="$here/.."
 mote="${1:-$root/target/release/mote}"
 mkdir -p "$here/corpus/mote_model" "$here/corpus/tflite_import" "$here/corpus/onnx_import"
 shopt -s nullglob
-for f in "$root"/../shared/models/*.tflite "$root"/quantize/tests/fixtures/ops/*.tflite "$root"/quantize/assets/*_int8.tflite; do
+for f in "$root"/../shared/models/*.tflite "$root"/quantize/tests/fixtures/ops/*.tflite "$root"/quantize/tests/fixtures/ops16/*.tflite "$root"/quantize/assets/*_int8.tflite; do
   name="$(basename "$f" .tflite)"
   cp "$f" "$here/corpus/tflite_import/$name.tflite"
   if [[ $(stat -c %s "$f") -lt 200000 ]]; then

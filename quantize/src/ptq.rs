@@ -118,8 +118,9 @@ impl Precision {
     /// Whether [`quantize_mixed`] has a recipe for `op` at this precision. Every operator
     /// with an int8 recipe accepts [`Precision::Int8`] and [`Precision::Int4Weights`] (which
     /// only changes the weights of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED); 16x8
-    /// covers the MAC operators, pooling and reshapes (the others stay int8 in a 16x8 model,
-    /// behind conversions); f16 is not implemented yet.
+    /// covers the MAC operators, pooling, reshapes, ADD/SUB/MUL, SOFTMAX, LOGISTIC, TANH,
+    /// RELU/RELU6 and MEAN (the others stay int8 in a 16x8 model, behind conversions); f16 is
+    /// not implemented yet.
     pub fn has_recipe(self, op: &Operator) -> bool {
         match self {
             Precision::Int8 | Precision::Int4Weights => true,
@@ -160,13 +161,42 @@ fn is_mac(op: &Operator) -> bool {
 /// Operators with a 16x8 kernel in the runtime.
 fn a16_op(op: &Operator) -> bool {
     is_mac(op)
+        || a16_binary(op)
         || matches!(
             op,
             Operator::MaxPool2d(_)
                 | Operator::AveragePool2d(_)
                 | Operator::Reshape
                 | Operator::Squeeze
+                | Operator::Softmax { .. }
+                | Operator::Logistic
+                | Operator::Tanh
+                | Operator::Relu
+                | Operator::Relu6
+                | Operator::Mean { .. }
         )
+}
+
+/// 16x8 element-wise ops whose inputs are all activations (a constant operand gets an int16
+/// copy of its float values).
+fn a16_binary(op: &Operator) -> bool {
+    matches!(
+        op,
+        Operator::Add { .. } | Operator::Sub { .. } | Operator::Mul { .. }
+    )
+}
+
+/// The output quantization of a 16x8 node that is not a MAC: `None` when it comes from the
+/// calibrated range (ADD, SUB, MUL, MEAN), TFLite's fixed 2⁻¹⁵ (SOFTMAX, LOGISTIC, TANH),
+/// otherwise the input's (pooling, reshapes, RELU, RELU6).
+fn a16_fixed_quant(op: &Operator) -> Option<Option<QuantParams>> {
+    match op {
+        _ if a16_binary(op) || matches!(op, Operator::Mean { .. }) => None,
+        Operator::Softmax { .. } | Operator::Logistic | Operator::Tanh => {
+            Some(Some((1.0 / 32768.0, 0)))
+        }
+        _ => Some(None),
+    }
 }
 
 /// Symmetric int16 parameters of an activation with real range `[lo, hi]` (zero point 0, as
@@ -244,9 +274,11 @@ enum Domain {
 ///   packed int4, symmetric per channel (`scale = max|w| / 7`, values in `[-7, 7]`), the bias
 ///   is requantized to the new scales; activations stay int8. Other ops: as int8.
 /// - [`Precision::A16W8`]: the node's activations are int16, symmetric (`scale = max(|lo|,
-///   |hi|) / 32767`, zero point 0; pooling and reshapes keep their input's), its weights int8
-///   per channel, its bias int64. A QUANTIZE (int8 ↔ int16 requantization) is inserted on
-///   every edge between an int16 and an int8 node.
+///   |hi|) / 32767`, zero point 0; pooling, reshapes, RELU and RELU6 keep their input's,
+///   SOFTMAX / LOGISTIC / TANH output 2⁻¹⁵ as TFLite's 16x8), its weights int8 per channel, its
+///   bias int64; a constant ADD/SUB/MUL operand is requantized to int16 from its float
+///   values. A QUANTIZE (int8 ↔ int16 requantization) is inserted on every edge between an
+///   int16 and an int8 node.
 ///
 /// The graph's inputs and outputs keep the int8 model's types and parameters: an int16 output
 /// gets a final QUANTIZE back to int8 (the output tensor keeps its name, the int16 one gets a
@@ -342,7 +374,36 @@ pub fn quantize_mixed(
         let want = if a16 { Domain::Int16 } else { Domain::Int8 };
         for (k, slot) in node.inputs.iter_mut().enumerate() {
             let Some(t) = *slot else { continue };
-            if g.tensors[t].is_const() || domain[t] == want || (a16 && k > 0) {
+            if a16 && a16_binary(&node.op) && g.tensors[t].is_const() {
+                // A constant operand: an int16 copy of its float values.
+                let c = *converted.entry((t, Domain::Int16)).or_insert_with(|| {
+                    let v = f32s(&float.tensors[t]).unwrap_or_default();
+                    let m = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+                    let (s, _) = activation_quant16(-m, m);
+                    let data = v
+                        .iter()
+                        .flat_map(|x| {
+                            ((x / s).round().clamp(-32767.0, 32767.0) as i16).to_le_bytes()
+                        })
+                        .collect();
+                    let src = &g.tensors[t];
+                    g.tensors.push(Tensor {
+                        name: format!("{}/int16", src.name),
+                        shape: src.shape.clone(),
+                        dtype: DataType::Int16,
+                        quant: Some(Quantization::per_tensor(s, 0)),
+                        data: Some(data),
+                    });
+                    domain.push(Domain::Int16);
+                    g.tensors.len() - 1
+                });
+                *slot = Some(c);
+                continue;
+            }
+            if g.tensors[t].is_const()
+                || domain[t] == want
+                || (a16 && k > 0 && !a16_binary(&node.op))
+            {
                 continue;
             }
             let c = *converted.entry((t, want)).or_insert_with(|| {
@@ -377,15 +438,24 @@ pub fn quantize_mixed(
         if a16 {
             let out = node.outputs[0];
             let input = node.inputs.first().copied().flatten();
-            let q = if is_mac(&node.op) {
-                let (lo, hi) = ranges.get(out).copied().flatten().ok_or_else(|| {
-                    unsupported(index, format!("tensor {out} was never seen by calibration"))
-                })?;
-                activation_quant16(lo, hi)
-            } else {
-                input
-                    .and_then(|i| g.tensors[i].scale_zp())
-                    .ok_or_else(|| unsupported(index, "input not quantized".into()))?
+            let q = match a16_fixed_quant(&node.op) {
+                _ if is_mac(&node.op) => None,
+                Some(Some(q)) => Some(q),
+                Some(None) => Some(
+                    input
+                        .and_then(|i| g.tensors[i].scale_zp())
+                        .ok_or_else(|| unsupported(index, "input not quantized".into()))?,
+                ),
+                None => None,
+            };
+            let q = match q {
+                Some(q) => q,
+                None => {
+                    let (lo, hi) = ranges.get(out).copied().flatten().ok_or_else(|| {
+                        unsupported(index, format!("tensor {out} was never seen by calibration"))
+                    })?;
+                    activation_quant16(lo, hi)
+                }
             };
             let t = &mut g.tensors[out];
             t.dtype = DataType::Int16;

@@ -264,5 +264,17 @@ fn svdf_model_is_refused_by_name() {
 
 #[test]
 fn single_op_models_match_tflm() {
-    check(suites(&|s| !s.model.starts_with(shared_models())));
+    check(suites(&|s| {
+        !s.model.starts_with(shared_models()) && !s.name.starts_with("a16_")
+    }));
+}
+
+/// 16x8 models (int16 activations, int8 weights, int64 bias) made by TensorFlow's converter
+/// (`tools/fixtures/gen_int16.py`): single-op cases and whole models (digits CNN, KWS, ResNet,
+/// AD) with real inputs.
+#[test]
+fn int16_models_match_tflm() {
+    let all = suites(&|s| s.name.starts_with("a16_"));
+    assert!(all.len() >= 60, "{} 16x8 suites", all.len());
+    check(all);
 }

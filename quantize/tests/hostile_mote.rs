@@ -106,6 +106,15 @@ fn seed_models() -> Vec<(String, Vec<u8>)> {
     }
     // A residual block: a CONV_2D with a fused ADD writing over its residual.
     paths.push(root.join("tests/fixtures/ops/net_residual.tflite"));
+    // 16x8 (int16 activations): the int16 element-wise, SOFTMAX and MAC kernels.
+    for m in [
+        "a16_net_residual",
+        "a16_net_inception",
+        "a16_add_bcast_4d",
+        "a16_softmax_3d",
+    ] {
+        paths.push(root.join(format!("tests/fixtures/ops16/{m}.tflite")));
+    }
     if let Ok(dir) = std::fs::read_dir(root.join("tests/fixtures/ops")) {
         let mut ops: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
         ops.sort();

@@ -173,3 +173,111 @@ fn mixed_precision_inserts_conversions_only_where_neighbours_differ() {
         .to_string()
         .contains("999"));
 }
+
+/// With the int16 element-wise, MEAN and SOFTMAX kernels, a whole-graph a16w8 digits CNN stays
+/// int16 from its input conversion to its output conversion: two QUANTIZE nodes, an int16
+/// SOFTMAX (output scale 2⁻¹⁵ as TFLite's 16x8).
+#[test]
+fn a16w8_digits_is_int16_end_to_end() {
+    let d = digits();
+    let q = quantize(&d, "a16w8", &[]);
+    let quantizes = q
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| n.op == Operator::Quantize)
+        .count();
+    assert_eq!(quantizes, 2, "{:#?}", q.graph.nodes);
+    let softmax = q
+        .graph
+        .nodes
+        .iter()
+        .find(|n| matches!(n.op, Operator::Softmax { .. }))
+        .expect("a SOFTMAX");
+    let (input, output) = (softmax.inputs[0].unwrap(), softmax.outputs[0]);
+    assert_eq!(q.graph.tensors[input].dtype, DataType::Int16);
+    assert_eq!(q.graph.tensors[output].dtype, DataType::Int16);
+    assert_eq!(q.graph.tensors[output].scale_zp(), Some((1.0 / 32768.0, 0)));
+    assert!(accuracy(&q, &d) > 0.98);
+}
+
+/// a16w8 on a graph with a constant ADD operand and a TANH: the constant gets an int16 copy of
+/// its float values, everything between the input and output conversions is int16, and the
+/// compiled model computes `tanh(x + c)` to within the int8 output's resolution.
+#[test]
+fn a16w8_constant_operand_and_tanh() {
+    use mote_quantize::ir::{Activation, Graph, Node, Tensor};
+    use mote_quantize::write::AlignedBytes;
+    use mote_runtime::{Interpreter, Model};
+
+    let n = 8;
+    let c: Vec<f32> = (0..n).map(|i| i as f32 * 0.25 - 1.0).collect();
+    let t = |name: &str, data: Option<Vec<u8>>| Tensor {
+        name: name.into(),
+        shape: vec![1, n],
+        dtype: DataType::Float32,
+        quant: None,
+        data,
+    };
+    let float = Graph {
+        tensors: vec![
+            t("x", None),
+            t("c", Some(c.iter().flat_map(|v| v.to_le_bytes()).collect())),
+            t("y", None),
+            t("z", None),
+        ],
+        nodes: vec![
+            Node {
+                op: Operator::Add {
+                    activation: Activation::None,
+                },
+                inputs: vec![Some(0), Some(1)],
+                outputs: vec![2],
+            },
+            Node {
+                op: Operator::Tanh,
+                inputs: vec![Some(2)],
+                outputs: vec![3],
+            },
+        ],
+        inputs: vec![0],
+        outputs: vec![3],
+    };
+    let ranges = vec![
+        Some((-2.0, 2.0)),
+        None,
+        Some((-3.0, 3.0)),
+        Some((-1.0, 1.0)),
+    ];
+    let q = mote_quantize::ptq::quantize_mixed(&float, &ranges, &[Precision::A16W8; 2]).unwrap();
+    let add = q
+        .nodes
+        .iter()
+        .find(|n| matches!(n.op, Operator::Add { .. }))
+        .unwrap();
+    for k in 0..2 {
+        assert_eq!(q.tensors[add.inputs[k].unwrap()].dtype, DataType::Int16);
+    }
+    let compiled = mote_quantize::compile::compile(q.clone()).unwrap();
+    let bytes = AlignedBytes::new(&compiled.bytes);
+    let model = Model::from_bytes(bytes.as_slice()).unwrap();
+    let mut arena = AlignedBytes::zeroed(model.arena_bytes());
+    let mut it = Interpreter::new(&model, arena.as_mut_slice()).unwrap();
+    let ((si, zi), (so, zo)) = {
+        let (i, o) = mote_quantize::ptq::io_quant(&q);
+        (i[0], o[0])
+    };
+    let x: Vec<f32> = (0..n).map(|i| 1.5 - i as f32 * 0.4).collect();
+    let xq: Vec<u8> = x
+        .iter()
+        .map(|v| ((v / si).round() as i64 + zi).clamp(-128, 127) as i8 as u8)
+        .collect();
+    it.set_input_bytes(0, &xq).unwrap();
+    it.invoke().unwrap();
+    let out = it.output_bytes(0).unwrap();
+    for k in 0..n {
+        let got = (f32::from(out[k] as i8) - zo as f32) * so;
+        let want = (x[k] + c[k]).tanh();
+        assert!((got - want).abs() < 2.0 * so + 0.02, "{k}: {got} vs {want}");
+    }
+}

@@ -13,6 +13,7 @@ pub mod concat;
 pub mod conv;
 pub mod depthwise;
 pub mod fully_connected;
+pub mod int16;
 pub mod pad;
 pub mod pool;
 pub mod quant_math;
@@ -144,6 +145,10 @@ impl LowerCtx<'_> {
 pub fn lower_node(ctx: &mut LowerCtx, node: &Node) -> Result<LoweredOp, CompileError> {
     // Packed int4 weights and 16x8 variants of the MAC families.
     if let Some(lowered) = schemes::lower(ctx, node) {
+        return lowered;
+    }
+    // Element-wise ops and SOFTMAX with int16 activations.
+    if let Some(lowered) = int16::lower(ctx, node) {
         return lowered;
     }
     match &node.op {

@@ -24,6 +24,8 @@ pub mod fully_connected;
 pub mod fused;
 pub mod inplace;
 pub mod int16;
+pub mod int16_elementwise;
+pub mod int16_softmax;
 pub mod int4;
 pub mod pad;
 pub mod pool;
@@ -414,6 +416,23 @@ pub(crate) fn validate_kind(ctx: &OpCtx) -> Result<(), Error> {
         {
             int16::validate(ctx)
         }
+        // int16 activations (16x8) of the element-wise families and SOFTMAX.
+        k @ (OpKind::Add
+        | OpKind::Sub
+        | OpKind::Mul
+        | OpKind::Relu
+        | OpKind::Relu6
+        | OpKind::Logistic
+        | OpKind::Tanh)
+            if select::INT16 && select::linked(k) && int16_elementwise::applies(ctx) =>
+        {
+            int16_elementwise::validate(ctx)
+        }
+        OpKind::Softmax
+            if select::INT16 && select::linked(OpKind::Softmax) && int16_softmax::applies(ctx) =>
+        {
+            int16_softmax::validate(ctx)
+        }
         OpKind::Conv2d if select::linked(OpKind::Conv2d) => conv::validate(ctx),
         OpKind::DepthwiseConv2d if select::linked(OpKind::DepthwiseConv2d) => {
             depthwise::validate(ctx)
@@ -469,6 +488,22 @@ pub(crate) fn eval_kind(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
         {
             int16::eval(ctx, mem)
         }
+        k @ (OpKind::Add
+        | OpKind::Sub
+        | OpKind::Mul
+        | OpKind::Relu
+        | OpKind::Relu6
+        | OpKind::Logistic
+        | OpKind::Tanh)
+            if select::INT16 && select::linked(k) && int16_elementwise::applies(ctx) =>
+        {
+            int16_elementwise::eval(ctx, mem)
+        }
+        OpKind::Softmax
+            if select::INT16 && select::linked(OpKind::Softmax) && int16_softmax::applies(ctx) =>
+        {
+            int16_softmax::eval(ctx, mem)
+        }
         OpKind::Conv2d if select::linked(OpKind::Conv2d) => conv::eval(ctx, mem),
         OpKind::DepthwiseConv2d if select::linked(OpKind::DepthwiseConv2d) => {
             depthwise::eval(ctx, mem)
@@ -516,7 +551,9 @@ pub fn kernel_name(model: &crate::Model, index: usize) -> &'static str {
         OpKind::Conv2d => conv::kernel_name(&ctx),
         OpKind::FullyConnected => fully_connected::kernel_name(&ctx),
         OpKind::DepthwiseConv2d => depthwise::kernel_name(&ctx),
-        OpKind::Add | OpKind::Sub | OpKind::Mul => arith::kernel_name(&ctx),
+        OpKind::Add | OpKind::Sub | OpKind::Mul if !int16_elementwise::applies(&ctx) => {
+            arith::kernel_name(&ctx)
+        }
         OpKind::AveragePool2d | OpKind::MaxPool2d => pool::kernel_name(&ctx),
         _ => "reference",
     }
