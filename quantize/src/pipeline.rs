@@ -276,11 +276,6 @@ pub fn choose_precisions(
         })
     };
     let base = parse(scheme)?;
-    if base == ptq::Precision::F16 {
-        return Err(bad(
-            "scheme f16: f32 kernels with f16 weights are not implemented yet".into(),
-        ));
-    }
     let mut per_node = base.for_graph(fg);
     for o in overrides {
         let (n, p) = o
