@@ -162,14 +162,17 @@ pub fn conv2d_f32<W: FloatWeights + ?Sized>(
     let [batches, in_h, in_w, in_c] = is;
     let [out_c, f_h, f_w, f_ic] = fs;
     let [_, out_h, out_w, _] = os;
-    if f_ic == 0 || in_c % f_ic != 0 || os[0] != batches || os[3] != out_c {
+    if in_c.checked_rem(f_ic) != Some(0) || os[0] != batches || os[3] != out_c {
         return Err(kernel_error("float conv shapes"));
     }
-    let groups = in_c / f_ic;
-    if groups == 0 || out_c % groups != 0 {
+    let groups = in_c.checked_div(f_ic).unwrap_or(0);
+    if groups == 0 || out_c.checked_rem(groups) != Some(0) {
         return Err(kernel_error("float conv groups"));
     }
-    let per_group = out_c / groups;
+    let per_group = out_c.checked_div(groups).unwrap_or(0);
+    if per_group == 0 {
+        return Err(kernel_error("float conv groups"));
+    }
     if elements4(is) != Some(input.len())
         || elements4(fs) != Some(weights.len())
         || elements4(os) != Some(output.len())
@@ -187,7 +190,8 @@ pub fn conv2d_f32<W: FloatWeights + ?Sized>(
                 let x0 = origin(ox, stride[1], pad[1]);
                 let xs = valid_taps(x0, dil[1], in_w, f_w);
                 for oc in 0..out_c {
-                    let base_c = (oc / per_group) * f_ic;
+                    // `per_group ≥ 1` here (checked above); `checked_div` keeps the panic out.
+                    let base_c = oc.checked_div(per_group).unwrap_or(0) * f_ic;
                     let mut total = 0.0f32;
                     for ky in ys.clone() {
                         // In range by `valid_taps`.
@@ -386,7 +390,8 @@ fn check<'a>(ctx: &OpCtx<'a>) -> Result<(Checked<'a>, bool), Error> {
                 if out_c != os[3] || p.depth_multiplier != 1 {
                     return Err(ctx.shape_error(w.0, "a filter with the output's channels"));
                 }
-                if f_ic == 0 || is[3] % f_ic != 0 || out_c % (is[3] / f_ic) != 0 {
+                let groups = is[3].checked_div(f_ic).unwrap_or(0);
+                if is[3].checked_rem(f_ic) != Some(0) || out_c.checked_rem(groups) != Some(0) {
                     return Err(ctx.param_error("groups"));
                 }
             } else {

@@ -220,7 +220,7 @@ pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
             let (rank, shape) = broadcast_shape(&d1[..r1], &d2[..r2])
                 .ok_or(ctx.shape_error(in2.0, "a shape that broadcasts with input 1"))?;
             let (o, r) = dims_usize(out.1.dims());
-            if o[..r] != shape[..rank] {
+            if o.get(..r).is_none() || o.get(..r) != shape.get(..rank) {
                 return Err(ctx.shape_error(out.0, "the broadcast shape of the inputs"));
             }
         }
