@@ -174,3 +174,56 @@ fn f16_weights_stay_close_to_litert_float32() {
     check_f16("kws_ref_model_float32", 5e-3);
     check_f16("pretrainedResnet", 2e-2);
 }
+
+/// A TFLite float16-weights model (`tools/fixtures/float16_tflite.py`: the layout of
+/// TFLiteConverter's `supported_types=[tf.float16]`, FLOAT16 constants + DEQUANTIZE) compiled
+/// as it is: the weights stay float16 in the `.mote` and the outputs match LiteRT's.
+#[test]
+fn tflite_float16_weights_model_matches_litert() {
+    let dir = root().join("tests/fixtures/float");
+    let bytes = std::fs::read(dir.join("digits_cnn_f16.tflite")).unwrap();
+    let graph = tflite::import(&bytes).unwrap();
+    let dequantizes = |g: &mote_quantize::ir::Graph| {
+        g.nodes
+            .iter()
+            .filter(|n| n.op == mote_quantize::ir::Operator::Dequantize)
+            .count()
+    };
+    assert_eq!(dequantizes(&graph), 10);
+    let compiled = compile_tflite(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    let aligned = compiled.aligned();
+    let model = mote_runtime::Model::from_bytes(aligned.as_slice()).unwrap();
+    assert_eq!(model.ops().len(), 8, "every DEQUANTIZE folded");
+    let f16_consts = model
+        .tensors()
+        .iter()
+        .filter(|t| t.dtype() == Some(mote_runtime::DType::Float16))
+        .count();
+    assert_eq!(
+        f16_consts, 5,
+        "the 5 weight tensors stay float16 (biases widen to float32)"
+    );
+    let float32 =
+        compile_tflite(&std::fs::read(root().join("assets/digits_cnn_float.tflite")).unwrap())
+            .unwrap();
+    assert!(compiled.bytes.len() < float32.bytes.len());
+    let xs = f32s(&root().join("assets/digits_test_f32.bin"));
+    let ys = f32s(&dir.join("digits_cnn_f16_outputs.bin"));
+    let mut runner = Int8Runner::new(&graph, &compiled).unwrap();
+    let mut worst = 0f32;
+    for (c, want) in ys.chunks_exact(10).enumerate() {
+        let (_, out) = runner
+            .run_layers(&[xs[c * 64..(c + 1) * 64].to_vec()], false)
+            .unwrap();
+        for (a, b) in out[0].iter().zip(want) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    eprintln!(
+        "digits_cnn_f16.tflite: {} bytes as .mote (float32 weights: {}), max |mote - LiteRT| {worst:.2e} over {} images",
+        compiled.bytes.len(),
+        float32.bytes.len(),
+        ys.len() / 10
+    );
+    assert!(worst <= 1e-6, "{worst}");
+}

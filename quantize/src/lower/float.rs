@@ -14,7 +14,7 @@ use mote_runtime::OpKind;
 use super::conv::{cost, shape4, window_padding};
 use super::{LowerCtx, LoweredOp};
 use crate::error::CompileError;
-use crate::ir::{Activation, DataType, Node, Operator, TensorId};
+use crate::ir::{Activation, DataType, Graph, Node, Operator, TensorId};
 
 /// Lowers `node` if its input 0 is float32 and its operator has a float kernel; `None` for
 /// anything else (the integer lowerings apply).
@@ -287,4 +287,73 @@ fn lower_unary(
         scratch_bytes: 0,
         cost: cost(ctx, 0, &[x], 0, out),
     })
+}
+
+/// Folds every DEQUANTIZE of a float16 constant (TFLite's float16-weights models:
+/// `target_spec.supported_types=[tf.float16]`) into its consumers, before lowering: the weights
+/// of a float32 CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED read the float16 constant itself
+/// (the runtime widens it as it goes), any other consumer (e.g. a bias) reads a float32
+/// constant holding the exact widened values. A DEQUANTIZE left without consumers is removed;
+/// one whose output is a graph output stays (and is refused by its lowering).
+pub fn fold_f16_dequantize(graph: &mut Graph) {
+    let mut removed = vec![false; graph.nodes.len()];
+    for d in 0..graph.nodes.len() {
+        let node = &graph.nodes[d];
+        let (Some(Some(src)), Some(&out)) = (node.inputs.first().copied(), node.outputs.first())
+        else {
+            continue;
+        };
+        let t = &graph.tensors[src];
+        if node.op != Operator::Dequantize || t.dtype != DataType::Float16 || !t.is_const() {
+            continue;
+        }
+        if graph.outputs.contains(&out) || graph.tensors[out].dtype != DataType::Float32 {
+            continue;
+        }
+        let mut widened: Option<TensorId> = None;
+        for c in 0..graph.nodes.len() {
+            for k in 0..graph.nodes[c].inputs.len() {
+                if graph.nodes[c].inputs[k] != Some(out) {
+                    continue;
+                }
+                let n = &graph.nodes[c];
+                let float_mac = k == 1
+                    && matches!(
+                        n.op,
+                        Operator::Conv2d(_)
+                            | Operator::DepthwiseConv2d(_)
+                            | Operator::FullyConnected { .. }
+                    )
+                    && n.inputs[0].is_some_and(|i| graph.tensors[i].dtype == DataType::Float32);
+                let with = if float_mac {
+                    src
+                } else {
+                    *widened.get_or_insert_with(|| {
+                        let h = &graph.tensors[src];
+                        let data = h.data.as_deref().unwrap_or_default();
+                        let f32s: Vec<u8> = data
+                            .chunks_exact(2)
+                            .flat_map(|b| {
+                                half::f16::from_bits(u16::from_le_bytes([b[0], b[1]]))
+                                    .to_f32()
+                                    .to_le_bytes()
+                            })
+                            .collect();
+                        let mut wide = graph.tensors[out].clone();
+                        wide.data = Some(f32s);
+                        wide.quant = None;
+                        graph.tensors.push(wide);
+                        graph.tensors.len() - 1
+                    })
+                };
+                graph.nodes[c].inputs[k] = Some(with);
+            }
+        }
+        removed[d] = true;
+    }
+    let mut i = 0;
+    graph.nodes.retain(|_| {
+        i += 1;
+        !removed[i - 1]
+    });
 }
