@@ -296,7 +296,7 @@ fn lower_unary(
 /// constant holding the exact widened values. A DEQUANTIZE left without consumers is removed;
 /// one whose output is a graph output stays (and is refused by its lowering).
 pub fn fold_f16_dequantize(graph: &mut Graph) {
-    let mut removed = vec![false; graph.nodes.len()];
+    let mut removed: Vec<usize> = Vec::new();
     for d in 0..graph.nodes.len() {
         let node = &graph.nodes[d];
         let (Some(Some(src)), Some(&out)) = (node.inputs.first().copied(), node.outputs.first())
@@ -349,11 +349,11 @@ pub fn fold_f16_dequantize(graph: &mut Graph) {
                 graph.nodes[c].inputs[k] = Some(with);
             }
         }
-        removed[d] = true;
+        removed.push(d);
     }
     let mut i = 0;
     graph.nodes.retain(|_| {
         i += 1;
-        !removed[i - 1]
+        !removed.contains(&(i - 1))
     });
 }
