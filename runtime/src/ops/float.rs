@@ -90,6 +90,13 @@ pub trait FloatWeights {
     }
     /// Weight `i` as `f32` (0 past the end; the kernels check lengths first).
     fn at(&self, i: usize) -> f32;
+    /// `total + Σ x[j]·w[start + j]`, summed in order (0 for weights past the end).
+    #[inline(always)]
+    fn dot(&self, total: f32, start: usize, x: &[f32]) -> f32 {
+        x.iter()
+            .enumerate()
+            .fold(total, |t, (j, &v)| t + v * self.at(start + j))
+    }
 }
 
 impl FloatWeights for [f32] {
@@ -99,6 +106,11 @@ impl FloatWeights for [f32] {
     #[inline(always)]
     fn at(&self, i: usize) -> f32 {
         self.get(i).copied().unwrap_or(0.0)
+    }
+    #[inline(always)]
+    fn dot(&self, total: f32, start: usize, x: &[f32]) -> f32 {
+        let w = self.get(start..).unwrap_or(&[]);
+        x.iter().zip(w).fold(total, |t, (&v, &w)| t + v * w)
     }
 }
 
@@ -116,6 +128,18 @@ impl FloatWeights for F16Weights<'_> {
             (Some(&lo), Some(&hi)) => f16_to_f32(u16::from_le_bytes([lo, hi])),
             _ => 0.0,
         }
+    }
+    #[inline(always)]
+    fn dot(&self, total: f32, start: usize, x: &[f32]) -> f32 {
+        let w = self.0.get(2 * start..).unwrap_or(&[]);
+        x.iter().zip(w.chunks_exact(2)).fold(total, |t, (&v, b)| {
+            // `chunks_exact(2)`: two bytes; `get` keeps the panic path out.
+            let h = match (b.first(), b.get(1)) {
+                (Some(&lo), Some(&hi)) => u16::from_le_bytes([lo, hi]),
+                _ => 0,
+            };
+            t + v * f16_to_f32(h)
+        })
     }
 }
 
@@ -200,10 +224,9 @@ pub fn conv2d_f32<W: FloatWeights + ?Sized>(
                             let ix = (x0 + (kx * dil[1]) as isize) as usize;
                             let xi = ((b * in_h + iy) * in_w + ix) * in_c + base_c;
                             let wi = ((oc * f_h + ky) * f_w + kx) * f_ic;
-                            for ic in 0..f_ic {
-                                let x = input.get(xi + ic).copied().unwrap_or(0.0);
-                                total += x * weights.at(wi + ic);
-                            }
+                            // Lengths checked above: the segment is whole.
+                            let x = input.get(xi..xi + f_ic).unwrap_or(&[]);
+                            total = weights.dot(total, wi, x);
                         }
                     }
                     let bv = bias.and_then(|b| b.get(oc)).copied().unwrap_or(0.0);
@@ -307,11 +330,7 @@ pub fn fully_connected_f32<W: FloatWeights + ?Sized>(
     }
     for (b, x) in input.chunks_exact(in_f).enumerate() {
         for o in 0..out_f {
-            let wi = o * in_f;
-            let mut total = 0.0f32;
-            for (i, &xv) in x.iter().enumerate() {
-                total += xv * weights.at(wi + i);
-            }
+            let total = weights.dot(0.0, o * in_f, x);
             let bv = bias.and_then(|b| b.get(o)).copied().unwrap_or(0.0);
             if let Some(slot) = output.get_mut(b * out_f + o) {
                 *slot = act(total + bv, p.act_min, p.act_max);
