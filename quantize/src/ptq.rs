@@ -250,7 +250,7 @@ enum Domain {
 ///   per channel, its bias int64. A QUANTIZE (int8 ↔ int16 requantization) is inserted on
 ///   every edge between an int16 and an int8 node.
 /// - [`Precision::F16`]: float16 weights, float32 activations, biases and arithmetic, with a
-///   DEQUANTIZE / QUANTIZE on every edge to a quantized neighbour (see [`f16`]); graph inputs
+///   DEQUANTIZE / QUANTIZE on every edge to a quantized neighbour (see [`mod@f16`]); graph inputs
 ///   read only by f16 nodes and graph outputs of f16 nodes are float32.
 ///
 /// Except where f16 makes them float32, the graph's inputs and outputs keep the int8 model's

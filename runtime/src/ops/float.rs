@@ -9,12 +9,12 @@
 //! RELU6). A float16 weight is widened exactly to `f32` ([`f16_to_f32`]) before its product,
 //! so an f16 model computes what the f32 model with the rounded weights computes.
 //!
-//! The ops are chosen by dtype: input 0 [`DType::Float32`] ([`applies`]). Tensors: input and
+//! The ops are chosen by dtype: input 0 [`DType::Float32`] (`applies`). Tensors: input and
 //! output float32, weights float32 or float16, optional bias float32 with one value per output
 //! channel. The parameter structs are [`FloatConvParams`] and [`FloatFcParams`].
 //!
-//! No heap, no panics: [`validate`] checks shapes and parameters once; the kernels check slice
-//! lengths up front and read through `get`.
+//! No heap, no panics: `validate` (called by [`crate::Model::from_bytes`]) checks shapes and
+//! parameters once; the kernels check slice lengths up front and read through `get`.
 
 use super::conv::{check_axis, dims4, elements4, kernel_error, valid_taps};
 use super::{as_typed, as_typed_mut, OpCtx, OpKind, OpMem};

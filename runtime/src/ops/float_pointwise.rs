@@ -5,7 +5,7 @@
 //! activation clamp; SOFTMAX per row of the last dimension as `exp((x − max)·β) / Σ`; LOGISTIC
 //! `1 / (1 + exp(−x))`; TANH `tanh(x)` (`exp`, `tanh` from the `libm` crate, so the results do
 //! not depend on the platform's C library). Chosen by dtype: input 0 [`DType::Float32`]
-//! ([`applies`]); pooling, MEAN, RESHAPE, PAD, CONCATENATION, QUANTIZE and DEQUANTIZE have their
+//! (`applies`); pooling, MEAN, RESHAPE, PAD, CONCATENATION, QUANTIZE and DEQUANTIZE have their
 //! float32 kernels in their own families.
 //!
 //! Parameters: ADD/SUB/MUL [`FloatArithParams`], SOFTMAX [`FloatSoftmaxParams`], the
