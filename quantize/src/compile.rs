@@ -125,6 +125,7 @@ pub fn compile_with(graph: Graph, options: ScheduleOptions) -> Result<Compiled, 
 
 /// Compiles `graph` with every option given.
 pub fn compile_opts(mut graph: Graph, options: CompileOptions) -> Result<Compiled, CompileError> {
+    crate::lower::float::fold_f16_dequantize(&mut graph);
     let mut consts = ConstPool::default();
     let nodes = graph.nodes.clone();
     let mut ops = Vec::with_capacity(nodes.len());

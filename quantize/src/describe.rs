@@ -1,6 +1,7 @@
 //! Human-readable parameters of each op kind, for `mote inspect`.
 
 use std::fmt::Debug;
+use std::mem::size_of;
 
 use bytemuck::Pod;
 use mote_runtime::ops::{
@@ -63,8 +64,35 @@ fn pairs<T: Pod + Debug>(bytes: &[u8]) -> String {
         .join(" ")
 }
 
+/// `name=value` text of the float32 kernels' parameters (`ops::float`, `ops::float_pointwise`),
+/// recognized by their length (which differs from the integer structs' of the same kind).
+fn float_params(kind: OpKind, bytes: &[u8]) -> Option<String> {
+    use mote_runtime::ops::float::{FloatConvParams, FloatFcParams};
+    use mote_runtime::ops::float_pointwise::{FloatArithParams, FloatSoftmaxParams};
+    let is = |n: usize| bytes.len() == n;
+    Some(match kind {
+        OpKind::Conv2d | OpKind::DepthwiseConv2d if is(size_of::<FloatConvParams>()) => {
+            pairs::<FloatConvParams>(bytes)
+        }
+        OpKind::FullyConnected if is(size_of::<FloatFcParams>()) => pairs::<FloatFcParams>(bytes),
+        OpKind::Add | OpKind::Sub | OpKind::Mul if is(size_of::<FloatArithParams>()) => {
+            pairs::<FloatArithParams>(bytes)
+        }
+        OpKind::Softmax if is(size_of::<FloatSoftmaxParams>()) => {
+            pairs::<FloatSoftmaxParams>(bytes)
+        }
+        OpKind::Logistic | OpKind::Tanh | OpKind::Relu | OpKind::Relu6 if bytes.is_empty() => {
+            String::new()
+        }
+        _ => return None,
+    })
+}
+
 /// `name=value` text for the parameter bytes of an op of `kind`.
 pub fn params(kind: OpKind, bytes: &[u8]) -> String {
+    if let Some(text) = float_params(kind, bytes) {
+        return text;
+    }
     match kind {
         OpKind::Conv2d => pairs::<ConvParams>(bytes),
         OpKind::DepthwiseConv2d => pairs::<DepthwiseParams>(bytes),

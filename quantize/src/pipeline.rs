@@ -276,11 +276,6 @@ pub fn choose_precisions(
         })
     };
     let base = parse(scheme)?;
-    if base == ptq::Precision::F16 {
-        return Err(bad(
-            "scheme f16: f32 kernels with f16 weights are not implemented yet".into(),
-        ));
-    }
     let mut per_node = base.for_graph(fg);
     for o in overrides {
         let (n, p) = o
@@ -464,7 +459,8 @@ pub struct QuantizeArgs {
     #[arg(long, default_value = "minmax")]
     pub observer: ObserverKind,
     /// Quantization scheme: int8, int4w (packed int4 weights), a16w8 (int16 activations,
-    /// int8 weights; ops without a 16x8 kernel stay int8) or f16 (not implemented yet).
+    /// int8 weights; ops without a 16x8 kernel stay int8) or f16 (float16 weights, float32
+    /// activations; ops without a float kernel stay int8).
     #[arg(long, default_value = "int8")]
     pub scheme: String,
     /// Correct each layer's bias by the mean error of its output over the calibration samples.

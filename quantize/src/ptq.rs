@@ -18,6 +18,8 @@
 use crate::error::CompileError;
 use crate::ir::{DataType, Graph, Node, Operator, Quantization, Tensor, TensorId};
 
+pub mod f16;
+
 /// Quantization parameters of an int8 activation with real range `[lo, hi]`.
 pub fn activation_quant(lo: f32, hi: f32) -> (f32, i64) {
     let lo = lo.min(0.0);
@@ -119,13 +121,13 @@ impl Precision {
     /// with an int8 recipe accepts [`Precision::Int8`] and [`Precision::Int4Weights`] (which
     /// only changes the weights of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED); 16x8
     /// covers the MAC operators, pooling, reshapes, ADD/SUB/MUL, SOFTMAX, LOGISTIC, TANH,
-    /// RELU/RELU6 and MEAN (the others stay int8 in a 16x8 model, behind conversions); f16 is
-    /// not implemented yet.
+    /// RELU/RELU6 and MEAN (the others stay int8 in a 16x8 model, behind conversions); f16
+    /// covers the operators with float32 kernels (`ptq::f16`).
     pub fn has_recipe(self, op: &Operator) -> bool {
         match self {
             Precision::Int8 | Precision::Int4Weights => true,
             Precision::A16W8 => a16_op(op),
-            Precision::F16 => false,
+            Precision::F16 => f16::has_recipe(op),
         }
     }
 
@@ -279,10 +281,14 @@ enum Domain {
 ///   bias int64; a constant ADD/SUB/MUL operand is requantized to int16 from its float
 ///   values. A QUANTIZE (int8 ↔ int16 requantization) is inserted on every edge between an
 ///   int16 and an int8 node.
+/// - [`Precision::F16`]: float16 weights, float32 activations, biases and arithmetic, with a
+///   DEQUANTIZE / QUANTIZE on every edge to a quantized neighbour (see [`mod@f16`]); graph inputs
+///   read only by f16 nodes and graph outputs of f16 nodes are float32.
 ///
-/// The graph's inputs and outputs keep the int8 model's types and parameters: an int16 output
-/// gets a final QUANTIZE back to int8 (the output tensor keeps its name, the int16 one gets a
-/// `/int16` suffix), so a caller feeds and reads every scheme the same way ([`io_quant`]).
+/// Except where f16 makes them float32, the graph's inputs and outputs keep the int8 model's
+/// types and parameters: an int16 output gets a final QUANTIZE back to int8 (the output tensor
+/// keeps its name, the int16 one gets a `/int16` suffix), so a caller feeds and reads every
+/// scheme the same way ([`io_quant`]).
 ///
 /// Errors: [`CompileError::Unsupported`] naming the node and the precision it has no recipe for
 /// (see [`Precision::has_recipe`]).
@@ -301,6 +307,20 @@ pub fn quantize_mixed(
                 reason: format!("precision {} has no recipe for this operator", p.name()),
             });
         }
+    }
+    // f16: the integer recipes with int8 in its place, then the f16 nodes back to float.
+    if (0..float.nodes.len()).any(|i| prec(i) == Precision::F16) {
+        let is_f16: Vec<bool> = (0..float.nodes.len())
+            .map(|i| prec(i) == Precision::F16)
+            .collect();
+        let integer: Vec<Precision> = (0..float.nodes.len())
+            .map(|i| match prec(i) {
+                Precision::F16 => Precision::Int8,
+                p => p,
+            })
+            .collect();
+        let g = quantize_mixed(float, ranges, &integer)?;
+        return f16::apply(float, g, &is_f16);
     }
     let mut g = quantize_int8(float, ranges)?;
     if (0..float.nodes.len()).all(|i| prec(i) == Precision::Int8) {

@@ -115,6 +115,9 @@ fn seed_models() -> Vec<(String, Vec<u8>)> {
     ] {
         paths.push(root.join(format!("tests/fixtures/ops16/{m}.tflite")));
     }
+    // Float32 activations with float32 and float16 weights (`ops::float`).
+    paths.push(root.join("assets/digits_cnn_float.tflite"));
+    paths.push(root.join("tests/fixtures/float/digits_cnn_f16.tflite"));
     if let Ok(dir) = std::fs::read_dir(root.join("tests/fixtures/ops")) {
         let mut ops: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
         ops.sort();

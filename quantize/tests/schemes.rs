@@ -281,3 +281,177 @@ fn a16w8_constant_operand_and_tanh() {
         assert!((got - want).abs() < 2.0 * so + 0.02, "{k}: {got} vs {want}");
     }
 }
+
+/// Top-1 accuracy of the float reference executor (burn) on the test set.
+fn float_accuracy(q: &Quantized, d: &Digits) -> f64 {
+    let exec =
+        mote_quantize::float::FloatExecutor::new(&q.float, mote_quantize::float::default_device());
+    let out = q.float.outputs[0];
+    let hits = d
+        .test
+        .iter()
+        .zip(&d.labels)
+        .filter(|(s, &y)| {
+            let v = exec.run(s).unwrap();
+            argmax(v[out].as_ref().unwrap()) == usize::from(y)
+        })
+        .count();
+    hits as f64 / d.labels.len() as f64
+}
+
+#[test]
+fn digits_cnn_f16_weights_match_the_float_model() {
+    let d = digits();
+    let f16 = quantize(&d, "f16", &[]);
+    let int8 = quantize(&d, "int8", &[]);
+    let (acc, acc_float, acc8) = (
+        accuracy(&f16, &d),
+        float_accuracy(&f16, &d),
+        accuracy(&int8, &d),
+    );
+    let r = &f16.report;
+    eprintln!(
+        "digits CNN ({} test images): float {:.2} %, f16 {:.2} % ({:.1} dB, top-1 agreement {:.4}, {} B), int8 {:.2} % ({:.1} dB, {} B)",
+        d.labels.len(),
+        100.0 * acc_float,
+        100.0 * acc,
+        r.output_sqnr_db,
+        r.top1_agreement,
+        f16.compiled.bytes.len(),
+        100.0 * acc8,
+        int8.report.output_sqnr_db,
+        int8.compiled.bytes.len(),
+    );
+    for l in &r.layers {
+        eprintln!("  node {:2} {:<18} {:>6.1} dB", l.index, l.op, l.sqnr_db);
+    }
+    // Every node is f16: no integer tensor but the graph's own (none: float32 I/O), every MAC's
+    // weights in half precision, no conversions.
+    let g = &f16.graph;
+    assert!(g
+        .nodes
+        .iter()
+        .all(|n| !matches!(n.op, Operator::Quantize | Operator::Dequantize)));
+    for n in &g.nodes {
+        if matches!(
+            n.op,
+            Operator::Conv2d(_) | Operator::DepthwiseConv2d(_) | Operator::FullyConnected { .. }
+        ) {
+            assert_eq!(g.tensors[n.inputs[1].unwrap()].dtype, DataType::Float16);
+        }
+        assert_eq!(g.tensors[n.outputs[0]].dtype, DataType::Float32);
+    }
+    // Half-precision weights with f32 arithmetic: the float model's predictions, to rounding.
+    assert_eq!(acc, acc_float, "f16 {acc} vs float {acc_float}");
+    assert!(r.top1_agreement == 1.0, "{}", r.top1_agreement);
+    assert!(
+        r.output_sqnr_db > 60.0,
+        "output SQNR {} dB",
+        r.output_sqnr_db
+    );
+    assert!(!r.layers.is_empty());
+    assert!(r.layers.iter().all(|l| l.sqnr_db > 50.0), "{:?}", r.layers);
+    // Half the weight bytes of float32: f16 weights take 2 bytes each, int8's 1.
+    let w16 = weight_bytes(&f16, DataType::Float16);
+    let w8 = weight_bytes(&int8, DataType::Int8);
+    assert_eq!(w16, 2 * w8, "f16 {w16} B vs int8 {w8} B");
+}
+
+#[test]
+fn mixed_f16_first_layer_int8_rest() {
+    let d = digits();
+    let g = tflite::import(&read("digits_cnn_float.tflite")).unwrap();
+    let fg = mote_quantize::float::prepare(&g).unwrap();
+    let first_mac = fg
+        .nodes
+        .iter()
+        .position(|n| matches!(n.op, Operator::Conv2d(_)))
+        .unwrap();
+    let layers = vec![format!("{first_mac}=f16")];
+    let q = quantize(&d, "int8", &layers);
+    let int8 = quantize(&d, "int8", &[]);
+    let count = |op: Operator| q.graph.nodes.iter().filter(|n| n.op == op).count();
+    // The input is read only by the f16 convolution: it is float32 and needs no DEQUANTIZE;
+    // one QUANTIZE float32 → int8 follows the convolution, with the int8 model's parameters.
+    assert_eq!(count(Operator::Dequantize), 0, "{:#?}", q.graph.nodes);
+    assert_eq!(count(Operator::Quantize), 1, "{:#?}", q.graph.nodes);
+    let input = q.graph.inputs[0];
+    assert_eq!(q.graph.tensors[input].dtype, DataType::Float32);
+    let conv_out = fg.nodes[first_mac].outputs[0];
+    let quantize_node = q
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.op == Operator::Quantize)
+        .unwrap();
+    assert_eq!(quantize_node.inputs[0], Some(conv_out));
+    assert_eq!(
+        q.graph.tensors[quantize_node.outputs[0]].quant,
+        int8.graph.tensors[conv_out].quant
+    );
+    assert_eq!(
+        mote_quantize::ptq::io_quant(&q.graph).1,
+        mote_quantize::ptq::io_quant(&int8.graph).1
+    );
+    let (acc, acc8) = (accuracy(&q, &d), accuracy(&int8, &d));
+    eprintln!(
+        "digits CNN, f16 first convolution + int8: {:.2} % ({:.1} dB, {} B); int8 {:.2} % ({:.1} dB)",
+        100.0 * acc,
+        q.report.output_sqnr_db,
+        q.compiled.bytes.len(),
+        100.0 * acc8,
+        int8.report.output_sqnr_db
+    );
+    for (a, b) in q.report.layers.iter().zip(&int8.report.layers) {
+        eprintln!(
+            "  node {:2} {:<18} {:>6.1} dB (int8 {:>6.1} dB)",
+            a.index, a.op, a.sqnr_db, b.sqnr_db
+        );
+    }
+    // The f16 convolution's own output is float-accurate; the int8 layers after it see the
+    // int8 model's input at least as faithfully (its int8 parameters, less rounding before).
+    let (l16, l8) = (&q.report.layers, &int8.report.layers);
+    assert!(l16[first_mac].sqnr_db > 60.0, "{:?}", l16[first_mac]);
+    let before_softmax = l16.len() - 1;
+    for (a, b) in l16.iter().zip(l8).take(before_softmax).skip(first_mac + 1) {
+        assert!(a.sqnr_db > b.sqnr_db - 1.0, "{a:?} vs int8 {b:?}");
+    }
+    // At the int8 SOFTMAX output the int8 rounding dominates: measured 30.8 dB vs 32.6 dB for
+    // all-int8, the same accuracy; a bound, not a goal.
+    assert!(acc >= acc8 - 0.005, "mixed {acc} vs int8 {acc8}");
+    assert!(
+        q.report.output_sqnr_db > int8.report.output_sqnr_db - 3.0,
+        "{} vs {}",
+        q.report.output_sqnr_db,
+        int8.report.output_sqnr_db
+    );
+    // An f16 layer in the middle: a DEQUANTIZE before it, a QUANTIZE after it.
+    let middle = fg
+        .nodes
+        .iter()
+        .rposition(|n| matches!(n.op, Operator::Conv2d(_)))
+        .unwrap();
+    let q = quantize(&d, "int8", &[format!("{middle}=f16")]);
+    assert_eq!(count_ops(&q, Operator::Dequantize), 1);
+    assert_eq!(count_ops(&q, Operator::Quantize), 1);
+    assert_eq!(
+        mote_quantize::ptq::io_quant(&q.graph),
+        mote_quantize::ptq::io_quant(&int8.graph)
+    );
+    let acc = accuracy(&q, &d);
+    let (m, m8) = (&q.report.layers[middle], &int8.report.layers[middle]);
+    eprintln!(
+        "f16 node {middle}: {:.1} dB, int8 {:.1} dB",
+        m.sqnr_db, m8.sqnr_db
+    );
+    // Its input carries the int8 error before it; its own weights and output add none.
+    assert!(m.sqnr_db > m8.sqnr_db - 0.5, "{m:?} vs int8 {m8:?}");
+    assert!(
+        acc >= acc8 - 0.005,
+        "f16 node {middle}: {acc} vs int8 {acc8}"
+    );
+}
+
+fn count_ops(q: &Quantized, op: Operator) -> usize {
+    q.graph.nodes.iter().filter(|n| n.op == op).count()
+}

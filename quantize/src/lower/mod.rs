@@ -12,6 +12,7 @@ pub mod arith;
 pub mod concat;
 pub mod conv;
 pub mod depthwise;
+pub mod float;
 pub mod fully_connected;
 pub mod int16;
 pub mod pad;
@@ -143,6 +144,10 @@ impl LowerCtx<'_> {
 
 /// Lowers one node with its family's rules.
 pub fn lower_node(ctx: &mut LowerCtx, node: &Node) -> Result<LoweredOp, CompileError> {
+    // float32 activations (float32 or float16 weights).
+    if let Some(lowered) = float::lower(ctx, node) {
+        return lowered;
+    }
     // Packed int4 weights and 16x8 variants of the MAC families.
     if let Some(lowered) = schemes::lower(ctx, node) {
         return lowered;

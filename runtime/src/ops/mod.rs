@@ -20,6 +20,8 @@ pub mod chain;
 pub mod concat;
 pub mod conv;
 pub mod depthwise;
+pub mod float;
+pub mod float_pointwise;
 pub mod fully_connected;
 pub mod fused;
 pub mod inplace;
@@ -433,6 +435,11 @@ pub(crate) fn validate_kind(ctx: &OpCtx) -> Result<(), Error> {
         {
             int16_softmax::validate(ctx)
         }
+        // float32 activations (float32 or float16 weights): `float`, `float_pointwise`.
+        k if select::FLOAT && select::linked(k) && float::applies(ctx) => float::validate(ctx),
+        k if select::FLOAT && select::linked(k) && float_pointwise::applies(ctx) => {
+            float_pointwise::validate(ctx)
+        }
         OpKind::Conv2d if select::linked(OpKind::Conv2d) => conv::validate(ctx),
         OpKind::DepthwiseConv2d if select::linked(OpKind::DepthwiseConv2d) => {
             depthwise::validate(ctx)
@@ -503,6 +510,10 @@ pub(crate) fn eval_kind(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
             if select::INT16 && select::linked(OpKind::Softmax) && int16_softmax::applies(ctx) =>
         {
             int16_softmax::eval(ctx, mem)
+        }
+        k if select::FLOAT && select::linked(k) && float::applies(ctx) => float::eval(ctx, mem),
+        k if select::FLOAT && select::linked(k) && float_pointwise::applies(ctx) => {
+            float_pointwise::eval(ctx, mem)
         }
         OpKind::Conv2d if select::linked(OpKind::Conv2d) => conv::eval(ctx, mem),
         OpKind::DepthwiseConv2d if select::linked(OpKind::DepthwiseConv2d) => {
