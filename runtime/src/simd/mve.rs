@@ -20,7 +20,16 @@
 //!   (exact: |x + off| ≤ 255, |w| ≤ 128) and `VADD.I32` into four 32-bit accumulator vectors.
 //! - Loops are tail-predicated (`DLSTP`/`LETP` for reductions, `VCTP` for channel tails): lanes
 //!   past the end are neither read nor accumulated, so any length works without a scalar tail.
-//! - Requantization (TFLM's `MultiplyByQuantizedMultiplier`) stays scalar: `ops::conv::requantize`.
+//! - Requantization (TFLM's `MultiplyByQuantizedMultiplier`, then the output offset and the
+//!   clamp) runs on four channels per vector for CONV_2D and DEPTHWISE_CONV_2D: `VSHL` (left
+//!   shift), `VQRDMULH` (exactly `SaturatingRoundingDoublingHighMul`), and `VRSHL` by the right
+//!   shift after subtracting 1 from negative values (round half away from zero, as
+//!   `RoundingDivideByPOT`), then `VSTRB.32` narrowing stores. Convolutions accumulate
+//!   [`CHUNK`] output channels (with `off·Σ w + bias` added) before requantizing them.
+//!   FULLY_CONNECTED (few outputs) requantizes in scalar code: `ops::conv::requantize`.
+//!
+//! `arm-mve` needs `-C target-cpu=cortex-m55` (or `-C target-feature=+mve`): without it the
+//! assembler rejects the instructions.
 //!
 //! Stable Rust has no MVE intrinsics, so each inner loop is one `asm!` block (with `-C
 //! target-cpu=cortex-m55`, feature `arm-mve`, on a 32-bit Arm target). Everywhere else the same
@@ -207,10 +216,12 @@ mod isa {
         // loop counter, pointer copies and q0-q6 are declared clobbered.
         unsafe {
             asm!(
-                "vldrw.u32 q0, [{acc}]",
-                "vldrw.u32 q1, [{acc}, #16]",
-                "vldrw.u32 q2, [{acc}, #32]",
-                "vldrw.u32 q3, [{acc}, #48]",
+                // Even channels of each group of 8 in q0/q2, odd ones in q1/q3 (VMULLB/VMULLT).
+                "vld20.32 {{q0, q1}}, [{acc}]",
+                "vld21.32 {{q0, q1}}, [{acc}]!",
+                "vld20.32 {{q2, q3}}, [{acc}]",
+                "vld21.32 {{q2, q3}}, [{acc}]",
+                "sub {acc}, #32",
                 "2:",
                 "vctp.16 {lo}",
                 "vpstt",
@@ -234,10 +245,10 @@ mod isa {
                 "add r1, {ws}",
                 "subs {t}, #1",
                 "bne 2b",
-                "vstrw.32 q0, [{acc}]",
-                "vstrw.32 q1, [{acc}, #16]",
-                "vstrw.32 q2, [{acc}, #32]",
-                "vstrw.32 q3, [{acc}, #48]",
+                "vst20.32 {{q0, q1}}, [{acc}]",
+                "vst21.32 {{q0, q1}}, [{acc}]!",
+                "vst20.32 {{q2, q3}}, [{acc}]",
+                "vst21.32 {{q2, q3}}, [{acc}]",
                 inout("r0") x.as_ptr() => _,
                 inout("r1") w.as_ptr() => _,
                 t = inout(reg) taps => _,
@@ -246,7 +257,7 @@ mod isa {
                 lo = in(reg) lo,
                 hi = in(reg) hi,
                 off = in(reg) off,
-                acc = in(reg) acc.as_mut_ptr(),
+                acc = inout(reg) acc.as_mut_ptr() => _,
                 out("q0") _,
                 out("q1") _,
                 out("q2") _,
@@ -254,6 +265,64 @@ mod isa {
                 out("q4") _,
                 out("q5") _,
                 out("q6") _,
+                options(nostack),
+            );
+        }
+    }
+
+    /// See the portable `requantize`. TFLM's MultiplyByQuantizedMultiplier, lane by lane: `VSHL`
+    /// by the left shift (wrapping), `VQRDMULH` = SaturatingRoundingDoublingHighMul, and
+    /// RoundingDivideByPOT as `VRSHL` by the negative right shift after subtracting 1 from
+    /// negative values (the fixup that turns round-half-up into round-half-away-from-zero).
+    #[inline(always)]
+    pub fn requantize(acc: &[i32], mult: &[i32], shift: &[i32], out: &mut [i8], q: [i32; 3]) {
+        let n = acc.len().min(mult.len()).min(shift.len()).min(out.len());
+        if n == 0 {
+            return;
+        }
+        let [offset, min, max] = q;
+        // SAFETY: a tail-predicated loop over exactly `n` > 0 lanes: reads `n` words of `acc`,
+        // `mult` and `shift`, writes `n` bytes of `out` (`n` ≤ every length, computed above;
+        // `LETP` masks the lanes past `n`, not accessed). Clobbers only declared registers.
+        unsafe {
+            asm!(
+                "vmov.i32 q5, #0",
+                "vdup.32 q6, {min}",
+                "vdup.32 q7, {max}",
+                "dlstp.32 lr, {n}",
+                "2:",
+                "vldrw.u32 q0, [{acc}], #16",
+                "vldrw.u32 q1, [{mult}], #16",
+                "vldrw.u32 q2, [{shift}], #16",
+                "vmax.s32 q3, q2, q5",
+                "vmin.s32 q2, q2, q5",
+                "vshl.s32 q0, q0, q3",
+                "vqrdmulh.s32 q0, q0, q1",
+                "vand q3, q0, q2",
+                "vshr.s32 q3, q3, #31",
+                "vqadd.s32 q0, q0, q3",
+                "vrshl.s32 q0, q0, q2",
+                "vadd.i32 q0, q0, {offset}",
+                "vmax.s32 q0, q0, q6",
+                "vmin.s32 q0, q0, q7",
+                "vstrb.32 q0, [r0], #4",
+                "letp lr, 2b",
+                n = in(reg) n,
+                acc = inout(reg) acc.as_ptr() => _,
+                mult = inout(reg) mult.as_ptr() => _,
+                shift = inout(reg) shift.as_ptr() => _,
+                inout("r0") out.as_mut_ptr() => _,
+                offset = in(reg) offset,
+                min = in(reg) min,
+                max = in(reg) max,
+                out("lr") _,
+                out("q0") _,
+                out("q1") _,
+                out("q2") _,
+                out("q3") _,
+                out("q5") _,
+                out("q6") _,
+                out("q7") _,
                 options(nostack),
             );
         }
@@ -294,7 +363,7 @@ mod isa {
 
     /// Depthwise taps: for `t` in `0..taps` and channel `c` < `channels` (≤ 16), adds
     /// `(x[t·x_step + c] + off)·w[t·w_step + c]` to the accumulator of `c`, stored permuted as
-    /// the vector code keeps it: `acc[dw_slot(c)]`. Does nothing when a tap is out of bounds.
+    /// `acc[c]`. Does nothing when a tap is out of bounds.
     pub fn dw_taps(
         x: &[i8],
         w: &[i8],
@@ -324,20 +393,25 @@ mod isa {
                 return;
             };
             for (c, (&x, &w)) in x.iter().zip(w).take(channels).enumerate() {
-                if let Some(a) = acc.get_mut(super::dw_slot(c)) {
+                if let Some(a) = acc.get_mut(c) {
                     *a = a.wrapping_add((i32::from(x) + off) * i32::from(w));
                 }
             }
         }
     }
+
+    /// TFLM's int8 output stage for each lane: `out[i] = requantize(acc[i], mult[i], shift[i])`
+    /// with `q` = `[output_offset, act_min, act_max]`, over the common length.
+    pub fn requantize(acc: &[i32], mult: &[i32], shift: &[i32], out: &mut [i8], q: [i32; 3]) {
+        for (((o, &a), &m), &s) in out.iter_mut().zip(acc).zip(mult).zip(shift) {
+            *o = crate::ops::conv::requantize(a, m, s, q[0], q[1], q[2]);
+        }
+    }
 }
 
-/// Where channel `c` (< 16) of a depthwise pass sits in its accumulator block: `VMULLB` keeps
-/// the even channels of each half of 8, `VMULLT` the odd ones, in separate vectors of four.
-#[inline(always)]
-fn dw_slot(c: usize) -> usize {
-    (c / 8) * 8 + (c & 1) * 4 + (c % 8) / 2
-}
+/// Output channels a convolution accumulates before requantizing them (size of its accumulator
+/// buffers).
+pub const CHUNK: usize = 64;
 
 /// Per-output-channel requantization data, borrowed from the op.
 struct Quant<'a> {
@@ -554,13 +628,21 @@ impl ConvCall<'_> {
             let x = win.field(input, 0, 0, pad, col0)?;
             return self.single(x, filter, output);
         }
-        // off·Σ w per output channel: the input offset's share of every accumulator.
+        // off·Σ w + bias per output channel: what every accumulator of the channel adds.
         let mut offset_sums = [0i32; MAX_CHANNELS];
-        for (s, w) in offset_sums.iter_mut().zip(filter.chunks_exact(k.max(1))) {
-            *s = self.off.wrapping_mul(isa::sum(w));
+        for (c, (s, w)) in offset_sums
+            .iter_mut()
+            .zip(filter.chunks_exact(k.max(1)))
+            .enumerate()
+        {
+            *s = self
+                .off
+                .wrapping_mul(isa::sum(w))
+                .wrapping_add(self.bias(c));
         }
         let offset_sums = offset_sums.get(..out_c)?;
-        let q = &self.q;
+        let qp = [self.q.output_offset, self.q.act_min, self.q.act_max];
+        let (mut acc0, mut acc1) = ([0i32; CHUNK], [0i32; CHUNK]);
         let mut out_pixels = output.chunks_exact_mut(out_c.max(1));
         for b in 0..self.batches {
             let input = input.get(b * self.in_batch..(b + 1) * self.in_batch)?;
@@ -575,26 +657,31 @@ impl ConvCall<'_> {
                 let n = px + 1;
                 let x1 = win.field(input, n / out_w.max(1), n % out_w.max(1), pad, col1)?;
                 let out1 = out_pixels.next()?;
-                // Both pixels share every weight load.
-                let mut rows = filter.chunks_exact(k.max(1));
-                let mut outs = out0.chunks_mut(2).zip(out1.chunks_mut(2));
-                let mut oc = 0;
-                while let (Some(w0), Some((o0, o1))) = (rows.next(), outs.next()) {
-                    let w1 = if o0.len() == 2 { rows.next() } else { None };
-                    let [a00, a01, a10, a11] = isa::dot_2x2(x0, x1, w0, w1.unwrap_or(w0));
-                    if let (Some(&s), Some(p0), Some(p1)) =
-                        (offset_sums.get(oc), o0.first_mut(), o1.first_mut())
-                    {
-                        *p0 = q.out(oc, oc, a00.wrapping_add(s));
-                        *p1 = q.out(oc, oc, a10.wrapping_add(s));
+                // Both pixels share every weight load; outputs are requantized a chunk at a time.
+                let chunks = filter
+                    .chunks((k * CHUNK).max(1))
+                    .zip(out0.chunks_mut(CHUNK).zip(out1.chunks_mut(CHUNK)))
+                    .zip(offset_sums.chunks(CHUNK));
+                for (ch, ((w, (o0, o1)), sums)) in chunks.enumerate() {
+                    let mut rows = w.chunks_exact(k.max(1));
+                    let mut j = 0;
+                    while let Some(w0) = rows.next() {
+                        let w1 = rows.next();
+                        let [a00, a01, a10, a11] = isa::dot_2x2(x0, x1, w0, w1.unwrap_or(w0));
+                        for (j, a0, a1) in [(j, a00, a10), (j + 1, a01, a11)] {
+                            if let (Some(&s), Some(p0), Some(p1)) =
+                                (sums.get(j), acc0.get_mut(j), acc1.get_mut(j))
+                            {
+                                *p0 = a0.wrapping_add(s);
+                                *p1 = a1.wrapping_add(s);
+                            }
+                        }
+                        j += 2;
                     }
-                    if let (Some(&s), Some(p0), Some(p1)) =
-                        (offset_sums.get(oc + 1), o0.get_mut(1), o1.get_mut(1))
-                    {
-                        *p0 = q.out(oc + 1, oc + 1, a01.wrapping_add(s));
-                        *p1 = q.out(oc + 1, oc + 1, a11.wrapping_add(s));
-                    }
-                    oc += 2;
+                    let (c0, n) = (ch * CHUNK, o0.len());
+                    let (m, sh) = self.channel_quant(c0, n)?;
+                    isa::requantize(&acc0, m, sh, o0, qp);
+                    isa::requantize(&acc1, m, sh, o1, qp);
                 }
                 px += 2;
             }
@@ -602,22 +689,47 @@ impl ConvCall<'_> {
         Some(())
     }
 
+    /// Bias of output channel `c` (0 without a bias).
+    #[inline(always)]
+    fn bias(&self, c: usize) -> i32 {
+        self.q.bias.and_then(|b| b.get(c)).copied().unwrap_or(0)
+    }
+
+    /// Multipliers and shifts of output channels `c0..c0 + n`.
+    #[inline(always)]
+    fn channel_quant(&self, c0: usize, n: usize) -> Option<(&[i32], &[i32])> {
+        Some((
+            self.q.multipliers.get(c0..c0 + n)?,
+            self.q.shifts.get(c0..c0 + n)?,
+        ))
+    }
+
     /// One output pixel from its receptive field `x`.
     fn single(&self, x: &[i8], filter: &[i8], out: &mut [i8]) -> Option<()> {
-        let mut rows = filter.chunks_exact(self.k.max(1));
-        let mut oc = 0;
-        for o in out.chunks_mut(2) {
-            let w0 = rows.next()?;
-            let w1 = if o.len() == 2 { rows.next() } else { None };
-            let [a0, a1, s0, s1] = isa::dot_sum_1x2(x, w0, w1.unwrap_or(w0));
-            let accs = [
-                a0.wrapping_add(self.off.wrapping_mul(s0)),
-                a1.wrapping_add(self.off.wrapping_mul(s1)),
-            ];
-            for (j, (o, acc)) in o.iter_mut().zip(accs).enumerate() {
-                *o = self.q.out(oc + j, oc + j, acc);
+        let k = self.k.max(1);
+        let qp = [self.q.output_offset, self.q.act_min, self.q.act_max];
+        let mut acc = [0i32; CHUNK];
+        for (ch, (w, o)) in filter
+            .chunks((k * CHUNK).max(1))
+            .zip(out.chunks_mut(CHUNK))
+            .enumerate()
+        {
+            let c0 = ch * CHUNK;
+            let mut rows = w.chunks_exact(k);
+            let mut j = 0;
+            while let Some(w0) = rows.next() {
+                let w1 = rows.next();
+                let [a0, a1, s0, s1] = isa::dot_sum_1x2(x, w0, w1.unwrap_or(w0));
+                for (j, a, s) in [(j, a0, s0), (j + 1, a1, s1)] {
+                    if let Some(p) = acc.get_mut(j) {
+                        let bias = self.bias(c0 + j);
+                        *p = a.wrapping_add(self.off.wrapping_mul(s)).wrapping_add(bias);
+                    }
+                }
+                j += 2;
             }
-            oc += 2;
+            let (m, sh) = self.channel_quant(c0, o.len())?;
+            isa::requantize(&acc, m, sh, o, qp);
         }
         Some(())
     }
@@ -659,14 +771,7 @@ pub fn depthwise_conv2d_int8(
     {
         return None;
     }
-    let q = Quant {
-        bias,
-        multipliers,
-        shifts,
-        output_offset: p.output_offset,
-        act_min: p.act_min,
-        act_max: p.act_max,
-    };
+    let qp = [p.output_offset, p.act_min, p.act_max];
     let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
     let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
     // Consecutive valid taps of a filter row: `dil_w` pixels apart in the input, one filter
@@ -685,6 +790,11 @@ pub fn depthwise_conv2d_int8(
                 for (g, out) in out.chunks_mut(DW_LANES).enumerate() {
                     let c0 = g * DW_LANES;
                     let mut acc = [0i32; DW_LANES];
+                    if let Some(b) = bias.and_then(|b| b.get(c0..c0 + out.len())) {
+                        for (a, &b) in acc.iter_mut().zip(b) {
+                            *a = b;
+                        }
+                    }
                     for fy in rows.clone() {
                         let iy = (y0 + (fy * dil_h) as isize) as usize;
                         let ix = (x0 + (cols.start * dil_w) as isize) as usize;
@@ -704,10 +814,14 @@ pub fn depthwise_conv2d_int8(
                             &mut acc,
                         );
                     }
-                    for (j, o) in out.iter_mut().enumerate() {
-                        let a = acc.get(dw_slot(j)).copied()?;
-                        *o = q.out(c0 + j, c0 + j, a);
-                    }
+                    let n = out.len();
+                    isa::requantize(
+                        &acc,
+                        multipliers.get(c0..c0 + n)?,
+                        shifts.get(c0..c0 + n)?,
+                        out,
+                        qp,
+                    );
                 }
             }
         }
@@ -810,15 +924,6 @@ mod tests {
             let s = (0..n).map(|_| self.range(-12, 1) as i32).collect();
             (m, s)
         }
-    }
-
-    #[test]
-    fn dw_slots_are_a_permutation() {
-        let mut seen = [false; 16];
-        for c in 0..16 {
-            seen[dw_slot(c)] = true;
-        }
-        assert!(seen.iter().all(|&s| s));
     }
 
     /// Output size and leading padding of one axis (SAME or VALID).
