@@ -13,8 +13,9 @@
 //!   offset afterwards: `Σ (x + off)·w = Σ x·w + off·Σ w` (exact modulo 2³², TFLM's wrapping
 //!   accumulator). Padded taps of a convolution window are filled with the raw value `-off` (the
 //!   input zero point, an int8), so they contribute `(-off + off)·w = 0` as in the reference.
-//!   `Σ w` per output channel is computed once per call (`VADDVA.S8`) for convolutions, and in the
-//!   same loop as the products for fully connected layers (whose weights are read once).
+//!   `Σ w` per output channel is computed once per call (`VADDVA.S8`) for convolutions of two or
+//!   more pixels, and in the same loop as the products for single-pixel calls (bands of in-place
+//!   pointwise convolutions) and fully connected layers (whose weights are read once).
 //! - DEPTHWISE_CONV_2D runs 16 channels per vector pass: `VLDRB.S16` widening loads, `VADD.I16`
 //!   of the input offset (`x + off` fits in 16 bits), `VMULLB/VMULLT.S16` widening products
 //!   (exact: |x + off| ≤ 255, |w| ≤ 128) and `VADD.I32` into four 32-bit accumulator vectors.
@@ -28,8 +29,7 @@
 //!   [`CHUNK`] output channels (with `off·Σ w + bias` added) before requantizing them.
 //!   FULLY_CONNECTED (few outputs) requantizes in scalar code: `ops::conv::requantize`.
 //!
-//! `arm-mve` needs `-C target-cpu=cortex-m55` (or `-C target-feature=+mve`): without it the
-//! assembler rejects the instructions.
+//! `arm-mve` needs `-C target-cpu=cortex-m55`: without it the assembler rejects the instructions.
 //!
 //! Stable Rust has no MVE intrinsics, so each inner loop is one `asm!` block (with `-C
 //! target-cpu=cortex-m55`, feature `arm-mve`, on a 32-bit Arm target). Everywhere else the same
@@ -362,8 +362,8 @@ mod isa {
     }
 
     /// Depthwise taps: for `t` in `0..taps` and channel `c` < `channels` (≤ 16), adds
-    /// `(x[t·x_step + c] + off)·w[t·w_step + c]` to the accumulator of `c`, stored permuted as
-    /// `acc[c]`. Does nothing when a tap is out of bounds.
+    /// `(x[t·x_step + c] + off)·w[t·w_step + c]` to `acc[c]`. Does nothing when a tap is out of
+    /// bounds.
     pub fn dw_taps(
         x: &[i8],
         w: &[i8],
