@@ -27,7 +27,7 @@ pub struct Board {
     pub qemu_cpu: &'static str,
     /// `qemu-system-arm -machine`.
     pub qemu_machine: &'static str,
-    /// Which kernels the firmware runs there.
+    /// Which kernels the firmware runs there (`arm-mve` also turns on the firmware feature).
     pub kernels: &'static str,
 }
 
@@ -47,7 +47,7 @@ pub const BOARDS: [Board; 4] = [
         target: "thumbv8m.main-none-eabihf",
         qemu_cpu: "cortex-m55",
         qemu_machine: "mps3-an547",
-        kernels: "arm-dsp",
+        kernels: "arm-mve",
     },
     Board {
         name: "lm3s6965evb",
@@ -208,6 +208,12 @@ pub fn build_firmware(
         // A firmware build is not part of the calling cargo's build.
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    // Helium kernels are a firmware feature (they need the M55's `target-cpu`, set above).
+    let features: Vec<&str> = features
+        .iter()
+        .copied()
+        .chain((board.kernels == "arm-mve").then_some("arm-mve"))
+        .collect();
     if !features.is_empty() {
         cmd.args(["--features", &features.join(",")]);
     }

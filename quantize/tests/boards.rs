@@ -140,10 +140,11 @@ fn qemu_board_m4_mps2_an386_mlperf_tiny() {
 #[test]
 #[ignore = "needs qemu-system-arm and the thumbv8m.main target (run by targets/boards/ci.sh)"]
 fn qemu_board_m55_mps3_an547_mlperf_tiny() {
+    // Helium kernels (`arm-mve`, simd/mve.rs) on both.
     check("mps3-an547", "kws_ref_model");
-    // ResNet-8 runs here too (bit-exact) but is left to the M4 to keep CI short. ad01_int8
-    // (554 KB of weights) does not fit the AN547's 512 KB ITCM, where qemu loads the firmware;
-    // placing read-only data in its 2 MB SRAM needs a custom linker script (to do).
+    check("mps3-an547", "pretrainedResnet_quant");
+    // ad01_int8 (554 KB of weights) does not fit the AN547's 512 KB ITCM, where qemu loads the
+    // firmware; placing read-only data in its 2 MB SRAM needs a custom linker script (to do).
 }
 
 #[test]

@@ -3,15 +3,17 @@
 # the committed C header runtime/include/mote.h is current). Installs the cross toolchains and
 # emulators, then runs
 #  1. the bare-metal firmware on Cortex-M4 (MPS2-AN386), M55 (MPS3-AN547), M3 (LM3S6965) and
-#     M0 (micro:bit) under qemu-system-arm: a few golden cases of KWS, ResNet-8 (M4), AD (M4) and
-#     hello_world, outputs byte-identical to TFLM's (quantize/tests/boards.rs);
+#     M0 (micro:bit) under qemu-system-arm: a few golden cases of KWS, ResNet-8 (M4, M55), AD (M4)
+#     and hello_world, outputs byte-identical to TFLM's (quantize/tests/boards.rs);
 #  2. the C API: examples/c/host.c, linked against libmote_runtime.a with only mote.h, runs every
 #     golden case of the four models on the host and, cross-compiled, on aarch64 Linux
 #     (qemu-aarch64), byte-identical to TFLM's;
 #  3. the C firmware for the Cortex-M4F (examples/c/firmware: arm-none-eabi-gcc + newlib, linking
 #     libmote_runtime.a with only mote.h, KWS embedded by `mote convert --emit-c`) on every KWS
 #     golden case under qemu-system-arm, byte-identical to TFLM's;
-#  4. the DSP-extension kernels' bit-exactness tests on armv7 Linux (qemu-arm, real SMLAD).
+#  4. the DSP-extension kernels' bit-exactness tests on armv7 Linux (qemu-arm, real SMLAD);
+#  5. the Helium (MVE) kernels' bit-exactness on the Cortex-M55 (examples/firmware/mve-test:
+#     random shapes and the model layers against the reference kernels, qemu-system-arm).
 # The firmware step also runs `mote bench --board` on KWS and checks the `.text` of the runtime
 # and kernels in the M4 KWS firmware (quantize/tests/boards.rs, qemu_board_mote_bench_cli_kws).
 # Every step fails the script on any difference and is time-bounded; at the end it prints the
@@ -63,7 +65,7 @@ timeout 1200 cargo test -q --workspace --tests -- --ignored qemu_board_ --test-t
     -e '^test result: ok. 0 passed' -e '^$'
 grep -o '| [a-z0-9-]* *| Cortex-.*' "$work/boards.log" >"$work/table" || true
 rows=$(wc -l <"$work/table")
-[ "$rows" = 7 ] || { echo "error: expected 7 board runs, saw $rows" >&2; exit 1; }
+[ "$rows" = 8 ] || { echo "error: expected 8 board runs, saw $rows" >&2; exit 1; }
 
 step "C API: host.c with libmote_runtime.a on the host and on aarch64 Linux (qemu-aarch64)"
 # The .mote files the firmware step compiled (compile_tflite, as `mote convert` does).
@@ -103,6 +105,17 @@ grep -q '^[0-9]* cases, [0-9]* ops: all outputs byte-identical$' "$work/c-firmwa
 step "DSP-extension kernels on armv7 Linux (qemu-arm)"
 timeout 900 cargo test -q -p mote-runtime --features arm-dsp \
     --target armv7-unknown-linux-gnueabihf --lib -- simd::arm_dsp
+
+step "Helium (MVE) kernels on Cortex-M55 (qemu-system-arm)"
+# `-C target-cpu=cortex-m55` enables the MVE instructions; cargo reads no config rustflags for the
+# dotted thumbv8m triple, and RUSTFLAGS would override the variable.
+(cd examples/firmware && env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS \
+    CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS="-C target-cpu=cortex-m55" \
+    timeout 600 cargo build -q --release -p mote-mve-test --target thumbv8m.main-none-eabihf \
+    --target-dir "$MOTE_FIRMWARE_TARGET_DIR")
+timeout 300 qemu-system-arm -machine mps3-an547 -cpu cortex-m55 -nographic -monitor none \
+    -serial none -semihosting-config enable=on,target=native \
+    -kernel "$MOTE_FIRMWARE_TARGET_DIR/thumbv8m.main-none-eabihf/release/mote-mve-test"
 
 echo
 echo "Instructions per inference (qemu -icount, deterministic); flash/model/.text/arena in bytes:"

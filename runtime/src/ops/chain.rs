@@ -546,6 +546,10 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem, f: &OpFlags) -> Result<(), Error> {
     };
     let isa = Isa::best();
     let conv1 = |bp: &ConvParams, bis, inp: &[i8], bos, out: &mut [i8]| {
+        #[cfg(all(target_arch = "arm", feature = "arm-mve"))]
+        if crate::simd::mve::conv2d_int8(bp, bis, inp, f1, w1, b1, m1, s1, bos, out).is_some() {
+            return Ok(());
+        }
         #[cfg(feature = "arm-dsp")]
         if crate::simd::arm_dsp::conv2d_int8(bp, bis, inp, f1, w1, b1, m1, s1, bos, out).is_some() {
             return Ok(());
@@ -566,6 +570,10 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem, f: &OpFlags) -> Result<(), Error> {
         )
     };
     let conv2 = |bp: &ConvParams, bis, inp: &[i8], bos, out: &mut [i8]| {
+        #[cfg(all(target_arch = "arm", feature = "arm-mve"))]
+        if crate::simd::mve::conv2d_int8(bp, bis, inp, f2, w2, b2, m2, s2, bos, out).is_some() {
+            return Ok(());
+        }
         #[cfg(feature = "arm-dsp")]
         if crate::simd::arm_dsp::conv2d_int8(bp, bis, inp, f2, w2, b2, m2, s2, bos, out).is_some() {
             return Ok(());

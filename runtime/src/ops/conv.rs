@@ -1193,6 +1193,23 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     let filter = as_i8(mem.required_input(1)?);
     let bias = bias_input(ctx, &mem)?;
     let output = as_i8_mut(mem.output);
+    #[cfg(all(target_arch = "arm", feature = "arm-mve"))]
+    if crate::simd::mve::conv2d_int8(
+        p,
+        is,
+        input,
+        fs,
+        filter,
+        bias,
+        multipliers,
+        shifts,
+        os,
+        output,
+    )
+    .is_some()
+    {
+        return Ok(());
+    }
     #[cfg(feature = "arm-dsp")]
     if crate::simd::arm_dsp::conv2d_int8(
         p,

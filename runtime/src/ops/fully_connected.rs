@@ -371,6 +371,23 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     let weights = as_i8(mem.required_input(1)?);
     let bias = bias_input(ctx, &mem)?;
     let output = as_i8_mut(mem.output);
+    #[cfg(all(target_arch = "arm", feature = "arm-mve"))]
+    if crate::simd::mve::fully_connected_int8(
+        p,
+        batches,
+        in_features,
+        out_features,
+        input,
+        weights,
+        bias,
+        multipliers,
+        shifts,
+        output,
+    )
+    .is_some()
+    {
+        return Ok(());
+    }
     #[cfg(feature = "arm-dsp")]
     if crate::simd::arm_dsp::fully_connected_int8(
         p,

@@ -1190,6 +1190,12 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
                 let (m, s) = channel_quant(ctx, p.multipliers_offset, p.shifts_offset, fs[0])?;
                 let packed = packed_filter(ctx, p, fs)?;
                 let kernel = |bp: &ConvParams, bis, inp: &[i8], bos, out: &mut [i8]| {
+                    #[cfg(all(target_arch = "arm", feature = "arm-mve"))]
+                    if crate::simd::mve::conv2d_int8(bp, bis, inp, fs, filter, bias, m, s, bos, out)
+                        .is_some()
+                    {
+                        return Ok(());
+                    }
                     #[cfg(feature = "arm-dsp")]
                     if crate::simd::arm_dsp::conv2d_int8(
                         bp, bis, inp, fs, filter, bias, m, s, bos, out,
@@ -1233,6 +1239,14 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
                 let p: &DepthwiseParams = ctx.params()?;
                 let (m, s) = channel_quant(ctx, p.multipliers_offset, p.shifts_offset, fs[3])?;
                 let kernel = |bp: &DepthwiseParams, bis, inp: &[i8], bos, out: &mut [i8]| {
+                    #[cfg(all(target_arch = "arm", feature = "arm-mve"))]
+                    if crate::simd::mve::depthwise_conv2d_int8(
+                        bp, bis, inp, fs, filter, bias, m, s, bos, out,
+                    )
+                    .is_some()
+                    {
+                        return Ok(());
+                    }
                     #[cfg(feature = "arm-dsp")]
                     if crate::simd::arm_dsp::depthwise_conv2d_int8(
                         bp, bis, inp, fs, filter, bias, m, s, bos, out,

@@ -58,6 +58,9 @@ extern crate std;
 /// Cortex-M DSP-extension kernels (`SMLAD`; issue 5). Portable stand-ins for the instructions
 /// elsewhere, so they are tested on every machine.
 pub mod arm_dsp;
+/// Cortex-M55 Helium (MVE) kernels (issue 5). Portable stand-ins for the vector loops elsewhere,
+/// so they are tested on every machine.
+pub mod mve;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
