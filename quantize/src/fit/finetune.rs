@@ -662,6 +662,41 @@ mod tests {
     }
 
     #[test]
+    fn quantization_aware_distillation_trains_and_keeps_the_graph_shape() {
+        let g = prepare(&crate::tflite::import(crate::demo::FLOAT_TFLITE).unwrap()).unwrap();
+        let xs: Vec<Vec<f32>> = crate::demo::train_images().into_iter().take(96).collect();
+        let ys = &crate::demo::TRAIN_LABELS[..96];
+        let teacher = logits(&g, &xs, 32).unwrap();
+        let opts = FinetuneOptions {
+            epochs: 2,
+            distill: 0.5,
+            temperature: 2.0,
+            qat_bits: 4,
+            ..FinetuneOptions::default()
+        };
+        let targets = Targets::Distill {
+            labels: ys,
+            teacher: &teacher,
+        };
+        let (t, loss) = finetune(&g, &xs, &targets, &opts).unwrap();
+        assert!(loss.is_finite() && loss > 0.0, "{loss}");
+        for id in trainable(&g) {
+            assert_eq!(t.tensors[id].shape, g.tensors[id].shape);
+            assert_ne!(
+                const_f32(&t.tensors[id]),
+                const_f32(&g.tensors[id]),
+                "{id} not trained"
+            );
+        }
+        // Mismatched teacher and label counts are refused.
+        let bad = Targets::Distill {
+            labels: &ys[..10],
+            teacher: &teacher,
+        };
+        assert!(finetune(&g, &xs, &bad, &opts).is_err());
+    }
+
+    #[test]
     fn shifted_moves_pixels_by_one_and_fills_zeros() {
         let x: Vec<f32> = (1..=6).map(|v| v as f32).collect(); // 2×3 image, 1 channel
         let s = shifted(std::slice::from_ref(&x), &[1, 2, 3, 1]);
