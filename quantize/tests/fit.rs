@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mote_quantize::demo::{test_images, train_images, FLOAT_TFLITE, TEST_LABELS, TRAIN_LABELS};
-use mote_quantize::fit::finetune::{finetune, predict, FinetuneOptions, Targets};
+use mote_quantize::fit::finetune::{predict, FinetuneOptions, Targets};
+use mote_quantize::fit::gradual::{prune_gradually, GradualOptions};
 use mote_quantize::fit::prune;
 use mote_quantize::fit::search::{
     self, calibrate_ranges, run_quantized, top1, Budget, FitData, FitOptions, Recipe,
@@ -54,11 +55,18 @@ fn mote(args: &[&str]) -> (bool, String, String) {
 
 /// Half the channels of every prunable layer group removed, fine-tuned on the committed
 /// training images, quantized to int8 and run on the runtime: at most one accuracy point
-/// below the float model on the 360 held-out test images.
+/// below the float model on the 360 held-out test images; and the pruned `.mote` runs
+/// bit-exactly on the interpreter (whole-model `invoke`) as the compiler's op-by-op simulation.
 ///
-/// `#[ignore]`d because it does not pass yet: 60 epochs of fine-tuning (Adam, lr 2e-2) recover
-/// 10.6 % → 96.9 % (float) / 97.2 % (int8 on mote) against the float model's 99.17 % (about 75 s;
-/// 20 epochs at lr 5e-3 gave 94.4 / 93.9 %). Run:
+/// `#[ignore]`d because it does not pass yet. With `mote fit`'s default fine-tuning (one-shot
+/// pruning, 60 epochs of cross-entropy, Adam lr 2e-2 cosine, used here): float 96.9 %, int8 on
+/// mote 97.2 % vs the float model's 99.17 % (about 75 s on a quiet machine) — but int8 93.9 %
+/// and 93.3 % with shuffling seeds 1 and 2: the seed moves the result by up to 4 points.
+/// Gradual pruning (4 steps, 2 epochs between, 30 after) with distillation (α 0.9, T 2) and
+/// one-pixel shift augmentation (`--steps 4 --distill 0.9 --temperature 2 --shift-augment`,
+/// lr 1e-2, batch 64) scored better on a validation split of the training images (int8
+/// 97.6–97.9 % vs 95.1 %) and varies less on the test images (int8 95.6, 95.3, 95.6 % with seeds
+/// 0, 1, 2: mean 95.5 % vs 94.8 %), still 3.6 points short. Run:
 /// `cargo test -p mote-quantize --test fit -- --ignored digits --nocapture`
 #[test]
 #[ignore]
@@ -70,37 +78,53 @@ fn digits_half_pruned_and_fine_tuned_loses_at_most_one_point() {
     let float_acc = top1(&predict(&float, &test, 64).unwrap(), &truth);
 
     let a = prune::analyze(&float);
-    let plan = a.uniform(&float, 0.5);
-    let pruned = prune::apply(&float, &a, &plan).unwrap();
-    let (before, after) = (prune::macs(&float), prune::macs(&pruned));
-    assert!(after * 10 < before * 4, "MACs {before} -> {after}");
-    let pruned_acc = top1(&predict(&pruned, &test, 64).unwrap(), &truth);
+    let half = vec![0.5; a.groups.len()];
+    let one_shot = prune::apply(&float, &a, &a.plan(&float, &half)).unwrap();
+    let one_shot_acc = top1(&predict(&one_shot, &test, 64).unwrap(), &truth);
 
     let train = train_images();
-    let opts = FinetuneOptions {
-        epochs: 60,
-        lr: 2e-2,
-        ..FinetuneOptions::default()
+    let opts = GradualOptions {
+        steps: 1,
+        between: FinetuneOptions::default(),
+        last: FinetuneOptions {
+            epochs: 60,
+            lr: 2e-2,
+            ..FinetuneOptions::default()
+        },
     };
-    let (tuned, loss) = finetune(&pruned, &train, &Targets::Labels(TRAIN_LABELS), &opts).unwrap();
+    let targets = Targets::Labels(TRAIN_LABELS);
+    let xs = &train;
+    let (tuned, loss) = prune_gradually(&float, &half, xs, &targets, &opts).unwrap();
+    // The same structure as one-shot pruning: half the channels of every prunable group.
+    let channels = |g: &mote_quantize::ir::Graph| -> Vec<usize> {
+        prune::analyze(g)
+            .groups
+            .iter()
+            .map(|gr| gr.channels)
+            .collect()
+    };
+    assert_eq!(channels(&tuned), channels(&one_shot));
+    let (before, after) = (prune::macs(&float), prune::macs(&tuned));
+    assert!(after * 10 < before * 4, "MACs {before} -> {after}");
     let tuned_acc = top1(&predict(&tuned, &test, 64).unwrap(), &truth);
 
     let cal: Vec<Vec<f32>> = train.iter().take(200).cloned().collect();
     let ranges = calibrate_ranges(&tuned, &cal).unwrap();
     let q = mote_quantize::ptq::quantize_int8(&tuned, &ranges).unwrap();
     let c = mote_quantize::compile::compile(q.clone()).unwrap();
-    let int8_acc = top1(&run_quantized(&q, &c, &test).unwrap(), &truth);
+    let sim = run_quantized(&q, &c, &test).unwrap();
+    let int8_acc = top1(&sim, &truth);
     let c0 = {
         let r0 = calibrate_ranges(&float, &cal).unwrap();
         mote_quantize::compile::compile(mote_quantize::ptq::quantize_int8(&float, &r0).unwrap())
             .unwrap()
     };
     eprintln!(
-        "digits: float {:.2} %, 50 % pruned {:.2} % -> fine-tuned (60 epochs, loss {loss:.3}) \
-         float {:.2} %, int8 on mote {:.2} %; MACs {before} -> {after}; .mote {} -> {} bytes, \
-         arena {} -> {} bytes ({:.1} s)",
+        "digits: float {:.2} %, 50 % pruned {:.2} % -> fine-tuned (loss {loss:.3}): float \
+         {:.2} %, int8 on mote {:.2} %; MACs {before} -> {after}; .mote {} -> \
+         {} bytes, arena {} -> {} bytes ({:.1} s)",
         100.0 * float_acc,
-        100.0 * pruned_acc,
+        100.0 * one_shot_acc,
         100.0 * tuned_acc,
         100.0 * int8_acc,
         c0.bytes.len(),
@@ -110,10 +134,39 @@ fn digits_half_pruned_and_fine_tuned_loses_at_most_one_point() {
         t0.elapsed().as_secs_f64()
     );
     assert!(c.bytes.len() < c0.bytes.len() && c.arena_bytes < c0.arena_bytes);
+    assert_bit_exact(&q, &c.bytes, &test, &sim);
     assert!(
         int8_acc >= float_acc - 0.01 + 1e-9,
         "int8 pruned {int8_acc} vs float {float_acc}"
     );
+}
+
+/// The `.mote` bytes on the interpreter (whole-model `invoke`) give exactly `sim`, the
+/// compiler's op-by-op run of the quantized graph `qg`.
+fn assert_bit_exact(
+    qg: &mote_quantize::ir::Graph,
+    bytes: &[u8],
+    inputs: &[Vec<f32>],
+    sim: &[Vec<f32>],
+) {
+    let aligned = AlignedBytes::new(bytes);
+    let model = Model::from_bytes(aligned.as_slice()).unwrap();
+    let mut arena = AlignedBytes::zeroed(model.arena_bytes());
+    let mut it = Interpreter::new(&model, arena.as_mut_slice()).unwrap();
+    let (s, z) = qg.tensors[qg.inputs[0]].scale_zp().unwrap();
+    let (os, oz) = qg.tensors[qg.outputs[0]].scale_zp().unwrap();
+    for (x, y) in inputs.iter().zip(sim) {
+        it.set_input_bytes(0, &mote_quantize::fidelity::quantize_i8(x, s, z))
+            .unwrap();
+        it.invoke().unwrap();
+        let out: Vec<f32> = it
+            .output::<i8>(0)
+            .unwrap()
+            .iter()
+            .map(|&q| (i64::from(q) - oz) as f32 * os)
+            .collect();
+        assert_eq!(&out, y);
+    }
 }
 
 /// The fit search on digits: the chosen model meets the budgets, and the `.mote` written by
@@ -145,6 +198,8 @@ fn fit_meets_budgets_and_the_file_runs_bit_exact() {
         ..FitOptions::default()
     };
     opts.finetune.epochs = 2;
+    opts.steps = 2;
+    opts.between_epochs = 1;
     opts.finetune_top = 1;
     let r = search::fit(&float, target, budget, &data, &opts).unwrap();
     eprintln!("{}", mote_quantize::fit::render(&r));
@@ -165,22 +220,7 @@ fn fit_meets_budgets_and_the_file_runs_bit_exact() {
     // Bit-exactness: file bytes + interpreter vs the op-by-op runner on the quantized graph.
     let test = test_images();
     let sim = run_quantized(&r.graph, &r.compiled, &test).unwrap();
-    let mut arena = AlignedBytes::zeroed(model.arena_bytes());
-    let mut it = Interpreter::new(&model, arena.as_mut_slice()).unwrap();
-    let (s, z) = r.graph.tensors[r.graph.inputs[0]].scale_zp().unwrap();
-    let (os, oz) = r.graph.tensors[r.graph.outputs[0]].scale_zp().unwrap();
-    for (x, y) in test.iter().zip(&sim) {
-        it.set_input_bytes(0, &mote_quantize::fidelity::quantize_i8(x, s, z))
-            .unwrap();
-        it.invoke().unwrap();
-        let out: Vec<f32> = it
-            .output::<i8>(0)
-            .unwrap()
-            .iter()
-            .map(|&q| (i64::from(q) - oz) as f32 * os)
-            .collect();
-        assert_eq!(&out, y);
-    }
+    assert_bit_exact(&r.graph, &r.compiled.bytes, &test, &sim);
 }
 
 /// `mote fit` end to end: budgets honoured exactly as `mote inspect --json` reports them; an
@@ -276,8 +316,14 @@ fn cli_fit_honours_budgets_and_explains_impossible_ones() {
     assert!(!tmp("never.mote").exists());
 }
 
+/// The shared models and data: the first `shared/` with a `models/` folder above the crate
+/// (`/work/shared` from `/work/main` and from worktrees under `/work/wt/`).
 fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .map(|a| a.join("shared"))
+        .find(|p| p.join("models").is_dir())
+        .unwrap_or_else(|| here.join("../../shared"))
 }
 
 fn wav(name: &str) -> Vec<f32> {
@@ -294,7 +340,10 @@ fn wav(name: &str) -> Vec<f32> {
 /// five seconds of speech; held-out = windows of the last five seconds and the "marvin" clip.
 ///
 /// `#[ignore]`d: about 5 minutes in the test profile on a busy 2-core machine, and it does not
-/// pass yet (92.9 % agreement at 37.5 % pruning with int4 weights; see the issue report). Run:
+/// pass yet (92.9 % agreement, 39/42, at 37.5 % pruning with int4 weights; the same 39/42
+/// with 4-step gradual pruning and distillation at T 2 mixed 0.9 / 0.1 with the float model's
+/// top-1, where the fine-tuned 37.5 % structure also scores 92.9 % in int8; 708 s on the
+/// loaded machine). Run:
 /// `cargo test -p mote-quantize --test fit -- --ignored kws --nocapture`
 #[test]
 #[ignore]

@@ -5,7 +5,9 @@
 //! [`finetune`] trains every CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED weight and bias with
 //! Adam: with labels, on cross-entropy; without labels, by distillation against a teacher's
 //! outputs (soft cross-entropy on the teacher's probabilities when the graph ends in SOFTMAX,
-//! mean squared error otherwise).
+//! mean squared error otherwise); with both, on a mix of the two ([`Targets::Distill`]:
+//! cross-entropy on the labels plus Hinton's distillation on temperature-softened logits).
+//! [`shifted`] augments image batches with one-pixel shifts.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +30,16 @@ pub struct FinetuneOptions {
     pub lr: f64,
     /// Shuffling seed.
     pub seed: u64,
+    /// With [`Targets::Distill`]: the weight of the distillation term (0 = labels only,
+    /// 1 = teacher only).
+    pub distill: f32,
+    /// With [`Targets::Distill`]: the softmax temperature of the distillation term.
+    pub temperature: f32,
+    /// Quantization-aware fine-tuning: when non-zero, the forward pass sees the weights of
+    /// every CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED fake-quantized to this many bits,
+    /// symmetric per output channel as [`crate::ptq`] quantizes them (`scale = max|w| / qmax`),
+    /// with a straight-through gradient; the float weights are what is updated and returned.
+    pub qat_bits: u8,
 }
 
 impl Default for FinetuneOptions {
@@ -37,6 +49,9 @@ impl Default for FinetuneOptions {
             batch: 32,
             lr: 5e-3,
             seed: 0,
+            distill: 0.0,
+            temperature: 1.0,
+            qat_bits: 0,
         }
     }
 }
@@ -47,6 +62,15 @@ pub enum Targets<'a> {
     Labels(&'a [u8]),
     /// The teacher's graph outputs (probabilities after a SOFTMAX, or raw values).
     Teacher(&'a [Vec<f32>]),
+    /// Class indices and the teacher's *logits* (see [`logits`]) for the same samples: the loss
+    /// is `(1 − α)·CE(student, label) + α·T²·CE(softmax(student / T), softmax(teacher / T))`
+    /// with `α` = [`FinetuneOptions::distill`] and `T` = [`FinetuneOptions::temperature`].
+    Distill {
+        /// Class indices, one per sample.
+        labels: &'a [u8],
+        /// The teacher's logits, one vector per sample.
+        teacher: &'a [Vec<f32>],
+    },
 }
 
 fn unsupported(index: usize, op: &str, reason: impl Into<String>) -> CompileError {
@@ -109,6 +133,49 @@ pub fn trainable(g: &Graph) -> Vec<TensorId> {
     ids.sort_unstable();
     ids.dedup();
     ids
+}
+
+/// The per-channel axis of each trainable tensor that is a weight (not a bias), as
+/// [`crate::ptq`] quantizes it: 3 for DEPTHWISE_CONV_2D filters, 0 otherwise.
+fn weight_axes(g: &Graph, ids: &[TensorId]) -> Vec<Option<usize>> {
+    ids.iter()
+        .map(|&id| {
+            g.nodes.iter().find_map(|n| {
+                if n.inputs.get(1).copied().flatten() != Some(id) {
+                    return None;
+                }
+                match n.op {
+                    Operator::DepthwiseConv2d(_) => Some(3),
+                    Operator::Conv2d(_) | Operator::FullyConnected { .. } => Some(0),
+                    _ => None,
+                }
+            })
+        })
+        .collect()
+}
+
+/// `fake_quant(w) − w` for symmetric per-channel quantization to `bits` along `axis`.
+fn fake_quant_delta(w: &[f32], shape: &[usize], axis: usize, bits: u8) -> Vec<f32> {
+    let qmax = ((1u32 << (bits.clamp(2, 16) - 1)) - 1) as f32;
+    let channels = shape.get(axis).copied().unwrap_or(1).max(1);
+    let inner: usize = shape.iter().skip(axis + 1).product::<usize>().max(1);
+    let mut amax = vec![0f32; channels];
+    for (i, &v) in w.iter().enumerate() {
+        let c = (i / inner) % channels;
+        amax[c] = amax[c].max(v.abs());
+    }
+    w.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let a = amax[(i / inner) % channels];
+            if a > 0.0 {
+                let s = a / qmax;
+                (v / s).round().clamp(-qmax, qmax) * s - v
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// Runs `g` on a batch `x` (`batch` samples of the single input, concatenated) with parameter
@@ -322,6 +389,13 @@ pub fn finetune(
     let tcount = match targets {
         Targets::Labels(l) => l.len(),
         Targets::Teacher(t) => t.len(),
+        Targets::Distill { labels, teacher } => {
+            if labels.len() == teacher.len() {
+                labels.len()
+            } else {
+                usize::MAX
+            }
+        }
     };
     if n == 0 || tcount != n || g.inputs.len() != 1 || g.outputs.is_empty() {
         return Err(unsupported(
@@ -340,6 +414,7 @@ pub fn finetune(
         .map(|&id| const_f32(&g.tensors[id]).unwrap_or_default())
         .collect();
     let shapes: Vec<Vec<usize>> = ids.iter().map(|&id| g.tensors[id].shape.clone()).collect();
+    let axes = weight_axes(g, &ids);
     let mut m1: Vec<Vec<f32>> = values.iter().map(|v| vec![0.0; v.len()]).collect();
     let mut m2 = m1.clone();
     let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
@@ -369,22 +444,53 @@ pub fn finetune(
             }
             let xs = canon(&inshape, b).ok_or_else(|| unsupported(0, "fit", "input shape"))?;
             let xt = Tensor::<4>::from_data(TensorData::new(xb, xs.to_vec()), &device);
+            let leaves: Vec<Tensor<4>> = values
+                .iter()
+                .zip(&shapes)
+                .map(|(v, s)| const4(v, s, &device).require_grad())
+                .collect();
             let params: BTreeMap<TensorId, Tensor<4>> = ids
                 .iter()
-                .zip(&values)
-                .zip(&shapes)
-                .map(|((&id, v), s)| (id, const4(v, s, &device).require_grad()))
+                .enumerate()
+                .map(|(k, &id)| match axes[k] {
+                    Some(axis) if opts.qat_bits > 0 => {
+                        // Straight-through: the forward sees the quantized weights, the
+                        // gradient flows to the float ones unchanged.
+                        let d = fake_quant_delta(&values[k], &shapes[k], axis, opts.qat_bits);
+                        (id, leaves[k].clone() + const4(&d, &shapes[k], &device))
+                    }
+                    _ => (id, leaves[k].clone()),
+                })
                 .collect();
             let y = forward(g, xt, b, &params, logits_id, &device)?.reshape([b, classes]);
+            let one_hot = |l: &[u8]| {
+                let mut t = vec![0f32; b * classes];
+                for (j, &i) in chunk.iter().enumerate() {
+                    let c = usize::from(l[i]).min(classes - 1);
+                    t[j * classes + c] = 1.0;
+                }
+                Tensor::<2>::from_data(TensorData::new(t, [b, classes]), &device)
+            };
             let loss: Tensor<1> = match targets {
                 Targets::Labels(l) => {
-                    let mut t = vec![0f32; b * classes];
-                    for (j, &i) in chunk.iter().enumerate() {
-                        let c = usize::from(l[i]).min(classes - 1);
-                        t[j * classes + c] = 1.0;
+                    burn::tensor::loss::cross_entropy_with_logits(y, one_hot(l)).reshape([1])
+                }
+                Targets::Distill { labels, teacher } => {
+                    let temp = opts.temperature.max(1e-3);
+                    let mut t = Vec::with_capacity(b * classes);
+                    for &i in chunk {
+                        let v = &teacher[i];
+                        if v.len() != classes {
+                            return Err(unsupported(0, "fit", "teacher logit count"));
+                        }
+                        t.extend(softmax_t(v, temp));
                     }
                     let tt = Tensor::<2>::from_data(TensorData::new(t, [b, classes]), &device);
-                    burn::tensor::loss::cross_entropy_with_logits(y, tt).reshape([1])
+                    let a = opts.distill.clamp(0.0, 1.0);
+                    let ce =
+                        burn::tensor::loss::cross_entropy_with_logits(y.clone(), one_hot(labels));
+                    let kd = burn::tensor::loss::cross_entropy_with_logits(y.div_scalar(temp), tt);
+                    (ce.mul_scalar(1.0 - a) + kd.mul_scalar(a * temp * temp)).reshape([1])
                 }
                 Targets::Teacher(tv) => {
                     let mut t = Vec::with_capacity(b * classes);
@@ -417,8 +523,8 @@ pub fn finetune(
                 opts.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos());
             step += 1;
             let t = step as i32;
-            for (k, id) in ids.iter().enumerate() {
-                let Some(gr) = params[id].grad(&grads) else {
+            for k in 0..ids.len() {
+                let Some(gr) = leaves[k].grad(&grads) else {
                     continue;
                 };
                 let gv = gr.into_data().try_into_vec::<f32>().unwrap_or_default();
@@ -444,15 +550,66 @@ pub fn finetune(
     Ok((out, last_loss))
 }
 
-/// Logits (or outputs) of `g` for many samples, batched, without gradients.
+/// `softmax(v / temp)`.
+fn softmax_t(v: &[f32], temp: f32) -> Vec<f32> {
+    let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = v.iter().map(|&x| ((x - m) / temp).exp()).collect();
+    let s: f32 = e.iter().sum::<f32>().max(f32::MIN_POSITIVE);
+    e.iter().map(|x| x / s).collect()
+}
+
+/// Image samples (`[1, h, w, c]` NHWC, flattened) followed by their copies shifted by one pixel
+/// down, up, right and left (zero filled): five times the samples, in five blocks of
+/// `inputs.len()`. `shape` is the graph input's shape; other ranks are returned unchanged.
+pub fn shifted(inputs: &[Vec<f32>], shape: &[usize]) -> Vec<Vec<f32>> {
+    let mut out = inputs.to_vec();
+    let [1, h, w, c] = *shape else {
+        return out;
+    };
+    for (dy, dx) in [(1i64, 0i64), (-1, 0), (0, 1), (0, -1)] {
+        for x in inputs {
+            let mut s = vec![0f32; x.len()];
+            for y in 0..h as i64 {
+                for xx in 0..w as i64 {
+                    let (sy, sx) = (y - dy, xx - dx);
+                    if sy < 0 || sx < 0 || sy >= h as i64 || sx >= w as i64 {
+                        continue;
+                    }
+                    let d = ((y * w as i64 + xx) as usize) * c;
+                    let from = ((sy * w as i64 + sx) as usize) * c;
+                    if let (Some(dst), Some(src)) = (s.get_mut(d..d + c), x.get(from..from + c)) {
+                        dst.copy_from_slice(src);
+                    }
+                }
+            }
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// The logits of `g` (the input of its final SOFTMAX, else its output) for many samples.
+pub fn logits(g: &Graph, inputs: &[Vec<f32>], batch: usize) -> Result<Vec<Vec<f32>>, CompileError> {
+    predict_at(g, inputs, batch, logits_tensor(g).0)
+}
+
+/// The outputs of `g` for many samples, batched, without gradients.
 pub fn predict(
     g: &Graph,
     inputs: &[Vec<f32>],
     batch: usize,
 ) -> Result<Vec<Vec<f32>>, CompileError> {
+    predict_at(g, inputs, batch, g.outputs[0])
+}
+
+fn predict_at(
+    g: &Graph,
+    inputs: &[Vec<f32>],
+    batch: usize,
+    out: TensorId,
+) -> Result<Vec<Vec<f32>>, CompileError> {
     let device = default_device();
     let inshape = g.tensors[g.inputs[0]].shape.clone();
-    let out = g.outputs[0];
     let classes = g.tensors[out].elements();
     let mut res = Vec::with_capacity(inputs.len());
     for chunk in inputs.chunks(batch.max(1)) {
@@ -471,6 +628,87 @@ pub fn predict(
 mod tests {
     use super::*;
     use crate::float::{prepare, FloatExecutor};
+
+    #[test]
+    fn fake_quant_matches_ptq_weights() {
+        let mut state = 0x1234_5678_9abc_def1u64;
+        for (shape, axis) in [
+            (vec![6, 3, 3, 5], 0),
+            (vec![1, 3, 3, 7], 3),
+            (vec![10, 16], 0),
+        ] {
+            let n: usize = shape.iter().product();
+            let w: Vec<f32> = (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state % 2001) as f32 / 1000.0 - 1.0
+                })
+                .collect();
+            let inner: usize = shape[axis + 1..].iter().product();
+            let d8 = fake_quant_delta(&w, &shape, axis, 8);
+            let (q8, s8) = crate::ptq::quantize_weights(&w, &shape, axis);
+            let d4 = fake_quant_delta(&w, &shape, axis, 4);
+            let (q4, s4) = crate::ptq::quantize_weights_int4(&w, &shape, axis);
+            for i in 0..n {
+                let c = (i / inner) % shape[axis];
+                let want8 = f32::from(q8[i] as i8) * s8[c];
+                let want4 = f32::from(q4[i]) * s4[c];
+                assert!((w[i] + d8[i] - want8).abs() < 1e-6, "{shape:?} int8 {i}");
+                assert!((w[i] + d4[i] - want4).abs() < 1e-6, "{shape:?} int4 {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn quantization_aware_distillation_trains_and_keeps_the_graph_shape() {
+        let g = prepare(&crate::tflite::import(crate::demo::FLOAT_TFLITE).unwrap()).unwrap();
+        let xs: Vec<Vec<f32>> = crate::demo::train_images().into_iter().take(96).collect();
+        let ys = &crate::demo::TRAIN_LABELS[..96];
+        let teacher = logits(&g, &xs, 32).unwrap();
+        let opts = FinetuneOptions {
+            epochs: 2,
+            distill: 0.5,
+            temperature: 2.0,
+            qat_bits: 4,
+            ..FinetuneOptions::default()
+        };
+        let targets = Targets::Distill {
+            labels: ys,
+            teacher: &teacher,
+        };
+        let (t, loss) = finetune(&g, &xs, &targets, &opts).unwrap();
+        assert!(loss.is_finite() && loss > 0.0, "{loss}");
+        for id in trainable(&g) {
+            assert_eq!(t.tensors[id].shape, g.tensors[id].shape);
+            assert_ne!(
+                const_f32(&t.tensors[id]),
+                const_f32(&g.tensors[id]),
+                "{id} not trained"
+            );
+        }
+        // Mismatched teacher and label counts are refused.
+        let bad = Targets::Distill {
+            labels: &ys[..10],
+            teacher: &teacher,
+        };
+        assert!(finetune(&g, &xs, &bad, &opts).is_err());
+    }
+
+    #[test]
+    fn shifted_moves_pixels_by_one_and_fills_zeros() {
+        let x: Vec<f32> = (1..=6).map(|v| v as f32).collect(); // 2×3 image, 1 channel
+        let s = shifted(std::slice::from_ref(&x), &[1, 2, 3, 1]);
+        assert_eq!(s.len(), 5);
+        assert_eq!(s[0], x);
+        assert_eq!(s[1], vec![0.0, 0.0, 0.0, 1.0, 2.0, 3.0]); // down
+        assert_eq!(s[2], vec![4.0, 5.0, 6.0, 0.0, 0.0, 0.0]); // up
+        assert_eq!(s[3], vec![0.0, 1.0, 2.0, 0.0, 4.0, 5.0]); // right
+        assert_eq!(s[4], vec![2.0, 3.0, 0.0, 5.0, 6.0, 0.0]); // left
+                                                              // Not an image: unchanged.
+        assert_eq!(shifted(std::slice::from_ref(&x), &[1, 6]), vec![x]);
+    }
 
     #[test]
     fn batched_forward_matches_the_float_executor_on_digits() {

@@ -5,12 +5,13 @@
 //! calibrate, quantize ([`crate::ptq::quantize_mixed`]; recipes the compiler cannot build yet
 //! are skipped and listed), compile, and measure (flash and arena exactly, as `mote inspect`
 //! reports them; latency and energy *estimated* with the target's cost model, as
-//! `mote bench --target`) → score each on held-out data on the runtime → fine-tune the best
-//! feasible pruned structures ([`finetune`]) → pick the best-scoring candidate that meets every
-//! budget ([`search::fit`]).
+//! `mote bench --target`) → score each on held-out data on the runtime → fine-tune the least
+//! pruned structures that meet the budgets ([`finetune`]: labels, distillation from the float
+//! model, or a mix; optionally re-pruned gradually, [`gradual`]) → pick the best-scoring candidate that meets every budget ([`search::fit`]).
 
 pub mod finetune;
 pub mod front;
+pub mod gradual;
 pub mod prune;
 pub mod search;
 
@@ -62,6 +63,23 @@ pub struct FitArgs {
     /// Fine-tuning epochs (0 = no fine-tuning).
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
+    /// Pruning steps of the fine-tuned structures (1 = one-shot pruning; e.g. 4 = remove the
+    /// channels in 4 equal steps with fine-tuning between them).
+    #[arg(long, default_value_t = 1)]
+    pub steps: usize,
+    /// Fine-tuning epochs between pruning steps.
+    #[arg(long, default_value_t = 2)]
+    pub between_epochs: usize,
+    /// With `--train`: weight of distillation from the float model in the fine-tuning loss
+    /// (0 = cross-entropy on the labels only, 1 = distillation only).
+    #[arg(long, default_value_t = 0.0)]
+    pub distill: f32,
+    /// Softmax temperature of the distillation.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Augment fine-tuning images (inputs `[1, h, w, c]`) with one-pixel shifts (5× samples).
+    #[arg(long)]
+    pub shift_augment: bool,
     /// Pruning ratios to try, comma separated (fraction of channels removed per layer group).
     #[arg(long, value_delimiter = ',')]
     pub ratios: Option<Vec<f32>>,
@@ -249,6 +267,11 @@ pub fn fit_cmd(a: &FitArgs) -> Result<(), CompileError> {
         ..FitOptions::default()
     };
     opts.finetune.epochs = a.epochs;
+    opts.steps = a.steps;
+    opts.between_epochs = a.between_epochs;
+    opts.shift_augment = a.shift_augment;
+    opts.finetune.distill = a.distill;
+    opts.finetune.temperature = a.temperature;
     if let Some(r) = &a.ratios {
         opts.ratios = r.clone();
     }

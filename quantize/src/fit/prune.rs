@@ -366,6 +366,13 @@ pub fn importance(g: &Graph, group: &ChannelGroup) -> Vec<f32> {
     score
 }
 
+/// Channels kept of `channels` when a fraction `ratio` is removed: `ceil(channels × (1 − ratio))`,
+/// at least one (with a tolerance of 1e-4 channel so that rounding in `ratio` does not add one).
+pub fn kept_channels(channels: usize, ratio: f32) -> usize {
+    let keep = channels as f64 * (1.0 - f64::from(ratio.clamp(0.0, 1.0)));
+    ((keep - 1e-4).ceil().max(0.0) as usize).clamp(1, channels.max(1))
+}
+
 impl Analysis {
     /// The group of tensor `id`'s last axis.
     pub fn group_of(&self, id: TensorId) -> Option<usize> {
@@ -376,17 +383,33 @@ impl Analysis {
     /// important channels (at least one). Groups past the end of `ratios` and frozen groups keep
     /// everything.
     pub fn plan(&self, g: &Graph, ratios: &[f32]) -> PrunePlan {
-        let keep = self
+        let counts: Vec<usize> = self
             .groups
             .iter()
             .enumerate()
             .map(|(i, gr)| {
                 let r = ratios.get(i).copied().unwrap_or(0.0).clamp(0.0, 1.0);
-                if !gr.prunable() || r <= 0.0 {
-                    return None;
-                }
-                let k = ((gr.channels as f32 * (1.0 - r)).ceil() as usize).clamp(1, gr.channels);
-                if k == gr.channels {
+                kept_channels(gr.channels, r)
+            })
+            .collect();
+        self.plan_counts(g, &counts)
+    }
+
+    /// A plan keeping, in every prunable group `i`, the `counts[i]` most important channels
+    /// (clamped to `1..=channels`). Groups past the end of `counts` and frozen groups keep
+    /// everything.
+    pub fn plan_counts(&self, g: &Graph, counts: &[usize]) -> PrunePlan {
+        let keep = self
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, gr)| {
+                let k = counts
+                    .get(i)
+                    .copied()
+                    .unwrap_or(gr.channels)
+                    .clamp(1, gr.channels.max(1));
+                if !gr.prunable() || k >= gr.channels {
                     return None;
                 }
                 let score = importance(g, gr);

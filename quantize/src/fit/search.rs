@@ -10,6 +10,7 @@ use mote_runtime::{energy, Model};
 use mote_targets::TargetProfile;
 
 use super::finetune::{self, FinetuneOptions, Targets};
+use super::gradual::{prune_gradually, GradualOptions};
 use super::prune::{self, Analysis};
 use crate::calibrate::{Calibrator, ObserverKind};
 use crate::compile::{compile, Compiled};
@@ -57,8 +58,18 @@ pub struct FitOptions {
     pub ratios: Vec<f32>,
     /// Precision recipes to try (see [`Recipe`]).
     pub recipes: Vec<Recipe>,
-    /// Fine-tuning settings (`epochs == 0` disables fine-tuning).
+    /// Fine-tuning settings after the last pruning step (`epochs == 0` disables fine-tuning).
+    /// The loss is [`Targets::Distill`] from the unpruned float model: with training labels,
+    /// cross-entropy on them mixed with distillation by `finetune.distill` (default 0: labels
+    /// only); without, distillation alone (the weight is forced to 1).
     pub finetune: FinetuneOptions,
+    /// Pruning steps for the fine-tuned structures ([`super::gradual`]; 1 = one-shot).
+    pub steps: usize,
+    /// Fine-tuning epochs between pruning steps (same settings as `finetune` otherwise).
+    pub between_epochs: usize,
+    /// Augment the fine-tuning images with one-pixel shifts ([`finetune::shifted`]; image
+    /// inputs `[1, h, w, c]` only).
+    pub shift_augment: bool,
     /// How many pruned structures to fine-tune (the least-pruned ones that meet the budgets).
     pub finetune_top: usize,
     /// Calibration samples used for ranges (the first ones).
@@ -73,6 +84,9 @@ impl Default for FitOptions {
             ratios: vec![0.0, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875],
             recipes: vec![Recipe::Int8, Recipe::Int4Big, Recipe::Int4W, Recipe::A16W8],
             finetune: FinetuneOptions::default(),
+            steps: 1,
+            between_epochs: 2,
+            shift_augment: false,
             finetune_top: 2,
             max_calibration: 100,
             progress: false,
@@ -505,18 +519,54 @@ pub fn fit(
         feasible.sort_unstable_by(|a, b| ratios[*a].total_cmp(&ratios[*b]));
         feasible.dedup();
         let chosen_ri: Vec<usize> = feasible.into_iter().take(opts.finetune_top).collect();
-        let teacher: Vec<Vec<f32>>;
-        let (inputs, targets): (&[Sample], Targets) = match &data.train {
-            Some((x, y)) => (x, Targets::Labels(y)),
-            None => {
-                teacher = finetune::predict(float, &data.calibration, 64)?;
-                (&data.calibration, Targets::Teacher(&teacher))
-            }
+        // On the training samples with their labels (mixed with distillation from the
+        // unpruned float model by `finetune.distill`), else distillation alone on the
+        // calibration samples (its labels, the float model's top-1, then weigh nothing).
+        let (x, labels): (&[Sample], Option<&[u8]>) = match &data.train {
+            Some((x, y)) => (x, Some(y)),
+            None => (&data.calibration, None),
+        };
+        let inshape = &float.tensors[float.inputs[0]].shape;
+        let inputs = if opts.shift_augment {
+            finetune::shifted(x, inshape)
+        } else {
+            x.to_vec()
+        };
+        let teacher = finetune::logits(float, &inputs, 64)?;
+        let labels: Vec<u8> = match labels {
+            Some(y) => (0..inputs.len() / x.len().max(1))
+                .flat_map(|_| y.iter().copied())
+                .collect(),
+            None => teacher
+                .iter()
+                .map(|t| u8::try_from(argmax(t)).unwrap_or(u8::MAX))
+                .collect(),
+        };
+        let targets = Targets::Distill {
+            labels: &labels,
+            teacher: &teacher,
+        };
+        let last = FinetuneOptions {
+            distill: if data.train.is_some() {
+                opts.finetune.distill
+            } else {
+                1.0
+            },
+            ..opts.finetune
+        };
+        let gradual = GradualOptions {
+            steps: opts.steps.max(1),
+            between: FinetuneOptions {
+                epochs: opts.between_epochs,
+                ..last
+            },
+            last,
         };
         let pb = bar(chosen_ri.len(), opts.progress, "fine-tuning");
         for ri in chosen_ri {
             pb.set_message(format!("ratio {:.3}", ratios[ri]));
-            let (tuned, _loss) = finetune::finetune(&pruned[ri], inputs, &targets, &opts.finetune)?;
+            let uniform = vec![ratios[ri]; analysis.groups.len()];
+            let (tuned, _loss) = prune_gradually(float, &uniform, &inputs, &targets, &gradual)?;
             let ranges = calibrate_ranges(&tuned, &cal)?;
             let recipes: Vec<Recipe> = built
                 .iter()
