@@ -3,7 +3,7 @@
 # cases must give byte-identical outputs on
 #   x86 reference kernels (MOTE_SIMD=reference), AVX2 and the CPU's best tier (AVX-512 VNNI where
 #   present; a tier the CPU lacks falls back to the best), aarch64 NEON+dotprod (qemu-aarch64),
-#   Cortex-M4 with the DSP extension (MPS2-AN386) and Cortex-M55 (MPS3-AN547, qemu-system-arm).
+#   Cortex-M4 with the DSP extension (MPS2-AN386) and Cortex-M55 with its Helium kernels (MPS3-AN547, qemu-system-arm).
 # Models: kws_ref_model (MLPerf Tiny KWS) and pretrainedResnet_quant (ResNet-8), several golden
 # input cases each (MOTE_DETERMINISM_CASES, default 6). Every run prints one line per case
 # `case <i> out=<hex of every output>`; the lines of all six runs must be equal. The outputs are
@@ -49,9 +49,14 @@ for m in kws_ref_model pretrainedResnet_quant; do
     for board in mps2-an386:thumbv7em-none-eabihf:cortex-m4 \
         mps3-an547:thumbv8m.main-none-eabihf:cortex-m55; do
         IFS=: read -r name triple cpu <<<"$board"
+        # The M55 runs its Helium kernels (as `mote bench --board mps3-an547` builds it).
+        features=""
+        [ "$name" = mps3-an547 ] && features="--features arm-mve"
+        # shellcheck disable=SC2086
         (cd examples/firmware && MOTE_MODEL="$work/$m.mote" MOTE_INPUTS="$work/$m.in" \
             MOTE_BOARD="$name" CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS="-C target-cpu=cortex-m55" \
-            timeout 900 cargo build -q --release --target "$triple" --target-dir "$T/determinism-fw")
+            timeout 900 cargo build -q --release --target "$triple" --target-dir "$T/determinism-fw" \
+            $features)
         elf="$T/determinism-fw/$triple/release/mote-firmware"
         machine=$([ "$name" = mps2-an386 ] && echo mps2-an386 || echo mps3-an547)
         timeout 600 qemu-system-arm -cpu "$cpu" -machine "$machine" -nographic -monitor none \
