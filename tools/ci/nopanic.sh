@@ -53,12 +53,15 @@ panic_sites() {
         /\t(bl|b|b\.w|blx|b\.n)\t/ {
             if (match($0, /<.*>/)) {
                 t = substr($0, RSTART + 1, RLENGTH - 2); sub(/\+0x[0-9a-f]+$/, "", t)
-                if ((t in p) && !(fn in p)) { split($1, a, ":"); print a[1] }
+                if ((t in p) && !(fn in p)) { split($1, a, ":"); print a[1] "\t" fn }
             }
-        }' "$work/dis.txt" | while read -r addr; do
-        # Innermost frame inside this repository (inlined frames first).
-        arm-none-eabi-addr2line -e "$elf" -i -f -C "0x$addr" | paste - - |
-            awk -F'\t' -v r="$root/" 'index($2, r) == 1 { f = $2; sub(r, "", f); print f "\t" $1; exit }'
+        }' "$work/dis.txt" | while IFS=$'\t' read -r addr fn; do
+        # Innermost frame inside this repository (inlined frames first); for a panic in code
+        # outside it (core or a dependency, not inlined), the function that holds the call:
+        # look for its callers in the disassembly.
+        site=$(arm-none-eabi-addr2line -e "$elf" -i -f -C "0x$addr" | paste - - |
+            awk -F'\t' -v r="$root/" 'index($2, r) == 1 { f = $2; sub(r, "", f); print f "\t" $1; exit }')
+        echo "${site:-outside the repository, in $fn}"
     done | sort | uniq -c
 }
 

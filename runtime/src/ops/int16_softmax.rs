@@ -128,11 +128,22 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     if input.len() != output.len() {
         return Err(ctx.param_error("input size"));
     }
-    for (x, o) in input
-        .chunks_exact(depth)
-        .zip(output.chunks_exact_mut(depth))
-    {
-        softmax_row(p, exp_lut, recip_lut, x, o);
+    if depth == 0 {
+        return Err(ctx.param_error("row length"));
+    }
+    // Row by row with `split_at_checked` rather than zipped `chunks_exact`, whose out-of-line
+    // `Zip::new` divides by the chunk size (a division-by-zero panic path the no-panic link
+    // check finds).
+    let mut rest = (input, output);
+    loop {
+        let (x, o) = rest;
+        let (Some((row, x_next)), Some((out, o_next))) =
+            (x.split_at_checked(depth), o.split_at_mut_checked(depth))
+        else {
+            break;
+        };
+        softmax_row(p, exp_lut, recip_lut, row, out);
+        rest = (x_next, o_next);
     }
     Ok(())
 }

@@ -868,10 +868,18 @@ pub fn fully_connected_int8(
     };
     let channel = |c: usize| if per_channel { c } else { 0 };
     let off = p.input_offset;
-    for (x, out) in input
-        .chunks_exact(in_features.max(1))
-        .zip(output.chunks_exact_mut(out_features.max(1)))
-    {
+    // Batch by batch with `split_at_checked`: zipped `chunks_exact` would call an out-of-line
+    // `Zip::new` that divides by the chunk size (a panic path for the no-panic link check).
+    let mut rest = (input, output);
+    loop {
+        let (xs, os) = rest;
+        let (Some((x, x_next)), Some((out, o_next))) = (
+            xs.split_at_checked(in_features),
+            os.split_at_mut_checked(out_features),
+        ) else {
+            break;
+        };
+        rest = (x_next, o_next);
         let mut rows = weights.chunks_exact(in_features.max(1));
         let mut outs = out.chunks_mut(2);
         let mut c = 0;
