@@ -381,16 +381,16 @@ fn split_band<'b, T>(buf: &'b mut [T], band: &Band) -> Result<(&'b [T], &'b mut 
     }
 }
 
-/// Runs `run_band` over the bands of an in-place window op of geometry `g` whose input starts at
-/// byte `in_at` and output at byte `out_at` of `buf`, after checking the distance suffices.
-fn for_each_band<T>(
+/// The checks every in-place driver makes before touching `buf` (`buf_len` bytes): the
+/// direction and the distance between input (`in_at`) and output (`out_at`) match the op's mode
+/// and are at least [`min_shift`], and both lie inside the buffer. Returns the distance.
+fn checked_layout(
     g: &RowGeometry,
     dir: ShiftDirection,
-    buf: &mut [T],
+    buf_len: usize,
     in_at: usize,
     out_at: usize,
-    mut run_band: impl FnMut(&Band, &[T], &mut [T]) -> Result<(), Error>,
-) -> Result<(), Error> {
+) -> Result<usize, Error> {
     let shift = match dir {
         ShiftDirection::Down => in_at.checked_sub(out_at),
         ShiftDirection::Up => out_at.checked_sub(in_at),
@@ -410,10 +410,26 @@ fn for_each_band<T>(
         .and_then(|n| n.checked_mul(g.out_row_bytes));
     match (in_len, out_len) {
         (Some(i), Some(o))
-            if in_at.checked_add(i).is_some_and(|e| e <= buf.len())
-                && out_at.checked_add(o).is_some_and(|e| e <= buf.len()) => {}
-        _ => return Err(kernel_error("in-place buffer length")),
+            if in_at.checked_add(i).is_some_and(|e| e <= buf_len)
+                && out_at.checked_add(o).is_some_and(|e| e <= buf_len) =>
+        {
+            Ok(shift)
+        }
+        _ => Err(kernel_error("in-place buffer length")),
     }
+}
+
+/// Runs `run_band` over the bands of an in-place window op of geometry `g` whose input starts at
+/// byte `in_at` and output at byte `out_at` of `buf`, after checking the distance suffices.
+fn for_each_band<T>(
+    g: &RowGeometry,
+    dir: ShiftDirection,
+    buf: &mut [T],
+    in_at: usize,
+    out_at: usize,
+    mut run_band: impl FnMut(&Band, &[T], &mut [T]) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let shift = checked_layout(g, dir, buf.len(), in_at, out_at)?;
     if g.out_row_bytes == 0 {
         return Ok(());
     }
@@ -456,29 +472,18 @@ fn for_each_staged_pixel_band(
     out_at: usize,
     mut run_band: impl FnMut(usize, &[i8], &mut [i8]) -> Result<(), Error>,
 ) -> Result<bool, Error> {
-    // The same contract as `for_each_band`: the shift the op was validated with.
-    let shift = match dir {
-        ShiftDirection::Down => in_at.checked_sub(out_at),
-        ShiftDirection::Up => out_at.checked_sub(in_at),
-    }
-    .ok_or(kernel_error("in-place direction"))?;
-    let need = min_shift(g, dir).ok_or(kernel_error("in-place geometry"))?;
-    if (shift as u64) < need {
-        return Err(kernel_error("in-place shift (smaller than the op needs)"));
-    }
+    // The same contract as `for_each_band`.
+    checked_layout(g, dir, buf.len(), in_at, out_at)?;
     let (irb, orb) = (g.in_row_bytes, g.out_row_bytes);
     let per_band = STAGE_BYTES / irb.max(1);
     if per_band < 2 || orb == 0 {
         return Ok(false);
     }
+    // `checked_layout` bounded both spans (`batches·rows·row bytes`) by the buffer's length.
     let Some(rows) = g.batches.checked_mul(g.in_rows) else {
         return Ok(false);
     };
-    let (Some(in_len), Some(out_len)) = (rows.checked_mul(irb), rows.checked_mul(orb)) else {
-        return Ok(false);
-    };
-    let fits = |at: usize, len: usize| at.checked_add(len).is_some_and(|e| e <= buf.len());
-    if g.out_rows != g.in_rows || !fits(in_at, in_len) || !fits(out_at, out_len) {
+    if g.out_rows != g.in_rows {
         return Ok(false);
     }
     // Every band's output must leave the input rows not yet staged intact. Down (output below

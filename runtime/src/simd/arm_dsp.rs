@@ -574,60 +574,10 @@ pub fn conv2d_int8(
     Some(())
 }
 
-/// DSP-extension DEPTHWISE_CONV_2D for depth multiplier 1 and channels a multiple of 4 (at most
-/// [`DW_MAX_CHANNELS`]), see [`depthwise_by_taps`]; `None` when it does not apply. Shapes must
-/// already satisfy the reference kernel's checks.
-#[allow(clippy::too_many_arguments)]
-pub fn depthwise_conv2d_int8(
-    p: &DepthwiseParams,
-    input_shape: [usize; 4],
-    input: &[i8],
-    filter_shape: [usize; 4],
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    multipliers: &[i32],
-    shifts: &[i32],
-    output_shape: [usize; 4],
-    output: &mut [i8],
-) -> Option<()> {
-    let [batches, in_h, in_w, in_c] = input_shape;
-    let [_, f_h, f_w, out_c] = filter_shape;
-    let [_, out_h, out_w, _] = output_shape;
-    if p.depth_multiplier != 1 || in_c != out_c || in_c % 4 != 0 || in_c == 0 {
-        return None;
-    }
-    if input.len() != batches * in_h * in_w * in_c
-        || filter.len() != f_h * f_w * out_c
-        || output.len() != batches * out_h * out_w * out_c
-        || multipliers.len() != out_c
-    {
-        return None;
-    }
-    let q = Quant {
-        bias,
-        multipliers,
-        shifts,
-        output_offset: p.output_offset,
-        act_min: p.act_min,
-        act_max: p.act_max,
-    };
-    depthwise_by_taps(
-        p,
-        input_shape,
-        input,
-        filter_shape,
-        filter,
-        bias,
-        &q,
-        output_shape,
-        output,
-    )
-}
-
-/// Most channels [`depthwise_by_taps`] handles (its two stack buffers of `i32`s).
+/// Most channels [`depthwise_conv2d_int8`] handles (its two stack buffers of `i32`s).
 const DW_MAX_CHANNELS: usize = 256;
 
-/// Most filter taps [`depthwise_by_taps`] handles.
+/// Most filter taps [`depthwise_conv2d_int8`] handles.
 const DW_MAX_TAPS: usize = 64;
 
 /// `acc[c] += x[c]·w[c]` for every channel (`4·groups` of them; `x` and `w` int8, no offset):
@@ -690,37 +640,48 @@ fn dw_tap(acc: &mut [i32], x: &[i8], w: &[i8]) {
     }
 }
 
-/// DEPTHWISE_CONV_2D (depth multiplier 1, channels a multiple of 4, at most
+/// DSP-extension DEPTHWISE_CONV_2D (depth multiplier 1, channels a multiple of 4, at most
 /// [`DW_MAX_CHANNELS`]) one filter tap at a time over all channels ([`dw_tap`]).
 ///
 /// The input offset is folded into each channel's starting sum (`bias + offset·Σ w`, CMSIS-NN's
 /// "kernel sum"), so the taps multiply raw int8 values; a tap outside the input reads a row of
 /// the input zero point, whose offset-corrected value is 0, exactly the reference's padding.
-/// `None` when it does not apply (the caller then runs the per-pixel kernel).
+/// `None` when it does not apply (the caller then runs the reference kernel). Shapes must already
+/// satisfy the reference kernel's checks.
 #[allow(clippy::too_many_arguments)]
-fn depthwise_by_taps(
+pub fn depthwise_conv2d_int8(
     p: &DepthwiseParams,
     input_shape: [usize; 4],
     input: &[i8],
     filter_shape: [usize; 4],
     filter: &[i8],
     bias: Option<&[i32]>,
-    q: &Quant,
+    multipliers: &[i32],
+    shifts: &[i32],
     output_shape: [usize; 4],
     output: &mut [i8],
 ) -> Option<()> {
     let [batches, in_h, in_w, c] = input_shape;
-    let [_, f_h, f_w, _] = filter_shape;
+    let [_, f_h, f_w, out_c] = filter_shape;
     let [_, out_h, out_w, _] = output_shape;
     let taps = f_h.checked_mul(f_w)?;
-    if c > DW_MAX_CHANNELS || taps > DW_MAX_TAPS || taps == 0 || c == 0 {
+    if p.depth_multiplier != 1 || out_c != c || c % 4 != 0 || c == 0 || c > DW_MAX_CHANNELS {
+        return None;
+    }
+    if taps == 0 || taps > DW_MAX_TAPS {
+        return None;
+    }
+    if input.len() != batches * in_h * in_w * c
+        || filter.len() != taps * c
+        || output.len() != batches * out_h * out_w * c
+        || multipliers.len() != c
+        || shifts.len() != c
+        || bias.is_some_and(|b| b.len() != c)
+    {
         return None;
     }
     // The padding value: the input zero point (`-input_offset`) as int8.
     let zero_point = i8::try_from(p.input_offset.checked_neg()?).ok()?;
-    if q.multipliers.len() != c || q.shifts.len() != c || bias.is_some_and(|b| b.len() != c) {
-        return None;
-    }
     // Each channel's starting sum: bias + offset·Σ_taps w (wrapping, as the int32 accumulator).
     let mut start = [0i32; DW_MAX_CHANNELS];
     let start = start.get_mut(..c)?;
@@ -767,9 +728,9 @@ fn depthwise_by_taps(
                     }
                 }
                 let out = out_px.next()?;
-                let stage = acc.iter().zip(q.multipliers.iter().zip(q.shifts));
+                let stage = acc.iter().zip(multipliers.iter().zip(shifts));
                 for ((&a, (&m, &sh)), o) in stage.zip(out.iter_mut()) {
-                    *o = requantize(a, m, sh, q.output_offset, q.act_min, q.act_max);
+                    *o = requantize(a, m, sh, p.output_offset, p.act_min, p.act_max);
                 }
             }
         }
