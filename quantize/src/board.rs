@@ -174,6 +174,10 @@ pub struct BoardRun {
     /// Bytes of RAM the firmware's statics take (`.data` + `.bss`: the arena, the outputs,
     /// runtime state; without the stack).
     pub ram_bytes: u64,
+    /// Stack high-water marks measured on the board by painting the free stack: bytes used by
+    /// one `Interpreter::invoke`, and by `Model::from_bytes` + `Interpreter::new` (below the
+    /// caller's frame; see examples/firmware/src/main.rs).
+    pub stack: StackUse,
     /// Per-layer cost of the last case: op kind and instructions, in execution order.
     pub layers: Vec<(String, u64)>,
     /// The firmware's cargo features (`select-ops` and the model's `op-*` / `dtype-*`).
@@ -344,8 +348,18 @@ pub fn run_on_board(
         model_bytes,
         text_bytes: sizes.text,
         arena_bytes: report.arena,
+        stack: report.stack,
         elf,
     })
+}
+
+/// Stack bytes measured on the board (high-water marks below the caller's frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StackUse {
+    /// Used by one `Interpreter::invoke` (kernels' scratch buffers included).
+    pub invoke: u64,
+    /// Used by `Model::from_bytes` + `Interpreter::new` (validation).
+    pub load: u64,
 }
 
 /// The parsed firmware report.
@@ -359,6 +373,8 @@ pub struct Report {
     pub instructions: Vec<u64>,
     /// Per-op kind and instructions of the profiled pass over the last case.
     pub layers: Vec<(String, u64)>,
+    /// Stack high-water marks.
+    pub stack: StackUse,
 }
 
 /// Parses the firmware's report (see `examples/firmware/src/main.rs`).
@@ -371,6 +387,7 @@ pub fn parse_report(log: &str) -> Option<Report> {
     let mut ticks = Vec::new();
     let mut outputs = Vec::new();
     let mut calib = None;
+    let mut stack = None;
     let mut op_ticks = Vec::new();
     for line in log.lines() {
         if let Some(rest) = line.strip_prefix("op ") {
@@ -387,6 +404,11 @@ pub fn parse_report(log: &str) -> Option<Report> {
             let t: u64 = field(line, "ticks=")?.parse().ok()?;
             let n: u64 = field(line, "instructions=")?.parse().ok()?;
             calib = Some((t, n));
+        } else if line.starts_with("stack ") {
+            stack = Some(StackUse {
+                invoke: field(line, "invoke=")?.parse().ok()?,
+                load: field(line, "load=")?.parse().ok()?,
+            });
         }
     }
     let (ct, cn) = calib?;
@@ -401,6 +423,7 @@ pub fn parse_report(log: &str) -> Option<Report> {
         outputs,
         instructions,
         layers,
+        stack: stack?,
     })
 }
 
@@ -560,6 +583,8 @@ pub fn bench_board_cmd(
             "text_bytes": run.text_bytes,
             "ram_bytes": run.ram_bytes,
             "arena_bytes": run.arena_bytes,
+            "stack_bytes": run.stack.invoke,
+            "load_stack_bytes": run.stack.load,
             "features": run.features,
             "outputs_hex": run.outputs.iter().map(|o| hex(o)).collect::<Vec<_>>(),
             "layers": run.layers.iter().enumerate().map(|(i, (k, n))| serde_json::json!({
@@ -580,8 +605,15 @@ pub fn bench_board_cmd(
         println!("case {i}: {n} instructions, output {}", hex(o));
     }
     println!(
-        "flash {} bytes (model {}, .text {}), RAM {} bytes (arena {})",
-        run.flash_bytes, run.model_bytes, run.text_bytes, run.ram_bytes, run.arena_bytes
+        "flash {} bytes (model {}, .text {}), RAM {} bytes (arena {}) + stack {} bytes in \
+         invoke ({} to load the model; measured by painting)",
+        run.flash_bytes,
+        run.model_bytes,
+        run.text_bytes,
+        run.ram_bytes,
+        run.arena_bytes,
+        run.stack.invoke,
+        run.stack.load
     );
     println!("features: {}", run.features.join(","));
     if !run.layers.is_empty() {
@@ -605,9 +637,19 @@ mod tests {
                    case 0 ticks=100 out=ff80\n\
                    case 1 ticks=150 out=0001\n\
                    op 0 CONV_2D ticks=25\n\
+                   stack load=504 invoke=6088\n\
                    calib ticks=50 instructions=2000\n\
                    done\n";
         let r = parse_report(log).unwrap();
+        assert_eq!(
+            r.stack,
+            StackUse {
+                invoke: 6088,
+                load: 504
+            }
+        );
+        // A report without the stack line is incomplete.
+        assert!(parse_report(&log.replace("stack load=504 invoke=6088\n", "")).is_none());
         assert_eq!(r.arena, 16000);
         assert_eq!(r.outputs, vec![vec![0xff, 0x80], vec![0x00, 0x01]]);
         assert_eq!(r.instructions, vec![4000, 6000]);

@@ -117,13 +117,19 @@ fn check(board_name: &str, model: &str) -> u64 {
         .map(|t| format!("{:.2}x of {t}", instr as f64 / t as f64))
         .unwrap_or_else(|| "-".into());
     println!(
-        "| {board_name:<12} | {:<10} | {model:<22} | {:>2} | {instr:>12} | {ratio:<19} | {:>8} | {:>7} | {:>6} | {:>6} |",
+        "| {board_name:<12} | {:<10} | {model:<22} | {:>2} | {instr:>12} | {ratio:<19} | {:>8} | {:>7} | {:>6} | {:>6} | {:>5} |",
         b.core,
         cases.len(),
         run.flash_bytes,
         run.model_bytes,
         run.text_bytes,
-        run.arena_bytes
+        run.arena_bytes,
+        run.stack.invoke
+    );
+    assert!(
+        run.stack.invoke > 0 && run.stack.load > 0,
+        "the firmware measures the stack ({:?})",
+        run.stack
     );
     instr
 }
@@ -213,12 +219,15 @@ fn qemu_board_mote_bench_cli_kws() {
     let text = v["text_bytes"].as_u64().unwrap();
     let ram = v["ram_bytes"].as_u64().unwrap();
     let arena = v["arena_bytes"].as_u64().unwrap();
+    let stack = v["stack_bytes"].as_u64().unwrap();
     let layers = v["layers"].as_array().unwrap();
     assert!(
         instructions > 1_000_000,
         "KWS runs millions of instructions"
     );
     assert!(flash > model_bytes && model_bytes > 0 && text > 0 && ram >= arena && arena > 0);
+    // KWS's CONV_2D keeps 4 KB of column buffers on the stack.
+    assert!(stack > 4096, "invoke stack {stack} B");
     assert_eq!(layers.len(), 13, "KWS has 13 ops");
     let features: Vec<&str> = v["features"]
         .as_array()
@@ -243,7 +252,7 @@ fn qemu_board_mote_bench_cli_kws() {
     let runtime_text = text - base;
     println!(
         "mote bench --board mps2-an386 kws_ref_model: {instructions} instructions, flash \
-         {flash} B (model {model_bytes} B), RAM {ram} B (arena {arena} B); .text {text} B = \
+         {flash} B (model {model_bytes} B), RAM {ram} B (arena {arena} B) + stack {stack} B; .text {text} B = \
          runtime + kernels {runtime_text} B + startup/reporting {base} B (goal 16384 B, ceiling \
          {KWS_RUNTIME_TEXT_CEILING} B); features {}",
         features.join(",")

@@ -118,8 +118,9 @@ timeout 300 qemu-system-arm -machine mps3-an547 -cpu cortex-m55 -nographic -moni
     -kernel "$MOTE_FIRMWARE_TARGET_DIR/thumbv8m.main-none-eabihf/release/mote-mve-test"
 
 echo
-echo "Instructions per inference (qemu -icount, deterministic); flash/model/.text/arena in bytes:"
-echo "| board        | core       | model                  | n  | instructions | M4 vs TFLM+CMSIS-NN | flash    | model   | .text  | arena  |"
+echo "Instructions per inference (qemu -icount, deterministic); flash/model/.text/arena/stack in bytes"
+echo "(stack: high-water mark of one invoke, measured by painting):"
+echo "| board        | core       | model                  | n  | instructions | M4 vs TFLM+CMSIS-NN | flash    | model   | .text  | arena  | stack |"
 cat "$work/table"
 grep -h '^mote bench --board' "$work/boards.log" || true
 echo "== boards: all done in $((SECONDS - start)) s"

@@ -10,11 +10,19 @@
 //! (`instructions = ticks × calib_instructions / calib_ticks`). On a real board SysTick counts
 //! cycles instead.
 //!
+//! Stack: the free stack (from `_stack_end`, the end of the statics, up to the stack pointer) is
+//! painted with a pattern before loading the model and again before the first inference; the
+//! deepest overwritten word after each gives the high-water mark below the caller's frame.
+//! `load` is the stack of `Model::from_bytes` + `Interpreter::new`, `invoke` that of
+//! `Interpreter::invoke` (with the SysTick reads around it); both include any SysTick exception
+//! taken meanwhile (32 bytes).
+//!
 //! Output protocol, one line each:
 //! ```text
 //! mote-firmware arena=<bytes> input=<bytes> output=<bytes> cases=<n>
 //! case <i> ticks=<t> out=<hex of every output, back to back>
 //! op <i> <KIND> ticks=<t>          (one profiled pass over the last case)
+//! stack load=<bytes> invoke=<bytes>  (high-water marks, see below)
 //! calib ticks=<t> instructions=<n>
 //! done
 //! ```
@@ -83,6 +91,57 @@ fn write_hex(out: &mut hio::HostStream, bytes: &[u8]) {
     }
 }
 
+/// Stack high-water marks by painting (see the crate docs).
+#[cfg_attr(feature = "baseline", allow(dead_code))]
+mod stack {
+    extern "C" {
+        /// Lowest address the stack may reach: the end of `.bss`/`.uninit`, 4-byte aligned.
+        static _stack_end: u32;
+    }
+
+    const PAINT: u32 = 0x5EED_C0DE;
+
+    fn end() -> usize {
+        // Only the symbol's address is taken, never its (nonexistent) value.
+        core::ptr::addr_of!(_stack_end) as usize
+    }
+
+    /// The current stack pointer.
+    #[inline(always)]
+    pub fn pointer() -> usize {
+        cortex_m::register::msp::read() as usize
+    }
+
+    /// Bytes just below the stack pointer that `paint` leaves alone: the compiler may read the
+    /// stack pointer before pushing `paint`'s own frame (shrink-wrapping). Every measured use is
+    /// far deeper than this.
+    const MARGIN: usize = 256;
+
+    /// Fills the free stack, up to [`MARGIN`] below the stack pointer, with the pattern.
+    #[inline(never)]
+    pub fn paint() {
+        let below = pointer().saturating_sub(MARGIN) & !3;
+        let mut at = end();
+        while at < below {
+            // SAFETY: `[_stack_end, sp - MARGIN)` is RAM the stack has not claimed (it grows
+            // down from `sp`; this function's frame is at most a few words), 4-byte aligned; an
+            // exception taken meanwhile only uses words below `sp` that are dead once it returns.
+            unsafe { core::ptr::write_volatile(at as *mut u32, PAINT) };
+            at += 4;
+        }
+    }
+
+    /// The lowest address written since `paint` (the stack's deepest point).
+    pub fn deepest() -> usize {
+        let mut at = end();
+        // SAFETY: reads within `[_stack_end, sp)`: aligned RAM (see `paint`).
+        while at < pointer() && unsafe { core::ptr::read_volatile(at as *const u32) } == PAINT {
+            at += 4;
+        }
+        at
+    }
+}
+
 fn fail(what: &str) -> ! {
     hprintln!("error: {}", what);
     debug::exit(debug::EXIT_FAILURE);
@@ -93,14 +152,20 @@ fn fail(what: &str) -> ! {
 mod run {
     use mote_runtime::{Interpreter, Model};
 
-    /// Runs every case; calls `report(case, ticks, outputs)` after each.
+    /// Runs every case; calls `report(case, ticks, outputs)` after each. Returns the stack
+    /// bytes used by loading and by one inference (see `super::stack`).
     pub fn all_cases(
         arena: &mut [u8],
         outputs: &mut [u8],
         mut report: impl FnMut(usize, u64, &[u8]),
-    ) -> Result<(), &'static str> {
+    ) -> Result<[usize; 2], &'static str> {
+        use super::stack;
+        stack::paint();
+        let sp = stack::pointer();
         let model = Model::from_bytes(super::generated::model()).map_err(|_| "invalid model")?;
         let mut interp = Interpreter::new(&model, arena).map_err(|_| "arena refused")?;
+        let load_stack = sp.saturating_sub(stack::deepest());
+        let mut invoke_stack = 0;
         for (case, input) in super::INPUTS.chunks_exact(super::INPUT_BYTES).enumerate() {
             let mut at = 0;
             for i in 0..model.input_count() {
@@ -109,9 +174,16 @@ mod run {
                 dst.copy_from_slice(&input[at..at + n]);
                 at += n;
             }
+            if case == 0 {
+                stack::paint();
+            }
+            let sp = stack::pointer();
             let start = super::ticks();
             interp.invoke().map_err(|_| "invoke failed")?;
             let end = super::ticks();
+            if case == 0 {
+                invoke_stack = sp.saturating_sub(stack::deepest());
+            }
             let mut at = 0;
             for i in 0..model.output_count() {
                 let src = interp.output_bytes(i).map_err(|_| "output")?;
@@ -128,7 +200,7 @@ mod run {
             let name = model.op_kind(i).map_or("?", |k| k.name());
             cortex_m_semihosting::hprintln!("op {} {} ticks={}", i, name, end - start);
         }
-        Ok(())
+        Ok([load_stack, invoke_stack])
     }
 }
 
@@ -139,7 +211,7 @@ mod run {
         arena: &mut [u8],
         outputs: &mut [u8],
         mut report: impl FnMut(usize, u64, &[u8]),
-    ) -> Result<(), &'static str> {
+    ) -> Result<[usize; 2], &'static str> {
         for (case, input) in super::INPUTS.chunks_exact(super::INPUT_BYTES).enumerate() {
             let n = input.len().min(outputs.len()).min(arena.len());
             arena[..n].copy_from_slice(&input[..n]);
@@ -148,7 +220,7 @@ mod run {
             let end = super::ticks();
             report(case, end - start, outputs);
         }
-        Ok(())
+        Ok([0, 0])
     }
 }
 
@@ -183,9 +255,11 @@ fn main() -> ! {
         write_hex(&mut out, outputs);
         out.write_all(b"\n").ok();
     });
-    if let Err(e) = result {
-        fail(e);
-    }
+    let [load_stack, invoke_stack] = match result {
+        Ok(s) => s,
+        Err(e) => fail(e),
+    };
+    hprintln!("stack load={} invoke={}", load_stack, invoke_stack);
 
     const CALIB_ITERATIONS: u32 = 1 << 20;
     let start = ticks();
