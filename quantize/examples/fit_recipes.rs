@@ -15,7 +15,9 @@
 //! offsets in {-1, 0, 1}²), `views` (1 = every copy every epoch; 5 or 9 = one random view per
 //! image and epoch), `steps` / `between` (gradual pruning), `wd` (AdamW weight decay), `qat` /
 //! `qat_epochs` (extra quantization-aware epochs), `scratch=1` (train the pruned width from a
-//! random initialisation instead of the pruned weights).
+//! random initialisation instead of the pruned weights), `random_select=1` (keep random channels
+//! instead of those with the largest weight norms; one-shot), `act_select=1` (keep those with
+//! the largest mean activation over the calibration images; one-shot).
 
 #[cfg(not(feature = "float"))]
 fn main() {
@@ -109,6 +111,8 @@ fn main() {
     let qat: u8 = env("QAT", 0);
     let qat_epochs: usize = env("QAT_EPOCHS", 0);
     let scratch: u8 = env("SCRATCH", 0);
+    let random_select: u8 = env("RANDOM_SELECT", 0);
+    let act_select: u8 = env("ACT_SELECT", 0);
     let float = prepare(&mote_quantize::tflite::import(FLOAT_TFLITE).unwrap()).unwrap();
     let test = test_images();
     let truth: Vec<usize> = TEST_LABELS.iter().map(|&c| usize::from(c)).collect();
@@ -163,6 +167,77 @@ fn main() {
         let mut g = if scratch > 0 {
             let init = reinit(&one_shot, seed);
             finetune(&init, &inputs, &targets, &fo).unwrap().0
+        } else if act_select > 0 {
+            // Keep the channels with the largest mean activation of their group's producer
+            // output over the calibration images (as many as the L1 criterion keeps).
+            let dev = mote_quantize::float::default_device();
+            let n = cal.len();
+            let xb: Vec<f32> = cal.iter().flatten().copied().collect();
+            let keep = a
+                .plan(&float, &rs)
+                .keep
+                .iter()
+                .zip(&a.groups)
+                .map(|(k, gr)| {
+                    k.as_ref().map(|k| {
+                        let out = float.nodes[gr.producers[0]].outputs[0];
+                        let x = burn::tensor::Tensor::<4>::from_data(
+                            burn::tensor::TensorData::new(xb.clone(), [n, 8, 8, 1]),
+                            &dev,
+                        );
+                        let y = mote_quantize::fit::finetune::forward(
+                            &float,
+                            x,
+                            n,
+                            &Default::default(),
+                            out,
+                            &dev,
+                        )
+                        .unwrap();
+                        let v = y.into_data().try_into_vec::<f32>().unwrap();
+                        let mut score = vec![0f32; gr.channels];
+                        for (i, val) in v.iter().enumerate() {
+                            score[i % gr.channels] += val.abs();
+                        }
+                        let mut idx: Vec<usize> = (0..gr.channels).collect();
+                        idx.sort_by(|&p, &q| score[q].total_cmp(&score[p]));
+                        let mut v = idx[..k.len()].to_vec();
+                        v.sort_unstable();
+                        v
+                    })
+                })
+                .collect();
+            let pg = prune::apply(&float, &a, &prune::PrunePlan { keep }).unwrap();
+            eprintln!(
+                "activation-selected before FT: float {:.2}",
+                100.0 * top1(&predict(&pg, &test, 64).unwrap(), &truth)
+            );
+            finetune(&pg, &inputs, &targets, &fo).unwrap().0
+        } else if random_select > 0 {
+            // Random channels kept (as many as the L1 criterion keeps), then fine-tuned.
+            let mut st = seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1;
+            let keep = a
+                .plan(&float, &rs)
+                .keep
+                .iter()
+                .zip(&a.groups)
+                .map(|(k, gr)| {
+                    k.as_ref().map(|k| {
+                        let mut idx: Vec<usize> = (0..gr.channels).collect();
+                        for i in (1..idx.len()).rev() {
+                            st ^= st << 13;
+                            st ^= st >> 7;
+                            st ^= st << 17;
+                            idx.swap(i, (st % (i as u64 + 1)) as usize);
+                        }
+                        let mut v = idx[..k.len()].to_vec();
+                        v.sort_unstable();
+                        v
+                    })
+                })
+                .collect();
+            let pg = prune::apply(&float, &a, &prune::PrunePlan { keep }).unwrap();
+            finetune(&pg, &inputs, &targets, &fo).unwrap().0
         } else {
             let opts = GradualOptions {
                 steps,
