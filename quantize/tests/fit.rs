@@ -12,11 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mote_quantize::demo::{test_images, train_images, FLOAT_TFLITE, TEST_LABELS, TRAIN_LABELS};
-use mote_quantize::fit::finetune::{predict, FinetuneOptions, Targets};
-use mote_quantize::fit::gradual::{prune_gradually, GradualOptions};
+use mote_quantize::fit::finetune::predict;
 use mote_quantize::fit::prune;
 use mote_quantize::fit::search::{
-    self, calibrate_ranges, run_quantized, top1, Budget, FitData, FitOptions, Recipe,
+    self, calibrate_ranges, run_quantized, top1, Budget, FitData, FitOptions, Recipe, Tuner,
 };
 use mote_quantize::float::prepare;
 use mote_quantize::write::AlignedBytes;
@@ -53,91 +52,96 @@ fn mote(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// Half the channels of every prunable layer group removed, fine-tuned on the committed
-/// training images, quantized to int8 and run on the runtime: at most one accuracy point
-/// below the float model on the 360 held-out test images; and the pruned `.mote` runs
-/// bit-exactly on the interpreter (whole-model `invoke`) as the compiler's op-by-op simulation.
+/// Half the channels of every prunable layer group removed, fine-tuned with `mote fit`'s
+/// default recipe ([`FitOptions::default`], through the search's own [`Tuner`]) on the
+/// committed training images, quantized to int8 and run on the runtime, for shuffling seeds
+/// 0, 1 and 2: each at most one accuracy point below the float model on the 360 held-out test
+/// images (≥ 98.17 %); and each pruned `.mote` runs bit-exactly on the interpreter
+/// (whole-model `invoke`) as the compiler's op-by-op simulation.
 ///
-/// `#[ignore]`d because it does not pass yet. With `mote fit`'s default fine-tuning (one-shot
-/// pruning, 60 epochs of cross-entropy, Adam lr 2e-2 cosine, used here): float 96.9 %, int8 on
-/// mote 97.2 % vs the float model's 99.17 % (about 75 s on a quiet machine) — but int8 93.9 %
-/// and 93.3 % with shuffling seeds 1 and 2: the seed moves the result by up to 4 points.
-/// Gradual pruning (4 steps, 2 epochs between, 30 after) with distillation (α 0.9, T 2) and
-/// one-pixel shift augmentation (`--steps 4 --distill 0.9 --temperature 2 --shift-augment`,
-/// lr 1e-2, batch 64) scored better on a validation split of the training images (int8
-/// 97.6–97.9 % vs 95.1 %) and varies less on the test images (int8 95.6, 95.3, 95.6 % with seeds
-/// 0, 1, 2: mean 95.5 % vs 94.8 %), still 3.6 points short. Run:
-/// `cargo test -p mote-quantize --test fit -- --ignored digits --nocapture`
+/// `#[ignore]`d because it does not pass (137 s for the three seeds on the shared 2-core
+/// machine). With the default recipe: int8 95.83 / 95.00 / 95.83 % (seeds 0 / 1 / 2), 3.3 to
+/// 4.2 points short; the previous default (60 epochs of labels alone at lr 2e-2) gave
+/// 97.2 / 93.9 / 93.3 %. int8 is not the gap (within 0.3 points of the fine-tuned float
+/// model); the pruned width underfits (97–99 % on its training images): trained from scratch
+/// with the float model's own recipe (80 epochs over the training images and their four
+/// one-pixel shifts, lr 3e-3; 306 s) it reaches 97.2 % (seed 0; fine-tuned from the pruned
+/// weights with that budget plus distillation: 96.4 %), 30 epochs of that 95.8 %; 200
+/// epochs of the default recipe (lr 2e-2, batch 64) give 96.4 / 96.4 / 95.3 %; per-layer
+/// plans removing the same 20 of 40 channels do worse (87.5–93.6 % for seed 0); random channel
+/// selection 86.1 / 89.7 / 84.7 %, mean-activation selection 95.6 / 94.2 / 94.2 %. At 37.5 %
+/// (53 % fewer MACs) the default recipe gives int8 97.8 / 98.3 / 97.8 %. Recipes:
+/// `examples/fit_recipes.rs`.
+/// Run: `cargo test -p mote-quantize --test fit -- --ignored digits --nocapture`
 #[test]
 #[ignore]
 fn digits_half_pruned_and_fine_tuned_loses_at_most_one_point() {
-    let t0 = std::time::Instant::now();
     let float = digits_float();
     let test = test_images();
     let truth = labels(TEST_LABELS);
     let float_acc = top1(&predict(&float, &test, 64).unwrap(), &truth);
-
     let a = prune::analyze(&float);
     let half = vec![0.5; a.groups.len()];
     let one_shot = prune::apply(&float, &a, &a.plan(&float, &half)).unwrap();
     let one_shot_acc = top1(&predict(&one_shot, &test, 64).unwrap(), &truth);
-
     let train = train_images();
-    let opts = GradualOptions {
-        steps: 1,
-        between: FinetuneOptions::default(),
-        last: FinetuneOptions {
-            epochs: 60,
-            lr: 2e-2,
-            ..FinetuneOptions::default()
-        },
+    let data = FitData {
+        calibration: train.iter().take(200).cloned().collect(),
+        eval: Vec::new(),
+        eval_labels: None,
+        train: Some((train.clone(), TRAIN_LABELS.to_vec())),
     };
-    let targets = Targets::Labels(TRAIN_LABELS);
-    let xs = &train;
-    let (tuned, loss) = prune_gradually(&float, &half, xs, &targets, &opts).unwrap();
-    // The same structure as one-shot pruning: half the channels of every prunable group.
-    let channels = |g: &mote_quantize::ir::Graph| -> Vec<usize> {
-        prune::analyze(g)
-            .groups
-            .iter()
-            .map(|gr| gr.channels)
-            .collect()
-    };
-    assert_eq!(channels(&tuned), channels(&one_shot));
-    let (before, after) = (prune::macs(&float), prune::macs(&tuned));
-    assert!(after * 10 < before * 4, "MACs {before} -> {after}");
-    let tuned_acc = top1(&predict(&tuned, &test, 64).unwrap(), &truth);
-
-    let cal: Vec<Vec<f32>> = train.iter().take(200).cloned().collect();
-    let ranges = calibrate_ranges(&tuned, &cal).unwrap();
-    let q = mote_quantize::ptq::quantize_int8(&tuned, &ranges).unwrap();
-    let c = mote_quantize::compile::compile(q.clone()).unwrap();
-    let sim = run_quantized(&q, &c, &test).unwrap();
-    let int8_acc = top1(&sim, &truth);
+    let opts = FitOptions::default();
     let c0 = {
-        let r0 = calibrate_ranges(&float, &cal).unwrap();
+        let r0 = calibrate_ranges(&float, &data.calibration).unwrap();
         mote_quantize::compile::compile(mote_quantize::ptq::quantize_int8(&float, &r0).unwrap())
             .unwrap()
     };
-    eprintln!(
-        "digits: float {:.2} %, 50 % pruned {:.2} % -> fine-tuned (loss {loss:.3}): float \
-         {:.2} %, int8 on mote {:.2} %; MACs {before} -> {after}; .mote {} -> \
-         {} bytes, arena {} -> {} bytes ({:.1} s)",
-        100.0 * float_acc,
-        100.0 * one_shot_acc,
-        100.0 * tuned_acc,
-        100.0 * int8_acc,
-        c0.bytes.len(),
-        c.bytes.len(),
-        c0.arena_bytes,
-        c.arena_bytes,
-        t0.elapsed().as_secs_f64()
-    );
-    assert!(c.bytes.len() < c0.bytes.len() && c.arena_bytes < c0.arena_bytes);
-    assert_bit_exact(&q, &c.bytes, &test, &sim);
+    let mut failed = Vec::new();
+    for seed in 0..3u64 {
+        let t0 = std::time::Instant::now();
+        let tuner = Tuner::new(&float, &data, &opts).unwrap().with_seed(seed);
+        let (tuned, loss) = tuner.prune_and_tune(&float, &half).unwrap();
+        // The same structure as one-shot pruning: half the channels of every prunable group.
+        let channels = |g: &mote_quantize::ir::Graph| -> Vec<usize> {
+            prune::analyze(g)
+                .groups
+                .iter()
+                .map(|gr| gr.channels)
+                .collect()
+        };
+        assert_eq!(channels(&tuned), channels(&one_shot));
+        let (before, after) = (prune::macs(&float), prune::macs(&tuned));
+        assert!(after * 10 < before * 4, "MACs {before} -> {after}");
+        let tuned_acc = top1(&predict(&tuned, &test, 64).unwrap(), &truth);
+        let ranges = calibrate_ranges(&tuned, &data.calibration).unwrap();
+        let q = mote_quantize::ptq::quantize_int8(&tuned, &ranges).unwrap();
+        let c = mote_quantize::compile::compile(q.clone()).unwrap();
+        let sim = run_quantized(&q, &c, &test).unwrap();
+        let int8_acc = top1(&sim, &truth);
+        eprintln!(
+            "digits seed {seed}: float {:.2} %, 50 % pruned {:.2} % -> fine-tuned (loss \
+             {loss:.3}): float {:.2} %, int8 on mote {:.2} %; MACs {before} -> {after}; .mote \
+             {} -> {} bytes, arena {} -> {} bytes ({:.1} s)",
+            100.0 * float_acc,
+            100.0 * one_shot_acc,
+            100.0 * tuned_acc,
+            100.0 * int8_acc,
+            c0.bytes.len(),
+            c.bytes.len(),
+            c0.arena_bytes,
+            c.arena_bytes,
+            t0.elapsed().as_secs_f64()
+        );
+        assert!(c.bytes.len() < c0.bytes.len() && c.arena_bytes < c0.arena_bytes);
+        assert_bit_exact(&q, &c.bytes, &test, &sim);
+        if int8_acc < float_acc - 0.01 - 1e-9 {
+            failed.push((seed, int8_acc));
+        }
+    }
     assert!(
-        int8_acc >= float_acc - 0.01 + 1e-9,
-        "int8 pruned {int8_acc} vs float {float_acc}"
+        failed.is_empty(),
+        "int8 pruned below float {float_acc} - 1 point: {failed:?}"
     );
 }
 
@@ -201,9 +205,25 @@ fn fit_meets_budgets_and_the_file_runs_bit_exact() {
     opts.steps = 2;
     opts.between_epochs = 1;
     opts.finetune_top = 1;
+    opts.per_layer = true;
     let r = search::fit(&float, target, budget, &data, &opts).unwrap();
     eprintln!("{}", mote_quantize::fit::render(&r));
     assert!(r.chosen.feasible && r.chosen.ratio > 0.0);
+    // Per-layer plans were explored next to the uniform ones, and every candidate's channels
+    // are what its ratio says (uniform: the same fraction of every prunable group).
+    assert!(r.explored.iter().any(|c| !c.uniform), "{:?}", r.explored);
+    for c in &r.explored {
+        let full = [8usize, 16, 16];
+        assert_eq!(c.channels.len(), 3, "{c:?}");
+        let removed: usize = full.iter().zip(&c.channels).map(|(f, k)| f - k).sum();
+        if c.uniform {
+            for (f, k) in full.iter().zip(&c.channels) {
+                assert_eq!(*k, prune::kept_channels(*f, c.ratio), "{c:?}");
+            }
+        } else {
+            assert!((removed as f32 / 40.0 - c.ratio).abs() < 1e-6, "{c:?}");
+        }
+    }
     let aligned = AlignedBytes::new(&r.compiled.bytes);
     let model = Model::from_bytes(aligned.as_slice()).unwrap();
     assert!(model.file_bytes() <= 5_000 && model.arena_bytes() <= 1_600);
@@ -256,6 +276,7 @@ fn cli_fit_honours_budgets_and_explains_impossible_ones() {
         &s(&lab),
         "--ratios",
         "0,0.5,0.625",
+        "--per-layer",
         "--epochs",
         "0",
         "--plot",
@@ -392,6 +413,8 @@ fn kws_fits_half_flash_and_half_tflm_arena() {
     };
     opts.finetune.epochs = 6;
     opts.finetune_top = 1;
+    // As measured below (before shift augmentation became the default).
+    opts.shift_augment = false;
     let r = search::fit(&float, target, budget, &data, &opts).unwrap();
     eprintln!(
         "KWS: int8 unpruned {} bytes flash, {} bytes arena; budgets {flash} / {ram}\n{}\n({:.1} s)",

@@ -40,6 +40,14 @@ pub struct FinetuneOptions {
     /// symmetric per output channel as [`crate::ptq`] quantizes them (`scale = max|w| / qmax`),
     /// with a straight-through gradient; the float weights are what is updated and returned.
     pub qat_bits: u8,
+    /// Decoupled weight decay (AdamW): every step multiplies the weights (not the biases) by
+    /// `1 − lr · weight_decay`. 0 = plain Adam.
+    pub weight_decay: f64,
+    /// Views per sample: when above 1, `inputs` (and the targets) hold `views` blocks of the
+    /// same `inputs.len() / views` samples (e.g. [`shifted`] or [`shifted_grid`] copies), and
+    /// every epoch visits each sample once, in a view drawn at random (so an epoch costs as
+    /// much as one over the plain samples, and the views vary from epoch to epoch).
+    pub views: usize,
 }
 
 impl Default for FinetuneOptions {
@@ -52,6 +60,8 @@ impl Default for FinetuneOptions {
             distill: 0.0,
             temperature: 1.0,
             qat_bits: 0,
+            weight_decay: 0.0,
+            views: 1,
         }
     }
 }
@@ -419,18 +429,35 @@ pub fn finetune(
     let mut m2 = m1.clone();
     let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
     let batch = opts.batch.max(1);
-    let steps_per_epoch = n.div_ceil(batch);
+    let views = if opts.views > 1 && n % opts.views == 0 {
+        opts.views
+    } else {
+        1
+    };
+    let base = n / views;
+    let steps_per_epoch = base.div_ceil(batch);
     let total = (steps_per_epoch * opts.epochs).max(1);
-    let mut order: Vec<usize> = (0..n).collect();
+    let mut perm: Vec<usize> = (0..base).collect();
+    let mut order: Vec<usize> = perm.clone();
     let mut state = opts.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
     let mut step = 0usize;
     let mut last_loss = 0.0;
     for _ in 0..opts.epochs {
-        for i in (1..n).rev() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            order.swap(i, (state % (i as u64 + 1)) as usize);
+        for i in (1..base).rev() {
+            perm.swap(i, (next() % (i as u64 + 1)) as usize);
+        }
+        for (o, &i) in order.iter_mut().zip(&perm) {
+            *o = if views > 1 {
+                (next() % views as u64) as usize * base + i
+            } else {
+                i
+            };
         }
         let mut sum = 0.0;
         for chunk in order.chunks(batch) {
@@ -524,6 +551,10 @@ pub fn finetune(
             step += 1;
             let t = step as i32;
             for k in 0..ids.len() {
+                if opts.weight_decay > 0.0 && axes[k].is_some() {
+                    let keep = (1.0 - lr * opts.weight_decay) as f32;
+                    values[k].iter_mut().for_each(|w| *w *= keep);
+                }
                 let Some(gr) = leaves[k].grad(&grads) else {
                     continue;
                 };
@@ -586,6 +617,47 @@ pub fn shifted(inputs: &[Vec<f32>], shape: &[usize]) -> Vec<Vec<f32>> {
         }
     }
     out
+}
+
+/// Image samples (`[1, h, w, c]` NHWC, flattened) in nine views: shifted by `(dy, dx)` for
+/// every `dy, dx ∈ {−1, 0, 1}` (zero filled), the unshifted samples first; nine blocks of
+/// `inputs.len()` (use with [`FinetuneOptions::views`] = 9). Other ranks: returned unchanged.
+pub fn shifted_grid(inputs: &[Vec<f32>], shape: &[usize]) -> Vec<Vec<f32>> {
+    let [1, h, w, c] = *shape else {
+        return inputs.to_vec();
+    };
+    let mut out = inputs.to_vec();
+    for (dy, dx) in [
+        (1i64, 0i64),
+        (-1, 0),
+        (0, 1),
+        (0, -1),
+        (1, 1),
+        (1, -1),
+        (-1, 1),
+        (-1, -1),
+    ] {
+        out.extend(inputs.iter().map(|x| shift_one(x, h, w, c, dy, dx)));
+    }
+    out
+}
+
+fn shift_one(x: &[f32], h: usize, w: usize, c: usize, dy: i64, dx: i64) -> Vec<f32> {
+    let mut s = vec![0f32; x.len()];
+    for y in 0..h as i64 {
+        for xx in 0..w as i64 {
+            let (sy, sx) = (y - dy, xx - dx);
+            if sy < 0 || sx < 0 || sy >= h as i64 || sx >= w as i64 {
+                continue;
+            }
+            let d = ((y * w as i64 + xx) as usize) * c;
+            let from = ((sy * w as i64 + sx) as usize) * c;
+            if let (Some(dst), Some(src)) = (s.get_mut(d..d + c), x.get(from..from + c)) {
+                dst.copy_from_slice(src);
+            }
+        }
+    }
+    s
 }
 
 /// The logits of `g` (the input of its final SOFTMAX, else its output) for many samples.
@@ -708,6 +780,19 @@ mod tests {
         assert_eq!(s[4], vec![2.0, 3.0, 0.0, 5.0, 6.0, 0.0]); // left
                                                               // Not an image: unchanged.
         assert_eq!(shifted(std::slice::from_ref(&x), &[1, 6]), vec![x]);
+    }
+
+    #[test]
+    fn shifted_grid_holds_the_nine_offsets() {
+        let x: Vec<f32> = (1..=6).map(|v| v as f32).collect(); // 2×3 image, 1 channel
+        let s = shifted_grid(std::slice::from_ref(&x), &[1, 2, 3, 1]);
+        assert_eq!(s.len(), 9);
+        assert_eq!(s[..5], shifted(std::slice::from_ref(&x), &[1, 2, 3, 1])[..]);
+        assert_eq!(s[5], vec![0.0, 0.0, 0.0, 0.0, 1.0, 2.0]); // down-right
+        assert_eq!(s[6], vec![0.0, 0.0, 0.0, 2.0, 3.0, 0.0]); // down-left
+        assert_eq!(s[7], vec![0.0, 4.0, 5.0, 0.0, 0.0, 0.0]); // up-right
+        assert_eq!(s[8], vec![5.0, 6.0, 0.0, 0.0, 0.0, 0.0]); // up-left
+        assert_eq!(shifted_grid(std::slice::from_ref(&x), &[1, 6]), vec![x]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ fn sorted(r: &FitResult) -> Vec<&Candidate> {
 }
 
 fn is_chosen(r: &FitResult, c: &Candidate) -> bool {
-    c.ratio == r.chosen.ratio && c.recipe == r.chosen.recipe
+    c.ratio == r.chosen.ratio && c.recipe == r.chosen.recipe && c.channels == r.chosen.channels
 }
 
 /// The explored candidates as a table (Pareto-optimal ones marked `*`, the chosen one `>`).
@@ -27,15 +27,16 @@ pub fn render_table(r: &FitResult) -> String {
     let _ = writeln!(
         s,
         "\nexplored ({} candidates; * = Pareto front over flash, arena, est. latency and {}; \
-         > = chosen)",
+         > = chosen; channels = kept per prunable layer group, L = per-layer plan)",
         r.explored.len(),
         r.metric
     );
     let _ = writeln!(
         s,
-        "{:>2} {:>7} {:<9} {:>9} {:>8} {:>10} {:>11} {:>10} {:>8} {:>4} {:>3}",
+        "{:>2} {:>7} {:<12} {:<9} {:>9} {:>8} {:>10} {:>11} {:>10} {:>8} {:>4} {:>3}",
         "",
         "pruned",
+        "channels",
         "recipe",
         "flash B",
         "arena B",
@@ -49,10 +50,19 @@ pub fn render_table(r: &FitResult) -> String {
     for c in sorted(r) {
         let _ = writeln!(
             s,
-            "{}{} {:>6.1}% {:<9} {:>9} {:>8} {:>10} {:>11} {:>10} {:>7.2}% {:>4} {:>3}",
+            "{}{} {:>6.1}% {:<12} {:<9} {:>9} {:>8} {:>10} {:>11} {:>10} {:>7.2}% {:>4} {:>3}",
             if is_chosen(r, c) { ">" } else { " " },
             if c.pareto { "*" } else { " " },
             100.0 * c.ratio,
+            format!(
+                "{}{}",
+                c.channels
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                if c.uniform { "" } else { " L" }
+            ),
             c.recipe,
             group(c.flash_bytes as u64),
             group(c.arena_bytes as u64),

@@ -12,6 +12,7 @@
 pub mod finetune;
 pub mod front;
 pub mod gradual;
+pub mod layerwise;
 pub mod prune;
 pub mod search;
 
@@ -61,8 +62,11 @@ pub struct FitArgs {
     #[arg(long)]
     pub train_labels: Option<PathBuf>,
     /// Fine-tuning epochs (0 = no fine-tuning).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = search::DEFAULT_EPOCHS)]
     pub epochs: usize,
+    /// Fine-tuning learning rate (Adam, cosine-decayed to 0).
+    #[arg(long, default_value_t = search::DEFAULT_LR)]
+    pub lr: f64,
     /// Pruning steps of the fine-tuned structures (1 = one-shot pruning; e.g. 4 = remove the
     /// channels in 4 equal steps with fine-tuning between them).
     #[arg(long, default_value_t = 1)]
@@ -72,17 +76,25 @@ pub struct FitArgs {
     pub between_epochs: usize,
     /// With `--train`: weight of distillation from the float model in the fine-tuning loss
     /// (0 = cross-entropy on the labels only, 1 = distillation only).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = search::DEFAULT_DISTILL)]
     pub distill: f32,
     /// Softmax temperature of the distillation.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = search::DEFAULT_TEMPERATURE)]
     pub temperature: f32,
-    /// Augment fine-tuning images (inputs `[1, h, w, c]`) with one-pixel shifts (5× samples).
-    #[arg(long)]
+    /// Augment fine-tuning images (inputs `[1, h, w, c]`) with one-pixel shifts: each epoch
+    /// sees every image once, shifted by a random (dy, dx) ∈ {−1, 0, 1}² (the default).
+    #[arg(long, overrides_with = "no_shift_augment")]
     pub shift_augment: bool,
+    /// Fine-tune on the images as they are (no shift augmentation).
+    #[arg(long)]
+    pub no_shift_augment: bool,
     /// Pruning ratios to try, comma separated (fraction of channels removed per layer group).
     #[arg(long, value_delimiter = ',')]
     pub ratios: Option<Vec<f32>>,
+    /// Also try per-layer plans: for each ratio, the plan of a greedy search that prunes, step
+    /// by step, the layer whose channels cost the least fidelity per weight byte removed.
+    #[arg(long)]
+    pub per_layer: bool,
     /// Draw the explored candidates and their Pareto front as an SVG.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
@@ -269,7 +281,9 @@ pub fn fit_cmd(a: &FitArgs) -> Result<(), CompileError> {
     opts.finetune.epochs = a.epochs;
     opts.steps = a.steps;
     opts.between_epochs = a.between_epochs;
-    opts.shift_augment = a.shift_augment;
+    opts.shift_augment = a.shift_augment || !a.no_shift_augment;
+    opts.finetune.lr = a.lr;
+    opts.per_layer = a.per_layer;
     opts.finetune.distill = a.distill;
     opts.finetune.temperature = a.temperature;
     if let Some(r) = &a.ratios {
@@ -304,8 +318,13 @@ pub fn render(r: &FitResult) -> String {
     let lim = |v: Option<String>| v.map_or("-".to_string(), |x| x);
     s.push_str(&format!("target     {}\n", r.target));
     s.push_str(&format!(
-        "chosen     pruning {:.1} % of channels, {}{}\n",
+        "chosen     pruning {:.1} % of channels{}, {}{}\n",
         100.0 * c.ratio,
+        if c.uniform {
+            String::new()
+        } else {
+            " (per-layer plan, see below)".to_string()
+        },
         c.recipe,
         if c.finetuned { ", fine-tuned" } else { "" }
     ));
