@@ -19,6 +19,8 @@
 //! the function.
 #![allow(unsafe_code)]
 
+use core::mem::MaybeUninit;
+
 use crate::ops::conv::{requantize, valid_taps, ConvParams};
 use crate::ops::depthwise::DepthwiseParams;
 use crate::ops::fully_connected::FullyConnectedParams;
@@ -188,15 +190,15 @@ fn dot_1x1(c: &[u32], w: &[i8]) -> i32 {
 
 /// Dot products of one weight row with two expanded columns stored interleaved, four words per
 /// group of four values (`[c0 (x0, x2), c0 (x1, x3), c1 (x0, x2), c1 (x1, x3)]`, see
-/// [`Window::gather`]): `[c0·w, c1·w]` over the groups both hold.
+/// [`Window::gather`]): `[init + c0·w, init + c1·w]` over the groups both hold.
 ///
 /// On a DSP-extension core the loop is one `asm!` block: two groups per iteration in 18
 /// instructions for 16 multiply-accumulates (`LDM` fetches a group of both columns at once),
 /// where the compiler's version of the 2×2 tile spilled registers (35).
 #[inline(always)]
-fn dot_2x1(cols: &[u32], w: &[i8]) -> [i32; 2] {
+fn dot_2x1(cols: &[u32], w: &[i8], init: i32) -> [i32; 2] {
     let groups = (cols.len() / 4).min(w.len() / 4);
-    let (mut a0, mut a1) = (0i32, 0i32);
+    let (mut a0, mut a1) = (init, init);
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
     let pairs = groups / 2;
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
@@ -342,12 +344,302 @@ fn dot_1x2(c: &[u32], w0: &[i8], w1: &[i8]) -> [i32; 2] {
     [a0, a1]
 }
 
+/// Words per channel of the [`ChannelTable`]: the two accumulators, then the output stage.
+const CH_WORDS: usize = 6;
+
+/// Per-output-channel table of [`conv2d_int8`]'s fast path, `CH_WORDS` words per channel:
+/// `[acc0, acc1, multiplier, constant lo, constant hi, r − 1]`. [`dot_2xn`] writes the two
+/// accumulators of a pixel pair, [`requant_2xn`] reads the whole row with one `LDM`. The output
+/// stage is [`RightShift`] with the output offset folded into the constant
+/// (`+ offset·2^(31+r)`, so the shifted high word already holds `result + offset`); the
+/// activation range must be `[-128, 127]` (a single `SSAT`).
+struct ChannelTable;
+
+impl ChannelTable {
+    /// Fills the table's constant words; `None` (use the general path) unless every channel has
+    /// a non-negative multiplier and a shift in `-23..=-1` (so that the folded offset keeps the
+    /// 64-bit sum in range: `|x·m| ≤ 2^62`, `offset·2^(31+r) ≤ 2^61`), the output offset lies in
+    /// `-128..=127` and the activation range is `[-128, 127]`.
+    fn fill(
+        table: &mut [i32],
+        multipliers: &[i32],
+        shifts: &[i32],
+        output_offset: i32,
+        act: (i32, i32),
+    ) -> Option<()> {
+        if act != (-128, 127) || !(-128..=127).contains(&output_offset) {
+            return None;
+        }
+        let rows = table.chunks_exact_mut(CH_WORDS);
+        for (row, (&m, &sh)) in rows.zip(multipliers.iter().zip(shifts)) {
+            if !(-23..=-1).contains(&sh) {
+                return None;
+            }
+            let f = RightShift::new(m, sh)?;
+            let r = sh.unsigned_abs();
+            let c = f.constant + (i64::from(output_offset) << (31 + r));
+            row.copy_from_slice(&[0, 0, m, c as i32, (c >> 32) as i32, f.shift as i32]);
+        }
+        Some(())
+    }
+}
+
+/// [`dot_2x1`] for every output channel at once: for channel `c` (row `c` of `filter`, `k`
+/// values long), the first two words of row `c` of `table` (see [`ChannelTable`]) become
+/// `bias[c] + [c0·row, c1·row]`, over `channels = table.len() / CH_WORDS` channels. `k` must be
+/// a multiple of 8 with `cols.len() == k`, `filter.len() ≥ channels·k`, `bias.len() ≥ channels`;
+/// returns `None` otherwise.
+///
+/// On a DSP-extension core this is one `asm!` block (the channel loop around `dot_2x1`'s loop):
+/// per channel 13 instructions besides the multiply-accumulates, where the compiler's loop around
+/// `dot_2x1` took over 40 (spills, the bias and accumulator bookkeeping).
+#[inline(always)]
+fn dot_2xn(cols: &[u32], filter: &[i8], bias: &[i32], table: &mut [i32]) -> Option<()> {
+    let k = cols.len();
+    let channels = table.len() / CH_WORDS;
+    if k == 0 || k % 8 != 0 || filter.len() < channels * k || bias.len() < channels {
+        return None;
+    }
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    if channels > 0 {
+        let table = table.get_mut(..CH_WORDS * channels)?;
+        let range = table.as_mut_ptr_range();
+        // The outer loop's state, read and written by the block: columns, next bias, next
+        // table row, end of the table, pairs of groups per row.
+        let mut st: [usize; 5] = [
+            cols.as_ptr() as usize,
+            bias.as_ptr() as usize,
+            range.start as usize,
+            range.end as usize,
+            k / 8,
+        ];
+        // SAFETY: `channels ≥ 1` iterations of the outer loop; each reads one bias (at most
+        // `channels ≤ bias.len()`), runs the inner loop `k/8 ≥ 1` times reading all `k` words of
+        // `cols` (word-aligned, `LDM`) and `k` bytes of the next filter row (single-word `LDR`s;
+        // `channels·k ≤ filter.len()`), and writes the first two words of one table row (`STRD`
+        // on the word-aligned `i32` slice, `CH_WORDS` words per row) until the end of `table`.
+        // `st` is a live local array the block reads and updates. Flags are clobbered; no stack.
+        // The accumulators are r4/r5: an even/odd pair, as `STRD` needs in the Arm (A32) state.
+        unsafe {
+            core::arch::asm!(
+                "3:",
+                "ldr {cp}, [{st}, #4]",
+                "ldr r4, [{cp}], #4",
+                "str {cp}, [{st}, #4]",
+                "mov r5, r4",
+                "ldr {cp}, [{st}]",
+                "ldr {n}, [{st}, #16]",
+                "2:",
+                "ldr {w}, [{wp}], #4",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlad r4, r0, {t}, r4",
+                "smlad r4, r1, {w}, r4",
+                "smlad r5, r2, {t}, r5",
+                "smlad r5, r3, {w}, r5",
+                "ldr {w}, [{wp}], #4",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlad r4, r0, {t}, r4",
+                "smlad r4, r1, {w}, r4",
+                "smlad r5, r2, {t}, r5",
+                "smlad r5, r3, {w}, r5",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                "ldr {cp}, [{st}, #8]",
+                "strd r4, r5, [{cp}], #24",
+                "str {cp}, [{st}, #8]",
+                "ldr {n}, [{st}, #12]",
+                "cmp {cp}, {n}",
+                "bne 3b",
+                st = in(reg) st.as_mut_ptr(),
+                wp = inout(reg) filter.as_ptr() => _,
+                cp = out(reg) _,
+                n = out(reg) _,
+                out("r4") _,
+                out("r5") _,
+                w = out(reg) _,
+                t = out(reg) _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                options(nostack),
+            );
+        }
+        return Some(());
+    }
+    let rows = table.chunks_exact_mut(CH_WORDS).zip(filter.chunks_exact(k));
+    for ((row, w), &b) in rows.zip(bias) {
+        if let [a0, a1, ..] = row {
+            [*a0, *a1] = dot_2x1(cols, w, b);
+        }
+    }
+    Some(())
+}
+
+/// The output stage of a pixel pair from the [`ChannelTable`] `table` (accumulators filled by
+/// [`dot_2xn`]): channel `c` goes to `out0[c]` and `out1[c]`. `None` unless both outputs hold
+/// one byte per table row.
+///
+/// On a DSP-extension core one `asm!` loop of 22 instructions per channel (two outputs): one
+/// `LDM` for the row, per output `SMLAL`, the sign correction (3), the shift, `SSAT`, `STRB`.
+#[inline(always)]
+fn requant_2xn(table: &[i32], out0: &mut [i8], out1: &mut [i8]) -> Option<()> {
+    let channels = table.len() / CH_WORDS;
+    if out0.len() != channels || out1.len() != channels {
+        return None;
+    }
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    if channels > 0 {
+        let table = table.get(..CH_WORDS * channels)?;
+        let end = table.as_ptr_range().end;
+        // `out1[c]` relative to `out0[c + 1]` (the store to `out0` post-increments).
+        let delta = (out1.as_mut_ptr() as isize)
+            .wrapping_sub(out0.as_mut_ptr() as isize)
+            .wrapping_sub(1);
+        // SAFETY: `channels ≥ 1` iterations, each reading one whole table row (`LDM` of
+        // `CH_WORDS` words on the word-aligned slice, until its end) and writing byte `c` of
+        // `out0` and of `out1` (both `channels` long, checked above; `delta` is the distance from
+        // `out0[c + 1]` to `out1[c]`). Flags are clobbered; no stack.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldm {p}!, {{r0, r1, r2, r3, r4, r5}}",
+                "mov {lo}, r3",
+                "mov {hi}, r4",
+                "smlal {lo}, {hi}, r0, r2",
+                "and r0, r0, #0x80000000",
+                "adds {lo}, {lo}, r0",
+                "adc {hi}, {hi}, r0, asr #31",
+                "asr {hi}, {hi}, r5",
+                "ssat {hi}, #8, {hi}",
+                "strb {hi}, [{op}], #1",
+                "mov {lo}, r3",
+                "mov {hi}, r4",
+                "smlal {lo}, {hi}, r1, r2",
+                "and r1, r1, #0x80000000",
+                "adds {lo}, {lo}, r1",
+                "adc {hi}, {hi}, r1, asr #31",
+                "asr {hi}, {hi}, r5",
+                "ssat {hi}, #8, {hi}",
+                "strb {hi}, [{op}, {d}]",
+                "cmp {p}, {end}",
+                "bne 2b",
+                p = inout(reg) table.as_ptr() => _,
+                end = in(reg) end,
+                op = inout(reg) out0.as_mut_ptr() => _,
+                d = in(reg) delta,
+                lo = out(reg) _,
+                hi = out(reg) _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                out("r5") _,
+                options(nostack),
+            );
+        }
+        return Some(());
+    }
+    let rows = table.chunks_exact(CH_WORDS);
+    for (row, (o0, o1)) in rows.zip(out0.iter_mut().zip(out1.iter_mut())) {
+        let &[a0, a1, m, lo, hi, shift] = row else {
+            continue;
+        };
+        let c = (i64::from(hi) << 32) | i64::from(lo as u32);
+        let stage = |x: i32| {
+            let y = i64::from(x) * i64::from(m) + c + (i64::from(x >> 31) << 31);
+            (((y >> 32) as i32) >> (shift & 31)).clamp(-128, 127) as i8
+        };
+        [*o0, *o1] = [stage(a0), stage(a1)];
+    }
+    Some(())
+}
+
 /// The trailing products of a row: `tail` (unexpanded values, at least as many as `w`) times `w`.
 #[inline(always)]
 fn tail_dot(tail: &[i32], w: &[i8]) -> i32 {
     tail.iter()
         .zip(w)
         .fold(0i32, |a, (&x, &w)| a.wrapping_add(x * i32::from(w)))
+}
+
+/// TFLM's output stage ([`requantize`]) for a channel whose shift divides (`-31 ≤ shift ≤ -1`,
+/// the usual case: the real multiplier is below ½) and whose multiplier is non-negative, in one
+/// 64-bit multiply-accumulate and one shift instead of the two rounding steps.
+///
+/// `requantize` computes `v = ⌊(x·m + 2^30) / 2^31⌋` (SRDHM, exact in this floor form for
+/// `m ≥ 0`) and then `⌊(v + 2^(r-1) − [v < 0]) / 2^r⌋` (RDBP with `r = -shift ≥ 1`, ties away
+/// from zero). Since `⌊⌊a / b⌋ + c) / d⌋ = ⌊(a + c·b) / (b·d)⌋`, both steps are one floor:
+/// `⌊(x·m + 2^30 + 2^(30+r) − s·2^31) / 2^(31+r)⌋` with `s = [v < 0]`, and `s = [x < 0]` gives the
+/// same result (with `m ≥ 0`, `x < 0` makes `v ≤ 0`, and for `v = 0` both `s` round to 0). The
+/// sum fits in `i64`; dividing by `2^(31+r)` is taking its high word and shifting by `r − 1`.
+#[derive(Clone, Copy)]
+struct RightShift {
+    multiplier: i32,
+    /// `2^30 + 2^(30+r)`.
+    constant: i64,
+    /// `r − 1`, in `0..=30`.
+    shift: u32,
+}
+
+impl RightShift {
+    /// The fast form of (`multiplier`, `shift`), or `None` when it does not apply.
+    #[inline(always)]
+    fn new(multiplier: i32, shift: i32) -> Option<Self> {
+        if multiplier < 0 || !(-31..=-1).contains(&shift) {
+            return None;
+        }
+        let r = shift.unsigned_abs();
+        // 2^30 + 2^(30+r) from 32-bit parts: the low word is 2^30 (+ 2^31 for r = 1), the high
+        // word 2^(r-2) (0 for r = 1).
+        let p = 1u32 << r;
+        let lo = 0x4000_0000u32.wrapping_add(p << 30);
+        let hi = p >> 2;
+        Some(RightShift {
+            multiplier,
+            constant: ((u64::from(hi) << 32) | u64::from(lo)) as i64,
+            shift: r - 1,
+        })
+    }
+
+    /// `multiply_by_quantized_multiplier(x, multiplier, shift)`, exactly.
+    #[inline(always)]
+    fn apply(self, x: i32) -> i32 {
+        let y =
+            i64::from(x) * i64::from(self.multiplier) + self.constant + (i64::from(x >> 31) << 31);
+        ((y >> 32) as i32) >> (self.shift & 31)
+    }
+}
+
+/// TFLM's output stage for two accumulators of one channel (`acc` already holds the bias).
+#[inline(always)]
+fn requantize2(acc: [i32; 2], m: i32, shift: i32, off: i32, lo: i32, hi: i32) -> [i8; 2] {
+    match RightShift::new(m, shift) {
+        Some(f) => acc.map(|a| f.apply(a).wrapping_add(off).max(lo).min(hi) as i8),
+        None => acc.map(|a| requantize(a, m, shift, off, lo, hi)),
+    }
+}
+
+/// The first `n` elements of a stack buffer, zeroed (`None` if `n > N`): only what a call uses is
+/// cleared (the band drivers call the kernels once per band, and clearing whole buffers each
+/// time cost more than filling them).
+#[inline(always)]
+fn zeroed<T: Copy + Default, const N: usize>(
+    buf: &mut [MaybeUninit<T>; N],
+    n: usize,
+) -> Option<&mut [T]> {
+    let s = buf.get_mut(..n)?;
+    for x in s.iter_mut() {
+        x.write(T::default());
+    }
+    // SAFETY: every element of `s` was just initialised, and `MaybeUninit<T>` has the layout of
+    // `T`, so the slice may be viewed as `[T]` for as long as `buf` is borrowed.
+    Some(unsafe { &mut *(s as *mut [MaybeUninit<T>] as *mut [T]) })
 }
 
 /// Per-output-channel requantization data, borrowed from the op.
@@ -508,71 +800,82 @@ pub fn conv2d_int8(
     let full = k / 4 * 4;
     let t = k - full;
     // Both pixels' columns, interleaved group by group (see `dot_2x1`): 2·COL_WORDS words hold
-    // the 2·(k/4) groups of four words.
-    let mut cols = [0u32; 2 * COL_WORDS];
-    let cols = cols.get_mut(..full)?;
+    // the 2·(k/4) groups of four words. Only the `full` words used are zeroed (the band drivers
+    // call this once per band: clearing all 4 KB each time cost more than the gathers).
+    let mut buf = [MaybeUninit::<u32>::uninit(); 2 * COL_WORDS];
+    let cols = zeroed(&mut buf, full)?;
     let (mut tail0, mut tail1) = ([0i32; 3], [0i32; 3]);
+    // The fast path's channel table (see `ChannelTable`): rows of a multiple of 8 values, with a
+    // bias, at most `ACC_CHANNELS` channels, every channel's output stage eligible.
+    let mut table_buf = [MaybeUninit::<i32>::uninit(); CH_WORDS * ACC_CHANNELS];
+    let mut table = (t == 0 && full % 8 == 0 && bias.is_some() && out_c <= ACC_CHANNELS)
+        .then(|| zeroed(&mut table_buf, CH_WORDS * out_c))
+        .flatten()
+        .and_then(|tb| {
+            let act = (p.act_min, p.act_max);
+            ChannelTable::fill(tb, multipliers, shifts, p.output_offset, act).map(|()| tb)
+        });
     let pixels = out_h * out_w;
     let in_batch = in_h * in_w * in_c;
+    let (off, lo, hi) = (q.output_offset, q.act_min, q.act_max);
     for b in 0..batches {
         let input = input.get(b * in_batch..(b + 1) * in_batch)?;
         let out_b = output.get_mut(b * pixels * out_c..(b + 1) * pixels * out_c)?;
         let mut px_out = out_b.chunks_exact_mut(out_c);
         let mut px = 0;
         while px < pixels {
-            let off = p.input_offset;
-            win.gather(input, px / out_w, px % out_w, off, cols, 0, &mut tail0);
+            let in_off = p.input_offset;
+            win.gather(input, px / out_w, px % out_w, in_off, cols, 0, &mut tail0);
             let out0 = px_out.next()?;
+            // Channel by channel in lockstep (lengths checked above): no per-output lookups.
+            let rows = filter
+                .chunks_exact(k)
+                .zip(multipliers.iter().zip(shifts))
+                .zip(biases());
             if px + 1 < pixels {
                 let n = px + 1;
-                win.gather(input, n / out_w, n % out_w, off, cols, 1, &mut tail1);
+                win.gather(input, n / out_w, n % out_w, in_off, cols, 1, &mut tail1);
                 let out1 = px_out.next()?;
+                if let (Some(table), Some(bias)) = (table.as_deref_mut(), bias) {
+                    dot_2xn(cols, filter, bias, table)?;
+                    requant_2xn(table, out0, out1)?;
+                    px += 2;
+                    continue;
+                }
                 let (t0, t1) = (tail0.get(..t)?, tail1.get(..t)?);
-                // Channel by channel in lockstep (lengths checked above): no per-output lookups.
-                let rows = filter
-                    .chunks_exact(k)
-                    .zip(multipliers.iter().zip(shifts))
-                    .zip(biases())
-                    .zip(out0.iter_mut().zip(out1.iter_mut()));
-                let (off, lo, hi) = (q.output_offset, q.act_min, q.act_max);
-                if t == 0 {
-                    // No trailing weights (`k % 4 == 0`, the common case): no tail products.
-                    for (((w, (&m, &sh)), b), (o0, o1)) in rows {
-                        let [a0, a1] = dot_2x1(cols, w);
-                        *o0 = requantize(a0.wrapping_add(b), m, sh, off, lo, hi);
-                        *o1 = requantize(a1.wrapping_add(b), m, sh, off, lo, hi);
-                    }
-                } else {
-                    for (((w, (&m, &sh)), b), (o0, o1)) in rows {
+                for (((w, (&m, &sh)), b), (o0, o1)) in rows.zip(out0.iter_mut().zip(out1)) {
+                    let a = if t == 0 {
+                        // No trailing weights (`k % 4 == 0`, the common case): no tail products.
+                        dot_2x1(cols, w, b)
+                    } else {
                         let (body, tw) = w.split_at_checked(full)?;
-                        let [a0, a1] = dot_2x1(cols, body);
-                        let a0 = a0.wrapping_add(tail_dot(t0, tw)).wrapping_add(b);
-                        let a1 = a1.wrapping_add(tail_dot(t1, tw)).wrapping_add(b);
-                        *o0 = requantize(a0, m, sh, off, lo, hi);
-                        *o1 = requantize(a1, m, sh, off, lo, hi);
-                    }
+                        let [a0, a1] = dot_2x1(cols, body, b);
+                        [
+                            a0.wrapping_add(tail_dot(t0, tw)),
+                            a1.wrapping_add(tail_dot(t1, tw)),
+                        ]
+                    };
+                    [*o0, *o1] = requantize2(a, m, sh, off, lo, hi);
                 }
                 px += 2;
-            } else {
-                // The last pixel alone: lane 1 holds stale values whose sums are dropped.
-                let t0 = tail0.get(..t)?;
-                let rows = filter
-                    .chunks_exact(k)
-                    .zip(multipliers.iter().zip(shifts))
-                    .zip(biases())
-                    .zip(out0.iter_mut());
-                for (((w, (&m, &sh)), b), o0) in rows {
-                    let (body, tw) = w.split_at_checked(full)?;
-                    let [a0, _] = dot_2x1(cols, body);
-                    let a0 = a0.wrapping_add(tail_dot(t0, tw)).wrapping_add(b);
-                    *o0 = requantize(a0, m, sh, q.output_offset, q.act_min, q.act_max);
-                }
-                px += 1;
+                continue;
             }
+            // The last pixel alone: lane 1 holds stale values whose sums are dropped.
+            let t0 = tail0.get(..t)?;
+            for (((w, (&m, &sh)), b), o0) in rows.zip(out0.iter_mut()) {
+                let (body, tw) = w.split_at_checked(full)?;
+                let [a0, _] = dot_2x1(cols, body, b);
+                let a0 = a0.wrapping_add(tail_dot(t0, tw));
+                [*o0, _] = requantize2([a0, a0], m, sh, off, lo, hi);
+            }
+            px += 1;
         }
     }
     Some(())
 }
+
+/// Most output channels [`conv2d_int8`] runs through [`dot_2xn`] (more take the per-channel path).
+const ACC_CHANNELS: usize = 128;
 
 /// Most channels [`depthwise_conv2d_int8`] handles (its two stack buffers of `i32`s).
 const DW_MAX_CHANNELS: usize = 256;
@@ -886,10 +1189,49 @@ mod tests {
     }
 
     #[test]
+    fn right_shift_matches_requantize() {
+        use crate::quant::multiply_by_quantized_multiplier as mbqm;
+        let mut r = Rng(0x5EED);
+        let edges = [
+            i32::MIN,
+            i32::MIN + 1,
+            -(1 << 30),
+            -2,
+            -1,
+            0,
+            1,
+            2,
+            1 << 30,
+            i32::MAX,
+        ];
+        for shift in -31..=-1 {
+            for &m in &[0, 1, 1 << 30, (1 << 30) + 1, i32::MAX - 1, i32::MAX] {
+                let f = RightShift::new(m, shift).unwrap();
+                for &x in &edges {
+                    assert_eq!(f.apply(x), mbqm(x, m, shift), "x {x} m {m} shift {shift}");
+                }
+            }
+            for _ in 0..20_000 {
+                let m = r.range(0, i32::MAX as i64) as i32;
+                let f = RightShift::new(m, shift).unwrap();
+                // Small accumulators (where ties happen) and any i32.
+                let x = if r.range(0, 1) == 0 {
+                    r.range(-70_000, 70_000) as i32
+                } else {
+                    r.next() as i32
+                };
+                assert_eq!(f.apply(x), mbqm(x, m, shift), "x {x} m {m} shift {shift}");
+            }
+        }
+        assert!(RightShift::new(1 << 30, 0).is_none());
+        assert!(RightShift::new(-1, -3).is_none());
+    }
+
+    #[test]
     fn conv_matches_reference() {
         let mut r = Rng(0xC0FFEE);
-        for case in 0..300 {
-            let in_c = [1usize, 2, 3, 4, 8, 5, 12, 16, 20][r.range(0, 8) as usize];
+        for case in 0..600 {
+            let in_c = [1usize, 2, 3, 4, 8, 5, 12, 16, 20, 24, 32][r.range(0, 10) as usize];
             let out_c = r.range(1, 9) as usize;
             let (f_h, f_w) = (r.range(1, 4) as usize, r.range(1, 4) as usize);
             let (in_h, in_w) = (r.range(1, 7) as usize, r.range(1, 7) as usize);
@@ -910,7 +1252,14 @@ mod tests {
                 (((o as i64 - 1) * stride as i64 + eff as i64 - i as i64).max(0) / 2) as u32
             };
             let batches = r.range(1, 2) as usize;
-            let act_min = r.range(-128, 0) as i32;
+            // Half the cases in the fast path's domain (full activation range, right shifts).
+            let fast = r.range(0, 1) == 1;
+            let act_min = if fast { -128 } else { r.range(-128, 0) as i32 };
+            let act_max = if fast {
+                127
+            } else {
+                r.range(act_min as i64, 127) as i32
+            };
             let p = ConvParams {
                 stride_h: stride,
                 stride_w: stride,
@@ -921,7 +1270,7 @@ mod tests {
                 input_offset: r.range(-127, 128) as i32,
                 output_offset: r.range(-128, 127) as i32,
                 act_min,
-                act_max: r.range(act_min as i64, 127) as i32,
+                act_max,
                 multipliers_offset: 0,
                 shifts_offset: 0,
                 channel_count: out_c as u32,
@@ -935,8 +1284,11 @@ mod tests {
             let input = r.i8s(is.iter().product(), -128, 127);
             let filter = r.i8s(fs.iter().product(), -127, 127);
             let bias: Vec<i32> = (0..out_c).map(|_| r.range(-30000, 30000) as i32).collect();
-            let (m, s) = r.quant(out_c);
-            let bias = (r.range(0, 1) == 1).then_some(&bias[..]);
+            let (m, mut s) = r.quant(out_c);
+            if fast {
+                s.iter_mut().for_each(|s| *s = -(*s).abs().max(1));
+            }
+            let bias = (fast || r.range(0, 1) == 1).then_some(&bias[..]);
             let n = os.iter().product();
             let (mut want, mut got) = (vec![0i8; n], vec![0i8; n]);
             conv_ref(&p, is, &input, fs, &filter, bias, &m, &s, os, &mut want).unwrap();
