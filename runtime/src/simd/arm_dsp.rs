@@ -360,8 +360,12 @@ impl ChannelTable {
     /// a non-negative multiplier and a shift in `-23..=-1` (so that the folded offset keeps the
     /// 64-bit sum in range: `|x·m| ≤ 2^62`, `offset·2^(31+r) ≤ 2^61`), the output offset lies in
     /// `-128..=127` and the activation range is `[-128, 127]`.
+    ///
+    /// `stride` is the words per row (`CH_WORDS`, or 4 for [`requant_1xn`]'s rows without
+    /// accumulators); the stage is the last four words, the words before it are zeroed.
     fn fill(
         table: &mut [i32],
+        stride: usize,
         multipliers: &[i32],
         shifts: &[i32],
         output_offset: i32,
@@ -370,7 +374,7 @@ impl ChannelTable {
         if act != (-128, 127) || !(-128..=127).contains(&output_offset) {
             return None;
         }
-        let rows = table.chunks_exact_mut(CH_WORDS);
+        let rows = table.chunks_exact_mut(stride.max(4));
         for (row, (&m, &sh)) in rows.zip(multipliers.iter().zip(shifts)) {
             if !(-23..=-1).contains(&sh) {
                 return None;
@@ -378,7 +382,9 @@ impl ChannelTable {
             let f = RightShift::new(m, sh)?;
             let r = sh.unsigned_abs();
             let c = f.constant + (i64::from(output_offset) << (31 + r));
-            row.copy_from_slice(&[0, 0, m, c as i32, (c >> 32) as i32, f.shift as i32]);
+            let (lead, stage) = row.split_at_mut(row.len() - 4);
+            lead.fill(0);
+            stage.copy_from_slice(&[m, c as i32, (c >> 32) as i32, f.shift as i32]);
         }
         Some(())
     }
@@ -556,6 +562,62 @@ fn requant_2xn(table: &[i32], out0: &mut [i8], out1: &mut [i8]) -> Option<()> {
             (((y >> 32) as i32) >> (shift & 31)).clamp(-128, 127) as i8
         };
         [*o0, *o1] = [stage(a0), stage(a1)];
+    }
+    Some(())
+}
+
+/// The output stage of one output per channel: `out[c]` from `acc[c]` and row `c` of `table`
+/// (4 words per row: the last four of a [`ChannelTable`] row, filled with `stride` 4). `None`
+/// unless `acc`, `out` and the table have one entry per channel.
+///
+/// On a DSP-extension core one `asm!` loop of 11 instructions per output.
+#[inline(always)]
+fn requant_1xn(table: &[i32], acc: &[i32], out: &mut [i8]) -> Option<()> {
+    let channels = out.len();
+    if acc.len() != channels || table.len() != 4 * channels {
+        return None;
+    }
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    if channels > 0 {
+        let end = acc.as_ptr_range().end;
+        // SAFETY: `channels ≥ 1` iterations, each reading one accumulator (`LDR`, until the end
+        // of `acc`), one 4-word table row (`LDM` on the word-aligned slice, `4·channels` words)
+        // and writing one byte of `out` (`channels` long). Flags are clobbered; no stack.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldr {x}, [{ap}], #4",
+                "ldm {tp}!, {{r0, r1, r2, r3}}",
+                "smlal r1, r2, {x}, r0",
+                "and {x}, {x}, #0x80000000",
+                "adds r1, r1, {x}",
+                "adc r2, r2, {x}, asr #31",
+                "asr r2, r2, r3",
+                "ssat r2, #8, r2",
+                "strb r2, [{op}], #1",
+                "cmp {ap}, {end}",
+                "bne 2b",
+                ap = inout(reg) acc.as_ptr() => _,
+                tp = inout(reg) table.as_ptr() => _,
+                op = inout(reg) out.as_mut_ptr() => _,
+                end = in(reg) end,
+                x = out(reg) _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                options(nostack),
+            );
+        }
+        return Some(());
+    }
+    for ((row, &x), o) in table.chunks_exact(4).zip(acc).zip(out.iter_mut()) {
+        let &[m, lo, hi, shift] = row else {
+            continue;
+        };
+        let c = (i64::from(hi) << 32) | i64::from(lo as u32);
+        let y = i64::from(x) * i64::from(m) + c + (i64::from(x >> 31) << 31);
+        *o = (((y >> 32) as i32) >> (shift & 31)).clamp(-128, 127) as i8;
     }
     Some(())
 }
@@ -813,7 +875,7 @@ pub fn conv2d_int8(
         .flatten()
         .and_then(|tb| {
             let act = (p.act_min, p.act_max);
-            ChannelTable::fill(tb, multipliers, shifts, p.output_offset, act).map(|()| tb)
+            ChannelTable::fill(tb, CH_WORDS, multipliers, shifts, p.output_offset, act).map(|()| tb)
         });
     let pixels = out_h * out_w;
     let in_batch = in_h * in_w * in_c;
@@ -879,6 +941,9 @@ const ACC_CHANNELS: usize = 128;
 
 /// Most channels [`depthwise_conv2d_int8`] handles (its two stack buffers of `i32`s).
 const DW_MAX_CHANNELS: usize = 256;
+
+/// Most channels [`depthwise_conv2d_int8`] runs through the fast output stage ([`requant_1xn`]).
+const DW_TABLE_CHANNELS: usize = 128;
 
 /// Most filter taps [`depthwise_conv2d_int8`] handles.
 const DW_MAX_TAPS: usize = 64;
@@ -986,8 +1051,8 @@ pub fn depthwise_conv2d_int8(
     // The padding value: the input zero point (`-input_offset`) as int8.
     let zero_point = i8::try_from(p.input_offset.checked_neg()?).ok()?;
     // Each channel's starting sum: bias + offset·Σ_taps w (wrapping, as the int32 accumulator).
-    let mut start = [0i32; DW_MAX_CHANNELS];
-    let start = start.get_mut(..c)?;
+    let mut start_buf = [MaybeUninit::<i32>::uninit(); DW_MAX_CHANNELS];
+    let start = zeroed(&mut start_buf, c)?;
     for (s, b) in start.iter_mut().zip(bias.unwrap_or(&[]).iter()) {
         *s = *b;
     }
@@ -996,10 +1061,21 @@ pub fn depthwise_conv2d_int8(
             *s = s.wrapping_add(p.input_offset.wrapping_mul(i32::from(w)));
         }
     }
-    let pad_row = [zero_point; DW_MAX_CHANNELS];
-    let pad_row = pad_row.get(..c)?;
-    let mut acc = [0i32; DW_MAX_CHANNELS];
-    let acc = acc.get_mut(..c)?;
+    let mut pad_buf = [MaybeUninit::<i8>::uninit(); DW_MAX_CHANNELS];
+    let pad_row = zeroed(&mut pad_buf, c)?;
+    pad_row.fill(zero_point);
+    let pad_row = &*pad_row;
+    let mut acc_buf = [MaybeUninit::<i32>::uninit(); DW_MAX_CHANNELS];
+    let acc = zeroed(&mut acc_buf, c)?;
+    // The fast output stage's table (see `ChannelTable`), when every channel is eligible.
+    let mut table_buf = [MaybeUninit::<i32>::uninit(); 4 * DW_TABLE_CHANNELS];
+    let act = (p.act_min, p.act_max);
+    let table = (c <= DW_TABLE_CHANNELS)
+        .then(|| zeroed(&mut table_buf, 4 * c))
+        .flatten()
+        .and_then(|tb| {
+            ChannelTable::fill(tb, 4, multipliers, shifts, p.output_offset, act).map(|()| &*tb)
+        });
     let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
     let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
     let in_batch = in_h * in_w * c;
@@ -1031,6 +1107,10 @@ pub fn depthwise_conv2d_int8(
                     }
                 }
                 let out = out_px.next()?;
+                if let Some(table) = table {
+                    requant_1xn(table, acc, out)?;
+                    continue;
+                }
                 let stage = acc.iter().zip(multipliers.iter().zip(shifts));
                 for ((&a, (&m, &sh)), o) in stage.zip(out.iter_mut()) {
                     *o = requantize(a, m, sh, p.output_offset, p.act_min, p.act_max);
@@ -1300,7 +1380,7 @@ mod tests {
     #[test]
     fn depthwise_matches_reference() {
         let mut r = Rng(0xD3E7);
-        for case in 0..300 {
+        for case in 0..600 {
             let c = 4 * [1, 2, 3, 4, 16][r.range(0, 4) as usize];
             let (f_h, f_w) = (r.range(1, 3) as usize, r.range(1, 3) as usize);
             let (in_h, in_w) = (r.range(1, 6) as usize, r.range(1, 6) as usize);
@@ -1334,7 +1414,11 @@ mod tests {
             let input = r.i8s(is.iter().product(), -128, 127);
             let filter = r.i8s(fs.iter().product(), -127, 127);
             let bias: Vec<i32> = (0..c).map(|_| r.range(-3000, 3000) as i32).collect();
-            let (m, s) = r.quant(c);
+            let (m, mut s) = r.quant(c);
+            // Half the cases in the fast output stage's domain (right shifts only).
+            if r.range(0, 1) == 1 {
+                s.iter_mut().for_each(|s| *s = -(*s).abs().max(1));
+            }
             let n = os.iter().product();
             let (mut want, mut got) = (vec![0i8; n], vec![0i8; n]);
             dw_ref(
