@@ -264,14 +264,14 @@ fn dot_2x1(cols: &[u32], w: &[i8], init: i32) -> [i32; 2] {
 }
 
 /// Dot products of one expanded column (two words per group of four, as [`dot_1x1`]) with two
-/// weight rows: `[c·w0, c·w1]` over the groups all three hold.
+/// weight rows: `init + [c·w0, c·w1]` over the groups all three hold.
 ///
 /// On a DSP-extension core the loop is one `asm!` block: two groups per iteration in 23
 /// instructions for 16 multiply-accumulates (`LDM` fetches both groups of the column).
 #[inline(always)]
-fn dot_1x2(c: &[u32], w0: &[i8], w1: &[i8]) -> [i32; 2] {
+fn dot_1x2(c: &[u32], w0: &[i8], w1: &[i8], init: [i32; 2]) -> [i32; 2] {
     let groups = (c.len() / 2).min(w0.len() / 4).min(w1.len() / 4);
-    let (mut a0, mut a1) = (0i32, 0i32);
+    let [mut a0, mut a1] = init;
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
     let pairs = groups / 2;
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
@@ -1175,6 +1175,11 @@ pub fn fully_connected_int8(
             *d = i32::from(x) + p.input_offset;
         }
         let tail = &tail[..t];
+        if let Some(bias) = bias.filter(|_| t == 0) {
+            if fc_fast(p, col, weights, bias, multipliers, shifts, out).is_some() {
+                continue;
+            }
+        }
         let mut rows = weights.chunks_exact(in_features);
         let mut outs = out.chunks_exact_mut(2);
         let mut c = 0;
@@ -1182,7 +1187,7 @@ pub fn fully_connected_int8(
             let (Some(w0), Some(w1)) = (rows.next(), rows.next()) else {
                 break;
             };
-            let a = dot_1x2(col, w0, w1);
+            let a = dot_1x2(col, w0, w1, [0, 0]);
             for (j, (o, (a, w))) in o.iter_mut().zip(a.iter().zip([w0, w1])).enumerate() {
                 let acc = a.wrapping_add(tail_dot(tail, w.get(full..).unwrap_or(&[])));
                 *o = requant_fc(&q, c + j, channel(c + j), acc);
@@ -1194,6 +1199,130 @@ pub fn fully_connected_int8(
             *o = requant_fc(&q, c, channel(c), acc);
             c += 1;
         }
+    }
+    Some(())
+}
+
+/// Outputs [`fully_connected_int8`] computes per block on its fast path (a stack buffer).
+const FC_BLOCK: usize = 64;
+
+/// The fast path of [`fully_connected_int8`] for one batch row whose rows have no trailing
+/// values (`in_features % 4 == 0`, `col` its expanded input): accumulators (from the bias) a
+/// block of outputs at a time, then the asm output stage ([`requant_uniform`] for a per-tensor
+/// multiplier, [`requant_1xn`] per channel). `None`, having written nothing, when the output
+/// stage is not eligible (see [`ChannelTable::fill`]).
+#[allow(clippy::too_many_arguments)]
+fn fc_fast(
+    p: &FullyConnectedParams,
+    col: &[u32],
+    weights: &[i8],
+    bias: &[i32],
+    multipliers: &[i32],
+    shifts: &[i32],
+    out: &mut [i8],
+) -> Option<()> {
+    let n = 2 * col.len();
+    let act = (p.act_min, p.act_max);
+    let per_channel = multipliers.len() != 1;
+    let mut uniform = [0i32; 4];
+    if !per_channel {
+        ChannelTable::fill(&mut uniform, 4, multipliers, shifts, p.output_offset, act)?;
+    }
+    let mut table_buf = [MaybeUninit::<i32>::uninit(); 4 * FC_BLOCK];
+    let mut acc_buf = [MaybeUninit::<i32>::uninit(); FC_BLOCK];
+    let blocks = out
+        .chunks_mut(FC_BLOCK)
+        .zip(weights.chunks(FC_BLOCK * n))
+        .zip(bias.chunks(FC_BLOCK));
+    for (b, ((out, w), bias)) in blocks.enumerate() {
+        let m = out.len();
+        let table = if per_channel {
+            let tb = zeroed(&mut table_buf, 4 * m)?;
+            let (ms, ss) = (
+                multipliers.get(b * FC_BLOCK..)?,
+                shifts.get(b * FC_BLOCK..)?,
+            );
+            ChannelTable::fill(tb, 4, ms, ss, p.output_offset, act)?;
+            Some(&*tb)
+        } else {
+            None
+        };
+        let acc = zeroed(&mut acc_buf, m)?;
+        let mut rows = w.chunks_exact(n);
+        let mut pairs = acc.chunks_exact_mut(2);
+        let mut bs = bias.chunks_exact(2);
+        for (a, bb) in pairs.by_ref().zip(bs.by_ref()) {
+            let (Some(w0), Some(w1), &[b0, b1]) = (rows.next(), rows.next(), bb) else {
+                return None;
+            };
+            a.copy_from_slice(&dot_1x2(col, w0, w1, [b0, b1]));
+        }
+        for ((a, w), &b) in pairs
+            .into_remainder()
+            .iter_mut()
+            .zip(rows)
+            .zip(bs.remainder())
+        {
+            *a = dot_1x1(col, w).wrapping_add(b);
+        }
+        match table {
+            Some(table) => requant_1xn(table, acc, out)?,
+            None => requant_uniform(uniform, acc, out)?,
+        }
+    }
+    Some(())
+}
+
+/// [`requant_1xn`] with one stage row (`[m, constant lo, constant hi, r − 1]`, see
+/// [`ChannelTable`]) for every output: `out[i]` from `acc[i]`. `None` unless both are as long.
+///
+/// On a DSP-extension core one `asm!` loop of 12 instructions per output, the stage in registers.
+#[inline(always)]
+fn requant_uniform(row: [i32; 4], acc: &[i32], out: &mut [i8]) -> Option<()> {
+    if acc.len() != out.len() {
+        return None;
+    }
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    if !acc.is_empty() {
+        let end = acc.as_ptr_range().end;
+        let [m, clo, chi, shift] = row;
+        // SAFETY: `acc.len() ≥ 1` iterations, each reading one accumulator (`LDR`, until the end
+        // of `acc`) and writing one byte of `out` (as long). Flags are clobbered; no stack.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldr {x}, [{ap}], #4",
+                "mov {lo}, {clo}",
+                "mov {hi}, {chi}",
+                "smlal {lo}, {hi}, {x}, {m}",
+                "and {x}, {x}, #0x80000000",
+                "adds {lo}, {lo}, {x}",
+                "adc {hi}, {hi}, {x}, asr #31",
+                "asr {hi}, {hi}, {sh}",
+                "ssat {hi}, #8, {hi}",
+                "strb {hi}, [{op}], #1",
+                "cmp {ap}, {end}",
+                "bne 2b",
+                ap = inout(reg) acc.as_ptr() => _,
+                op = inout(reg) out.as_mut_ptr() => _,
+                end = in(reg) end,
+                m = in(reg) m,
+                clo = in(reg) clo,
+                chi = in(reg) chi,
+                sh = in(reg) shift,
+                x = out(reg) _,
+                lo = out(reg) _,
+                hi = out(reg) _,
+                options(nostack),
+            );
+        }
+        return Some(());
+    }
+    let [m, lo, hi, shift] = row;
+    let c = (i64::from(hi) << 32) | i64::from(lo as u32);
+    for (&x, o) in acc.iter().zip(out.iter_mut()) {
+        let y = i64::from(x) * i64::from(m) + c + (i64::from(x >> 31) << 31);
+        *o = (((y >> 32) as i32) >> (shift & 31)).clamp(-128, 127) as i8;
     }
     Some(())
 }
@@ -1460,12 +1589,22 @@ mod tests {
             let outf = r.range(1, 11) as usize;
             let per_channel = r.range(0, 1) == 1;
             let count = if per_channel { outf } else { 1 };
+            // Half the cases in the fast path's domain (full activation range, right shifts,
+            // whole groups of four inputs); more outputs than one block of `FC_BLOCK`.
+            let fast = r.range(0, 1) == 1;
+            let inf = if fast { inf.div_ceil(4) * 4 } else { inf };
+            let outf = if fast && r.range(0, 3) == 0 {
+                outf + FC_BLOCK
+            } else {
+                outf
+            };
+            let count = if per_channel { outf } else { count };
             let p = FullyConnectedParams {
                 input_offset: r.range(-127, 128) as i32,
                 filter_offset: 0,
                 output_offset: r.range(-128, 127) as i32,
                 act_min: -128,
-                act_max: r.range(0, 127) as i32,
+                act_max: if fast { 127 } else { r.range(0, 127) as i32 },
                 multipliers_offset: 0,
                 shifts_offset: 0,
                 channel_count: count as u32,
@@ -1476,7 +1615,10 @@ mod tests {
             let input = r.i8s(batches * inf, -128, 127);
             let w = r.i8s(outf * inf, -127, 127);
             let bias: Vec<i32> = (0..outf).map(|_| r.range(-3000, 3000) as i32).collect();
-            let (m, s) = r.quant(count);
+            let (m, mut s) = r.quant(count);
+            if fast {
+                s.iter_mut().for_each(|s| *s = -(*s).abs().max(1));
+            }
             let n = batches * outf;
             let (mut want, mut got) = (vec![0i8; n], vec![0i8; n]);
             fc_ref(
