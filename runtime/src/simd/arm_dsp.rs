@@ -1221,7 +1221,11 @@ fn fc_fast(
     shifts: &[i32],
     out: &mut [i8],
 ) -> Option<()> {
+    // Inputs per row; the `max(1)`s below only show the chunk sizes are never 0.
     let n = 2 * col.len();
+    if n == 0 {
+        return None;
+    }
     let act = (p.act_min, p.act_max);
     let per_channel = multipliers.len() != 1;
     let mut uniform = [0i32; 4];
@@ -1232,7 +1236,7 @@ fn fc_fast(
     let mut acc_buf = [MaybeUninit::<i32>::uninit(); FC_BLOCK];
     let blocks = out
         .chunks_mut(FC_BLOCK)
-        .zip(weights.chunks(FC_BLOCK * n))
+        .zip(weights.chunks(FC_BLOCK.saturating_mul(n).max(1)))
         .zip(bias.chunks(FC_BLOCK));
     for (b, ((out, w), bias)) in blocks.enumerate() {
         let m = out.len();
@@ -1248,7 +1252,7 @@ fn fc_fast(
             None
         };
         let acc = zeroed(&mut acc_buf, m)?;
-        let mut rows = w.chunks_exact(n);
+        let mut rows = w.chunks_exact(n.max(1));
         let mut pairs = acc.chunks_exact_mut(2);
         let mut bs = bias.chunks_exact(2);
         for (a, bb) in pairs.by_ref().zip(bs.by_ref()) {
