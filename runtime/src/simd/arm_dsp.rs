@@ -356,37 +356,51 @@ const CH_WORDS: usize = 6;
 struct ChannelTable;
 
 impl ChannelTable {
-    /// Fills the table's constant words; `None` (use the general path) unless every channel has
-    /// a non-negative multiplier and a shift in `-23..=-1` (so that the folded offset keeps the
-    /// 64-bit sum in range: `|x·m| ≤ 2^62`, `offset·2^(31+r) ≤ 2^61`), the output offset lies in
-    /// `-128..=127` and the activation range is `[-128, 127]`.
+    /// Writes the table of `channels` channels into the first `stride·channels` words of `buf`
+    /// and returns them; `None` (use the general path) unless every channel has a non-negative
+    /// multiplier and a shift in `-23..=-1` (so that the folded offset keeps the 64-bit sum in
+    /// range: `|x·m| ≤ 2^62`, `offset·2^(31+r) ≤ 2^61`), the output offset lies in `-128..=127`,
+    /// the activation range is `[-128, 127]` and `buf`, `multipliers` and `shifts` are long
+    /// enough.
     ///
     /// `stride` is the words per row (`CH_WORDS`, or 4 for [`requant_1xn`]'s rows without
-    /// accumulators); the stage is the last four words, the words before it are zeroed.
-    fn fill(
-        table: &mut [i32],
+    /// accumulators); the stage is the last four words, the words before it are zeroed. Nothing
+    /// is cleared beforehand: every word is written once (the band drivers call the kernels once
+    /// per band, so this runs often).
+    #[allow(clippy::too_many_arguments)]
+    fn fill<'a>(
+        buf: &'a mut [MaybeUninit<i32>],
         stride: usize,
+        channels: usize,
         multipliers: &[i32],
         shifts: &[i32],
         output_offset: i32,
         act: (i32, i32),
-    ) -> Option<()> {
-        if act != (-128, 127) || !(-128..=127).contains(&output_offset) {
+    ) -> Option<&'a mut [i32]> {
+        if act != (-128, 127) || !(-128..=127).contains(&output_offset) || stride < 4 {
             return None;
         }
-        let rows = table.chunks_exact_mut(stride.max(4));
-        for (row, (&m, &sh)) in rows.zip(multipliers.iter().zip(shifts)) {
+        let buf = buf.get_mut(..stride.checked_mul(channels)?)?;
+        let quant = multipliers.get(..channels)?.iter().zip(shifts.get(..channels)?);
+        for (row, (&m, &sh)) in buf.chunks_exact_mut(stride).zip(quant) {
             if !(-23..=-1).contains(&sh) {
                 return None;
             }
             let f = RightShift::new(m, sh)?;
-            let r = sh.unsigned_abs();
-            let c = f.constant + (i64::from(output_offset) << (31 + r));
-            let (lead, stage) = row.split_at_mut(row.len() - 4);
-            lead.fill(0);
-            stage.copy_from_slice(&[m, c as i32, (c >> 32) as i32, f.shift as i32]);
+            // + offset·2^(31+r), r − 1 = f.shift.
+            let c = f.constant + (i64::from(output_offset) << (32 + f.shift));
+            let stage = [m, c as i32, (c >> 32) as i32, f.shift as i32];
+            let (lead, last) = row.split_at_mut(stride - 4);
+            for w in lead {
+                w.write(0);
+            }
+            for (w, &v) in last.iter_mut().zip(&stage) {
+                w.write(v);
+            }
         }
-        Some(())
+        // SAFETY: the loop above wrote every word of `buf` (`channels` rows of `stride`; it
+        // returns early otherwise), and `MaybeUninit<i32>` has the layout of `i32`.
+        Some(unsafe { &mut *(buf as *mut [MaybeUninit<i32>] as *mut [i32]) })
     }
 }
 
@@ -870,13 +884,13 @@ pub fn conv2d_int8(
     // The fast path's channel table (see `ChannelTable`): rows of a multiple of 8 values, with a
     // bias, at most `ACC_CHANNELS` channels, every channel's output stage eligible.
     let mut table_buf = [MaybeUninit::<i32>::uninit(); CH_WORDS * ACC_CHANNELS];
+    let act = (p.act_min, p.act_max);
     let mut table = (t == 0 && full % 8 == 0 && bias.is_some() && out_c <= ACC_CHANNELS)
-        .then(|| zeroed(&mut table_buf, CH_WORDS * out_c))
-        .flatten()
-        .and_then(|tb| {
-            let act = (p.act_min, p.act_max);
-            ChannelTable::fill(tb, CH_WORDS, multipliers, shifts, p.output_offset, act).map(|()| tb)
-        });
+        .then(|| {
+            let (m, sh) = (multipliers, shifts);
+            ChannelTable::fill(&mut table_buf, CH_WORDS, out_c, m, sh, p.output_offset, act)
+        })
+        .flatten();
     let pixels = out_h * out_w;
     let in_batch = in_h * in_w * in_c;
     let (off, lo, hi) = (q.output_offset, q.act_min, q.act_max);
@@ -1071,11 +1085,11 @@ pub fn depthwise_conv2d_int8(
     let mut table_buf = [MaybeUninit::<i32>::uninit(); 4 * DW_TABLE_CHANNELS];
     let act = (p.act_min, p.act_max);
     let table = (c <= DW_TABLE_CHANNELS)
-        .then(|| zeroed(&mut table_buf, 4 * c))
-        .flatten()
-        .and_then(|tb| {
-            ChannelTable::fill(tb, 4, multipliers, shifts, p.output_offset, act).map(|()| &*tb)
-        });
+        .then(|| {
+            let (m, sh) = (multipliers, shifts);
+            ChannelTable::fill(&mut table_buf, 4, c, m, sh, p.output_offset, act).map(|t| &*t)
+        })
+        .flatten();
     let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
     let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
     let in_batch = in_h * in_w * c;
@@ -1230,7 +1244,9 @@ fn fc_fast(
     let per_channel = multipliers.len() != 1;
     let mut uniform = [0i32; 4];
     if !per_channel {
-        ChannelTable::fill(&mut uniform, 4, multipliers, shifts, p.output_offset, act)?;
+        let mut buf = [MaybeUninit::uninit(); 4];
+        let row = ChannelTable::fill(&mut buf, 4, 1, multipliers, shifts, p.output_offset, act)?;
+        uniform.copy_from_slice(row);
     }
     let mut table_buf = [MaybeUninit::<i32>::uninit(); 4 * FC_BLOCK];
     let mut acc_buf = [MaybeUninit::<i32>::uninit(); FC_BLOCK];
@@ -1241,13 +1257,8 @@ fn fc_fast(
     for (b, ((out, w), bias)) in blocks.enumerate() {
         let m = out.len();
         let table = if per_channel {
-            let tb = zeroed(&mut table_buf, 4 * m)?;
-            let (ms, ss) = (
-                multipliers.get(b * FC_BLOCK..)?,
-                shifts.get(b * FC_BLOCK..)?,
-            );
-            ChannelTable::fill(tb, 4, ms, ss, p.output_offset, act)?;
-            Some(&*tb)
+            let (ms, ss) = (multipliers.get(b * FC_BLOCK..)?, shifts.get(b * FC_BLOCK..)?);
+            Some(&*ChannelTable::fill(&mut table_buf, 4, m, ms, ss, p.output_offset, act)?)
         } else {
             None
         };
