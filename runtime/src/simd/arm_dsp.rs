@@ -381,7 +381,10 @@ impl ChannelTable {
             return None;
         }
         let buf = buf.get_mut(..stride.checked_mul(channels)?)?;
-        let quant = multipliers.get(..channels)?.iter().zip(shifts.get(..channels)?);
+        let quant = multipliers
+            .get(..channels)?
+            .iter()
+            .zip(shifts.get(..channels)?);
         for (row, (&m, &sh)) in buf.chunks_exact_mut(stride).zip(quant) {
             if !(-23..=-1).contains(&sh) {
                 return None;
@@ -741,6 +744,9 @@ struct Window {
     dil_w: usize,
     pad_h: usize,
     pad_w: usize,
+    /// Values stored interleaved in the columns (the rest go to the tail): `k / 4 * 4`, or `k`
+    /// rounded up to a multiple of 8 when the filter is padded (the values past `k` stay 0).
+    k_cols: usize,
 }
 
 impl Window {
@@ -764,11 +770,10 @@ impl Window {
         let rows = valid_taps(y0, self.dil_h, self.in_h, self.f_h);
         let cols_x = valid_taps(x0, self.dil_w, self.in_w, self.f_w);
         let c = self.in_c;
-        let k = self.f_h * self.f_w * c;
-        let full = k / 4 * 4;
+        let full = self.k_cols;
         let lane = lane.min(1);
         if rows.len() != self.f_h || cols_x.len() != self.f_w {
-            for g in cols.chunks_exact_mut(4).take(k / 4) {
+            for g in cols.chunks_exact_mut(4).take(full / 4) {
                 if let Some(pair) = g.get_mut(2 * lane..2 * lane + 2) {
                     pair.fill(0);
                 }
@@ -776,8 +781,24 @@ impl Window {
             *tail = [0; 3];
         }
         let off2 = offset_pair(off);
+        // A window row of whole groups of four, contiguous in the input (the KWS first layer:
+        // one channel, 4 wide): expanded a word at a time like `c % 4 == 0`, not value by value.
+        let row_len = self.f_w * c;
+        let whole_rows =
+            c % 4 != 0 && row_len % 4 == 0 && self.dil_w == 1 && cols_x.len() == self.f_w;
         for fy in rows {
             let iy = (y0 + (fy * self.dil_h) as isize) as usize;
+            if whole_rows {
+                let at = (iy * self.in_w + cols_x.start + x0 as usize) * c;
+                let src = input.get(at..at + row_len).unwrap_or(&[]);
+                let groups = cols.get_mut(fy * row_len..).unwrap_or(&mut []);
+                for (x, g) in src.chunks_exact(4).zip(groups.chunks_exact_mut(4)) {
+                    if let Some(dst) = g.get_mut(2 * lane..) {
+                        expand4(dst, word(x), off2);
+                    }
+                }
+                continue;
+            }
             for fx in cols_x.clone() {
                 let ix = (x0 + (fx * self.dil_w) as isize) as usize;
                 let Some(px) = input.get((iy * self.in_w + ix) * c..(iy * self.in_w + ix + 1) * c)
@@ -854,6 +875,7 @@ pub fn conv2d_int8(
         dil_w: p.dilation_w as usize,
         pad_h: p.pad_h as usize,
         pad_w: p.pad_w as usize,
+        k_cols: k / 4 * 4,
     };
     let q = Quant {
         bias,
@@ -873,7 +895,25 @@ pub fn conv2d_int8(
             .copied()
             .chain(core::iter::repeat(0))
     };
-    let full = k / 4 * 4;
+    // Rows with trailing values (ResNet-8's first layer: 3×3×3) are padded with zeros to a
+    // multiple of 8 in a stack copy of the filter, so that they take the fast path below.
+    let mut padded_buf = [MaybeUninit::<i8>::uninit(); PAD_FILTER_BYTES];
+    let kp = k.next_multiple_of(8);
+    let mut win = win;
+    let (filter, k) = match (k % 4 != 0 && bias.is_some() && out_c <= ACC_CHANNELS)
+        .then(|| zeroed(&mut padded_buf, out_c.checked_mul(kp)?))
+        .flatten()
+    {
+        Some(padded) => {
+            for (dst, src) in padded.chunks_exact_mut(kp).zip(filter.chunks_exact(k)) {
+                dst.get_mut(..k)?.copy_from_slice(src);
+            }
+            win.k_cols = kp;
+            (&*padded, kp)
+        }
+        None => (filter, k),
+    };
+    let full = win.k_cols;
     let t = k - full;
     // Both pixels' columns, interleaved group by group (see `dot_2x1`): 2·COL_WORDS words hold
     // the 2·(k/4) groups of four words. Only the `full` words used are zeroed (the band drivers
@@ -949,6 +989,9 @@ pub fn conv2d_int8(
     }
     Some(())
 }
+
+/// Bytes of the zero-padded filter copy [`conv2d_int8`] makes for rows with trailing values.
+const PAD_FILTER_BYTES: usize = 1024;
 
 /// Most output channels [`conv2d_int8`] runs through [`dot_2xn`] (more take the per-channel path).
 const ACC_CHANNELS: usize = 128;
@@ -1257,8 +1300,19 @@ fn fc_fast(
     for (b, ((out, w), bias)) in blocks.enumerate() {
         let m = out.len();
         let table = if per_channel {
-            let (ms, ss) = (multipliers.get(b * FC_BLOCK..)?, shifts.get(b * FC_BLOCK..)?);
-            Some(&*ChannelTable::fill(&mut table_buf, 4, m, ms, ss, p.output_offset, act)?)
+            let (ms, ss) = (
+                multipliers.get(b * FC_BLOCK..)?,
+                shifts.get(b * FC_BLOCK..)?,
+            );
+            Some(&*ChannelTable::fill(
+                &mut table_buf,
+                4,
+                m,
+                ms,
+                ss,
+                p.output_offset,
+                act,
+            )?)
         } else {
             None
         };
