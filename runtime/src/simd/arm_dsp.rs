@@ -472,16 +472,20 @@ fn dot_2xn(cols: &[u32], filter: &[i8], bias: &[i32], table: &mut [i32]) -> Opti
         let table = table.get_mut(..CH_WORDS * channels)?;
         let range = table.as_mut_ptr_range();
         // The outer loop's state, read and written by the block: columns, next bias, next
-        // table row, end of the table, pairs of groups per row.
-        let mut st: [usize; 5] = [
+        // table row, end of the table, runs of the inner loop (two pairs of groups each, the
+        // first run entered in its middle when the pairs are odd), whether they are.
+        let pairs = k / 8;
+        let mut st: [usize; 6] = [
             cols.as_ptr() as usize,
             bias.as_ptr() as usize,
             range.start as usize,
             range.end as usize,
-            k / 8,
+            pairs.div_ceil(2),
+            pairs % 2,
         ];
         // SAFETY: `channels ≥ 1` iterations of the outer loop; each reads one bias (at most
-        // `channels ≤ bias.len()`), runs the inner loop `k/8 ≥ 1` times reading all `k` words of
+        // `channels ≤ bias.len()`), runs `k/8 ≥ 1` pairs of groups (`⌈k/16⌉` inner loops, the first from its
+        // middle when `k/8` is odd) reading all `k` words of
         // `cols` (word-aligned, `LDM`) and `k` bytes of the next filter row (single-word `LDR`s;
         // `channels·k ≤ filter.len()`), and writes the first two words of one table row (`STRD`
         // on the word-aligned `i32` slice, `CH_WORDS` words per row) until the end of `table`.
@@ -496,7 +500,28 @@ fn dot_2xn(cols: &[u32], filter: &[i8], bias: &[i32], table: &mut [i32]) -> Opti
                 "mov r5, r4",
                 "ldr {cp}, [{st}]",
                 "ldr {n}, [{st}, #16]",
+                // An odd number of group pairs enters the twice-unrolled loop in its middle.
+                "ldr {t}, [{st}, #20]",
+                "cmp {t}, #0",
+                "bne 4f",
                 "2:",
+                "ldr {w}, [{wp}], #4",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlad r4, r0, {t}, r4",
+                "smlad r4, r1, {w}, r4",
+                "smlad r5, r2, {t}, r5",
+                "smlad r5, r3, {w}, r5",
+                "ldr {w}, [{wp}], #4",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlad r4, r0, {t}, r4",
+                "smlad r4, r1, {w}, r4",
+                "smlad r5, r2, {t}, r5",
+                "smlad r5, r3, {w}, r5",
+                "4:",
                 "ldr {w}, [{wp}], #4",
                 "ldm {cp}!, {{r0, r1, r2, r3}}",
                 "sxtb16 {t}, {w}",
