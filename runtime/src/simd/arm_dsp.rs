@@ -1469,6 +1469,76 @@ fn requant_fc(q: &Quant, out: usize, channel: usize, acc: i32) -> i8 {
     requantize(acc, m, s, q.output_offset, q.act_min, q.act_max)
 }
 
+/// `multiply_by_quantized_multiplier(x, m, shift)` for a shift in `-31..=0` and `m ≥ 0` as one
+/// 64-bit multiply-accumulate, a high word and a shift: [`RightShift`] for `shift ≤ -1`, and for
+/// `shift == 0` (the larger ADD input's scale, multiplier ½) `⌊(x·2m + 2^31) / 2^32⌋ =
+/// ⌊(x·m + 2^30) / 2^31⌋` (`|x·2m| < 2^63`).
+#[derive(Clone, Copy)]
+struct Scale {
+    multiplier: i64,
+    constant: i64,
+    /// `-2^31` with a right shift (the `[x < 0]` correction), else 0.
+    sign: i64,
+    shift: u32,
+}
+
+impl Scale {
+    /// The scale of (`multiplier`, `shift`), or `None` outside `m ≥ 0`, `-31 ≤ shift ≤ 0`.
+    fn new(multiplier: i32, shift: i32) -> Option<Self> {
+        if shift == 0 && multiplier >= 0 {
+            return Some(Scale {
+                multiplier: 2 * i64::from(multiplier),
+                constant: 1 << 31,
+                sign: 0,
+                shift: 0,
+            });
+        }
+        let f = RightShift::new(multiplier, shift)?;
+        Some(Scale {
+            multiplier: i64::from(multiplier),
+            constant: f.constant,
+            sign: -(1 << 31),
+            shift: f.shift,
+        })
+    }
+
+    #[inline(always)]
+    fn apply(self, x: i32) -> i32 {
+        let y = i64::from(x) * self.multiplier + self.constant + (i64::from(x >> 31) & self.sign);
+        ((y >> 32) as i32) >> (self.shift & 31)
+    }
+}
+
+/// DSP-extension int8 ADD of two equally shaped inputs (`arith::add_element` on every element:
+/// TFLM's three rescalings, each as one [`Scale`]); `None` (nothing written) when the lengths
+/// differ or a scale is outside [`Scale::new`]'s domain.
+pub fn add_int8(
+    p: &crate::ops::arith::ArithParams,
+    input1: &[i8],
+    input2: &[i8],
+    output: &mut [i8],
+) -> Option<()> {
+    if input1.len() != output.len() || input2.len() != output.len() {
+        return None;
+    }
+    let s1 = Scale::new(p.input1_multiplier, p.input1_shift)?;
+    let s2 = Scale::new(p.input2_multiplier, p.input2_shift)?;
+    let so = Scale::new(p.output_multiplier, p.output_shift)?;
+    let ls = 1i32.wrapping_shl(p.left_shift as u32);
+    let (o1, o2) = (p.input1_offset, p.input2_offset);
+    let (off, lo, hi) = (p.output_offset, p.activation_min, p.activation_max);
+    for ((&x, &y), o) in input1.iter().zip(input2).zip(output.iter_mut()) {
+        let a = s1.apply(o1.wrapping_add(i32::from(x)).wrapping_mul(ls));
+        let b = s2.apply(o2.wrapping_add(i32::from(y)).wrapping_mul(ls));
+        *o = so
+            .apply(a.wrapping_add(b))
+            .wrapping_add(off)
+            .max(lo)
+            .min(hi) as i8;
+    }
+    Some(())
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -1564,6 +1634,68 @@ mod tests {
         }
         assert!(RightShift::new(1 << 30, 0).is_none());
         assert!(RightShift::new(-1, -3).is_none());
+    }
+
+    #[test]
+    fn add_matches_reference() {
+        use crate::ops::arith::{add_element, ArithParams};
+        let mut r = Rng(0xADD);
+        for case in 0..300 {
+            let n = r.range(0, 40) as usize;
+            let big = r.range(0, 1) == 1;
+            let (m1, s1) = (
+                r.range(1 << 30, i32::MAX as i64) as i32,
+                -r.range(0, 3) as i32,
+            );
+            let (m2, s2) = (
+                r.range(1 << 30, i32::MAX as i64) as i32,
+                -r.range(0, 3) as i32,
+            );
+            let act_min = r.range(-128, 0) as i32;
+            let p = ArithParams {
+                input1_offset: r.range(-127, 128) as i32,
+                input2_offset: r.range(-127, 128) as i32,
+                output_offset: r.range(-128, 127) as i32,
+                left_shift: if big { 20 } else { r.range(0, 20) as i32 },
+                input1_multiplier: if case % 3 == 0 { 1 << 30 } else { m1 },
+                input1_shift: if case % 3 == 0 { 0 } else { s1 },
+                input2_multiplier: m2,
+                input2_shift: s2,
+                output_multiplier: r.range(1 << 30, i32::MAX as i64) as i32,
+                output_shift: -r.range(0, 30) as i32,
+                activation_min: act_min,
+                activation_max: r.range(act_min as i64, 127) as i32,
+            };
+            let a = r.i8s(n, -128, 127);
+            let b = r.i8s(n, -128, 127);
+            let want: Vec<i8> = a
+                .iter()
+                .zip(&b)
+                .map(|(&x, &y)| add_element(&p, x, y))
+                .collect();
+            let mut got = vec![0i8; n];
+            add_int8(&p, &a, &b, &mut got).unwrap();
+            assert_eq!(got, want, "case {case}: {p:?}");
+        }
+        // Extreme accumulators through one scale.
+        for shift in -31..=0 {
+            for &m in &[0, 1, 1 << 30, i32::MAX] {
+                let f = Scale::new(m, shift).unwrap();
+                for &x in &[
+                    i32::MIN,
+                    i32::MIN + 1,
+                    -(1 << 30),
+                    -1,
+                    0,
+                    1,
+                    1 << 30,
+                    i32::MAX,
+                ] {
+                    let want = crate::quant::multiply_by_quantized_multiplier(x, m, shift);
+                    assert_eq!(f.apply(x), want, "x {x} m {m} shift {shift}");
+                }
+            }
+        }
     }
 
     #[test]
