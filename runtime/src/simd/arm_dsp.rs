@@ -193,6 +193,7 @@ fn expand_groups(src: &[i8], groups: &mut [u32], lane: usize, off2: u32) {
         }
         return;
     }
+    #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
     for (x, g) in src.chunks_exact(4).zip(groups.chunks_exact_mut(4)).take(n) {
         if let Some(dst) = g.get_mut(2 * lane..) {
             expand4(dst, word(x), off2);
@@ -429,7 +430,7 @@ impl ChannelTable {
             .get(..channels)?
             .iter()
             .zip(shifts.get(..channels)?);
-        for (row, (&m, &sh)) in buf.chunks_exact_mut(stride).zip(quant) {
+        for (row, (&m, &sh)) in buf.chunks_exact_mut(stride.max(4)).zip(quant) {
             if !(-23..=-1).contains(&sh) {
                 return None;
             }
@@ -563,8 +564,12 @@ fn dot_2xn(cols: &[u32], filter: &[i8], bias: &[i32], table: &mut [i32]) -> Opti
         }
         return Some(());
     }
-    let rows = table.chunks_exact_mut(CH_WORDS).zip(filter.chunks_exact(k));
-    for ((row, w), &b) in rows.zip(bias) {
+    #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
+    for ((row, w), &b) in table
+        .chunks_exact_mut(CH_WORDS)
+        .zip(filter.chunks_exact(k))
+        .zip(bias)
+    {
         if let [a0, a1, ..] = row {
             [*a0, *a1] = dot_2x1(cols, w, b);
         }
@@ -966,8 +971,12 @@ pub fn conv2d_int8(
         .flatten()
     {
         Some(padded) => {
-            for (dst, src) in padded.chunks_exact_mut(kp).zip(filter.chunks_exact(k)) {
-                dst.get_mut(..k)?.copy_from_slice(src);
+            // (`max(1)`: shows the chunk size is not 0, `k ≥ 1` is checked above.)
+            for (i, src) in filter.chunks_exact(k.max(1)).enumerate() {
+                let dst = padded.get_mut(i * kp..i * kp + k)?;
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = s;
+                }
             }
             win.k_cols = kp;
             (&*padded, kp)
@@ -998,7 +1007,7 @@ pub fn conv2d_int8(
     for b in 0..batches {
         let input = input.get(b * in_batch..(b + 1) * in_batch)?;
         let out_b = output.get_mut(b * pixels * out_c..(b + 1) * pixels * out_c)?;
-        let mut px_out = out_b.chunks_exact_mut(out_c);
+        let mut px_out = out_b.chunks_exact_mut(out_c.max(1));
         let mut px = 0;
         while px < pixels {
             let in_off = p.input_offset;
@@ -1006,7 +1015,7 @@ pub fn conv2d_int8(
             let out0 = px_out.next()?;
             // Channel by channel in lockstep (lengths checked above): no per-output lookups.
             let rows = filter
-                .chunks_exact(k)
+                .chunks_exact(k.max(1))
                 .zip(multipliers.iter().zip(shifts))
                 .zip(biases());
             if px + 1 < pixels {
@@ -1282,8 +1291,8 @@ pub fn fully_connected_int8(
     let mut col = [0u32; COL_WORDS];
     let col = &mut col[..full / 2];
     for (x, out) in input
-        .chunks_exact(in_features)
-        .zip(output.chunks_exact_mut(out_features))
+        .chunks_exact(in_features.max(1))
+        .zip(output.chunks_exact_mut(out_features.max(1)))
     {
         for (x, dst) in x.chunks_exact(4).zip(col.chunks_exact_mut(2)) {
             expand4(dst, word(x), off2);
@@ -1298,7 +1307,7 @@ pub fn fully_connected_int8(
                 continue;
             }
         }
-        let mut rows = weights.chunks_exact(in_features);
+        let mut rows = weights.chunks_exact(in_features.max(1));
         let mut outs = out.chunks_exact_mut(2);
         let mut c = 0;
         for o in outs.by_ref() {
