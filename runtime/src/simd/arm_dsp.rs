@@ -191,7 +191,6 @@ fn expand_groups(src: &[i8], groups: &mut [u32], lane: usize, off2: u32) {
                 options(nostack),
             );
         }
-        return;
     }
     #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
     for (x, g) in src.chunks_exact(4).zip(groups.chunks_exact_mut(4)).take(n) {
@@ -484,14 +483,13 @@ fn dot_2xn(cols: &[u32], filter: &[i8], bias: &[i32], table: &mut [i32]) -> Opti
             pairs.div_ceil(2),
             pairs % 2,
         ];
-        // SAFETY: `channels ≥ 1` iterations of the outer loop; each reads one bias (at most
-        // `channels ≤ bias.len()`), runs `k/8 ≥ 1` pairs of groups (`⌈k/16⌉` inner loops, the first from its
-        // middle when `k/8` is odd) reading all `k` words of
-        // `cols` (word-aligned, `LDM`) and `k` bytes of the next filter row (single-word `LDR`s;
-        // `channels·k ≤ filter.len()`), and writes the first two words of one table row (`STRD`
-        // on the word-aligned `i32` slice, `CH_WORDS` words per row) until the end of `table`.
-        // `st` is a live local array the block reads and updates. Flags are clobbered; no stack.
         // The accumulators are r4/r5: an even/odd pair, as `STRD` needs in the Arm (A32) state.
+        // The inner loop does two pairs of groups; an odd `k/8` enters its first run halfway.
+        // SAFETY: `channels ≥ 1` outer iterations; each reads one bias (`channels ≤ bias.len()`),
+        // runs `k/8 ≥ 1` pairs of groups reading the `k` words of `cols` (word-aligned `LDM`) and
+        // `k` bytes of the next filter row (`LDR`s; `channels·k ≤ filter.len()`), and writes the
+        // first two words of one `CH_WORDS`-word table row (`STRD`, word-aligned) until the end of
+        // `table`. `st` is a live local array it reads and updates. Flags clobbered; no stack.
         unsafe {
             core::arch::asm!(
                 "3:",
