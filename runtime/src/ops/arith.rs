@@ -301,6 +301,13 @@ pub fn add_int8(
     out_shape: &[usize],
     output: &mut [i8],
 ) -> Result<(), Error> {
+    #[cfg(feature = "arm-dsp")]
+    if shape1 == out_shape
+        && shape2 == out_shape
+        && crate::simd::arm_dsp::add_int8(p, input1, input2, output).is_some()
+    {
+        return Ok(());
+    }
     broadcast_binary(shape1, input1, shape2, input2, out_shape, output, |x, y| {
         add_element(p, x, y)
     })

@@ -155,6 +155,12 @@ pub(crate) fn valid_taps(
 ) -> Range<usize> {
     let d = (dilation as i64).max(1);
     let origin = origin as i64;
+    if d == 1 {
+        // No division (a 64-bit division is a library call on 32-bit cores, and this runs for
+        // every output pixel of the Cortex-M kernels).
+        let hi = (in_size as i64 - origin).max(0).min(filter as i64);
+        return ((-origin).max(0).min(hi) as usize)..(hi as usize);
+    }
     // First tap with origin + f·d ≥ 0.
     let lo = if origin >= 0 {
         0

@@ -19,6 +19,8 @@
 //! the function.
 #![allow(unsafe_code)]
 
+use core::mem::MaybeUninit;
+
 use crate::ops::conv::{requantize, valid_taps, ConvParams};
 use crate::ops::depthwise::DepthwiseParams;
 use crate::ops::fully_connected::FullyConnectedParams;
@@ -154,6 +156,50 @@ fn expand4(col: &mut [u32], x: u32, off2: u32) {
     }
 }
 
+/// [`expand4`] over consecutive groups into lane `lane` (0 or 1) of the two-column interleaved
+/// layout of [`dot_2x1`]: group `j` of `src` goes to words `4j + 2·lane` and `4j + 2·lane + 1`
+/// of `groups`, for as many whole groups as both hold.
+///
+/// On a DSP-extension core one `asm!` loop of 6 instructions per group (the compiler's loop took
+/// 16, re-checking the slices).
+#[inline(always)]
+fn expand_groups(src: &[i8], groups: &mut [u32], lane: usize, off2: u32) {
+    let lane = lane.min(1);
+    let n = (src.len() / 4).min(groups.len() / 4);
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    if n > 0 {
+        // SAFETY: `n ≥ 1` iterations, each reading 4 bytes of `src` (single-word `LDR`: any
+        // alignment; `4n ≤ src.len()`) and writing words `4j + 2·lane` and `4j + 2·lane + 1` of
+        // `groups` (`STRD`, word-aligned; `4n ≤ groups.len()` and `2·lane + 1 ≤ 3`). Flags are
+        // clobbered; no stack. r0/r1: an even/odd pair, as `STRD` needs in the Arm (A32) state.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldr {x}, [{sp}], #4",
+                "sxtab16 r0, {off}, {x}",
+                "sxtab16 r1, {off}, {x}, ror #8",
+                "strd r0, r1, [{dp}], #16",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                sp = inout(reg) src.as_ptr() => _,
+                dp = inout(reg) groups.as_mut_ptr().add(2 * lane) => _,
+                n = inout(reg) n => _,
+                off = in(reg) off2,
+                x = out(reg) _,
+                out("r0") _,
+                out("r1") _,
+                options(nostack),
+            );
+        }
+    }
+    #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
+    for (x, g) in src.chunks_exact(4).zip(groups.chunks_exact_mut(4)).take(n) {
+        if let Some(dst) = g.get_mut(2 * lane..) {
+            expand4(dst, word(x), off2);
+        }
+    }
+}
+
 /// Sets element `k` of lane `lane` of a two-column interleaved buffer (the layout
 /// [`Window::gather`] writes for [`dot_2x1`]) to `v`.
 #[inline(always)]
@@ -188,15 +234,15 @@ fn dot_1x1(c: &[u32], w: &[i8]) -> i32 {
 
 /// Dot products of one weight row with two expanded columns stored interleaved, four words per
 /// group of four values (`[c0 (x0, x2), c0 (x1, x3), c1 (x0, x2), c1 (x1, x3)]`, see
-/// [`Window::gather`]): `[c0·w, c1·w]` over the groups both hold.
+/// [`Window::gather`]): `[init + c0·w, init + c1·w]` over the groups both hold.
 ///
 /// On a DSP-extension core the loop is one `asm!` block: two groups per iteration in 18
 /// instructions for 16 multiply-accumulates (`LDM` fetches a group of both columns at once),
 /// where the compiler's version of the 2×2 tile spilled registers (35).
 #[inline(always)]
-fn dot_2x1(cols: &[u32], w: &[i8]) -> [i32; 2] {
+fn dot_2x1(cols: &[u32], w: &[i8], init: i32) -> [i32; 2] {
     let groups = (cols.len() / 4).min(w.len() / 4);
-    let (mut a0, mut a1) = (0i32, 0i32);
+    let (mut a0, mut a1) = (init, init);
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
     let pairs = groups / 2;
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
@@ -262,14 +308,14 @@ fn dot_2x1(cols: &[u32], w: &[i8]) -> [i32; 2] {
 }
 
 /// Dot products of one expanded column (two words per group of four, as [`dot_1x1`]) with two
-/// weight rows: `[c·w0, c·w1]` over the groups all three hold.
+/// weight rows: `init + [c·w0, c·w1]` over the groups all three hold.
 ///
 /// On a DSP-extension core the loop is one `asm!` block: two groups per iteration in 23
 /// instructions for 16 multiply-accumulates (`LDM` fetches both groups of the column).
 #[inline(always)]
-fn dot_1x2(c: &[u32], w0: &[i8], w1: &[i8]) -> [i32; 2] {
+fn dot_1x2(c: &[u32], w0: &[i8], w1: &[i8], init: [i32; 2]) -> [i32; 2] {
     let groups = (c.len() / 2).min(w0.len() / 4).min(w1.len() / 4);
-    let (mut a0, mut a1) = (0i32, 0i32);
+    let [mut a0, mut a1] = init;
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
     let pairs = groups / 2;
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
@@ -342,12 +388,409 @@ fn dot_1x2(c: &[u32], w0: &[i8], w1: &[i8]) -> [i32; 2] {
     [a0, a1]
 }
 
+/// Words per channel of the [`ChannelTable`]: the two accumulators, then the output stage.
+const CH_WORDS: usize = 6;
+
+/// Per-output-channel table of [`conv2d_int8`]'s fast path, `CH_WORDS` words per channel:
+/// `[acc0, acc1, multiplier, constant lo, constant hi, r − 1]`. [`dot_2xn`] writes the two
+/// accumulators of a pixel pair, [`requant_2xn`] reads the whole row with one `LDM`. The output
+/// stage is [`RightShift`] with the output offset folded into the constant
+/// (`+ offset·2^(31+r)`, so the shifted high word already holds `result + offset`); the
+/// activation range must be `[-128, 127]` (a single `SSAT`).
+struct ChannelTable;
+
+impl ChannelTable {
+    /// Writes the table of `channels` channels into the first `stride·channels` words of `buf`
+    /// and returns them; `None` (use the general path) unless every channel has a non-negative
+    /// multiplier and a shift in `-23..=-1` (so that the folded offset keeps the 64-bit sum in
+    /// range: `|x·m| ≤ 2^62`, `offset·2^(31+r) ≤ 2^61`), the output offset lies in `-128..=127`,
+    /// the activation range is `[-128, 127]` and `buf`, `multipliers` and `shifts` are long
+    /// enough.
+    ///
+    /// `stride` is the words per row (`CH_WORDS`, or 4 for [`requant_1xn`]'s rows without
+    /// accumulators); the stage is the last four words, the words before it are zeroed. Nothing
+    /// is cleared beforehand: every word is written once (the band drivers call the kernels once
+    /// per band, so this runs often).
+    #[allow(clippy::too_many_arguments)]
+    fn fill<'a>(
+        buf: &'a mut [MaybeUninit<i32>],
+        stride: usize,
+        channels: usize,
+        multipliers: &[i32],
+        shifts: &[i32],
+        output_offset: i32,
+        act: (i32, i32),
+    ) -> Option<&'a mut [i32]> {
+        if act != (-128, 127) || !(-128..=127).contains(&output_offset) || stride < 4 {
+            return None;
+        }
+        let buf = buf.get_mut(..stride.checked_mul(channels)?)?;
+        let quant = multipliers
+            .get(..channels)?
+            .iter()
+            .zip(shifts.get(..channels)?);
+        for (row, (&m, &sh)) in buf.chunks_exact_mut(stride.max(4)).zip(quant) {
+            if !(-23..=-1).contains(&sh) {
+                return None;
+            }
+            let f = RightShift::new(m, sh)?;
+            // + offset·2^(31+r), r − 1 = f.shift.
+            let c = f.constant + (i64::from(output_offset) << (32 + f.shift));
+            let stage = [m, c as i32, (c >> 32) as i32, f.shift as i32];
+            let (lead, last) = row.split_at_mut(stride - 4);
+            for w in lead {
+                w.write(0);
+            }
+            for (w, &v) in last.iter_mut().zip(&stage) {
+                w.write(v);
+            }
+        }
+        // SAFETY: the loop above wrote every word of `buf` (`channels` rows of `stride`; it
+        // returns early otherwise), and `MaybeUninit<i32>` has the layout of `i32`.
+        Some(unsafe { &mut *(buf as *mut [MaybeUninit<i32>] as *mut [i32]) })
+    }
+}
+
+/// [`dot_2x1`] for every output channel at once: for channel `c` (row `c` of `filter`, `k`
+/// values long), the first two words of row `c` of `table` (see [`ChannelTable`]) become
+/// `bias[c] + [c0·row, c1·row]`, over `channels = table.len() / CH_WORDS` channels. `k` must be
+/// a multiple of 8 with `cols.len() == k`, `filter.len() ≥ channels·k`, `bias.len() ≥ channels`;
+/// returns `None` otherwise.
+///
+/// On a DSP-extension core this is one `asm!` block (the channel loop around `dot_2x1`'s loop):
+/// per channel 13 instructions besides the multiply-accumulates, where the compiler's loop around
+/// `dot_2x1` took over 40 (spills, the bias and accumulator bookkeeping).
+#[inline(always)]
+fn dot_2xn(cols: &[u32], filter: &[i8], bias: &[i32], table: &mut [i32]) -> Option<()> {
+    let k = cols.len();
+    let channels = table.len() / CH_WORDS;
+    if k == 0 || k % 8 != 0 || filter.len() < channels * k || bias.len() < channels {
+        return None;
+    }
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    if channels > 0 {
+        let table = table.get_mut(..CH_WORDS * channels)?;
+        let range = table.as_mut_ptr_range();
+        // The outer loop's state, read and written by the block: columns, next bias, next
+        // table row, end of the table, runs of the inner loop (two pairs of groups each, the
+        // first run entered in its middle when the pairs are odd), whether they are.
+        let pairs = k / 8;
+        let mut st: [usize; 6] = [
+            cols.as_ptr() as usize,
+            bias.as_ptr() as usize,
+            range.start as usize,
+            range.end as usize,
+            pairs.div_ceil(2),
+            pairs % 2,
+        ];
+        // The accumulators are r4/r5: an even/odd pair, as `STRD` needs in the Arm (A32) state.
+        // The inner loop does two pairs of groups; an odd `k/8` enters its first run halfway.
+        // SAFETY: `channels ≥ 1` outer iterations; each reads one bias (`channels ≤ bias.len()`),
+        // runs `k/8 ≥ 1` pairs of groups reading the `k` words of `cols` (word-aligned `LDM`) and
+        // `k` bytes of the next filter row (`LDR`s; `channels·k ≤ filter.len()`), and writes the
+        // first two words of one `CH_WORDS`-word table row (`STRD`, word-aligned) until the end of
+        // `table`. `st` is a live local array it reads and updates. Flags clobbered; no stack.
+        unsafe {
+            core::arch::asm!(
+                "3:",
+                "ldr {cp}, [{st}, #4]",
+                "ldr r4, [{cp}], #4",
+                "str {cp}, [{st}, #4]",
+                "mov r5, r4",
+                "ldr {cp}, [{st}]",
+                "ldr {n}, [{st}, #16]",
+                // An odd number of group pairs enters the twice-unrolled loop in its middle.
+                "ldr {t}, [{st}, #20]",
+                "cmp {t}, #0",
+                "bne 4f",
+                "2:",
+                "ldr {w}, [{wp}], #4",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlad r4, r0, {t}, r4",
+                "smlad r4, r1, {w}, r4",
+                "smlad r5, r2, {t}, r5",
+                "smlad r5, r3, {w}, r5",
+                "ldr {w}, [{wp}], #4",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlad r4, r0, {t}, r4",
+                "smlad r4, r1, {w}, r4",
+                "smlad r5, r2, {t}, r5",
+                "smlad r5, r3, {w}, r5",
+                "4:",
+                "ldr {w}, [{wp}], #4",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlad r4, r0, {t}, r4",
+                "smlad r4, r1, {w}, r4",
+                "smlad r5, r2, {t}, r5",
+                "smlad r5, r3, {w}, r5",
+                "ldr {w}, [{wp}], #4",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlad r4, r0, {t}, r4",
+                "smlad r4, r1, {w}, r4",
+                "smlad r5, r2, {t}, r5",
+                "smlad r5, r3, {w}, r5",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                "ldr {cp}, [{st}, #8]",
+                "strd r4, r5, [{cp}], #24",
+                "str {cp}, [{st}, #8]",
+                "ldr {n}, [{st}, #12]",
+                "cmp {cp}, {n}",
+                "bne 3b",
+                st = in(reg) st.as_mut_ptr(),
+                wp = inout(reg) filter.as_ptr() => _,
+                cp = out(reg) _,
+                n = out(reg) _,
+                out("r4") _,
+                out("r5") _,
+                w = out(reg) _,
+                t = out(reg) _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                options(nostack),
+            );
+        }
+        return Some(());
+    }
+    #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
+    for ((row, w), &b) in table
+        .chunks_exact_mut(CH_WORDS)
+        .zip(filter.chunks_exact(k))
+        .zip(bias)
+    {
+        if let [a0, a1, ..] = row {
+            [*a0, *a1] = dot_2x1(cols, w, b);
+        }
+    }
+    Some(())
+}
+
+/// The output stage of a pixel pair from the [`ChannelTable`] `table` (accumulators filled by
+/// [`dot_2xn`]): channel `c` goes to `out0[c]` and `out1[c]`. `None` unless both outputs hold
+/// one byte per table row.
+///
+/// On a DSP-extension core one `asm!` loop of 22 instructions per channel (two outputs): one
+/// `LDM` for the row, per output `SMLAL`, the sign correction (3), the shift, `SSAT`, `STRB`.
+#[inline(always)]
+fn requant_2xn(table: &[i32], out0: &mut [i8], out1: &mut [i8]) -> Option<()> {
+    let channels = table.len() / CH_WORDS;
+    if out0.len() != channels || out1.len() != channels {
+        return None;
+    }
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    if channels > 0 {
+        let table = table.get(..CH_WORDS * channels)?;
+        let end = table.as_ptr_range().end;
+        // `out1[c]` relative to `out0[c + 1]` (the store to `out0` post-increments).
+        let delta = (out1.as_mut_ptr() as isize)
+            .wrapping_sub(out0.as_mut_ptr() as isize)
+            .wrapping_sub(1);
+        // SAFETY: `channels ≥ 1` iterations, each reading one whole table row (`LDM` of
+        // `CH_WORDS` words on the word-aligned slice, until its end) and writing byte `c` of
+        // `out0` and of `out1` (both `channels` long, checked above; `delta` is the distance from
+        // `out0[c + 1]` to `out1[c]`). Flags are clobbered; no stack.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldm {p}!, {{r0, r1, r2, r3, r4, r5}}",
+                "mov {lo}, r3",
+                "mov {hi}, r4",
+                "smlal {lo}, {hi}, r0, r2",
+                "and r0, r0, #0x80000000",
+                "adds {lo}, {lo}, r0",
+                "adc {hi}, {hi}, r0, asr #31",
+                "asr {hi}, {hi}, r5",
+                "ssat {hi}, #8, {hi}",
+                "strb {hi}, [{op}], #1",
+                "mov {lo}, r3",
+                "mov {hi}, r4",
+                "smlal {lo}, {hi}, r1, r2",
+                "and r1, r1, #0x80000000",
+                "adds {lo}, {lo}, r1",
+                "adc {hi}, {hi}, r1, asr #31",
+                "asr {hi}, {hi}, r5",
+                "ssat {hi}, #8, {hi}",
+                "strb {hi}, [{op}, {d}]",
+                "cmp {p}, {end}",
+                "bne 2b",
+                p = inout(reg) table.as_ptr() => _,
+                end = in(reg) end,
+                op = inout(reg) out0.as_mut_ptr() => _,
+                d = in(reg) delta,
+                lo = out(reg) _,
+                hi = out(reg) _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                out("r4") _,
+                out("r5") _,
+                options(nostack),
+            );
+        }
+        return Some(());
+    }
+    let rows = table.chunks_exact(CH_WORDS);
+    for (row, (o0, o1)) in rows.zip(out0.iter_mut().zip(out1.iter_mut())) {
+        let &[a0, a1, m, lo, hi, shift] = row else {
+            continue;
+        };
+        let c = (i64::from(hi) << 32) | i64::from(lo as u32);
+        let stage = |x: i32| {
+            let y = i64::from(x) * i64::from(m) + c + (i64::from(x >> 31) << 31);
+            (((y >> 32) as i32) >> (shift & 31)).clamp(-128, 127) as i8
+        };
+        [*o0, *o1] = [stage(a0), stage(a1)];
+    }
+    Some(())
+}
+
+/// The output stage of one output per channel: `out[c]` from `acc[c]` and row `c` of `table`
+/// (4 words per row: the last four of a [`ChannelTable`] row, filled with `stride` 4). `None`
+/// unless `acc`, `out` and the table have one entry per channel.
+///
+/// On a DSP-extension core one `asm!` loop of 11 instructions per output.
+#[inline(always)]
+fn requant_1xn(table: &[i32], acc: &[i32], out: &mut [i8]) -> Option<()> {
+    let channels = out.len();
+    if acc.len() != channels || table.len() != 4 * channels {
+        return None;
+    }
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    if channels > 0 {
+        let end = acc.as_ptr_range().end;
+        // SAFETY: `channels ≥ 1` iterations, each reading one accumulator (`LDR`, until the end
+        // of `acc`), one 4-word table row (`LDM` on the word-aligned slice, `4·channels` words)
+        // and writing one byte of `out` (`channels` long). Flags are clobbered; no stack.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldr {x}, [{ap}], #4",
+                "ldm {tp}!, {{r0, r1, r2, r3}}",
+                "smlal r1, r2, {x}, r0",
+                "and {x}, {x}, #0x80000000",
+                "adds r1, r1, {x}",
+                "adc r2, r2, {x}, asr #31",
+                "asr r2, r2, r3",
+                "ssat r2, #8, r2",
+                "strb r2, [{op}], #1",
+                "cmp {ap}, {end}",
+                "bne 2b",
+                ap = inout(reg) acc.as_ptr() => _,
+                tp = inout(reg) table.as_ptr() => _,
+                op = inout(reg) out.as_mut_ptr() => _,
+                end = in(reg) end,
+                x = out(reg) _,
+                out("r0") _,
+                out("r1") _,
+                out("r2") _,
+                out("r3") _,
+                options(nostack),
+            );
+        }
+        return Some(());
+    }
+    for ((row, &x), o) in table.chunks_exact(4).zip(acc).zip(out.iter_mut()) {
+        let &[m, lo, hi, shift] = row else {
+            continue;
+        };
+        let c = (i64::from(hi) << 32) | i64::from(lo as u32);
+        let y = i64::from(x) * i64::from(m) + c + (i64::from(x >> 31) << 31);
+        *o = (((y >> 32) as i32) >> (shift & 31)).clamp(-128, 127) as i8;
+    }
+    Some(())
+}
+
 /// The trailing products of a row: `tail` (unexpanded values, at least as many as `w`) times `w`.
 #[inline(always)]
 fn tail_dot(tail: &[i32], w: &[i8]) -> i32 {
     tail.iter()
         .zip(w)
         .fold(0i32, |a, (&x, &w)| a.wrapping_add(x * i32::from(w)))
+}
+
+/// TFLM's output stage ([`requantize`]) for a channel whose shift divides (`-31 ≤ shift ≤ -1`,
+/// the usual case: the real multiplier is below ½) and whose multiplier is non-negative, in one
+/// 64-bit multiply-accumulate and one shift instead of the two rounding steps.
+///
+/// `requantize` computes `v = ⌊(x·m + 2^30) / 2^31⌋` (SRDHM, exact in this floor form for
+/// `m ≥ 0`) and then `⌊(v + 2^(r-1) − [v < 0]) / 2^r⌋` (RDBP with `r = -shift ≥ 1`, ties away
+/// from zero). Since `⌊⌊a / b⌋ + c) / d⌋ = ⌊(a + c·b) / (b·d)⌋`, both steps are one floor:
+/// `⌊(x·m + 2^30 + 2^(30+r) − s·2^31) / 2^(31+r)⌋` with `s = [v < 0]`, and `s = [x < 0]` gives the
+/// same result (with `m ≥ 0`, `x < 0` makes `v ≤ 0`, and for `v = 0` both `s` round to 0). The
+/// sum fits in `i64`; dividing by `2^(31+r)` is taking its high word and shifting by `r − 1`.
+#[derive(Clone, Copy)]
+struct RightShift {
+    multiplier: i32,
+    /// `2^30 + 2^(30+r)`.
+    constant: i64,
+    /// `r − 1`, in `0..=30`.
+    shift: u32,
+}
+
+impl RightShift {
+    /// The fast form of (`multiplier`, `shift`), or `None` when it does not apply.
+    #[inline(always)]
+    fn new(multiplier: i32, shift: i32) -> Option<Self> {
+        if multiplier < 0 || !(-31..=-1).contains(&shift) {
+            return None;
+        }
+        let r = shift.unsigned_abs();
+        // 2^30 + 2^(30+r) from 32-bit parts: the low word is 2^30 (+ 2^31 for r = 1), the high
+        // word 2^(r-2) (0 for r = 1).
+        let p = 1u32 << r;
+        let lo = 0x4000_0000u32.wrapping_add(p << 30);
+        let hi = p >> 2;
+        Some(RightShift {
+            multiplier,
+            constant: ((u64::from(hi) << 32) | u64::from(lo)) as i64,
+            shift: r - 1,
+        })
+    }
+
+    /// `multiply_by_quantized_multiplier(x, multiplier, shift)`, exactly.
+    #[inline(always)]
+    fn apply(self, x: i32) -> i32 {
+        let y =
+            i64::from(x) * i64::from(self.multiplier) + self.constant + (i64::from(x >> 31) << 31);
+        ((y >> 32) as i32) >> (self.shift & 31)
+    }
+}
+
+/// TFLM's output stage for two accumulators of one channel (`acc` already holds the bias).
+#[inline(always)]
+fn requantize2(acc: [i32; 2], m: i32, shift: i32, off: i32, lo: i32, hi: i32) -> [i8; 2] {
+    match RightShift::new(m, shift) {
+        Some(f) => acc.map(|a| f.apply(a).wrapping_add(off).max(lo).min(hi) as i8),
+        None => acc.map(|a| requantize(a, m, shift, off, lo, hi)),
+    }
+}
+
+/// The first `n` elements of a stack buffer, zeroed (`None` if `n > N`): only what a call uses is
+/// cleared (the band drivers call the kernels once per band, and clearing whole buffers each
+/// time cost more than filling them).
+#[inline(always)]
+fn zeroed<T: Copy + Default, const N: usize>(
+    buf: &mut [MaybeUninit<T>; N],
+    n: usize,
+) -> Option<&mut [T]> {
+    let s = buf.get_mut(..n)?;
+    for x in s.iter_mut() {
+        x.write(T::default());
+    }
+    // SAFETY: every element of `s` was just initialised, and `MaybeUninit<T>` has the layout of
+    // `T`, so the slice may be viewed as `[T]` for as long as `buf` is borrowed.
+    Some(unsafe { &mut *(s as *mut [MaybeUninit<T>] as *mut [T]) })
 }
 
 /// Per-output-channel requantization data, borrowed from the op.
@@ -373,6 +816,9 @@ struct Window {
     dil_w: usize,
     pad_h: usize,
     pad_w: usize,
+    /// Values stored interleaved in the columns (the rest go to the tail): `k / 4 * 4`, or `k`
+    /// rounded up to a multiple of 8 when the filter is padded (the values past `k` stay 0).
+    k_cols: usize,
 }
 
 impl Window {
@@ -396,11 +842,10 @@ impl Window {
         let rows = valid_taps(y0, self.dil_h, self.in_h, self.f_h);
         let cols_x = valid_taps(x0, self.dil_w, self.in_w, self.f_w);
         let c = self.in_c;
-        let k = self.f_h * self.f_w * c;
-        let full = k / 4 * 4;
+        let full = self.k_cols;
         let lane = lane.min(1);
         if rows.len() != self.f_h || cols_x.len() != self.f_w {
-            for g in cols.chunks_exact_mut(4).take(k / 4) {
+            for g in cols.chunks_exact_mut(4).take(full / 4) {
                 if let Some(pair) = g.get_mut(2 * lane..2 * lane + 2) {
                     pair.fill(0);
                 }
@@ -408,8 +853,20 @@ impl Window {
             *tail = [0; 3];
         }
         let off2 = offset_pair(off);
+        // A window row of whole groups of four, contiguous in the input (no dilation, no
+        // padding columns): expanded in one run, not tap by tap (or, for the KWS first layer's
+        // single channel, value by value).
+        let row_len = self.f_w * c;
+        let whole_rows = row_len % 4 == 0 && self.dil_w == 1 && cols_x.len() == self.f_w;
         for fy in rows {
             let iy = (y0 + (fy * self.dil_h) as isize) as usize;
+            if whole_rows {
+                let at = (iy * self.in_w + cols_x.start + x0 as usize) * c;
+                let src = input.get(at..at + row_len).unwrap_or(&[]);
+                let groups = cols.get_mut(fy * row_len..).unwrap_or(&mut []);
+                expand_groups(src, groups, lane, off2);
+                continue;
+            }
             for fx in cols_x.clone() {
                 let ix = (x0 + (fx * self.dil_w) as isize) as usize;
                 let Some(px) = input.get((iy * self.in_w + ix) * c..(iy * self.in_w + ix + 1) * c)
@@ -419,11 +876,7 @@ impl Window {
                 let k0 = (fy * self.f_w + fx) * c;
                 if c % 4 == 0 {
                     let groups = cols.get_mut(k0..).unwrap_or(&mut []);
-                    for (x, g) in px.chunks_exact(4).zip(groups.chunks_exact_mut(4)) {
-                        if let Some(dst) = g.get_mut(2 * lane..) {
-                            expand4(dst, word(x), off2);
-                        }
-                    }
+                    expand_groups(px, groups, lane, off2);
                 } else {
                     for (j, &x) in px.iter().enumerate() {
                         let kk = k0 + j;
@@ -486,6 +939,7 @@ pub fn conv2d_int8(
         dil_w: p.dilation_w as usize,
         pad_h: p.pad_h as usize,
         pad_w: p.pad_w as usize,
+        k_cols: k / 4 * 4,
     };
     let q = Quant {
         bias,
@@ -505,77 +959,116 @@ pub fn conv2d_int8(
             .copied()
             .chain(core::iter::repeat(0))
     };
-    let full = k / 4 * 4;
+    // Rows with trailing values (ResNet-8's first layer: 3×3×3) are padded with zeros to a
+    // multiple of 8 in a stack copy of the filter, so that they take the fast path below.
+    let mut padded_buf = [MaybeUninit::<i8>::uninit(); PAD_FILTER_BYTES];
+    let kp = k.next_multiple_of(8);
+    let mut win = win;
+    let (filter, k) = match (k % 4 != 0 && bias.is_some() && out_c <= ACC_CHANNELS)
+        .then(|| zeroed(&mut padded_buf, out_c.checked_mul(kp)?))
+        .flatten()
+    {
+        Some(padded) => {
+            // (`max(1)`: shows the chunk size is not 0, `k ≥ 1` is checked above.)
+            for (i, src) in filter.chunks_exact(k.max(1)).enumerate() {
+                let dst = padded.get_mut(i * kp..i * kp + k)?;
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = s;
+                }
+            }
+            win.k_cols = kp;
+            (&*padded, kp)
+        }
+        None => (filter, k),
+    };
+    let full = win.k_cols;
     let t = k - full;
     // Both pixels' columns, interleaved group by group (see `dot_2x1`): 2·COL_WORDS words hold
-    // the 2·(k/4) groups of four words.
-    let mut cols = [0u32; 2 * COL_WORDS];
-    let cols = cols.get_mut(..full)?;
+    // the 2·(k/4) groups of four words. Only the `full` words used are zeroed (the band drivers
+    // call this once per band: clearing all 4 KB each time cost more than the gathers).
+    let mut buf = [MaybeUninit::<u32>::uninit(); 2 * COL_WORDS];
+    let cols = zeroed(&mut buf, full)?;
     let (mut tail0, mut tail1) = ([0i32; 3], [0i32; 3]);
+    // The fast path's channel table (see `ChannelTable`): rows of a multiple of 8 values, with a
+    // bias, at most `ACC_CHANNELS` channels, every channel's output stage eligible.
+    let mut table_buf = [MaybeUninit::<i32>::uninit(); CH_WORDS * ACC_CHANNELS];
+    let act = (p.act_min, p.act_max);
+    let mut table = (t == 0 && full % 8 == 0 && bias.is_some() && out_c <= ACC_CHANNELS)
+        .then(|| {
+            let (m, sh) = (multipliers, shifts);
+            ChannelTable::fill(&mut table_buf, CH_WORDS, out_c, m, sh, p.output_offset, act)
+        })
+        .flatten();
     let pixels = out_h * out_w;
     let in_batch = in_h * in_w * in_c;
+    let (off, lo, hi) = (q.output_offset, q.act_min, q.act_max);
     for b in 0..batches {
         let input = input.get(b * in_batch..(b + 1) * in_batch)?;
         let out_b = output.get_mut(b * pixels * out_c..(b + 1) * pixels * out_c)?;
-        let mut px_out = out_b.chunks_exact_mut(out_c);
+        let mut px_out = out_b.chunks_exact_mut(out_c.max(1));
         let mut px = 0;
         while px < pixels {
-            let off = p.input_offset;
-            win.gather(input, px / out_w, px % out_w, off, cols, 0, &mut tail0);
+            let in_off = p.input_offset;
+            win.gather(input, px / out_w, px % out_w, in_off, cols, 0, &mut tail0);
             let out0 = px_out.next()?;
+            // Channel by channel in lockstep (lengths checked above): no per-output lookups.
+            let rows = filter
+                .chunks_exact(k.max(1))
+                .zip(multipliers.iter().zip(shifts))
+                .zip(biases());
             if px + 1 < pixels {
                 let n = px + 1;
-                win.gather(input, n / out_w, n % out_w, off, cols, 1, &mut tail1);
+                win.gather(input, n / out_w, n % out_w, in_off, cols, 1, &mut tail1);
                 let out1 = px_out.next()?;
+                if let (Some(table), Some(bias)) = (table.as_deref_mut(), bias) {
+                    dot_2xn(cols, filter, bias, table)?;
+                    requant_2xn(table, out0, out1)?;
+                    px += 2;
+                    continue;
+                }
                 let (t0, t1) = (tail0.get(..t)?, tail1.get(..t)?);
-                // Channel by channel in lockstep (lengths checked above): no per-output lookups.
-                let rows = filter
-                    .chunks_exact(k)
-                    .zip(multipliers.iter().zip(shifts))
-                    .zip(biases())
-                    .zip(out0.iter_mut().zip(out1.iter_mut()));
-                let (off, lo, hi) = (q.output_offset, q.act_min, q.act_max);
-                if t == 0 {
-                    // No trailing weights (`k % 4 == 0`, the common case): no tail products.
-                    for (((w, (&m, &sh)), b), (o0, o1)) in rows {
-                        let [a0, a1] = dot_2x1(cols, w);
-                        *o0 = requantize(a0.wrapping_add(b), m, sh, off, lo, hi);
-                        *o1 = requantize(a1.wrapping_add(b), m, sh, off, lo, hi);
-                    }
-                } else {
-                    for (((w, (&m, &sh)), b), (o0, o1)) in rows {
+                for (((w, (&m, &sh)), b), (o0, o1)) in rows.zip(out0.iter_mut().zip(out1)) {
+                    let a = if t == 0 {
+                        // No trailing weights (`k % 4 == 0`, the common case): no tail products.
+                        dot_2x1(cols, w, b)
+                    } else {
                         let (body, tw) = w.split_at_checked(full)?;
-                        let [a0, a1] = dot_2x1(cols, body);
-                        let a0 = a0.wrapping_add(tail_dot(t0, tw)).wrapping_add(b);
-                        let a1 = a1.wrapping_add(tail_dot(t1, tw)).wrapping_add(b);
-                        *o0 = requantize(a0, m, sh, off, lo, hi);
-                        *o1 = requantize(a1, m, sh, off, lo, hi);
-                    }
+                        let [a0, a1] = dot_2x1(cols, body, b);
+                        [
+                            a0.wrapping_add(tail_dot(t0, tw)),
+                            a1.wrapping_add(tail_dot(t1, tw)),
+                        ]
+                    };
+                    [*o0, *o1] = requantize2(a, m, sh, off, lo, hi);
                 }
                 px += 2;
-            } else {
-                // The last pixel alone: lane 1 holds stale values whose sums are dropped.
-                let t0 = tail0.get(..t)?;
-                let rows = filter
-                    .chunks_exact(k)
-                    .zip(multipliers.iter().zip(shifts))
-                    .zip(biases())
-                    .zip(out0.iter_mut());
-                for (((w, (&m, &sh)), b), o0) in rows {
-                    let (body, tw) = w.split_at_checked(full)?;
-                    let [a0, _] = dot_2x1(cols, body);
-                    let a0 = a0.wrapping_add(tail_dot(t0, tw)).wrapping_add(b);
-                    *o0 = requantize(a0, m, sh, q.output_offset, q.act_min, q.act_max);
-                }
-                px += 1;
+                continue;
             }
+            // The last pixel alone: lane 1 holds stale values whose sums are dropped.
+            let t0 = tail0.get(..t)?;
+            for (((w, (&m, &sh)), b), o0) in rows.zip(out0.iter_mut()) {
+                let (body, tw) = w.split_at_checked(full)?;
+                let [a0, _] = dot_2x1(cols, body, b);
+                let a0 = a0.wrapping_add(tail_dot(t0, tw));
+                [*o0, _] = requantize2([a0, a0], m, sh, off, lo, hi);
+            }
+            px += 1;
         }
     }
     Some(())
 }
 
+/// Bytes of the zero-padded filter copy [`conv2d_int8`] makes for rows with trailing values.
+const PAD_FILTER_BYTES: usize = 1024;
+
+/// Most output channels [`conv2d_int8`] runs through [`dot_2xn`] (more take the per-channel path).
+const ACC_CHANNELS: usize = 128;
+
 /// Most channels [`depthwise_conv2d_int8`] handles (its two stack buffers of `i32`s).
 const DW_MAX_CHANNELS: usize = 256;
+
+/// Most channels [`depthwise_conv2d_int8`] runs through the fast output stage ([`requant_1xn`]).
+const DW_TABLE_CHANNELS: usize = 128;
 
 /// Most filter taps [`depthwise_conv2d_int8`] handles.
 const DW_MAX_TAPS: usize = 64;
@@ -683,8 +1176,8 @@ pub fn depthwise_conv2d_int8(
     // The padding value: the input zero point (`-input_offset`) as int8.
     let zero_point = i8::try_from(p.input_offset.checked_neg()?).ok()?;
     // Each channel's starting sum: bias + offset·Σ_taps w (wrapping, as the int32 accumulator).
-    let mut start = [0i32; DW_MAX_CHANNELS];
-    let start = start.get_mut(..c)?;
+    let mut start_buf = [MaybeUninit::<i32>::uninit(); DW_MAX_CHANNELS];
+    let start = zeroed(&mut start_buf, c)?;
     for (s, b) in start.iter_mut().zip(bias.unwrap_or(&[]).iter()) {
         *s = *b;
     }
@@ -693,10 +1186,21 @@ pub fn depthwise_conv2d_int8(
             *s = s.wrapping_add(p.input_offset.wrapping_mul(i32::from(w)));
         }
     }
-    let pad_row = [zero_point; DW_MAX_CHANNELS];
-    let pad_row = pad_row.get(..c)?;
-    let mut acc = [0i32; DW_MAX_CHANNELS];
-    let acc = acc.get_mut(..c)?;
+    let mut pad_buf = [MaybeUninit::<i8>::uninit(); DW_MAX_CHANNELS];
+    let pad_row = zeroed(&mut pad_buf, c)?;
+    pad_row.fill(zero_point);
+    let pad_row = &*pad_row;
+    let mut acc_buf = [MaybeUninit::<i32>::uninit(); DW_MAX_CHANNELS];
+    let acc = zeroed(&mut acc_buf, c)?;
+    // The fast output stage's table (see `ChannelTable`), when every channel is eligible.
+    let mut table_buf = [MaybeUninit::<i32>::uninit(); 4 * DW_TABLE_CHANNELS];
+    let act = (p.act_min, p.act_max);
+    let table = (c <= DW_TABLE_CHANNELS)
+        .then(|| {
+            let (m, sh) = (multipliers, shifts);
+            ChannelTable::fill(&mut table_buf, 4, c, m, sh, p.output_offset, act).map(|t| &*t)
+        })
+        .flatten();
     let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
     let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
     let in_batch = in_h * in_w * c;
@@ -728,6 +1232,10 @@ pub fn depthwise_conv2d_int8(
                     }
                 }
                 let out = out_px.next()?;
+                if let Some(table) = table {
+                    requant_1xn(table, acc, out)?;
+                    continue;
+                }
                 let stage = acc.iter().zip(multipliers.iter().zip(shifts));
                 for ((&a, (&m, &sh)), o) in stage.zip(out.iter_mut()) {
                     *o = requantize(a, m, sh, p.output_offset, p.act_min, p.act_max);
@@ -781,8 +1289,8 @@ pub fn fully_connected_int8(
     let mut col = [0u32; COL_WORDS];
     let col = &mut col[..full / 2];
     for (x, out) in input
-        .chunks_exact(in_features)
-        .zip(output.chunks_exact_mut(out_features))
+        .chunks_exact(in_features.max(1))
+        .zip(output.chunks_exact_mut(out_features.max(1)))
     {
         for (x, dst) in x.chunks_exact(4).zip(col.chunks_exact_mut(2)) {
             expand4(dst, word(x), off2);
@@ -792,14 +1300,19 @@ pub fn fully_connected_int8(
             *d = i32::from(x) + p.input_offset;
         }
         let tail = &tail[..t];
-        let mut rows = weights.chunks_exact(in_features);
+        if let Some(bias) = bias.filter(|_| t == 0) {
+            if fc_fast(p, col, weights, bias, multipliers, shifts, out).is_some() {
+                continue;
+            }
+        }
+        let mut rows = weights.chunks_exact(in_features.max(1));
         let mut outs = out.chunks_exact_mut(2);
         let mut c = 0;
         for o in outs.by_ref() {
             let (Some(w0), Some(w1)) = (rows.next(), rows.next()) else {
                 break;
             };
-            let a = dot_1x2(col, w0, w1);
+            let a = dot_1x2(col, w0, w1, [0, 0]);
             for (j, (o, (a, w))) in o.iter_mut().zip(a.iter().zip([w0, w1])).enumerate() {
                 let acc = a.wrapping_add(tail_dot(tail, w.get(full..).unwrap_or(&[])));
                 *o = requant_fc(&q, c + j, channel(c + j), acc);
@@ -815,6 +1328,142 @@ pub fn fully_connected_int8(
     Some(())
 }
 
+/// Outputs [`fully_connected_int8`] computes per block on its fast path (a stack buffer).
+const FC_BLOCK: usize = 64;
+
+/// The fast path of [`fully_connected_int8`] for one batch row whose rows have no trailing
+/// values (`in_features % 4 == 0`, `col` its expanded input): accumulators (from the bias) a
+/// block of outputs at a time, then the asm output stage ([`requant_uniform`] for a per-tensor
+/// multiplier, [`requant_1xn`] per channel). `None`, having written nothing, when the output
+/// stage is not eligible (see [`ChannelTable::fill`]).
+#[allow(clippy::too_many_arguments)]
+fn fc_fast(
+    p: &FullyConnectedParams,
+    col: &[u32],
+    weights: &[i8],
+    bias: &[i32],
+    multipliers: &[i32],
+    shifts: &[i32],
+    out: &mut [i8],
+) -> Option<()> {
+    // Inputs per row; the `max(1)`s below only show the chunk sizes are never 0.
+    let n = 2 * col.len();
+    if n == 0 {
+        return None;
+    }
+    let act = (p.act_min, p.act_max);
+    let per_channel = multipliers.len() != 1;
+    let mut uniform = [0i32; 4];
+    if !per_channel {
+        let mut buf = [MaybeUninit::uninit(); 4];
+        let row = ChannelTable::fill(&mut buf, 4, 1, multipliers, shifts, p.output_offset, act)?;
+        uniform.copy_from_slice(row);
+    }
+    let mut table_buf = [MaybeUninit::<i32>::uninit(); 4 * FC_BLOCK];
+    let mut acc_buf = [MaybeUninit::<i32>::uninit(); FC_BLOCK];
+    let blocks = out
+        .chunks_mut(FC_BLOCK)
+        .zip(weights.chunks(FC_BLOCK.saturating_mul(n).max(1)))
+        .zip(bias.chunks(FC_BLOCK));
+    for (b, ((out, w), bias)) in blocks.enumerate() {
+        let m = out.len();
+        let table = if per_channel {
+            let (ms, ss) = (
+                multipliers.get(b * FC_BLOCK..)?,
+                shifts.get(b * FC_BLOCK..)?,
+            );
+            Some(&*ChannelTable::fill(
+                &mut table_buf,
+                4,
+                m,
+                ms,
+                ss,
+                p.output_offset,
+                act,
+            )?)
+        } else {
+            None
+        };
+        let acc = zeroed(&mut acc_buf, m)?;
+        let mut rows = w.chunks_exact(n.max(1));
+        let mut pairs = acc.chunks_exact_mut(2);
+        let mut bs = bias.chunks_exact(2);
+        for (a, bb) in pairs.by_ref().zip(bs.by_ref()) {
+            let (Some(w0), Some(w1), &[b0, b1]) = (rows.next(), rows.next(), bb) else {
+                return None;
+            };
+            a.copy_from_slice(&dot_1x2(col, w0, w1, [b0, b1]));
+        }
+        for ((a, w), &b) in pairs
+            .into_remainder()
+            .iter_mut()
+            .zip(rows)
+            .zip(bs.remainder())
+        {
+            *a = dot_1x1(col, w).wrapping_add(b);
+        }
+        match table {
+            Some(table) => requant_1xn(table, acc, out)?,
+            None => requant_uniform(uniform, acc, out)?,
+        }
+    }
+    Some(())
+}
+
+/// [`requant_1xn`] with one stage row (`[m, constant lo, constant hi, r − 1]`, see
+/// [`ChannelTable`]) for every output: `out[i]` from `acc[i]`. `None` unless both are as long.
+///
+/// On a DSP-extension core one `asm!` loop of 12 instructions per output, the stage in registers.
+#[inline(always)]
+fn requant_uniform(row: [i32; 4], acc: &[i32], out: &mut [i8]) -> Option<()> {
+    if acc.len() != out.len() {
+        return None;
+    }
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    if !acc.is_empty() {
+        let end = acc.as_ptr_range().end;
+        let [m, clo, chi, shift] = row;
+        // SAFETY: `acc.len() ≥ 1` iterations, each reading one accumulator (`LDR`, until the end
+        // of `acc`) and writing one byte of `out` (as long). Flags are clobbered; no stack.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "ldr {x}, [{ap}], #4",
+                "mov {lo}, {clo}",
+                "mov {hi}, {chi}",
+                "smlal {lo}, {hi}, {x}, {m}",
+                "and {x}, {x}, #0x80000000",
+                "adds {lo}, {lo}, {x}",
+                "adc {hi}, {hi}, {x}, asr #31",
+                "asr {hi}, {hi}, {sh}",
+                "ssat {hi}, #8, {hi}",
+                "strb {hi}, [{op}], #1",
+                "cmp {ap}, {end}",
+                "bne 2b",
+                ap = inout(reg) acc.as_ptr() => _,
+                op = inout(reg) out.as_mut_ptr() => _,
+                end = in(reg) end,
+                m = in(reg) m,
+                clo = in(reg) clo,
+                chi = in(reg) chi,
+                sh = in(reg) shift,
+                x = out(reg) _,
+                lo = out(reg) _,
+                hi = out(reg) _,
+                options(nostack),
+            );
+        }
+        return Some(());
+    }
+    let [m, lo, hi, shift] = row;
+    let c = (i64::from(hi) << 32) | i64::from(lo as u32);
+    for (&x, o) in acc.iter().zip(out.iter_mut()) {
+        let y = i64::from(x) * i64::from(m) + c + (i64::from(x >> 31) << 31);
+        *o = (((y >> 32) as i32) >> (shift & 31)).clamp(-128, 127) as i8;
+    }
+    Some(())
+}
+
 /// FULLY_CONNECTED output stage: bias by output, multiplier by channel (or the single one).
 #[inline(always)]
 fn requant_fc(q: &Quant, out: usize, channel: usize, acc: i32) -> i8 {
@@ -825,6 +1474,76 @@ fn requant_fc(q: &Quant, out: usize, channel: usize, acc: i32) -> i8 {
     let m = q.multipliers.get(channel).copied().unwrap_or(0);
     let s = q.shifts.get(channel).copied().unwrap_or(0);
     requantize(acc, m, s, q.output_offset, q.act_min, q.act_max)
+}
+
+/// `multiply_by_quantized_multiplier(x, m, shift)` for a shift in `-31..=0` and `m ≥ 0` as one
+/// 64-bit multiply-accumulate, a high word and a shift: [`RightShift`] for `shift ≤ -1`, and for
+/// `shift == 0` (the larger ADD input's scale, multiplier ½) `⌊(x·2m + 2^31) / 2^32⌋ =
+/// ⌊(x·m + 2^30) / 2^31⌋` (`|x·2m| < 2^63`).
+#[derive(Clone, Copy)]
+struct Scale {
+    multiplier: i64,
+    constant: i64,
+    /// `-2^31` with a right shift (the `[x < 0]` correction), else 0.
+    sign: i64,
+    shift: u32,
+}
+
+impl Scale {
+    /// The scale of (`multiplier`, `shift`), or `None` outside `m ≥ 0`, `-31 ≤ shift ≤ 0`.
+    fn new(multiplier: i32, shift: i32) -> Option<Self> {
+        if shift == 0 && multiplier >= 0 {
+            return Some(Scale {
+                multiplier: 2 * i64::from(multiplier),
+                constant: 1 << 31,
+                sign: 0,
+                shift: 0,
+            });
+        }
+        let f = RightShift::new(multiplier, shift)?;
+        Some(Scale {
+            multiplier: i64::from(multiplier),
+            constant: f.constant,
+            sign: -(1 << 31),
+            shift: f.shift,
+        })
+    }
+
+    #[inline(always)]
+    fn apply(self, x: i32) -> i32 {
+        let y = i64::from(x) * self.multiplier + self.constant + (i64::from(x >> 31) & self.sign);
+        ((y >> 32) as i32) >> (self.shift & 31)
+    }
+}
+
+/// DSP-extension int8 ADD of two equally shaped inputs (`arith::add_element` on every element:
+/// TFLM's three rescalings, each as one [`Scale`]); `None` (nothing written) when the lengths
+/// differ or a scale is outside [`Scale::new`]'s domain.
+pub fn add_int8(
+    p: &crate::ops::arith::ArithParams,
+    input1: &[i8],
+    input2: &[i8],
+    output: &mut [i8],
+) -> Option<()> {
+    if input1.len() != output.len() || input2.len() != output.len() {
+        return None;
+    }
+    let s1 = Scale::new(p.input1_multiplier, p.input1_shift)?;
+    let s2 = Scale::new(p.input2_multiplier, p.input2_shift)?;
+    let so = Scale::new(p.output_multiplier, p.output_shift)?;
+    let ls = 1i32.wrapping_shl(p.left_shift as u32);
+    let (o1, o2) = (p.input1_offset, p.input2_offset);
+    let (off, lo, hi) = (p.output_offset, p.activation_min, p.activation_max);
+    for ((&x, &y), o) in input1.iter().zip(input2).zip(output.iter_mut()) {
+        let a = s1.apply(o1.wrapping_add(i32::from(x)).wrapping_mul(ls));
+        let b = s2.apply(o2.wrapping_add(i32::from(y)).wrapping_mul(ls));
+        *o = so
+            .apply(a.wrapping_add(b))
+            .wrapping_add(off)
+            .max(lo)
+            .min(hi) as i8;
+    }
+    Some(())
 }
 
 #[cfg(test)]
@@ -886,10 +1605,111 @@ mod tests {
     }
 
     #[test]
+    fn right_shift_matches_requantize() {
+        use crate::quant::multiply_by_quantized_multiplier as mbqm;
+        let mut r = Rng(0x5EED);
+        let edges = [
+            i32::MIN,
+            i32::MIN + 1,
+            -(1 << 30),
+            -2,
+            -1,
+            0,
+            1,
+            2,
+            1 << 30,
+            i32::MAX,
+        ];
+        for shift in -31..=-1 {
+            for &m in &[0, 1, 1 << 30, (1 << 30) + 1, i32::MAX - 1, i32::MAX] {
+                let f = RightShift::new(m, shift).unwrap();
+                for &x in &edges {
+                    assert_eq!(f.apply(x), mbqm(x, m, shift), "x {x} m {m} shift {shift}");
+                }
+            }
+            for _ in 0..20_000 {
+                let m = r.range(0, i32::MAX as i64) as i32;
+                let f = RightShift::new(m, shift).unwrap();
+                // Small accumulators (where ties happen) and any i32.
+                let x = if r.range(0, 1) == 0 {
+                    r.range(-70_000, 70_000) as i32
+                } else {
+                    r.next() as i32
+                };
+                assert_eq!(f.apply(x), mbqm(x, m, shift), "x {x} m {m} shift {shift}");
+            }
+        }
+        assert!(RightShift::new(1 << 30, 0).is_none());
+        assert!(RightShift::new(-1, -3).is_none());
+    }
+
+    #[test]
+    fn add_matches_reference() {
+        use crate::ops::arith::{add_element, ArithParams};
+        let mut r = Rng(0xADD);
+        for case in 0..300 {
+            let n = r.range(0, 40) as usize;
+            let big = r.range(0, 1) == 1;
+            let (m1, s1) = (
+                r.range(1 << 30, i32::MAX as i64) as i32,
+                -r.range(0, 3) as i32,
+            );
+            let (m2, s2) = (
+                r.range(1 << 30, i32::MAX as i64) as i32,
+                -r.range(0, 3) as i32,
+            );
+            let act_min = r.range(-128, 0) as i32;
+            let p = ArithParams {
+                input1_offset: r.range(-127, 128) as i32,
+                input2_offset: r.range(-127, 128) as i32,
+                output_offset: r.range(-128, 127) as i32,
+                left_shift: if big { 20 } else { r.range(0, 20) as i32 },
+                input1_multiplier: if case % 3 == 0 { 1 << 30 } else { m1 },
+                input1_shift: if case % 3 == 0 { 0 } else { s1 },
+                input2_multiplier: m2,
+                input2_shift: s2,
+                output_multiplier: r.range(1 << 30, i32::MAX as i64) as i32,
+                output_shift: -r.range(0, 30) as i32,
+                activation_min: act_min,
+                activation_max: r.range(act_min as i64, 127) as i32,
+            };
+            let a = r.i8s(n, -128, 127);
+            let b = r.i8s(n, -128, 127);
+            let want: Vec<i8> = a
+                .iter()
+                .zip(&b)
+                .map(|(&x, &y)| add_element(&p, x, y))
+                .collect();
+            let mut got = vec![0i8; n];
+            add_int8(&p, &a, &b, &mut got).unwrap();
+            assert_eq!(got, want, "case {case}: {p:?}");
+        }
+        // Extreme accumulators through one scale.
+        for shift in -31..=0 {
+            for &m in &[0, 1, 1 << 30, i32::MAX] {
+                let f = Scale::new(m, shift).unwrap();
+                for &x in &[
+                    i32::MIN,
+                    i32::MIN + 1,
+                    -(1 << 30),
+                    -1,
+                    0,
+                    1,
+                    1 << 30,
+                    i32::MAX,
+                ] {
+                    let want = crate::quant::multiply_by_quantized_multiplier(x, m, shift);
+                    assert_eq!(f.apply(x), want, "x {x} m {m} shift {shift}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn conv_matches_reference() {
         let mut r = Rng(0xC0FFEE);
-        for case in 0..300 {
-            let in_c = [1usize, 2, 3, 4, 8, 5, 12, 16, 20][r.range(0, 8) as usize];
+        for case in 0..600 {
+            let in_c = [1usize, 2, 3, 4, 8, 5, 12, 16, 20, 24, 32][r.range(0, 10) as usize];
             let out_c = r.range(1, 9) as usize;
             let (f_h, f_w) = (r.range(1, 4) as usize, r.range(1, 4) as usize);
             let (in_h, in_w) = (r.range(1, 7) as usize, r.range(1, 7) as usize);
@@ -910,7 +1730,14 @@ mod tests {
                 (((o as i64 - 1) * stride as i64 + eff as i64 - i as i64).max(0) / 2) as u32
             };
             let batches = r.range(1, 2) as usize;
-            let act_min = r.range(-128, 0) as i32;
+            // Half the cases in the fast path's domain (full activation range, right shifts).
+            let fast = r.range(0, 1) == 1;
+            let act_min = if fast { -128 } else { r.range(-128, 0) as i32 };
+            let act_max = if fast {
+                127
+            } else {
+                r.range(act_min as i64, 127) as i32
+            };
             let p = ConvParams {
                 stride_h: stride,
                 stride_w: stride,
@@ -921,7 +1748,7 @@ mod tests {
                 input_offset: r.range(-127, 128) as i32,
                 output_offset: r.range(-128, 127) as i32,
                 act_min,
-                act_max: r.range(act_min as i64, 127) as i32,
+                act_max,
                 multipliers_offset: 0,
                 shifts_offset: 0,
                 channel_count: out_c as u32,
@@ -935,8 +1762,11 @@ mod tests {
             let input = r.i8s(is.iter().product(), -128, 127);
             let filter = r.i8s(fs.iter().product(), -127, 127);
             let bias: Vec<i32> = (0..out_c).map(|_| r.range(-30000, 30000) as i32).collect();
-            let (m, s) = r.quant(out_c);
-            let bias = (r.range(0, 1) == 1).then_some(&bias[..]);
+            let (m, mut s) = r.quant(out_c);
+            if fast {
+                s.iter_mut().for_each(|s| *s = -(*s).abs().max(1));
+            }
+            let bias = (fast || r.range(0, 1) == 1).then_some(&bias[..]);
             let n = os.iter().product();
             let (mut want, mut got) = (vec![0i8; n], vec![0i8; n]);
             conv_ref(&p, is, &input, fs, &filter, bias, &m, &s, os, &mut want).unwrap();
@@ -948,7 +1778,7 @@ mod tests {
     #[test]
     fn depthwise_matches_reference() {
         let mut r = Rng(0xD3E7);
-        for case in 0..300 {
+        for case in 0..600 {
             let c = 4 * [1, 2, 3, 4, 16][r.range(0, 4) as usize];
             let (f_h, f_w) = (r.range(1, 3) as usize, r.range(1, 3) as usize);
             let (in_h, in_w) = (r.range(1, 6) as usize, r.range(1, 6) as usize);
@@ -982,7 +1812,11 @@ mod tests {
             let input = r.i8s(is.iter().product(), -128, 127);
             let filter = r.i8s(fs.iter().product(), -127, 127);
             let bias: Vec<i32> = (0..c).map(|_| r.range(-3000, 3000) as i32).collect();
-            let (m, s) = r.quant(c);
+            let (m, mut s) = r.quant(c);
+            // Half the cases in the fast output stage's domain (right shifts only).
+            if r.range(0, 1) == 1 {
+                s.iter_mut().for_each(|s| *s = -(*s).abs().max(1));
+            }
             let n = os.iter().product();
             let (mut want, mut got) = (vec![0i8; n], vec![0i8; n]);
             dw_ref(
@@ -1024,12 +1858,22 @@ mod tests {
             let outf = r.range(1, 11) as usize;
             let per_channel = r.range(0, 1) == 1;
             let count = if per_channel { outf } else { 1 };
+            // Half the cases in the fast path's domain (full activation range, right shifts,
+            // whole groups of four inputs); more outputs than one block of `FC_BLOCK`.
+            let fast = r.range(0, 1) == 1;
+            let inf = if fast { inf.div_ceil(4) * 4 } else { inf };
+            let outf = if fast && r.range(0, 3) == 0 {
+                outf + FC_BLOCK
+            } else {
+                outf
+            };
+            let count = if per_channel { outf } else { count };
             let p = FullyConnectedParams {
                 input_offset: r.range(-127, 128) as i32,
                 filter_offset: 0,
                 output_offset: r.range(-128, 127) as i32,
                 act_min: -128,
-                act_max: r.range(0, 127) as i32,
+                act_max: if fast { 127 } else { r.range(0, 127) as i32 },
                 multipliers_offset: 0,
                 shifts_offset: 0,
                 channel_count: count as u32,
@@ -1040,7 +1884,10 @@ mod tests {
             let input = r.i8s(batches * inf, -128, 127);
             let w = r.i8s(outf * inf, -127, 127);
             let bias: Vec<i32> = (0..outf).map(|_| r.range(-3000, 3000) as i32).collect();
-            let (m, s) = r.quant(count);
+            let (m, mut s) = r.quant(count);
+            if fast {
+                s.iter_mut().for_each(|s| *s = -(*s).abs().max(1));
+            }
             let n = batches * outf;
             let (mut want, mut got) = (vec![0i8; n], vec![0i8; n]);
             fc_ref(
