@@ -14,6 +14,7 @@ pub mod front;
 pub mod gradual;
 pub mod prune;
 pub mod search;
+pub mod sparse;
 
 use std::path::{Path, PathBuf};
 
