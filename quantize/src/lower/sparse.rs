@@ -2,12 +2,19 @@
 //! group) or FULLY_CONNECTED whose weights keep few enough non-zeros per group of input channels
 //! becomes SPARSE_CONV_2D / SPARSE_FULLY_CONNECTED, with its weights stored without the zeros.
 //!
-//! The rule (per layer, only where it pays): among `M` in {4, 16, 2}, with `N` the largest count
-//! of non-zero weights in any group of `M` consecutive input channels of the layer, the encoding
-//! is used when `N ≤ M / 2` (the kernel does at most half the multiply-adds, so it is not slower
-//! than the dense reference kernel it replaces) and it takes fewer bytes than the dense weights;
-//! the smallest such encoding wins. Dense weights (random or merely unstructured-sparse) are left
-//! alone. Only the compact weight layout is encoded: the host SIMD layout is chosen for speed.
+//! The rule (per layer): among `M` in {4, 16, 2}, with `N` the largest count of non-zero weights
+//! in any group of `M` consecutive input channels of the layer, the encoding is used when
+//! `N ≤ M / 2` (the kernel does at most half the multiply-adds) and it takes fewer bytes than the
+//! dense weights; the smallest such encoding wins. Dense weights (random or merely
+//! unstructured-sparse) are left alone, so only models pruned N:M (`mote quantize --nm`) change.
+//! Only the compact weight layout is encoded: the host SIMD layout is chosen for speed.
+//!
+//! What it pays: flash, always (2:4 stores 62.5 % of the weight bytes, 1:4 31 %). Not speed,
+//! measured: the sparse reference kernels decode a position per stored weight and run at about
+//! 0.4–0.6 GMAC/s on an x86 host where the dense reference kernels reach 3.8–5 GMAC/s, so a 2:4
+//! layer takes about 4× as long and a 1:4 layer about 2.5× (`mote bench`; see the report of
+//! issue 7). The sparse kinds also have no in-place (shifted) mode, so a model whose dense
+//! convolutions ran in place can need a larger arena (KWS: 8,704 → 16,000 bytes).
 
 use mote_runtime::ops::conv::{ConvParams, LAYOUT_REFERENCE};
 use mote_runtime::ops::fully_connected::FullyConnectedParams;

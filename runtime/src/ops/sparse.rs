@@ -175,7 +175,7 @@ struct SparseOp<'a> {
 impl SparseOp<'_> {
     /// Entries per filter row (`G·N`).
     fn row_entries(&self) -> usize {
-        self.fs[3].div_ceil(self.m) * self.n
+        self.fs[3].div_ceil(self.m.max(1)) * self.n
     }
 }
 
@@ -286,7 +286,7 @@ fn position(positions: &[u8], e: usize, bits: usize) -> usize {
 /// shorter than `m`), and that the unused bits of the last byte are zero.
 fn check_positions(ctx: &OpCtx, op: &SparseOp, positions: &[u8]) -> Result<(), Error> {
     let c = op.fs[3];
-    let groups = c.div_ceil(op.m);
+    let groups = c.div_ceil(op.m.max(1));
     let rows = op.fs[0] * op.fs[1] * op.fs[2];
     let mut e = 0usize;
     for _ in 0..rows {
@@ -534,15 +534,16 @@ mod tests {
         nm: (usize, usize),
     }
 
-    fn conv_case() -> impl Strategy<
-        Value = (
-            ConvCase,
-            Vec<i8>,
-            Vec<i8>,
-            Option<Vec<i32>>,
-            (Vec<i32>, Vec<i32>),
-        ),
-    > {
+    /// A case, its input, dense N:M weights, optional bias and (multipliers, shifts).
+    type Case = (
+        ConvCase,
+        Vec<i8>,
+        Vec<i8>,
+        Option<Vec<i32>>,
+        (Vec<i32>, Vec<i32>),
+    );
+
+    fn conv_case() -> impl Strategy<Value = Case> {
         (
             (
                 1u32..=2,
