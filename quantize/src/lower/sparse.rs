@@ -11,9 +11,9 @@
 //!
 //! What it pays: flash, always (2:4 stores 62.5 % of the weight bytes, 1:4 31 %). Not speed,
 //! measured: the sparse reference kernels decode a position per stored weight and run at about
-//! 0.4–0.6 GMAC/s on an x86 host where the dense reference kernels reach 3.8–5 GMAC/s, so a 2:4
-//! layer takes about 4× as long and a 1:4 layer about 2.5× (`mote bench`; see the report of
-//! issue 7). The sparse kinds also have no in-place (shifted) mode, so a model whose dense
+//! 0.4–0.7 GMAC/s on an x86 host where the dense reference kernels reach 3.6–6.5 GMAC/s, so a
+//! 2:4 layer takes 3–5× as long as dense and a 1:4 layer 2–3× (`mote bench` of AD01 and KWS
+//! quantized with `--nm`). The sparse kinds also have no in-place (shifted) mode, so a model whose dense
 //! convolutions ran in place can need a larger arena (KWS: 8,704 → 16,000 bytes).
 
 use mote_runtime::ops::conv::{ConvParams, LAYOUT_REFERENCE};
