@@ -11,10 +11,12 @@
 //!
 //! What it pays: flash, always (2:4 stores 62.5 % of the weight bytes, 1:4 31 %). Not speed,
 //! measured: the sparse reference kernels decode a position per stored weight and run at about
-//! 0.4–0.7 GMAC/s on an x86 host where the dense reference kernels reach 3.6–6.5 GMAC/s, so a
-//! 2:4 layer takes 3–5× as long as dense and a 1:4 layer 2–3× (`mote bench` of AD01 and KWS
-//! quantized with `--nm`). The sparse kinds also have no in-place (shifted) mode, so a model whose dense
-//! convolutions ran in place can need a larger arena (KWS: 8,704 → 16,000 bytes).
+//! 0.5–0.7 GMAC/s on an x86 host where the dense reference kernels reach 3.6–6.5 GMAC/s, so a
+//! 2:4 layer takes 3–4.6× as long as dense and a 1:4 layer 1.7–2.3× (`mote bench` of AD01 and
+//! KWS quantized with `--nm`); on a Cortex-M4 (qemu) a KWS 1×1 CONV_2D of 64 channels takes
+//! 10.1 M (2:4) and 5.8 M (1:4) instructions against 1.2 M for the dense DSP kernel. The sparse
+//! kinds also have no in-place (shifted) mode, so a model whose dense convolutions ran in place
+//! can need a larger arena (KWS: 8,704 → 16,000 bytes).
 
 use mote_runtime::ops::conv::{ConvParams, LAYOUT_REFERENCE};
 use mote_runtime::ops::fully_connected::FullyConnectedParams;

@@ -341,16 +341,20 @@ fn row_dot(
     let mask = (1usize << bits) - 1;
     // A bit cursor over the positions: entry e's position starts at bit e·bits.
     let mut bit = first * bits;
-    // `chunks_exact(n)`: one chunk per group; `values` holds exactly G·N entries (validated).
-    for (g, group) in values.chunks_exact(n.max(1)).enumerate() {
-        // Validated: every position is below its group's length, so inside `xg`.
-        let xg = x.get(g * m..).unwrap_or(&[]);
-        for &w in group {
-            let byte = positions.get(bit >> 3).copied().unwrap_or(0);
-            let pos = (usize::from(byte) >> (bit & 7)) & mask;
-            bit += bits;
-            let xv = xg.get(pos).copied().unwrap_or(0);
-            acc = acc.wrapping_add(i32::from(w) * (i32::from(xv) + offset));
+    // Entries come `n` per group; `base` is the group's first channel. `values` holds exactly
+    // G·N entries and every position is below its group's length (validated), so
+    // `base + position < C = x.len()`.
+    let (mut base, mut k) = (0usize, 0usize);
+    for &w in values {
+        let byte = positions.get(bit >> 3).copied().unwrap_or(0);
+        let pos = (usize::from(byte) >> (bit & 7)) & mask;
+        bit += bits;
+        let xv = x.get(base + pos).copied().unwrap_or(0);
+        acc = acc.wrapping_add(i32::from(w) * (i32::from(xv) + offset));
+        k += 1;
+        if k == n {
+            k = 0;
+            base += m;
         }
     }
     acc
