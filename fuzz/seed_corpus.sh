@@ -19,6 +19,14 @@ for f in "$root"/../shared/models/*.tflite "$root"/quantize/tests/fixtures/ops/*
     "$mote" convert "$f" -o "$here/corpus/mote_model/$name.mote" >/dev/null 2>&1 || true
   fi
 done
+# N:M sparse weights (SPARSE_CONV_2D, SPARSE_FULLY_CONNECTED): the digits CNN pruned 2:4 and 1:4.
+cal="$(mktemp)"
+head -c 65536 "$root/quantize/assets/digits_test_f32.bin" >"$cal"
+for nm in 2:4 1:4; do
+  "$mote" quantize "$root/quantize/assets/digits_cnn_float.tflite" --calibration "$cal" --quiet \
+    --nm "$nm" -o "$here/corpus/mote_model/digits_nm${nm/:/_}.mote" >/dev/null 2>&1 || true
+done
+rm -f "$cal"
 # ONNX: the node-test, QDQ and digits fixtures.
 for f in "$root"/quantize/tests/fixtures/onnx/*.onnx "$root"/quantize/tests/fixtures/onnx/*/*.onnx; do
   cp "$f" "$here/corpus/onnx_import/$(basename "$f")"

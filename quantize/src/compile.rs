@@ -93,6 +93,10 @@ pub struct CompileOptions {
     pub schedule: ScheduleOptions,
     /// How matrix weights are stored.
     pub layout: WeightLayout,
+    /// Never use the N:M sparse weight encoding (by default the compact layout stores a CONV_2D
+    /// or FULLY_CONNECTED whose weights are N:M sparse without their zeros where that pays: see
+    /// [`crate::lower::sparse`]).
+    pub dense_weights: bool,
 }
 
 impl CompileOptions {
@@ -136,7 +140,13 @@ pub fn compile_opts(mut graph: Graph, options: CompileOptions) -> Result<Compile
             consts: &mut consts,
             pack_weights: options.layout == WeightLayout::HostSimd,
         };
-        ops.push(lower_node(&mut ctx, node)?);
+        let op = lower_node(&mut ctx, node)?;
+        let op = if options.layout == WeightLayout::Compact && !options.dense_weights {
+            crate::lower::sparse::sparsify(&mut ctx, op)?
+        } else {
+            op
+        };
+        ops.push(op);
     }
     assemble_with(&graph, ops, consts, options.schedule)
 }

@@ -108,6 +108,9 @@ pub fn params(kind: OpKind, bytes: &[u8]) -> String {
         OpKind::Concatenation => pairs::<ConcatParams>(bytes),
         OpKind::Pad => pairs::<PadParams>(bytes),
         OpKind::Mean => pairs::<MeanParams>(bytes),
+        OpKind::SparseConv2d | OpKind::SparseFullyConnected => {
+            pairs::<mote_runtime::ops::sparse::SparseParams>(bytes)
+        }
     }
 }
 

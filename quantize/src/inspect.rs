@@ -47,6 +47,10 @@ pub struct OpInfo {
     pub const_bytes: u32,
     /// Scratch bytes in the arena.
     pub scratch_bytes: u32,
+    /// How the op's weights are stored, for CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED and
+    /// their sparse kinds: `dense int8`, `dense int4`, `N:M sparse`, ... with the weight bytes
+    /// (sparse: values + positions); empty for ops without weights.
+    pub weights: String,
 }
 
 /// The whole report.
@@ -112,6 +116,7 @@ pub fn report(model: &Model) -> Report {
             macs: cost.macs,
             const_bytes: cost.const_bytes_read,
             scratch_bytes: desc.scratch_bytes,
+            weights: weight_encoding(model, i, kind),
         });
     }
     Report {
@@ -126,6 +131,37 @@ pub fn report(model: &Model) -> Report {
             .filter_map(|i| tensor_info(model, model.output_tensor(i)?))
             .collect(),
         ops,
+    }
+}
+
+/// [`OpInfo::weights`] of op `i`.
+fn weight_encoding(model: &Model, i: usize, kind: Option<OpKind>) -> String {
+    let (ins, _) = model.op_io(i).unwrap_or((&[], &[]));
+    let bytes = |k: usize| {
+        ins.get(k)
+            .and_then(|&t| model.tensors().get(t as usize))
+            .map_or(0, |t| t.bytes as u64)
+    };
+    match kind {
+        Some(OpKind::SparseConv2d | OpKind::SparseFullyConnected) => {
+            let (n, m) = model
+                .op_params(i)
+                .and_then(|b| {
+                    bytemuck::try_pod_read_unaligned::<mote_runtime::ops::sparse::SparseParams>(b)
+                        .ok()
+                })
+                .map_or((0, 0), |p| (p.n, p.m));
+            format!("{n}:{m} sparse {} B", group(bytes(1) + bytes(3)))
+        }
+        Some(OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::FullyConnected) => {
+            let dtype = ins
+                .get(1)
+                .and_then(|&t| model.tensors().get(t as usize))
+                .and_then(|t| t.dtype())
+                .map_or("?", |d| d.name());
+            format!("dense {dtype} {} B", group(bytes(1)))
+        }
+        _ => String::new(),
     }
 }
 
@@ -182,7 +218,7 @@ pub fn render_text(r: &Report) -> String {
         }
     }
     let _ = writeln!(s);
-    let rows: Vec<[String; 6]> = r
+    let rows: Vec<[String; 7]> = r
         .ops
         .iter()
         .map(|o| {
@@ -201,38 +237,51 @@ pub fn render_text(r: &Report) -> String {
                     .collect::<Vec<_>>()
                     .join(" "),
                 group(o.macs),
+                o.weights.clone(),
                 o.params.clone(),
             ]
         })
         .collect();
-    let header = ["#", "op", "inputs", "output", "MACs", "parameters"];
+    let header = [
+        "#",
+        "op",
+        "inputs",
+        "output",
+        "MACs",
+        "weights",
+        "parameters",
+    ];
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, c) in widths.iter_mut().zip(row.iter()) {
             *w = (*w).max(c.len());
         }
     }
-    let line = |cells: [&str; 6], s: &mut String| {
+    let line = |cells: [&str; 7], s: &mut String| {
         let _ = writeln!(
             s,
-            "{:>w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:>w4$}  {}",
+            "{:>w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:>w4$}  {:<w5$}  {}",
             cells[0],
             cells[1],
             cells[2],
             cells[3],
             cells[4],
             cells[5],
+            cells[6],
             w0 = widths[0],
             w1 = widths[1],
             w2 = widths[2],
             w3 = widths[3],
             w4 = widths[4],
+            w5 = widths[5],
         );
     };
     line(header, &mut s);
     for row in &rows {
         line(
-            [&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]],
+            [
+                &row[0], &row[1], &row[2], &row[3], &row[4], &row[5], &row[6],
+            ],
             &mut s,
         );
     }

@@ -479,6 +479,39 @@ pub struct QuantizeArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Prune CONV_2D and FULLY_CONNECTED weights N:M before quantizing (e.g. `2:4`: at most 2
+    /// non-zero weights in every 4 consecutive input channels; M in 2, 4, 16). The compiler
+    /// then stores those layers without their zeros where that pays (`mote inspect` shows the
+    /// encoding per op) and the runtime skips them.
+    #[arg(long)]
+    pub nm: Option<String>,
+    /// Prune this fraction of each CONV_2D / FULLY_CONNECTED layer's weights (smallest
+    /// magnitudes) before quantizing (unstructured: the layers stay dense in the file unless the
+    /// zeros fall N:M; with `--nm` both apply).
+    #[arg(long)]
+    pub sparsity: Option<String>,
+}
+
+/// Prunes `graph` as `--sparsity` and `--nm` ask (unstructured first), printing what it did.
+fn prune_for_cli(
+    graph: &mut Graph,
+    sparsity: Option<&str>,
+    nm: Option<&str>,
+) -> Result<(), CompileError> {
+    use crate::fit::sparse::{prune, render, Sparsity};
+    let mut steps = Vec::new();
+    if let Some(f) = sparsity {
+        steps.push(Sparsity::parse_fraction(f)?);
+    }
+    if let Some(s) = nm {
+        steps.push(Sparsity::parse_nm(s)?);
+    }
+    for how in steps {
+        let report = prune(graph, how);
+        println!("pruned ({how:?}), per layer:");
+        print!("{}", render(&report));
+    }
+    Ok(())
 }
 
 /// Runs `mote quantize`.
@@ -492,11 +525,12 @@ pub fn quantize_cmd(a: &QuantizeArgs) -> Result<(), CompileError> {
     })?;
     let is_onnx =
         a.model.extension().is_some_and(|e| e == "onnx") || crate::onnx::looks_like_onnx(&bytes);
-    let graph = if is_onnx {
+    let mut graph = if is_onnx {
         crate::onnx::import(&bytes)?
     } else {
         crate::tflite::import(&bytes)?
     };
+    prune_for_cli(&mut graph, a.sparsity.as_deref(), a.nm.as_deref())?;
     if graph.inputs.len() != 1 {
         return Err(CompileError::Unsupported {
             index: 0,

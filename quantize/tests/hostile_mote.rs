@@ -145,6 +145,25 @@ fn seed_models() -> Vec<(String, Vec<u8>)> {
             seeds.push(("net_residual (conv+add)".into(), c.bytes));
         }
     }
+    // N:M sparse weights (SPARSE_CONV_2D, SPARSE_FULLY_CONNECTED): the digits CNN pruned 2:4
+    // and 1:16 in int8.
+    #[cfg(feature = "float")]
+    for how in [
+        mote_quantize::fit::sparse::Sparsity::NM { n: 2, m: 4 },
+        mote_quantize::fit::sparse::Sparsity::NM { n: 1, m: 16 },
+    ] {
+        let bytes = std::fs::read(root.join("assets/digits_cnn_int8.tflite")).expect("digits");
+        let mut graph = mote_quantize::tflite::import(&bytes).expect("import");
+        mote_quantize::fit::sparse::prune(&mut graph, how);
+        let c = mote_quantize::compile::compile(graph).expect("compile sparse digits");
+        assert!(
+            c.ops
+                .iter()
+                .any(|o| o.kind == mote_runtime::OpKind::SparseConv2d),
+            "the sparse seed has sparse ops"
+        );
+        seeds.push((format!("digits {how:?}"), c.bytes));
+    }
     seeds
 }
 

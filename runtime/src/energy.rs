@@ -21,12 +21,14 @@ use crate::model::Model;
 use crate::ops::OpKind;
 
 /// The cycle-model family of an operator kind: convolution, depthwise and fully connected have
-/// their own cycles per MAC; everything else is charged per element.
+/// their own cycles per MAC (the N:M sparse kinds are charged as their dense kind, per stored
+/// weight: the profiles have no sparse-kernel figures yet); everything else is charged per
+/// element.
 pub fn kernel_kind(kind: OpKind) -> KernelKind {
     match kind {
-        OpKind::Conv2d => KernelKind::Conv,
+        OpKind::Conv2d | OpKind::SparseConv2d => KernelKind::Conv,
         OpKind::DepthwiseConv2d => KernelKind::Depthwise,
-        OpKind::FullyConnected => KernelKind::FullyConnected,
+        OpKind::FullyConnected | OpKind::SparseFullyConnected => KernelKind::FullyConnected,
         _ => KernelKind::Elementwise,
     }
 }
@@ -69,10 +71,15 @@ mod tests {
             kernel_kind(OpKind::FullyConnected),
             KernelKind::FullyConnected
         );
+        assert_eq!(kernel_kind(OpKind::SparseConv2d), KernelKind::Conv);
         for k in OpKind::ALL {
             if !matches!(
                 k,
-                OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::FullyConnected
+                OpKind::Conv2d
+                    | OpKind::DepthwiseConv2d
+                    | OpKind::FullyConnected
+                    | OpKind::SparseConv2d
+                    | OpKind::SparseFullyConnected
             ) {
                 assert_eq!(kernel_kind(k), KernelKind::Elementwise, "{k:?}");
             }

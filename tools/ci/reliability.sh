@@ -92,13 +92,14 @@ step "Miri: the runtime's scalar-path unit tests"
 # randomized and exhaustive tests run fewer cases under `cfg(miri)` (`ops::conv::tests::cases`
 # and `sampled`). The subset: validation helpers and every reference kernel the ops run:
 # element-wise, pooling, reduction, activation, CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED,
-# their in-place variants, the fused ADD epilogue and residual chains, int4 weights and 16x8.
+# their in-place variants, the fused ADD epilogue and residual chains, int4 weights, 16x8 and
+# N:M sparse weights.
 MIRIFLAGS="-Zmiri-disable-isolation" PROPTEST_CASES=4 \
     timeout 900 cargo +nightly miri test -q -p mote-runtime --lib -- crc32:: fixed_point:: \
     format:: quant::tests ops::pool ops::pad ops::reduce ops::concat ops::arith \
     ops::activation ops::softmax ops::quantize ops::shape ops::conv ops::depthwise \
     ops::fully_connected ops::inplace ops::fused ops::chain ops::int4 ops::int16 \
-    ops::accumulate
+    ops::accumulate ops::sparse
 
 step "determinism: x86 reference and SIMD, aarch64 NEON, Cortex-M4, Cortex-M55"
 bash tools/ci/determinism.sh

@@ -48,6 +48,10 @@ pub struct FinetuneOptions {
     /// every epoch visits each sample once, in a view drawn at random (so an epoch costs as
     /// much as one over the plain samples, and the views vary from epoch to epoch).
     pub views: usize,
+    /// Keep a pruning mask: weights (of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED) that are
+    /// exactly zero at the start are never updated, so N:M or unstructured sparsity survives
+    /// the fine-tuning while the other weights train (`crate::fit::sparse`).
+    pub keep_zeros: bool,
 }
 
 impl Default for FinetuneOptions {
@@ -62,6 +66,7 @@ impl Default for FinetuneOptions {
             qat_bits: 0,
             weight_decay: 0.0,
             views: 1,
+            keep_zeros: false,
         }
     }
 }
@@ -425,6 +430,16 @@ pub fn finetune(
         .collect();
     let shapes: Vec<Vec<usize>> = ids.iter().map(|&id| g.tensors[id].shape.clone()).collect();
     let axes = weight_axes(g, &ids);
+    // The pruning mask (`keep_zeros`): weights at exactly zero stay there.
+    let frozen: Vec<Vec<bool>> = values
+        .iter()
+        .zip(&axes)
+        .map(|(v, axis)| {
+            v.iter()
+                .map(|&w| opts.keep_zeros && axis.is_some() && w == 0.0)
+                .collect()
+        })
+        .collect();
     let mut m1: Vec<Vec<f32>> = values.iter().map(|v| vec![0.0; v.len()]).collect();
     let mut m2 = m1.clone();
     let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
@@ -560,6 +575,9 @@ pub fn finetune(
                 };
                 let gv = gr.into_data().try_into_vec::<f32>().unwrap_or_default();
                 for (j, &gj) in gv.iter().enumerate().take(values[k].len()) {
+                    if frozen[k][j] {
+                        continue;
+                    }
                     let gj = f64::from(gj);
                     let a = b1 * f64::from(m1[k][j]) + (1.0 - b1) * gj;
                     let v = b2 * f64::from(m2[k][j]) + (1.0 - b2) * gj * gj;

@@ -15,6 +15,7 @@ pub mod gradual;
 pub mod layerwise;
 pub mod prune;
 pub mod search;
+pub mod sparse;
 
 use std::path::{Path, PathBuf};
 

@@ -23,6 +23,7 @@ pub mod reduce;
 pub mod schemes;
 pub mod shape;
 pub mod softmax;
+pub mod sparse;
 
 use mote_runtime::format::{align_up, OpCost};
 use mote_runtime::OpKind;

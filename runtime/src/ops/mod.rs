@@ -36,6 +36,7 @@ pub mod reduce;
 pub mod select;
 pub mod shape;
 pub mod softmax;
+pub mod sparse;
 
 /// Operator kinds of the `.mote` format. The numbers are part of the file format: never reuse one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,11 +82,15 @@ pub enum OpKind {
     Pad = 19,
     /// Mean over axes (MEAN).
     Mean = 20,
+    /// CONV_2D with N:M sparse int8 weights stored without their zeros (see [`sparse`]).
+    SparseConv2d = 40,
+    /// FULLY_CONNECTED with N:M sparse int8 weights stored without their zeros (see [`sparse`]).
+    SparseFullyConnected = 41,
 }
 
 impl OpKind {
     /// Every kind, in numbering order.
-    pub const ALL: [OpKind; 20] = [
+    pub const ALL: [OpKind; 22] = [
         OpKind::Conv2d,
         OpKind::DepthwiseConv2d,
         OpKind::FullyConnected,
@@ -106,6 +111,8 @@ impl OpKind {
         OpKind::Concatenation,
         OpKind::Pad,
         OpKind::Mean,
+        OpKind::SparseConv2d,
+        OpKind::SparseFullyConnected,
     ];
 
     /// Decodes the on-disk number.
@@ -136,6 +143,8 @@ impl OpKind {
             OpKind::Concatenation => "CONCATENATION",
             OpKind::Pad => "PAD",
             OpKind::Mean => "MEAN",
+            OpKind::SparseConv2d => "SPARSE_CONV_2D",
+            OpKind::SparseFullyConnected => "SPARSE_FULLY_CONNECTED",
         }
     }
 
@@ -468,6 +477,11 @@ pub(crate) fn validate_kind(ctx: &OpCtx) -> Result<(), Error> {
         OpKind::Concatenation if select::linked(OpKind::Concatenation) => concat::validate(ctx),
         OpKind::Pad if select::linked(OpKind::Pad) => pad::validate(ctx),
         OpKind::Mean if select::linked(OpKind::Mean) => reduce::validate(ctx),
+        OpKind::SparseConv2d | OpKind::SparseFullyConnected
+            if select::linked(OpKind::SparseConv2d) =>
+        {
+            sparse::validate(ctx)
+        }
         // Not linked in this build (`select-ops`): refused when the model is read.
         _ => Err(select::not_linked(ctx)),
     }
@@ -543,6 +557,11 @@ pub(crate) fn eval_kind(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
         OpKind::Concatenation if select::linked(OpKind::Concatenation) => concat::eval(ctx, mem),
         OpKind::Pad if select::linked(OpKind::Pad) => pad::eval(ctx, mem),
         OpKind::Mean if select::linked(OpKind::Mean) => reduce::eval(ctx, mem),
+        OpKind::SparseConv2d | OpKind::SparseFullyConnected
+            if select::linked(OpKind::SparseConv2d) =>
+        {
+            sparse::eval(ctx, mem)
+        }
         // Not linked in this build (`select-ops`): validation refused the model already.
         _ => Err(select::not_linked(ctx)),
     }

@@ -49,6 +49,7 @@ pub const fn linked(kind: OpKind) -> bool {
         OpKind::Concatenation => family!("op-concat"),
         OpKind::Pad => family!("op-pad"),
         OpKind::Mean => family!("op-mean"),
+        OpKind::SparseConv2d | OpKind::SparseFullyConnected => family!("op-sparse"),
     }
 }
 
@@ -124,6 +125,7 @@ pub const fn feature(kind: OpKind) -> &'static str {
         OpKind::Concatenation => "op-concat",
         OpKind::Pad => "op-pad",
         OpKind::Mean => "op-mean",
+        OpKind::SparseConv2d | OpKind::SparseFullyConnected => "op-sparse",
     }
 }
 
@@ -165,7 +167,7 @@ pub fn required_features(model: &Model) -> impl Iterator<Item = &'static str> {
 pub const DTYPES: [&str; 3] = ["dtype-int16", "dtype-int4", "dtype-float"];
 
 /// Every family feature, `op-fused` last.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     "op-conv",
     "op-depthwise",
     "op-fully-connected",
@@ -178,6 +180,7 @@ pub const ALL: [&str; 13] = [
     "op-concat",
     "op-pad",
     "op-mean",
+    "op-sparse",
     "op-fused",
 ];
 
