@@ -11,6 +11,10 @@
 //! - [`ObserverKind::Entropy`]: the clipping threshold minimising the KL divergence between the
 //!   histogram of non-zero `|x|` and its 128-level quantization (256 levels for one-sided
 //!   tensors; the TensorRT calibration algorithm), then `[max(min, −T), min(max, T)]`.
+//! - [`ObserverKind::Mse`]: the range `[lo, hi]` (bin edges of the histogram, containing 0)
+//!   minimising the expected squared error of 8-bit quantization: rounding error `Δ²/12` per
+//!   value inside the range (`Δ = (hi − lo)/255`) plus the squared distance to the range of each
+//!   value clipped. Exact zeros are not counted (0 is always exactly representable).
 //!
 //! Histogram observers need the range first, so calibration makes two passes over the data:
 //! [`Calibrator::observe_range`] for every sample, then [`Calibrator::observe_hist`] for every
@@ -33,12 +37,17 @@ pub enum ObserverKind {
     Percentile,
     /// KL-divergence (entropy) threshold.
     Entropy,
+    /// Range minimising the expected 8-bit quantization MSE.
+    Mse,
 }
 
 impl ObserverKind {
     /// Whether a histogram pass is needed.
     pub fn needs_histogram(self) -> bool {
-        matches!(self, ObserverKind::Percentile | ObserverKind::Entropy)
+        matches!(
+            self,
+            ObserverKind::Percentile | ObserverKind::Entropy | ObserverKind::Mse
+        )
     }
 }
 
@@ -50,8 +59,9 @@ impl FromStr for ObserverKind {
             "moving-average" | "ema" => Ok(ObserverKind::MovingAverage),
             "percentile" => Ok(ObserverKind::Percentile),
             "entropy" | "kl" => Ok(ObserverKind::Entropy),
+            "mse" => Ok(ObserverKind::Mse),
             _ => Err(format!(
-                "unknown observer {s:?} (minmax, moving-average, percentile, entropy)"
+                "unknown observer {s:?} (minmax, moving-average, percentile, entropy, mse)"
             )),
         }
     }
@@ -64,6 +74,7 @@ impl fmt::Display for ObserverKind {
             ObserverKind::MovingAverage => "moving-average",
             ObserverKind::Percentile => "percentile",
             ObserverKind::Entropy => "entropy",
+            ObserverKind::Mse => "mse",
         })
     }
 }
@@ -80,6 +91,8 @@ pub struct Observer {
     hist: Vec<u64>,
     /// Histogram of `|x|` over `[0, max(|min|, |max|)]` (entropy).
     abs_hist: Vec<u64>,
+    /// Exact zeros seen in the second pass (they are in `hist` too).
+    zeros: u64,
 }
 
 impl Default for Observer {
@@ -90,6 +103,7 @@ impl Default for Observer {
             ema: None,
             hist: Vec::new(),
             abs_hist: Vec::new(),
+            zeros: 0,
         }
     }
 }
@@ -130,7 +144,9 @@ impl Observer {
             // Exact zeros (ReLU outputs, padding) are skipped, as pytorch-quantization's
             // `skip_zeros`: they would dominate the distribution and make heavy clipping look
             // free.
-            if x != 0.0 {
+            if x == 0.0 {
+                self.zeros += 1;
+            } else {
                 let a = ((x.abs() / amax) * BINS as f32) as usize;
                 self.abs_hist[a.min(BINS - 1)] += 1;
             }
@@ -162,10 +178,74 @@ impl Observer {
                 let t = kl_threshold(&self.abs_hist, levels) as f32 / BINS as f32 * amax;
                 (self.min.max(-t), self.max.min(t))
             }
+            ObserverKind::Mse if !self.hist.is_empty() => {
+                let mut h = self.hist.clone();
+                if self.zeros > 0 {
+                    let width = (self.max - self.min).max(f32::MIN_POSITIVE);
+                    let b = ((-self.min / width) * BINS as f32) as usize;
+                    let b = b.min(BINS - 1);
+                    h[b] = h[b].saturating_sub(self.zeros);
+                }
+                mse_range(&h, self.min, self.max)
+            }
             _ => (self.min, self.max),
         };
         Some(r)
     }
+}
+
+/// Levels of the 8-bit grid [`mse_range`] optimises for.
+const LEVELS: f64 = 255.0;
+
+/// The range `[lo, hi]` (edges of `hist`, a histogram over `[min, max]`, every 16th edge
+/// tried, widened to contain 0) with the smallest expected squared error of quantizing the
+/// histogram's values to 256 levels over it: `Δ²/12` per value inside (`Δ = (hi − lo)/255`),
+/// plus the squared distance to the nearest end per value outside (values at bin centres).
+pub fn mse_range(hist: &[u64], min: f32, max: f32) -> (f32, f32) {
+    let n = hist.len();
+    let (min64, max64) = (f64::from(min), f64::from(max));
+    let width = (max64 - min64) / n as f64;
+    if n == 0 || width <= 0.0 {
+        return (min, max);
+    }
+    // Prefix sums of count, count·x, count·x² (x = bin centre).
+    let mut p0 = vec![0f64; n + 1];
+    let mut p1 = vec![0f64; n + 1];
+    let mut p2 = vec![0f64; n + 1];
+    for (i, &c) in hist.iter().enumerate() {
+        let c = c as f64;
+        let x = min64 + (i as f64 + 0.5) * width;
+        p0[i + 1] = p0[i] + c;
+        p1[i + 1] = p1[i] + c * x;
+        p2[i + 1] = p2[i] + c * x * x;
+    }
+    if p0[n] == 0.0 {
+        return (min, max);
+    }
+    // Σ c·(x − t)² over bins [a, b).
+    let sq = |a: usize, b: usize, t: f64| {
+        let (s0, s1, s2) = (p0[b] - p0[a], p1[b] - p1[a], p2[b] - p2[a]);
+        (s2 - 2.0 * t * s1 + t * t * s0).max(0.0)
+    };
+    let step = (n / 256).max(1);
+    let edges: Vec<usize> = (0..=n).step_by(step).chain(std::iter::once(n)).collect();
+    let mut best = (f64::INFINITY, min64, max64);
+    for (ia, &a) in edges.iter().enumerate() {
+        for &b in &edges[ia + 1..] {
+            let lo = (min64 + a as f64 * width).min(0.0);
+            let hi = (min64 + b as f64 * width).max(0.0);
+            if hi <= lo {
+                continue;
+            }
+            let delta = (hi - lo) / LEVELS;
+            let inside = p0[b] - p0[a];
+            let cost = inside * delta * delta / 12.0 + sq(0, a, lo) + sq(b, n, hi);
+            if cost < best.0 {
+                best = (cost, lo, hi);
+            }
+        }
+    }
+    (best.1 as f32, best.2 as f32)
 }
 
 /// The bin holding quantile `q` of a histogram.
@@ -311,8 +391,40 @@ mod tests {
     }
 
     #[test]
+    fn mse_clips_exponential_tails_but_not_uniform_data() {
+        // A Laplace distribution (exponential tails, scale 1, |x| up to ln(2·10⁵) ≈ 12.2): the
+        // MSE-optimal 8-bit clip is about 9.9 (Banner et al., "ACIQ", 2019).
+        let mut o = Observer::default();
+        let n = 100_000;
+        let mut v: Vec<f32> = (0..n)
+            .map(|i| {
+                let x = -(((i / 2) as f64 + 0.5) / (n / 2) as f64).ln() as f32;
+                if i % 2 == 0 {
+                    x
+                } else {
+                    -x
+                }
+            })
+            .collect();
+        o.observe_range(&v);
+        o.observe_hist(&v);
+        let (lo, hi) = o.range(ObserverKind::Mse).unwrap();
+        assert!(
+            lo > -11.0 && lo < -8.0 && hi < 11.0 && hi > 8.0,
+            "{lo} {hi}"
+        );
+        // Uniform data: (nearly) the full range.
+        v = (0..100_000).map(|i| (i as f32) / 100_000.0 - 0.5).collect();
+        let mut o = Observer::default();
+        o.observe_range(&v);
+        o.observe_hist(&v);
+        let (lo, hi) = o.range(ObserverKind::Mse).unwrap();
+        assert!(lo <= -0.49 && hi >= 0.49, "{lo} {hi}");
+    }
+
+    #[test]
     fn parse_names() {
-        for k in ["minmax", "moving-average", "percentile", "entropy"] {
+        for k in ["minmax", "moving-average", "percentile", "entropy", "mse"] {
             assert_eq!(k.parse::<ObserverKind>().unwrap().to_string(), k);
         }
         assert!("x".parse::<ObserverKind>().is_err());

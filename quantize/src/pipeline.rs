@@ -131,13 +131,16 @@ fn float_node_layers(f: &Graph, q: &Graph, layers: Vec<Option<Vec<f32>>>) -> Vec
 }
 
 /// Bias correction: for each CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED node of quantized
-/// graph `qg` with a bias, the mean error per output channel of its output (quantized minus
-/// float, over `samples`, where the float value lies strictly inside the fused activation's
-/// range, so that clamping does not bias the estimate) is subtracted from its bias. All layers
-/// are measured in one pass on the uncorrected model. Returns the corrected graph.
+/// graph `qg` with a bias, in graph order, the mean error per output channel of its output
+/// (quantized minus float, over `samples`) is subtracted from its bias, and the model is
+/// recompiled before the next node is measured, so that each node's estimate already includes
+/// the corrections upstream (measuring every node on the uncorrected model would correct
+/// errors propagated from upstream twice). Only values where neither the float nor the
+/// quantized output is at a bound of the fused activation (`0` of a ReLU, `6` of a ReLU6)
+/// count, so clamping does not bias the estimate. Returns the corrected graph.
 ///
 /// `qg` must come from `ptq::quantize_mixed` on the float graph `exec` runs (tensor ids of the
-/// float graph are kept).
+/// float graph are kept); `compiled` is its compilation.
 pub fn correct_biases(
     exec: &FloatExecutor,
     qg: &Graph,
@@ -145,83 +148,94 @@ pub fn correct_biases(
     samples: &[Sample],
 ) -> Result<Graph, CompileError> {
     use crate::ir::{Activation, Operator};
-    let mut runner = Int8Runner::new(qg, compiled)?;
-    // Per node: (sum of errors, count) per channel.
-    let mut err: Vec<Option<(Vec<f64>, Vec<u64>)>> = vec![None; qg.nodes.len()];
     let lo_hi = |a: Activation| match a {
         Activation::Relu => (0.0, f32::INFINITY),
         Activation::Relu6 => (0.0, 6.0),
         Activation::ReluN1To1 => (-1.0, 1.0),
         _ => (f32::NEG_INFINITY, f32::INFINITY),
     };
-    for s in samples {
-        let vals = exec.run(s)?;
-        let (layers, _) = runner.run_layers(s, true)?;
-        for (n, node) in qg.nodes.iter().enumerate() {
-            let act = match &node.op {
-                Operator::Conv2d(o) | Operator::DepthwiseConv2d(o) => o.activation,
-                Operator::FullyConnected { activation, .. } => *activation,
-                _ => continue,
-            };
-            if node.inputs.get(2).copied().flatten().is_none() {
-                continue;
-            }
-            let t = node.outputs[0];
+    let mut out = qg.clone();
+    let mut compiled = compiled.clone();
+    for n in 0..qg.nodes.len() {
+        let node = &qg.nodes[n];
+        let act = match &node.op {
+            Operator::Conv2d(o) | Operator::DepthwiseConv2d(o) => o.activation,
+            Operator::FullyConnected { activation, .. } => *activation,
+            _ => continue,
+        };
+        let Some(bid) = node.inputs.get(2).copied().flatten() else {
+            continue;
+        };
+        let t = node.outputs[0];
+        let c = qg.tensors[t].shape.last().copied().unwrap_or(1).max(1);
+        let (mut sum, mut count) = (vec![0f64; c], vec![0u64; c]);
+        let (lo, hi) = lo_hi(act);
+        let mut runner = Int8Runner::new(&out, &compiled)?;
+        for s in samples {
+            let vals = exec.run(s)?;
+            let (layers, _) = runner.run_layers(s, true)?;
             let (Some(Some(q)), Some(Some(f))) = (layers.get(n), vals.get(t)) else {
                 continue;
             };
-            let c = qg.tensors[t].shape.last().copied().unwrap_or(1).max(1);
-            let (sum, count) = err[n].get_or_insert_with(|| (vec![0.0; c], vec![0; c]));
-            let (lo, hi) = lo_hi(act);
             for (i, (&qv, &fv)) in q.iter().zip(f.iter()).enumerate() {
-                if fv > lo && fv < hi {
+                if fv > lo && fv < hi && qv > lo && qv < hi {
                     sum[i % c] += f64::from(qv) - f64::from(fv);
                     count[i % c] += 1;
                 }
             }
         }
-    }
-    let mut out = qg.clone();
-    for (n, e) in err.into_iter().enumerate() {
-        let Some((sum, count)) = e else { continue };
-        let Some(bid) = qg.nodes[n].inputs.get(2).copied().flatten() else {
-            continue;
-        };
-        let b = &mut out.tensors[bid];
-        let Some(scales) = b.quant.as_ref().map(|q| q.scales.clone()) else {
-            continue;
-        };
-        let Some(data) = b.data.as_mut() else {
-            continue;
-        };
-        let width = b.dtype.size();
-        for (c, chunk) in data.chunks_exact_mut(width).enumerate() {
-            let (Some(&s), Some(&k)) = (scales.get(c).or(scales.first()), count.get(c)) else {
-                continue;
-            };
-            if k == 0 || s <= 0.0 {
-                continue;
-            }
-            let delta = (sum[c] / k as f64 / f64::from(s)).round();
-            match width {
-                4 => {
-                    let v = i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-                    let v = (f64::from(v) - delta).clamp(f64::from(i32::MIN), f64::from(i32::MAX));
-                    chunk.copy_from_slice(&(v as i32).to_le_bytes());
-                }
-                8 => {
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(chunk);
-                    let v = i64::from_le_bytes(a) as f64 - delta;
-                    chunk.copy_from_slice(
-                        &(v.clamp(-(2f64.powi(47)), 2f64.powi(47)) as i64).to_le_bytes(),
-                    );
-                }
-                _ => {}
-            }
+        if shift_bias(&mut out, bid, &sum, &count) {
+            compiled = compile(out.clone())?;
         }
     }
     Ok(out)
+}
+
+/// Subtracts `sum[c] / count[c]` (real units) from channel `c` of quantized bias tensor `bid`
+/// of `g`; whether anything changed.
+fn shift_bias(g: &mut Graph, bid: usize, sum: &[f64], count: &[u64]) -> bool {
+    let b = &mut g.tensors[bid];
+    let Some(scales) = b.quant.as_ref().map(|q| q.scales.clone()) else {
+        return false;
+    };
+    let Some(data) = b.data.as_mut() else {
+        return false;
+    };
+    let width = b.dtype.size();
+    let mut changed = false;
+    for (c, chunk) in data.chunks_exact_mut(width).enumerate() {
+        let (Some(&s), Some(&k), Some(&e)) =
+            (scales.get(c).or(scales.first()), count.get(c), sum.get(c))
+        else {
+            continue;
+        };
+        if k == 0 || s <= 0.0 {
+            continue;
+        }
+        let delta = (e / k as f64 / f64::from(s)).round();
+        if delta == 0.0 {
+            continue;
+        }
+        match width {
+            4 => {
+                let v = i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                let v = (f64::from(v) - delta).clamp(f64::from(i32::MIN), f64::from(i32::MAX));
+                chunk.copy_from_slice(&(v as i32).to_le_bytes());
+                changed = true;
+            }
+            8 => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(chunk);
+                let v = i64::from_le_bytes(a) as f64 - delta;
+                chunk.copy_from_slice(
+                    &(v.clamp(-(2f64.powi(47)), 2f64.powi(47)) as i64).to_le_bytes(),
+                );
+                changed = true;
+            }
+            _ => {}
+        }
+    }
+    changed
 }
 
 /// Quantizes an imported float graph with the per-node precisions `choose` picks for the
@@ -394,6 +408,90 @@ pub fn load_samples(path: &Path, elements: usize) -> Result<Vec<Sample>, Compile
     Ok(out)
 }
 
+/// Whether `path` is a `.wav` file or a folder whose first file (by name) is one.
+fn is_wav_input(path: &Path) -> bool {
+    let is_wav = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav"));
+    if path.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file())
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files.first().is_some_and(|f| is_wav(f))
+    } else {
+        is_wav(path)
+    }
+}
+
+/// MFCC samples (`frontend::kws_windows_augmented`, a window every 100 ms, `augment`
+/// perturbed copies, seed 0) of the `.wav` file `path` or of every `.wav` in folder `path`,
+/// for a model whose input holds `elements` = 49 × 10 values.
+pub fn wav_samples(
+    path: &Path,
+    elements: usize,
+    augment: usize,
+) -> Result<Vec<Sample>, CompileError> {
+    use crate::frontend::{self, AudioAugment};
+    let bad = |what: String| CompileError::Malformed {
+        format: "calibration audio",
+        what,
+    };
+    if elements != frontend::FRAMES * frontend::MFCC {
+        return Err(bad(format!(
+            "{}: .wav audio needs a keyword-spotting model with a 49 x 10 MFCC input; this \
+             model's input holds {elements} values",
+            path.display()
+        )));
+    }
+    let mut files = Vec::new();
+    if path.is_dir() {
+        let rd = std::fs::read_dir(path).map_err(|source| CompileError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        files.extend(rd.flatten().map(|e| e.path()).filter(|p| {
+            p.is_file() && p.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav"))
+        }));
+        files.sort();
+    } else {
+        files.push(path.to_path_buf());
+    }
+    let mut out = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(&f).map_err(|source| CompileError::Io {
+            path: f.display().to_string(),
+            source,
+        })?;
+        let (audio, rate) =
+            frontend::read_wav_pcm16(&bytes).map_err(|e| bad(format!("{}: {e}", f.display())))?;
+        if rate as usize != frontend::SAMPLE_RATE {
+            return Err(bad(format!(
+                "{}: {rate} Hz, expected 16000 Hz",
+                f.display()
+            )));
+        }
+        let w = frontend::kws_windows_augmented(
+            &audio,
+            frontend::SAMPLE_RATE / 10,
+            augment,
+            &AudioAugment::default(),
+            0,
+        );
+        out.extend(w.into_iter().map(|x| vec![x]));
+    }
+    if out.is_empty() {
+        return Err(bad(format!(
+            "{}: no 1-s window (the audio is shorter than 16,000 samples)",
+            path.display()
+        )));
+    }
+    Ok(out)
+}
+
 /// For an ONNX model with a rank-4 input (NHWC in mote, `nhwc`): transposes `samples` read
 /// from `path` to NHWC when `path` (or, for a folder, its first file in name order) is an
 /// `.npy` whose trailing dimensions are the ONNX model's NCHW `[C, H, W]` (and not already
@@ -448,14 +546,21 @@ pub struct QuantizeArgs {
     /// The float model (.tflite, or .onnx: its rank-4 NCHW input becomes NHWC; `.npy`
     /// calibration data of the ONNX input's NCHW shape is transposed).
     pub model: std::path::PathBuf,
-    /// Calibration samples: an .npy batch (float32), a raw float32 file, or a folder of them.
+    /// Calibration samples: an .npy batch (float32), a raw float32 file, or a folder of them;
+    /// or, for a keyword-spotting model with a 49 × 10 MFCC input, 16-kHz 16-bit PCM `.wav`
+    /// audio (a file or a folder of them), cut into 1-s MLPerf Tiny MFCC windows every 100 ms.
     #[arg(long)]
     pub calibration: std::path::PathBuf,
+    /// With `.wav` calibration audio: also calibrate on this many randomly perturbed copies of
+    /// it (`frontend::augment_audio` with its default settings: gain ±6 dB, a noise floor,
+    /// time shifts).
+    #[arg(long, default_value_t = 0)]
+    pub augment: usize,
     /// Held-out samples for the fidelity report (same formats). Without it, the last 20 % of the
     /// calibration samples are held out and not used for calibration.
     #[arg(long)]
     pub heldout: Option<std::path::PathBuf>,
-    /// Range observer: minmax, moving-average, percentile or entropy.
+    /// Range observer: minmax, moving-average, percentile, entropy or mse.
     #[arg(long, default_value = "minmax")]
     pub observer: ObserverKind,
     /// Quantization scheme: int8, int4w (packed int4 weights), a16w8 (int16 activations,
@@ -551,8 +656,13 @@ pub fn quantize_cmd(a: &QuantizeArgs) -> Result<(), CompileError> {
             s
         })
     };
-    let mut cal = load(&a.calibration)?;
+    let mut cal = if is_wav_input(&a.calibration) {
+        wav_samples(&a.calibration, elements, a.augment)?
+    } else {
+        load(&a.calibration)?
+    };
     let held = match &a.heldout {
+        Some(p) if is_wav_input(p) => wav_samples(p, elements, 0)?,
         Some(p) => load(p)?,
         None => {
             let keep = cal.len() - cal.len() / 5;

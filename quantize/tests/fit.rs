@@ -364,7 +364,11 @@ fn wav(name: &str) -> Vec<f32> {
 /// pass yet (92.9 % agreement, 39/42, at 37.5 % pruning with int4 weights; the same 39/42
 /// with 4-step gradual pruning and distillation at T 2 mixed 0.9 / 0.1 with the float model's
 /// top-1, where the fine-tuned 37.5 % structure also scores 92.9 % in int8; 708 s on the
-/// loaded machine). Run:
+/// loaded machine). More varied distillation data did not help either: calibrating and
+/// distilling on the windows every 100 ms of the first 5 s plus those of 8 or 32 perturbed
+/// copies of that audio (`frontend::kws_windows_augmented`, 369 or 1,353 windows instead of
+/// the 341 below) also ends at 39/42 (37.5 % pruning, int4 weights; 252 s and 858 s).
+/// Run:
 /// `cargo test -p mote-quantize --test fit -- --ignored kws --nocapture`
 #[test]
 #[ignore]

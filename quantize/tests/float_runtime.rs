@@ -415,3 +415,62 @@ fn per_layer_f16_and_onnx_f16() {
     let sqnr = report(&json)["output_sqnr_db"].as_f64().unwrap_or(0.0);
     assert!(sqnr > 60.0, "ONNX f16 output SQNR {sqnr} dB");
 }
+
+/// `mote quantize` takes 16-kHz `.wav` audio as calibration (and held-out) data for a
+/// keyword-spotting model: MFCC windows every 100 ms, `--augment N` perturbed copies; a model
+/// without a 49 × 10 MFCC input refuses it.
+#[test]
+fn quantize_kws_from_wav_audio() {
+    let Some(model) = model_path("shared:kws_ref_model_float32.tflite") else {
+        return;
+    };
+    let data = model.parent().unwrap().join("../data");
+    let (speech, marvin) = (
+        data.join("speech_10s_16k.wav"),
+        data.join("marvin_1s_16k.wav"),
+    );
+    let (out, json) = (tmp("kws_wav.mote"), tmp("kws_wav.json"));
+    let (ok, stdout, err) = mote(&[
+        "quantize",
+        s(&model),
+        "--calibration",
+        s(&speech),
+        "--augment",
+        "1",
+        "--heldout",
+        s(&marvin),
+        "--observer",
+        "mse",
+        "--bias-correction",
+        "-o",
+        s(&out),
+        "--report",
+        s(&json),
+        "--quiet",
+    ]);
+    assert!(ok, "{stdout}\n{err}");
+    // 91 windows of the 10-s speech (every 100 ms) and about as many of one perturbed copy.
+    let n: usize = stdout
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" calibration samples"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        (170..=182).contains(&n),
+        "{n} calibration samples: {stdout}"
+    );
+    let r = report(&json);
+    assert_eq!(r["samples"].as_u64(), Some(1), "{r}");
+    assert!(r["output_sqnr_db"].as_f64().unwrap_or(0.0) > 10.0, "{r}");
+    let digits = root().join("assets/digits_cnn_float.tflite");
+    let (ok, _, err) = mote(&[
+        "quantize",
+        s(&digits),
+        "--calibration",
+        s(&speech),
+        "-o",
+        s(&tmp("bad_wav.mote")),
+        "--quiet",
+    ]);
+    assert!(!ok && err.contains("49 x 10 MFCC"), "{err}");
+}
