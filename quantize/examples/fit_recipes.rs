@@ -163,6 +163,7 @@ fn main() {
             qat_bits: 0,
             weight_decay: wd,
             views,
+            keep_zeros: false,
         };
         let mut g = if scratch > 0 {
             let init = reinit(&one_shot, seed);
