@@ -953,7 +953,15 @@ mod vnni {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub(super) unsafe fn depthwise(job: &DepthwiseJob, q: &Requant, o: *mut i8, os: usize) {
         let (c, nt) = (job.channels, job.taps.len().min(MAX_TAPS));
-        let groups = nt.div_ceil(4);
+        // Column mode (see `dw_columns`): the kernel's width when its taps are columns of at
+        // most four rows, one pixel step apart.
+        let kw = column_width(job).filter(|_| nt == job.taps.len());
+        let groups = kw.unwrap_or(nt.div_ceil(4));
+        // Tap `t` of group `g`: four consecutive taps, or the rows of column `g`.
+        let group_tap = |g: usize, t: usize| match kw {
+            Some(kw) => Some(t * kw + g).filter(|&i| i < nt),
+            None => Some(4 * g + t).filter(|&i| i < nt),
+        };
         let zero = _mm512_setzero_si512();
         // Σ over the taps of w·(x + off): |w| ≤ 128, |x + off| ≤ 255 < 256.
         let fast = fast_ok(q, (nt as u64) * 2 * 128 * 128);
@@ -971,13 +979,10 @@ mod vnni {
             let ones = _mm512_set1_epi8(1);
             for (g, wg) in w.iter_mut().enumerate().take(groups) {
                 let tap = |t: usize| {
-                    if t < nt {
-                        load(job.filter.as_ptr().wrapping_add(t * c + c0))
-                    } else {
-                        zero
-                    }
+                    group_tap(g, t)
+                        .map_or(zero, |i| load(job.filter.as_ptr().wrapping_add(i * c + c0)))
                 };
-                *wg = interleave4(tap(4 * g), tap(4 * g + 1), tap(4 * g + 2), tap(4 * g + 3));
+                *wg = interleave4(tap(0), tap(1), tap(2), tap(3));
                 for (s, v) in wsum.iter_mut().zip(wg.iter()) {
                     *s = _mm512_dpbusd_epi32(*s, ones, *v);
                 }
@@ -1021,6 +1026,31 @@ mod vnni {
                 stages,
                 bias,
             };
+            if let Some(kw) = kw {
+                // The column's rows: taps 0, kw, 2kw, .. (rows past the kernel's are unused).
+                let mut rows = [None; 4];
+                for (t, r) in rows.iter_mut().enumerate() {
+                    *r = group_tap(0, t)
+                        .and_then(|i| job.taps.get(i))
+                        .map(|&v| v as usize);
+                }
+                macro_rules! run_columns {
+                    ($($g:literal),*) => {
+                        match kw {
+                            $($g => {
+                                if let Ok(w) = <&[[__m512i; 4]; $g]>::try_from(&w[..$g]) {
+                                    // SAFETY: the caller's guarantee (checked job), and
+                                    // `column_width`'s: tap (ky, kx) = row ky + kx·x_stride.
+                                    unsafe { dw_columns::<$g>(job, &block, w, &rows, o, os) }
+                                }
+                            })*
+                            _ => {}
+                        }
+                    };
+                }
+                run_columns!(2, 3, 4, 5, 6, 7, 8);
+                continue;
+            }
             // The taps' offsets, the group's missing taps at tap 0 (their weights are zero).
             let mut taps = [0usize; MAX_TAPS];
             for (t, off) in taps.iter_mut().enumerate().take(4 * groups) {
@@ -1046,6 +1076,126 @@ mod vnni {
                 };
             }
             run!(1, 2, 3, 4, 5, 6, 7, 8);
+        }
+    }
+
+    /// The output stages of a block's accumulators, stored as bytes in channel order at `dst`
+    /// (a macro: as a function the compiler keeps it out of line). The caller's `unsafe` block
+    /// guarantees `dst .. dst + n` writable for the block's `n` channels.
+    macro_rules! store_block {
+        ($block:expr, $acc:expr, $order:expr, $dst:expr) => {{
+            let (block, acc): (&DwBlock, &[__m512i; 4]) = ($block, $acc);
+            let bytes = _mm512_inserti32x4::<3>(
+                _mm512_inserti32x4::<2>(
+                    _mm512_inserti32x4::<1>(
+                        _mm512_castsi128_si512(block.stages[0].apply(acc[0])),
+                        block.stages[1].apply(acc[1]),
+                    ),
+                    block.stages[2].apply(acc[2]),
+                ),
+                block.stages[3].apply(acc[3]),
+            );
+            let bytes = _mm512_permutexvar_epi32($order, bytes);
+            let dst: *mut i8 = $dst;
+            // The mask limits the store (a whole block stores plainly: masked stores are
+            // slower on some cores).
+            if block.bmask == u64::MAX {
+                _mm512_storeu_si512(dst.cast(), bytes);
+            } else {
+                _mm512_mask_storeu_epi8(dst, block.bmask, bytes);
+            }
+        }};
+    }
+
+    /// The kernel width `kw ∈ 2..=8` when the job's taps are `kh ≤ 4` rows of `kw` taps, tap
+    /// `(ky, kx)` at `taps[ky·kw] + kx·x_stride` (stride = dilation along lines), so that
+    /// neighbouring pixels of a line share columns; `None` otherwise.
+    fn column_width(job: &DepthwiseJob) -> Option<usize> {
+        let (taps, xs) = (job.taps, job.x_stride);
+        let first = *taps.first()? as usize;
+        let kw = taps
+            .iter()
+            .enumerate()
+            .take_while(|&(i, &t)| Some(t as usize) == i.checked_mul(xs).map(|d| first + d))
+            .count();
+        let ok = (2..=8).contains(&kw)
+            && taps.len() % kw == 0
+            && taps.len() / kw <= 4
+            && job.width >= 2
+            && taps.chunks(kw).all(|row| {
+                row.iter()
+                    .enumerate()
+                    .all(|(i, &t)| Some(t as usize) == (i * xs).checked_add(row[0] as usize))
+            });
+        ok.then_some(kw)
+    }
+
+    /// Every pixel of one 64-channel block in column mode: along a line, pixel `i` reads
+    /// columns `i .. i + KW` (each `rows` of one pixel offset, interleaved once and kept for the
+    /// next `KW − 1` pixels), weighted by `w[kx]`.
+    ///
+    /// # Safety
+    /// As [`dw_pixels`], and tap `(ky, kx)` of every pixel is `rows[ky] + kx·x_stride` from its
+    /// window start (`column_width`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dw_columns<const KW: usize>(
+        job: &DepthwiseJob,
+        block: &DwBlock,
+        w: &[[__m512i; 4]; KW],
+        rows: &[Option<usize>; 4],
+        o: *mut i8,
+        os: usize,
+    ) {
+        let bmask = block.bmask;
+        let zero = _mm512_setzero_si512();
+        let flip = _mm512_set1_epi8(-128);
+        // SAFETY: 16 lanes of a 16-element array.
+        let order = unsafe { _mm512_loadu_si512(DW_ORDER.as_ptr().cast()) };
+        let (width, xs) = (job.width, job.x_stride);
+        // Column `j` of the window starting at `p`: its rows sign-flipped and interleaved.
+        let column = |p: *const u8, j: usize| {
+            let x = |t: usize| {
+                rows[t].map_or(zero, |r| {
+                    // SAFETY: tap (t, j) of a pixel of the job: inside the input (checked);
+                    // masked-off bytes are not accessed.
+                    let v = unsafe {
+                        _mm512_maskz_loadu_epi8(bmask, p.wrapping_add(r + j * xs).cast())
+                    };
+                    _mm512_xor_si512(v, flip)
+                })
+            };
+            interleave4(x(0), x(1), x(2), x(3))
+        };
+        let mut r = 0;
+        let mut line = 0;
+        while r < job.rows {
+            let count = width.min(job.rows - r);
+            let start = job
+                .input
+                .as_ptr()
+                .wrapping_add(line * job.y_stride + block.c0);
+            let mut cols = [[zero; 4]; KW];
+            for (j, col) in cols.iter_mut().enumerate().take(KW - 1) {
+                *col = column(start, j);
+            }
+            for i in 0..count {
+                cols[KW - 1] = column(start, i + KW - 1);
+                let mut acc = block.bias;
+                for (col, wk) in cols.iter().zip(w.iter()) {
+                    for k in 0..4 {
+                        acc[k] = _mm512_dpbusd_epi32(acc[k], col[k], wk[k]);
+                    }
+                }
+                // Register renames once unrolled (`copy_within` would be a memmove).
+                for j in 0..KW - 1 {
+                    cols[j] = cols[j + 1];
+                }
+                // SAFETY: outputs c0 .. c0 + n of pixel r + i (checked).
+                unsafe { store_block!(block, &acc, order, o.add((r + i) * os + block.c0)) };
+            }
+            r += count;
+            line += 1;
         }
     }
 
@@ -1111,27 +1261,8 @@ mod vnni {
                     acc[k] = _mm512_dpbusd_epi32(acc[k], _mm512_xor_si512(v[k], flip), wg[k]);
                 }
             }
-            let bytes = _mm512_inserti32x4::<3>(
-                _mm512_inserti32x4::<2>(
-                    _mm512_inserti32x4::<1>(
-                        _mm512_castsi128_si512(block.stages[0].apply(acc[0])),
-                        block.stages[1].apply(acc[1]),
-                    ),
-                    block.stages[2].apply(acc[2]),
-                ),
-                block.stages[3].apply(acc[3]),
-            );
-            let bytes = _mm512_permutexvar_epi32(order, bytes);
-            // SAFETY: outputs c0 .. c0 + n of pixel r (checked); the mask limits the store
-            // (a whole block stores plainly: masked stores are slower on some cores).
-            unsafe {
-                let dst = o.add(r * os + block.c0);
-                if bmask == u64::MAX {
-                    _mm512_storeu_si512(dst.cast(), bytes);
-                } else {
-                    _mm512_mask_storeu_epi8(dst, bmask, bytes);
-                }
-            }
+            // SAFETY: outputs c0 .. c0 + n of pixel r (checked).
+            unsafe { store_block!(block, &acc, order, o.add(r * os + block.c0)) };
         }
     }
 }
