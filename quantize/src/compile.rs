@@ -148,7 +148,10 @@ pub fn compile_opts(mut graph: Graph, options: CompileOptions) -> Result<Compile
         };
         ops.push(op);
     }
-    assemble_with(&graph, ops, consts, options.schedule)
+    let mut schedule = options.schedule;
+    // Hosts have RAM to spare: residual blocks take the band that runs fastest.
+    schedule.wide_bands |= options.layout == WeightLayout::HostSimd;
+    assemble_with(&graph, ops, consts, schedule)
 }
 
 /// Lays out lowered ops, plans the arena and writes the file.

@@ -49,6 +49,9 @@ pub struct ScheduleOptions {
     pub chain: bool,
     /// Try other operator orders.
     pub reorder: bool,
+    /// Give each residual block its widest band (fewest, largest kernel calls) even when the
+    /// arena grows: speed over RAM, for hosts ([`crate::compile::WeightLayout::HostSimd`]).
+    pub wide_bands: bool,
 }
 
 impl Default for ScheduleOptions {
@@ -58,6 +61,7 @@ impl Default for ScheduleOptions {
             fuse: true,
             chain: true,
             reorder: true,
+            wide_bands: false,
         }
     }
 }
@@ -70,6 +74,7 @@ impl ScheduleOptions {
             fuse: false,
             chain: false,
             reorder: false,
+            wide_bands: false,
         }
     }
 }
@@ -1014,7 +1019,7 @@ pub fn schedule(
 const BAND_ROWS_AT: usize = 2 * std::mem::size_of::<ConvParams>() + 12;
 
 /// Raises each residual block's output rows per step (fewer, larger kernel calls: faster) as far
-/// as the arena does not grow.
+/// as the arena does not grow (with [`ScheduleOptions::wide_bands`]: as far as it goes).
 fn widen_bands(graph: &Graph, mut sched: Schedule, opts: ScheduleOptions) -> Schedule {
     let order: Vec<usize> = (0..sched.steps.len()).collect();
     for i in 0..sched.steps.len() {
@@ -1061,7 +1066,7 @@ fn widen_bands(graph: &Graph, mut sched: Schedule, opts: ScheduleOptions) -> Sch
             }
             let problem = Problem::new(graph, &steps, &order, opts.in_place);
             if let Some((plan, _)) = problem.evaluate(&sched.modes) {
-                if plan.arena_bytes <= sched.plan.arena_bytes {
+                if opts.wide_bands || plan.arena_bytes <= sched.plan.arena_bytes {
                     let modes = sched.modes.clone();
                     sched = problem.into_schedule(&modes, plan);
                     break;

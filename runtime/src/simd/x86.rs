@@ -465,28 +465,6 @@ mod vnni {
             }
         }
 
-        /// The stage of 16 lanes picked from the 32 of `self` (lanes 0..16) and `other`.
-        #[inline]
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-        fn permuted(&self, other: &Stage, order: &[u32; 16]) -> Stage {
-            let m = pick(self.m, other.m, order);
-            Stage {
-                m,
-                m_odd: _mm512_srli_epi64::<32>(m),
-                left: pick(self.left, other.left, order),
-                right: pick(self.right, other.right, order),
-                mask: pick(self.mask, other.mask, order),
-                half: pick(self.half, other.half, order),
-                out_off: self.out_off,
-                lo: self.lo,
-                hi: self.hi,
-                any_left: self.any_left || other.any_left,
-                full_range: self.full_range,
-                fast: self.fast && other.fast,
-                round: pick(self.round, other.round, order),
-            }
-        }
-
         /// TFLM's output stage on 16 accumulators, as 16 bytes.
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -965,88 +943,117 @@ mod vnni {
         i
     }
 
-    /// Lanes of 32 channels in the order `vpunpck{l,h}wd` leaves them: the low half of each
-    /// 128-bit lane holds channels `4·(2i) ..`, the high half `4·(2i + 1) ..`.
-    const LO_ORDER: [u32; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
-    const HI_ORDER: [u32; 16] = [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31];
-
-    /// Picks lanes `order` of the 32 values `(a, b)` (channels 0..16 and 16..32).
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    fn pick(a: __m512i, b: __m512i, order: &[u32; 16]) -> __m512i {
-        // SAFETY: 16 lanes of a 16-element array.
-        let idx = unsafe { _mm512_loadu_si512(order.as_ptr().cast()) };
-        _mm512_permutex2var_epi32(a, idx, b)
-    }
-
-    /// Depthwise, 32 channels at a time: pairs of taps interleaved in 16-bit lanes and
-    /// multiplied by `vpdpwssd`; the input offset is folded into the bias, as `Σ w·(x + off)`
-    /// equals `Σ w·x + off·Σ w` modulo 2³² (padded taps hold the zero point). The accumulators
-    /// keep the interleaved channel order; the output stage's parameters are permuted to match
-    /// once per block, and the bytes put back in order at the store.
+    /// Depthwise, 64 channels at a time: groups of four taps interleaved byte-wise, so that
+    /// one `vpdpbusd` adds four taps' exact products per channel. The input bytes enter as
+    /// `u = x + 128` (the sign bit flipped), the weights as signed bytes; `Σ w·(x + off)` equals
+    /// `Σ w·u + (off − 128)·Σ w` modulo 2³², folded into the bias (padded taps hold the zero
+    /// point, taps past the last have zero weights). Accumulator `k`'s lane `i` holds channel
+    /// `16·(i/4) + 4k + i%4`; the output stages are built in that order once per block and the
+    /// bytes put back in order at the store.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
     pub(super) unsafe fn depthwise(job: &DepthwiseJob, q: &Requant, o: *mut i8, os: usize) {
         let (c, nt) = (job.channels, job.taps.len().min(MAX_TAPS));
-        let pairs = nt.div_ceil(2);
+        // Column mode (see `dw_columns`): the kernel's width when its taps are columns of at
+        // most four rows, one pixel step apart.
+        let kw = column_width(job).filter(|_| nt == job.taps.len());
+        let groups = kw.unwrap_or(nt.div_ceil(4));
+        // Tap `t` of group `g`: four consecutive taps, or the rows of column `g`.
+        let group_tap = |g: usize, t: usize| match kw {
+            Some(kw) => Some(t * kw + g).filter(|&i| i < nt),
+            None => Some(4 * g + t).filter(|&i| i < nt),
+        };
         let zero = _mm512_setzero_si512();
-        // Σ over the taps of w·x, and the folded off·Σ w: |x|, |w|, |off| ≤ 128.
+        // Σ over the taps of w·(x + off): |w| ≤ 128, |x + off| ≤ 255 < 256.
         let fast = fast_ok(q, (nt as u64) * 2 * 128 * 128);
-        for c0 in (0..c).step_by(32) {
-            let n = (c - c0).min(32);
-            let bmask = if n == 32 { u32::MAX } else { (1u32 << n) - 1 };
-            let load = |p: *const u8| {
+        for c0 in (0..c).step_by(64) {
+            let n = (c - c0).min(64);
+            let bmask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+            let load = |p: *const i8| {
                 // SAFETY: `n` bytes from `p` (the callers below pass in-bounds rows); masked-off
                 // bytes are not accessed.
-                _mm512_cvtepi8_epi16(unsafe { _mm256_maskz_loadu_epi8(bmask, p.cast()) })
+                unsafe { _mm512_maskz_loadu_epi8(bmask, p) }
             };
-            // The block's weights as interleaved tap pairs, and Σ w per channel.
-            let mut w = [[zero; 2]; MAX_TAPS / 2];
-            let mut wsum = zero; // 16-bit lanes: |Σ w| ≤ 32·128 fits
-            for (p, wp) in w.iter_mut().enumerate().take(pairs) {
-                let wa = load(job.filter.as_ptr().wrapping_add(2 * p * c + c0).cast());
-                let wb = if 2 * p + 1 < nt {
-                    load(
-                        job.filter
-                            .as_ptr()
-                            .wrapping_add((2 * p + 1) * c + c0)
-                            .cast(),
-                    )
-                } else {
-                    zero
+            // The block's weights as interleaved groups of four taps, and Σ w per channel.
+            let mut w = [[zero; 4]; MAX_TAPS / 4];
+            let mut wsum = [zero; 4];
+            let ones = _mm512_set1_epi8(1);
+            for (g, wg) in w.iter_mut().enumerate().take(groups) {
+                let tap = |t: usize| {
+                    group_tap(g, t)
+                        .map_or(zero, |i| load(job.filter.as_ptr().wrapping_add(i * c + c0)))
                 };
-                wsum = _mm512_add_epi16(wsum, _mm512_add_epi16(wa, wb));
-                *wp = [_mm512_unpacklo_epi16(wa, wb), _mm512_unpackhi_epi16(wa, wb)];
+                *wg = interleave4(tap(0), tap(1), tap(2), tap(3));
+                for (s, v) in wsum.iter_mut().zip(wg.iter()) {
+                    *s = _mm512_dpbusd_epi32(*s, ones, *v);
+                }
             }
-            // Per-channel parameters of channels c0.., in the accumulators' orders.
-            let (n0, n1) = (n.min(16), n.saturating_sub(16));
-            // SAFETY: channels c0 .. c0 + n (q checked for c channels).
-            let (s0, b0) = unsafe { Stage::new(q, c0, n0, fast) };
-            let (s1, b1) = if n1 > 0 {
-                // SAFETY: as above.
-                unsafe { Stage::new(q, c0 + 16, n1, fast) }
-            } else {
-                (Stage::new_zero(q), zero)
+            // Per-channel parameters in the accumulators' order (absent channels: multiplier
+            // 0, shift −1, so their lanes stay zero and are never stored).
+            let (mut pm, mut ps, mut pb) = ([0i32; 64], [-1i32; 64], [0i32; 64]);
+            for slot in 0..64 {
+                let (k, i) = (slot / 16, slot % 16);
+                let ch = 16 * (i / 4) + 4 * k + i % 4;
+                if ch < n {
+                    (pm[slot], ps[slot]) = q.quant(c0 + ch);
+                    pb[slot] = q.bias.and_then(|b| b.get(c0 + ch)).copied().unwrap_or(0);
+                }
+            }
+            let pq = Requant {
+                bias: Some(&pb),
+                multipliers: &pm,
+                shifts: &ps,
+                output_offset: q.output_offset,
+                act_min: q.act_min,
+                act_max: q.act_max,
             };
-            // bias + off·Σ w, in 32 bits.
-            let off = _mm512_set1_epi32(job.input_offset);
-            let ws0 = _mm512_cvtepi16_epi32(_mm512_castsi512_si256(wsum));
-            let ws1 = _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64::<1>(wsum));
-            let b0 = _mm512_add_epi32(b0, _mm512_mullo_epi32(ws0, off));
-            let b1 = _mm512_add_epi32(b1, _mm512_mullo_epi32(ws1, off));
-            let stage_lo = s0.permuted(&s1, &LO_ORDER);
-            let stage_hi = s0.permuted(&s1, &HI_ORDER);
-            let (bias_lo, bias_hi) = (pick(b0, b1, &LO_ORDER), pick(b0, b1, &HI_ORDER));
+            let fold = _mm512_set1_epi32(job.input_offset - 128);
+            let mut stages = [
+                Stage::new_zero(q),
+                Stage::new_zero(q),
+                Stage::new_zero(q),
+                Stage::new_zero(q),
+            ];
+            let mut bias = [zero; 4];
+            for k in 0..4 {
+                // SAFETY: lanes 16k .. 16k + 16 of the 64-entry arrays.
+                let (s, b) = unsafe { Stage::new(&pq, 16 * k, 16, fast) };
+                stages[k] = s;
+                bias[k] = _mm512_add_epi32(b, _mm512_mullo_epi32(wsum[k], fold));
+            }
             let block = DwBlock {
                 bmask,
                 c0,
-                stage_lo,
-                stage_hi,
-                bias_lo,
-                bias_hi,
+                stages,
+                bias,
             };
-            // The taps' offsets, the odd tap out paired with tap 0 (its weights are zero).
+            if let Some(kw) = kw {
+                // The column's rows: taps 0, kw, 2kw, .. (rows past the kernel's are unused).
+                let mut rows = [None; 4];
+                for (t, r) in rows.iter_mut().enumerate() {
+                    *r = group_tap(0, t)
+                        .and_then(|i| job.taps.get(i))
+                        .map(|&v| v as usize);
+                }
+                macro_rules! run_columns {
+                    ($($g:literal),*) => {
+                        match kw {
+                            $($g => {
+                                if let Ok(w) = <&[[__m512i; 4]; $g]>::try_from(&w[..$g]) {
+                                    // SAFETY: the caller's guarantee (checked job), and
+                                    // `column_width`'s: tap (ky, kx) = row ky + kx·x_stride.
+                                    unsafe { dw_columns::<$g>(job, &block, w, &rows, o, os) }
+                                }
+                            })*
+                            _ => {}
+                        }
+                    };
+                }
+                run_columns!(2, 3, 4, 5, 6, 7, 8);
+                continue;
+            }
+            // The taps' offsets, the group's missing taps at tap 0 (their weights are zero).
             let mut taps = [0usize; MAX_TAPS];
-            for (t, off) in taps.iter_mut().enumerate().take(2 * pairs) {
+            for (t, off) in taps.iter_mut().enumerate().take(4 * groups) {
                 *off = job
                     .taps
                     .get(t)
@@ -1054,45 +1061,182 @@ mod vnni {
                     .map_or(0, |&v| v as usize);
             }
             macro_rules! run {
-                ($($p:literal),*) => {
-                    match pairs {
-                        $($p => {
-                            let w = <&[[__m512i; 2]; $p]>::try_from(&w[..$p]);
-                            let t = <&[usize; 2 * $p]>::try_from(&taps[..2 * $p]);
+                ($($g:literal),*) => {
+                    match groups {
+                        $($g => {
+                            let w = <&[[__m512i; 4]; $g]>::try_from(&w[..$g]);
+                            let t = <&[usize; 4 * $g]>::try_from(&taps[..4 * $g]);
                             if let (Ok(w), Ok(t)) = (w, t) {
                                 // SAFETY: the caller's guarantee (checked job, MAX_TAPS).
-                                unsafe { dw_pixels::<$p, { 2 * $p }>(job, &block, w, t, o, os) }
+                                unsafe { dw_pixels::<$g, { 4 * $g }>(job, &block, w, t, o, os) }
                             }
                         })*
                         _ => {}
                     }
                 };
             }
-            run!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+            run!(1, 2, 3, 4, 5, 6, 7, 8);
         }
     }
 
-    /// The per-block constants of the depthwise kernel.
-    struct DwBlock {
-        bmask: u32,
-        c0: usize,
-        stage_lo: Stage,
-        stage_hi: Stage,
-        bias_lo: __m512i,
-        bias_hi: __m512i,
+    /// The output stages of a block's accumulators, stored as bytes in channel order at `dst`
+    /// (a macro: as a function the compiler keeps it out of line). The caller's `unsafe` block
+    /// guarantees `dst .. dst + n` writable for the block's `n` channels.
+    macro_rules! store_block {
+        ($block:expr, $acc:expr, $order:expr, $dst:expr) => {{
+            let (block, acc): (&DwBlock, &[__m512i; 4]) = ($block, $acc);
+            let bytes = _mm512_inserti32x4::<3>(
+                _mm512_inserti32x4::<2>(
+                    _mm512_inserti32x4::<1>(
+                        _mm512_castsi128_si512(block.stages[0].apply(acc[0])),
+                        block.stages[1].apply(acc[1]),
+                    ),
+                    block.stages[2].apply(acc[2]),
+                ),
+                block.stages[3].apply(acc[3]),
+            );
+            let bytes = _mm512_permutexvar_epi32($order, bytes);
+            let dst: *mut i8 = $dst;
+            // The mask limits the store (a whole block stores plainly: masked stores are
+            // slower on some cores).
+            if block.bmask == u64::MAX {
+                _mm512_storeu_si512(dst.cast(), bytes);
+            } else {
+                _mm512_mask_storeu_epi8(dst, block.bmask, bytes);
+            }
+        }};
     }
 
-    /// Every pixel of one 32-channel block, with `P` tap pairs unrolled.
+    /// The kernel width `kw ∈ 2..=8` when the job's taps are `kh ≤ 4` rows of `kw` taps, tap
+    /// `(ky, kx)` at `taps[ky·kw] + kx·x_stride` (stride = dilation along lines), so that
+    /// neighbouring pixels of a line share columns; `None` otherwise.
+    fn column_width(job: &DepthwiseJob) -> Option<usize> {
+        let (taps, xs) = (job.taps, job.x_stride);
+        let first = *taps.first()? as usize;
+        let kw = taps
+            .iter()
+            .enumerate()
+            .take_while(|&(i, &t)| Some(t as usize) == i.checked_mul(xs).map(|d| first + d))
+            .count();
+        let ok = (2..=8).contains(&kw)
+            && taps.len() % kw == 0
+            && taps.len() / kw <= 4
+            && job.width >= 2
+            && taps.chunks(kw).all(|row| {
+                row.iter()
+                    .enumerate()
+                    .all(|(i, &t)| Some(t as usize) == (i * xs).checked_add(row[0] as usize))
+            });
+        ok.then_some(kw)
+    }
+
+    /// Every pixel of one 64-channel block in column mode: along a line, pixel `i` reads
+    /// columns `i .. i + KW` (each `rows` of one pixel offset, interleaved once and kept for the
+    /// next `KW − 1` pixels), weighted by `w[kx]`.
+    ///
+    /// # Safety
+    /// As [`dw_pixels`], and tap `(ky, kx)` of every pixel is `rows[ky] + kx·x_stride` from its
+    /// window start (`column_width`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dw_columns<const KW: usize>(
+        job: &DepthwiseJob,
+        block: &DwBlock,
+        w: &[[__m512i; 4]; KW],
+        rows: &[Option<usize>; 4],
+        o: *mut i8,
+        os: usize,
+    ) {
+        let bmask = block.bmask;
+        let zero = _mm512_setzero_si512();
+        let flip = _mm512_set1_epi8(-128);
+        // SAFETY: 16 lanes of a 16-element array.
+        let order = unsafe { _mm512_loadu_si512(DW_ORDER.as_ptr().cast()) };
+        let (width, xs) = (job.width, job.x_stride);
+        // Column `j` of the window starting at `p`: its rows sign-flipped and interleaved.
+        let column = |p: *const u8, j: usize| {
+            let x = |t: usize| {
+                rows[t].map_or(zero, |r| {
+                    // SAFETY: tap (t, j) of a pixel of the job: inside the input (checked);
+                    // masked-off bytes are not accessed.
+                    let v = unsafe {
+                        _mm512_maskz_loadu_epi8(bmask, p.wrapping_add(r + j * xs).cast())
+                    };
+                    _mm512_xor_si512(v, flip)
+                })
+            };
+            interleave4(x(0), x(1), x(2), x(3))
+        };
+        let mut r = 0;
+        let mut line = 0;
+        while r < job.rows {
+            let count = width.min(job.rows - r);
+            let start = job
+                .input
+                .as_ptr()
+                .wrapping_add(line * job.y_stride + block.c0);
+            let mut cols = [[zero; 4]; KW];
+            for (j, col) in cols.iter_mut().enumerate().take(KW - 1) {
+                *col = column(start, j);
+            }
+            for i in 0..count {
+                cols[KW - 1] = column(start, i + KW - 1);
+                let mut acc = block.bias;
+                for (col, wk) in cols.iter().zip(w.iter()) {
+                    for k in 0..4 {
+                        acc[k] = _mm512_dpbusd_epi32(acc[k], col[k], wk[k]);
+                    }
+                }
+                // Register renames once unrolled (`copy_within` would be a memmove).
+                for j in 0..KW - 1 {
+                    cols[j] = cols[j + 1];
+                }
+                // SAFETY: outputs c0 .. c0 + n of pixel r + i (checked).
+                unsafe { store_block!(block, &acc, order, o.add((r + i) * os + block.c0)) };
+            }
+            r += count;
+            line += 1;
+        }
+    }
+
+    /// Four rows of 64 bytes interleaved: result `k`'s dword `i` holds byte `16·(i/4) + 4k +
+    /// i%4` of `a`, `b`, `c` and `d`, in that order.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn interleave4(a: __m512i, b: __m512i, c: __m512i, d: __m512i) -> [__m512i; 4] {
+        let (ab_lo, ab_hi) = (_mm512_unpacklo_epi8(a, b), _mm512_unpackhi_epi8(a, b));
+        let (cd_lo, cd_hi) = (_mm512_unpacklo_epi8(c, d), _mm512_unpackhi_epi8(c, d));
+        [
+            _mm512_unpacklo_epi16(ab_lo, cd_lo),
+            _mm512_unpackhi_epi16(ab_lo, cd_lo),
+            _mm512_unpacklo_epi16(ab_hi, cd_hi),
+            _mm512_unpackhi_epi16(ab_hi, cd_hi),
+        ]
+    }
+
+    /// Output dword `d` (channels `4d ..`) is dword `4·(d % 4) + d / 4` of the four
+    /// accumulators' bytes side by side.
+    const DW_ORDER: [u32; 16] = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
+
+    /// The per-block constants of the depthwise kernel.
+    struct DwBlock {
+        bmask: u64,
+        c0: usize,
+        stages: [Stage; 4],
+        bias: [__m512i; 4],
+    }
+
+    /// Every pixel of one 64-channel block, with `G` groups of four taps unrolled.
     ///
     /// # Safety
     /// `job` passed `DepthwiseJob::check` with `o`/`os`; `taps` are its tap offsets (padded with a
     /// valid one); `block.c0 + popcount(block.bmask) ≤ channels`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn dw_pixels<const P: usize, const T: usize>(
+    unsafe fn dw_pixels<const G: usize, const T: usize>(
         job: &DepthwiseJob,
         block: &DwBlock,
-        w: &[[__m512i; 2]; P],
+        w: &[[__m512i; 4]; G],
         taps: &[usize; T],
         o: *mut i8,
         os: usize,
@@ -1102,22 +1246,23 @@ mod vnni {
         let load = |p: *const u8| {
             // SAFETY: the block's channels at a tap of a pixel: inside the input (checked);
             // masked-off bytes are not accessed.
-            _mm512_cvtepi8_epi16(unsafe { _mm256_maskz_loadu_epi8(bmask, p.cast()) })
+            unsafe { _mm512_maskz_loadu_epi8(bmask, p.cast()) }
         };
+        let flip = _mm512_set1_epi8(-128);
+        // SAFETY: 16 lanes of a 16-element array.
+        let order = unsafe { _mm512_loadu_si512(DW_ORDER.as_ptr().cast()) };
         for (r, row_off) in px.row_offsets(0).take(job.rows).enumerate() {
             let base = job.input.as_ptr().wrapping_add(row_off + block.c0);
-            let (mut lo, mut hi) = (block.bias_lo, block.bias_hi);
-            for p in 0..P {
-                let xa = load(base.wrapping_add(taps[2 * p]));
-                let xb = load(base.wrapping_add(taps[2 * p + 1]));
-                lo = _mm512_dpwssd_epi32(lo, _mm512_unpacklo_epi16(xa, xb), w[p][0]);
-                hi = _mm512_dpwssd_epi32(hi, _mm512_unpackhi_epi16(xa, xb), w[p][1]);
+            let mut acc = block.bias;
+            for (g, wg) in w.iter().enumerate() {
+                let x = |t: usize| load(base.wrapping_add(taps[4 * g + t]));
+                let v = interleave4(x(0), x(1), x(2), x(3));
+                for k in 0..4 {
+                    acc[k] = _mm512_dpbusd_epi32(acc[k], _mm512_xor_si512(v[k], flip), wg[k]);
+                }
             }
-            let (lo, hi) = (block.stage_lo.apply(lo), block.stage_hi.apply(hi));
-            // Dwords of 4 channels: lo holds 0-3, 8-11, 16-19, 24-27; hi the others.
-            let bytes = _mm256_set_m128i(_mm_unpackhi_epi32(lo, hi), _mm_unpacklo_epi32(lo, hi));
-            // SAFETY: outputs c0 .. c0 + n of pixel r (checked); the mask limits the store.
-            unsafe { _mm256_mask_storeu_epi8(o.add(r * os + block.c0), bmask, bytes) };
+            // SAFETY: outputs c0 .. c0 + n of pixel r (checked).
+            unsafe { store_block!(block, &acc, order, o.add(r * os + block.c0)) };
         }
     }
 }
