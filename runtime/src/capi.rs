@@ -520,6 +520,8 @@ fn op_name_c(k: crate::OpKind) -> &'static core::ffi::CStr {
         Concatenation => c"CONCATENATION",
         Pad => c"PAD",
         Mean => c"MEAN",
+        SparseConv2d => c"SPARSE_CONV_2D",
+        SparseFullyConnected => c"SPARSE_FULLY_CONNECTED",
     }
 }
 
