@@ -295,9 +295,11 @@ fn dot_2x1(cols: &[u32], w: &[i8], init: i32) -> [i32; 2] {
     let done = 0;
     let rest = cols.get(4 * done..4 * groups).unwrap_or(&[]);
     let w_rest = w.get(4 * done..4 * groups).unwrap_or(&[]);
-    for (c, w) in rest.chunks_exact(4).zip(w_rest.chunks_exact(4)) {
-        let Some(&[x0a, x0b, x1a, x1b]) = c.first_chunk() else {
-            continue;
+    // (Not `zip`: left out of line, its length division kept a panic path in the no-panic link.)
+    let mut w_groups = w_rest.chunks_exact(4);
+    for c in rest.chunks_exact(4) {
+        let (Some(&[x0a, x0b, x1a, x1b]), Some(w)) = (c.first_chunk(), w_groups.next()) else {
+            break;
         };
         let w = word(w);
         let (wa, wb) = (sxtb16(w), sxtb16_ror8(w));
@@ -776,14 +778,11 @@ fn requantize2(acc: [i32; 2], m: i32, shift: i32, off: i32, lo: i32, hi: i32) ->
     }
 }
 
-/// The first `n` elements of a stack buffer, zeroed (`None` if `n > N`): only what a call uses is
+/// The first `n` elements of a stack buffer, zeroed (`None` if `n` exceeds its length): only what a call uses is
 /// cleared (the band drivers call the kernels once per band, and clearing whole buffers each
 /// time cost more than filling them).
 #[inline(always)]
-fn zeroed<T: Copy + Default, const N: usize>(
-    buf: &mut [MaybeUninit<T>; N],
-    n: usize,
-) -> Option<&mut [T]> {
+fn zeroed<T: Copy + Default>(buf: &mut [MaybeUninit<T>], n: usize) -> Option<&mut [T]> {
     let s = buf.get_mut(..n)?;
     for x in s.iter_mut() {
         x.write(T::default());
@@ -791,6 +790,27 @@ fn zeroed<T: Copy + Default, const N: usize>(
     // SAFETY: every element of `s` was just initialised, and `MaybeUninit<T>` has the layout of
     // `T`, so the slice may be viewed as `[T]` for as long as `buf` is borrowed.
     Some(unsafe { &mut *(s as *mut [MaybeUninit<T>] as *mut [T]) })
+}
+
+/// A word scratch buffer viewed as `i32`s (for a [`ChannelTable`] or accumulators carved out of
+/// one shared stack buffer).
+#[inline(always)]
+fn as_i32s(buf: &mut [MaybeUninit<u32>]) -> &mut [MaybeUninit<i32>] {
+    // SAFETY: `MaybeUninit<u32>` and `MaybeUninit<i32>` have the same size, alignment and
+    // validity (none required), and the new slice covers exactly the same memory, borrowed for
+    // as long as `buf`.
+    unsafe { &mut *(buf as *mut [MaybeUninit<u32>] as *mut [MaybeUninit<i32>]) }
+}
+
+/// A word scratch buffer viewed as its `4·len` bytes (for a zero-padded filter copy or a padding
+/// row carved out of one shared stack buffer).
+#[inline(always)]
+fn as_i8s(buf: &mut [MaybeUninit<u32>]) -> &mut [MaybeUninit<i8>] {
+    let len = buf.len() * 4;
+    // SAFETY: the `len` bytes start at the buffer's start and end at its end (a `u32` is four
+    // bytes), `MaybeUninit<i8>` has alignment 1 and no validity requirement, and the new slice
+    // borrows `buf` for its lifetime.
+    unsafe { core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<MaybeUninit<i8>>(), len) }
 }
 
 /// Per-output-channel requantization data, borrowed from the op.
@@ -959,13 +979,29 @@ pub fn conv2d_int8(
             .copied()
             .chain(core::iter::repeat(0))
     };
+    // One stack buffer of `SCRATCH_WORDS` words holds all of this kernel's scratch, carved as
+    // `[columns | channel table | padded filter]`: only what the shape needs is used, and a
+    // piece that does not fit falls back to the general path (ResNet-8's largest layer, 3×3×64
+    // to 64 channels, needs 576 + 384 words).
+    let mut scratch = [MaybeUninit::<u32>::uninit(); SCRATCH_WORDS];
     // Rows with trailing values (ResNet-8's first layer: 3×3×3) are padded with zeros to a
-    // multiple of 8 in a stack copy of the filter, so that they take the fast path below.
-    let mut padded_buf = [MaybeUninit::<i8>::uninit(); PAD_FILTER_BYTES];
+    // multiple of 8 in a copy of the filter at the end of the buffer (room left for the columns
+    // and the table), so that they take the fast path below.
     let kp = k.next_multiple_of(8);
+    let pad_words = out_c.checked_mul(kp)? / 4;
+    let table_words = CH_WORDS.checked_mul(out_c)?;
+    let pad = k % 4 != 0
+        && bias.is_some()
+        && out_c <= ACC_CHANNELS
+        && kp
+            .checked_add(table_words)?
+            .checked_add(pad_words)
+            .is_some_and(|w| w <= SCRATCH_WORDS);
+    let keep = SCRATCH_WORDS.checked_sub(if pad { pad_words } else { 0 })?;
+    let (head, pad_buf) = scratch.split_at_mut_checked(keep)?;
     let mut win = win;
-    let (filter, k) = match (k % 4 != 0 && bias.is_some() && out_c <= ACC_CHANNELS)
-        .then(|| zeroed(&mut padded_buf, out_c.checked_mul(kp)?))
+    let (filter, k) = match pad
+        .then(|| zeroed(as_i8s(pad_buf), out_c.checked_mul(kp)?))
         .flatten()
     {
         Some(padded) => {
@@ -983,20 +1019,21 @@ pub fn conv2d_int8(
     };
     let full = win.k_cols;
     let t = k - full;
-    // Both pixels' columns, interleaved group by group (see `dot_2x1`): 2·COL_WORDS words hold
-    // the 2·(k/4) groups of four words. Only the `full` words used are zeroed (the band drivers
-    // call this once per band: clearing all 4 KB each time cost more than the gathers).
-    let mut buf = [MaybeUninit::<u32>::uninit(); 2 * COL_WORDS];
-    let cols = zeroed(&mut buf, full)?;
+    // Both pixels' columns, interleaved group by group (see `dot_2x1`): the 2·(k/4) groups of
+    // four words take `full` words. Only those are zeroed (the band drivers call this once per
+    // band: clearing all 4 KB each time cost more than the gathers).
+    let (cols, table_buf) = head.split_at_mut_checked(full)?;
+    let cols = zeroed(cols, full)?;
     let (mut tail0, mut tail1) = ([0i32; 3], [0i32; 3]);
-    // The fast path's channel table (see `ChannelTable`): rows of a multiple of 8 values, with a
-    // bias, at most `ACC_CHANNELS` channels, every channel's output stage eligible.
-    let mut table_buf = [MaybeUninit::<i32>::uninit(); CH_WORDS * ACC_CHANNELS];
+    // The fast path's channel table (see `ChannelTable`) in the words after the columns: rows of
+    // a multiple of 8 values, with a bias, at most `ACC_CHANNELS` channels, every channel's
+    // output stage eligible, and the table fitting (`fill` checks the length).
     let act = (p.act_min, p.act_max);
     let mut table = (t == 0 && full % 8 == 0 && bias.is_some() && out_c <= ACC_CHANNELS)
         .then(|| {
             let (m, sh) = (multipliers, shifts);
-            ChannelTable::fill(&mut table_buf, CH_WORDS, out_c, m, sh, p.output_offset, act)
+            let buf = as_i32s(table_buf);
+            ChannelTable::fill(buf, CH_WORDS, out_c, m, sh, p.output_offset, act)
         })
         .flatten();
     let pixels = out_h * out_w;
@@ -1058,13 +1095,15 @@ pub fn conv2d_int8(
     Some(())
 }
 
-/// Bytes of the zero-padded filter copy [`conv2d_int8`] makes for rows with trailing values.
-const PAD_FILTER_BYTES: usize = 1024;
+/// Words of the one stack buffer [`conv2d_int8`] and [`depthwise_conv2d_int8`] carve all their
+/// scratch from (4 KB: the columns of a receptive field of up to `2·COL_WORDS` values; what is
+/// left after the columns holds the channel table and the padded filter when they fit).
+const SCRATCH_WORDS: usize = 2 * COL_WORDS;
 
 /// Most output channels [`conv2d_int8`] runs through [`dot_2xn`] (more take the per-channel path).
 const ACC_CHANNELS: usize = 128;
 
-/// Most channels [`depthwise_conv2d_int8`] handles (its two stack buffers of `i32`s).
+/// Most channels [`depthwise_conv2d_int8`] handles (`2.25·c` of its `SCRATCH_WORDS` words).
 const DW_MAX_CHANNELS: usize = 256;
 
 /// Most channels [`depthwise_conv2d_int8`] runs through the fast output stage ([`requant_1xn`]).
@@ -1175,9 +1214,14 @@ pub fn depthwise_conv2d_int8(
     }
     // The padding value: the input zero point (`-input_offset`) as int8.
     let zero_point = i8::try_from(p.input_offset.checked_neg()?).ok()?;
+    // All scratch comes from one stack buffer, carved as `[start | acc | padding row | table]`
+    // (`c + c + c/4 + 4·c` words: 800 for 128 channels, 576 for 256 without the table).
+    let mut scratch = [MaybeUninit::<u32>::uninit(); SCRATCH_WORDS];
+    let (start_buf, rest) = scratch.split_at_mut_checked(c)?;
+    let (acc_buf, rest) = rest.split_at_mut_checked(c)?;
+    let (pad_buf, table_buf) = rest.split_at_mut_checked(c / 4)?;
     // Each channel's starting sum: bias + offset·Σ_taps w (wrapping, as the int32 accumulator).
-    let mut start_buf = [MaybeUninit::<i32>::uninit(); DW_MAX_CHANNELS];
-    let start = zeroed(&mut start_buf, c)?;
+    let start = zeroed(as_i32s(start_buf), c)?;
     for (s, b) in start.iter_mut().zip(bias.unwrap_or(&[]).iter()) {
         *s = *b;
     }
@@ -1186,19 +1230,17 @@ pub fn depthwise_conv2d_int8(
             *s = s.wrapping_add(p.input_offset.wrapping_mul(i32::from(w)));
         }
     }
-    let mut pad_buf = [MaybeUninit::<i8>::uninit(); DW_MAX_CHANNELS];
-    let pad_row = zeroed(&mut pad_buf, c)?;
+    let pad_row = zeroed(as_i8s(pad_buf), c)?;
     pad_row.fill(zero_point);
     let pad_row = &*pad_row;
-    let mut acc_buf = [MaybeUninit::<i32>::uninit(); DW_MAX_CHANNELS];
-    let acc = zeroed(&mut acc_buf, c)?;
+    let acc = zeroed(as_i32s(acc_buf), c)?;
     // The fast output stage's table (see `ChannelTable`), when every channel is eligible.
-    let mut table_buf = [MaybeUninit::<i32>::uninit(); 4 * DW_TABLE_CHANNELS];
     let act = (p.act_min, p.act_max);
     let table = (c <= DW_TABLE_CHANNELS)
         .then(|| {
             let (m, sh) = (multipliers, shifts);
-            ChannelTable::fill(&mut table_buf, 4, c, m, sh, p.output_offset, act).map(|t| &*t)
+            let buf = as_i32s(table_buf);
+            ChannelTable::fill(buf, 4, c, m, sh, p.output_offset, act).map(|t| &*t)
         })
         .flatten();
     let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
@@ -1711,6 +1753,16 @@ mod tests {
         for case in 0..600 {
             let in_c = [1usize, 2, 3, 4, 8, 5, 12, 16, 20, 24, 32][r.range(0, 10) as usize];
             let out_c = r.range(1, 9) as usize;
+            // Some cases with many channels, where the channel table or the padded filter no
+            // longer fits next to the columns in the shared scratch buffer (`SCRATCH_WORDS`).
+            let (in_c, out_c) = if case % 40 == 0 {
+                (
+                    [3usize, 32, 64][r.range(0, 2) as usize],
+                    r.range(60, 128) as usize,
+                )
+            } else {
+                (in_c, out_c)
+            };
             let (f_h, f_w) = (r.range(1, 4) as usize, r.range(1, 4) as usize);
             let (in_h, in_w) = (r.range(1, 7) as usize, r.range(1, 7) as usize);
             let stride = r.range(1, 2) as u32;
@@ -1854,7 +1906,12 @@ mod tests {
         let mut r = Rng(0xFC);
         for case in 0..300 {
             let batches = r.range(1, 3) as usize;
-            let inf = r.range(1, 70) as usize;
+            // Some inputs up to the widest the kernel takes (`2·COL_WORDS`).
+            let inf = if case % 8 == 0 {
+                r.range(900, 2 * COL_WORDS as i64) as usize
+            } else {
+                r.range(1, 70) as usize
+            };
             let outf = r.range(1, 11) as usize;
             let per_channel = r.range(0, 1) == 1;
             let count = if per_channel { outf } else { 1 };
