@@ -96,6 +96,14 @@ pub struct FitArgs {
     /// by step, the layer whose channels cost the least fidelity per weight byte removed.
     #[arg(long)]
     pub per_layer: bool,
+    /// Activation-range observer of the calibration: minmax, moving-average, percentile,
+    /// entropy or mse.
+    #[arg(long, default_value = "minmax")]
+    pub observer: crate::calibrate::ObserverKind,
+    /// Bias correction of the candidates that meet the budgets (layer by layer, on the
+    /// calibration samples).
+    #[arg(long)]
+    pub bias_correction: bool,
     /// Draw the explored candidates and their Pareto front as an SVG.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
@@ -285,6 +293,8 @@ pub fn fit_cmd(a: &FitArgs) -> Result<(), CompileError> {
     opts.shift_augment = a.shift_augment || !a.no_shift_augment;
     opts.finetune.lr = a.lr;
     opts.per_layer = a.per_layer;
+    opts.observer = a.observer;
+    opts.bias_correction = a.bias_correction;
     opts.finetune.distill = a.distill;
     opts.finetune.temperature = a.temperature;
     if let Some(r) = &a.ratios {

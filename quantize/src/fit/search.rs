@@ -78,6 +78,13 @@ pub struct FitOptions {
     pub per_layer: bool,
     /// Calibration samples used for ranges (the first ones).
     pub max_calibration: usize,
+    /// Activation-range observer of the calibration (default: min/max).
+    pub observer: ObserverKind,
+    /// Bias correction ([`crate::pipeline::correct_biases`], on the calibration samples used
+    /// for ranges) of every candidate that meets the budgets; candidates that do not are
+    /// scored without it (it changes no size, only the bias values, and costs a compile and a
+    /// pass over the samples per layer with a bias).
+    pub bias_correction: bool,
     /// Show progress bars.
     pub progress: bool,
 }
@@ -117,6 +124,8 @@ impl Default for FitOptions {
             finetune_top: 2,
             per_layer: false,
             max_calibration: 100,
+            observer: ObserverKind::MinMax,
+            bias_correction: false,
             progress: false,
         }
     }
@@ -268,13 +277,28 @@ pub fn calibrate_ranges(
     g: &Graph,
     samples: &[Sample],
 ) -> Result<Vec<Option<(f32, f32)>>, CompileError> {
+    calibrate_ranges_with(g, samples, ObserverKind::MinMax)
+}
+
+/// Activation ranges of a float graph over `samples` by `observer` (a second pass over the
+/// samples for the observers that need a histogram).
+pub fn calibrate_ranges_with(
+    g: &Graph,
+    samples: &[Sample],
+    observer: ObserverKind,
+) -> Result<Vec<Option<(f32, f32)>>, CompileError> {
     let exec = FloatExecutor::new(g, default_device());
     let skip: Vec<bool> = g.tensors.iter().map(|t| t.is_const()).collect();
     let mut cal = Calibrator::new(g.tensors.len());
     for s in samples {
         cal.observe_range(&exec.run(std::slice::from_ref(s))?, &skip);
     }
-    Ok(cal.ranges(ObserverKind::MinMax))
+    if observer.needs_histogram() {
+        for s in samples {
+            cal.observe_hist(&exec.run(std::slice::from_ref(s))?, &skip);
+        }
+    }
+    Ok(cal.ranges(observer))
 }
 
 /// Measured figures of one compiled model.
@@ -386,11 +410,19 @@ fn build(
     data: &FitData,
     truth: &[usize],
     finetuned: bool,
+    bias_samples: Option<&[Sample]>,
 ) -> Result<Built, CompileError> {
     let per_node = recipe.per_node(pf);
-    let qg = ptq::quantize_mixed(pf, ranges, &per_node)?;
-    let compiled = compile(qg.clone())?;
-    let m = measure(&compiled, target)?;
+    let mut qg = ptq::quantize_mixed(pf, ranges, &per_node)?;
+    let mut compiled = compile(qg.clone())?;
+    let mut m = measure(&compiled, target)?;
+    if let Some(samples) = bias_samples.filter(|_| budget.met(&m)) {
+        let exec = FloatExecutor::new(pf, default_device());
+        let wrapped: Vec<Vec<Vec<f32>>> = samples.iter().map(|s| vec![s.clone()]).collect();
+        qg = crate::pipeline::correct_biases(&exec, &qg, &compiled, &wrapped)?;
+        compiled = compile(qg.clone())?;
+        m = measure(&compiled, target)?;
+    }
     let outs = run_quantized(&qg, &compiled, &data.eval)?;
     let a = prune::analyze(pf);
     Ok(Built {
@@ -602,6 +634,7 @@ pub fn fit(
         .take(opts.max_calibration.max(1))
         .cloned()
         .collect();
+    let bias = opts.bias_correction.then_some(cal.as_slice());
     let float_outs = finetune::predict(float, &data.eval, 64)?;
     let float_top: Vec<usize> = float_outs.iter().map(|o| argmax(o)).collect();
     let (metric, truth): (&'static str, Vec<usize>) = match &data.eval_labels {
@@ -651,11 +684,11 @@ pub fn fit(
     for (ri, st) in structures.iter().enumerate() {
         let plan = analysis.plan(float, &st.group_ratios);
         let pf = prune::apply(float, &analysis, &plan)?;
-        let ranges = calibrate_ranges(&pf, &cal)?;
+        let ranges = calibrate_ranges_with(&pf, &cal, opts.observer)?;
         for &recipe in &opts.recipes {
             pb.set_message(format!("ratio {:.3} {}", st.ratio, recipe.name()));
             match build(
-                &pf, st, recipe, &ranges, target, &budget, data, &truth, false,
+                &pf, st, recipe, &ranges, target, &budget, data, &truth, false, bias,
             ) {
                 Ok(b) => built.push((ri, b)),
                 Err(e) => {
@@ -694,7 +727,7 @@ pub fn fit(
         for ri in chosen_ri {
             pb.set_message(format!("ratio {:.3}", ratios[ri]));
             let (tuned, _loss) = tuner.prune_and_tune(float, &structures[ri].group_ratios)?;
-            let ranges = calibrate_ranges(&tuned, &cal)?;
+            let ranges = calibrate_ranges_with(&tuned, &cal, opts.observer)?;
             let recipes: Vec<Recipe> = built
                 .iter()
                 .filter(|(r, _)| *r == ri)
@@ -717,6 +750,7 @@ pub fn fit(
                     data,
                     &truth,
                     true,
+                    bias,
                 )?;
                 replaced.push((ri, b));
             }
