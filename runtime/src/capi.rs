@@ -472,7 +472,7 @@ pub unsafe extern "C" fn mote_op_name(s: *mut MoteSession, index: usize) -> *con
         return core::ptr::null();
     };
     match s.model.op_kind(index) {
-        Some(k) => k.c_name().as_ptr(),
+        Some(k) => op_name_c(k).as_ptr(),
         None => core::ptr::null(),
     }
 }
@@ -495,6 +495,34 @@ pub extern "C" fn mote_status_str(status: i32) -> *const c_char {
         _ => c"unknown status",
     };
     s.as_ptr()
+}
+
+fn op_name_c(k: crate::OpKind) -> &'static core::ffi::CStr {
+    use crate::OpKind::*;
+    match k {
+        Conv2d => c"CONV_2D",
+        DepthwiseConv2d => c"DEPTHWISE_CONV_2D",
+        FullyConnected => c"FULLY_CONNECTED",
+        AveragePool2d => c"AVERAGE_POOL_2D",
+        MaxPool2d => c"MAX_POOL_2D",
+        Add => c"ADD",
+        Sub => c"SUB",
+        Mul => c"MUL",
+        Reshape => c"RESHAPE",
+        Squeeze => c"SQUEEZE",
+        Softmax => c"SOFTMAX",
+        Logistic => c"LOGISTIC",
+        Tanh => c"TANH",
+        Relu => c"RELU",
+        Relu6 => c"RELU6",
+        Quantize => c"QUANTIZE",
+        Dequantize => c"DEQUANTIZE",
+        Concatenation => c"CONCATENATION",
+        Pad => c"PAD",
+        Mean => c"MEAN",
+        SparseConv2d => c"SPARSE_CONV_2D",
+        SparseFullyConnected => c"SPARSE_FULLY_CONNECTED",
+    }
 }
 
 /// The panic handler of the bare-metal static library (`libmote_runtime.a` for C firmware):

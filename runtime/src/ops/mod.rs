@@ -120,41 +120,31 @@ impl OpKind {
         OpKind::ALL.iter().copied().find(|k| *k as u16 == v)
     }
 
-    /// The TFLite builtin name of this kind (`CONV_2D`, ...), NUL-terminated (the C API's
-    /// `mote_op_name`; [`OpKind::name`] reads the same table).
-    pub const fn c_name(self) -> &'static core::ffi::CStr {
-        match self {
-            OpKind::Conv2d => c"CONV_2D",
-            OpKind::DepthwiseConv2d => c"DEPTHWISE_CONV_2D",
-            OpKind::FullyConnected => c"FULLY_CONNECTED",
-            OpKind::AveragePool2d => c"AVERAGE_POOL_2D",
-            OpKind::MaxPool2d => c"MAX_POOL_2D",
-            OpKind::Add => c"ADD",
-            OpKind::Sub => c"SUB",
-            OpKind::Mul => c"MUL",
-            OpKind::Reshape => c"RESHAPE",
-            OpKind::Squeeze => c"SQUEEZE",
-            OpKind::Softmax => c"SOFTMAX",
-            OpKind::Logistic => c"LOGISTIC",
-            OpKind::Tanh => c"TANH",
-            OpKind::Relu => c"RELU",
-            OpKind::Relu6 => c"RELU6",
-            OpKind::Quantize => c"QUANTIZE",
-            OpKind::Dequantize => c"DEQUANTIZE",
-            OpKind::Concatenation => c"CONCATENATION",
-            OpKind::Pad => c"PAD",
-            OpKind::Mean => c"MEAN",
-            OpKind::SparseConv2d => c"SPARSE_CONV_2D",
-            OpKind::SparseFullyConnected => c"SPARSE_FULLY_CONNECTED",
-        }
-    }
-
     /// The TFLite builtin name of this kind (`CONV_2D`, ...).
     pub const fn name(self) -> &'static str {
-        // The names are ASCII, so the fallback is never taken.
-        match core::str::from_utf8(self.c_name().to_bytes()) {
-            Ok(s) => s,
-            Err(_) => "?",
+        match self {
+            OpKind::Conv2d => "CONV_2D",
+            OpKind::DepthwiseConv2d => "DEPTHWISE_CONV_2D",
+            OpKind::FullyConnected => "FULLY_CONNECTED",
+            OpKind::AveragePool2d => "AVERAGE_POOL_2D",
+            OpKind::MaxPool2d => "MAX_POOL_2D",
+            OpKind::Add => "ADD",
+            OpKind::Sub => "SUB",
+            OpKind::Mul => "MUL",
+            OpKind::Reshape => "RESHAPE",
+            OpKind::Squeeze => "SQUEEZE",
+            OpKind::Softmax => "SOFTMAX",
+            OpKind::Logistic => "LOGISTIC",
+            OpKind::Tanh => "TANH",
+            OpKind::Relu => "RELU",
+            OpKind::Relu6 => "RELU6",
+            OpKind::Quantize => "QUANTIZE",
+            OpKind::Dequantize => "DEQUANTIZE",
+            OpKind::Concatenation => "CONCATENATION",
+            OpKind::Pad => "PAD",
+            OpKind::Mean => "MEAN",
+            OpKind::SparseConv2d => "SPARSE_CONV_2D",
+            OpKind::SparseFullyConnected => "SPARSE_FULLY_CONNECTED",
         }
     }
 
