@@ -556,6 +556,15 @@ mod tests {
     }
 
     #[test]
+    fn c_op_names_are_the_rust_names() {
+        // Two tables (a `&str` one for Rust, a `CStr` one here) so firmware that never calls the C
+        // API links no UTF-8 validation; this keeps them from drifting apart.
+        for k in crate::OpKind::ALL {
+            assert_eq!(op_name_c(k).to_str(), Ok(k.name()), "{k:?}");
+        }
+    }
+
+    #[test]
     fn garbage_model_is_an_error() {
         #[repr(align(16))]
         struct A([u8; 64]);
