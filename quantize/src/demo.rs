@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use mote_runtime::{Interpreter, Model};
 
@@ -74,7 +74,7 @@ pub fn train_images() -> Vec<Vec<f32>> {
 }
 
 /// What the demo measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DemoReport {
     /// Model name.
     pub model: String,
