@@ -60,8 +60,10 @@ fn mote(args: &[&str]) -> (bool, String, String) {
 /// interpreter (whole-model `invoke`) as the compiler's op-by-op simulation.
 ///
 /// Measured (default model: width 2, 16/32/32 channels, float 99.17 %): int8 98.61 / 98.89 /
-/// 99.17 % (seeds 0 / 1 / 2), 57 s of CPU for the three (84–99 s wall on the shared 2-core
-/// machine under load ~8). 10 epochs: 98.33 / 99.44 / 98.89 %. The width-1 default model
+/// 99.17 % (seeds 0 / 1 / 2), 57 s of CPU for the three (84–99 s wall alone, 160 s beside the
+/// other tests of this file, on the shared 2-core machine under load ~8). 10 epochs: 98.33 /
+/// 99.44 / 98.89 %; the full default 60 epochs: 98.89 / 99.44 / 99.17 % (159 s of CPU); 20
+/// epochs at batch 64: 98.89 / 98.89 / 99.17 %. The width-1 default model
 /// (8/16/16 channels) could not meet the bar: 95.0–95.8 % with 60 epochs of this recipe, and
 /// its half-width architecture trained from scratch reached only 97.2 % — it had no redundancy
 /// to prune. Recipes: `examples/fit_recipes.rs` (`model=` takes another float model, e.g. from
