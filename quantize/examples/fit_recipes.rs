@@ -17,7 +17,9 @@
 //! `qat_epochs` (extra quantization-aware epochs), `scratch=1` (train the pruned width from a
 //! random initialisation instead of the pruned weights), `random_select=1` (keep random channels
 //! instead of those with the largest weight norms; one-shot), `act_select=1` (keep those with
-//! the largest mean activation over the calibration images; one-shot).
+//! the largest mean activation over the calibration images; one-shot), `model` (a float
+//! TFLite file instead of the default model, e.g. one written by
+//! `tools/train_digits.py --width=2 --out=DIR`).
 
 #[cfg(not(feature = "float"))]
 fn main() {
@@ -113,7 +115,12 @@ fn main() {
     let scratch: u8 = env("SCRATCH", 0);
     let random_select: u8 = env("RANDOM_SELECT", 0);
     let act_select: u8 = env("ACT_SELECT", 0);
-    let float = prepare(&mote_quantize::tflite::import(FLOAT_TFLITE).unwrap()).unwrap();
+    let model: String = env("MODEL", String::new());
+    let float = if model.is_empty() {
+        prepare(&mote_quantize::tflite::import(FLOAT_TFLITE).unwrap()).unwrap()
+    } else {
+        prepare(&mote_quantize::tflite::import_file(&model).unwrap()).unwrap()
+    };
     let test = test_images();
     let truth: Vec<usize> = TEST_LABELS.iter().map(|&c| usize::from(c)).collect();
     let train = train_images();

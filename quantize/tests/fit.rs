@@ -53,29 +53,25 @@ fn mote(args: &[&str]) -> (bool, String, String) {
 }
 
 /// Half the channels of every prunable layer group removed, fine-tuned with `mote fit`'s
-/// default recipe ([`FitOptions::default`], through the search's own [`Tuner`]) on the
-/// committed training images, quantized to int8 and run on the runtime, for shuffling seeds
-/// 0, 1 and 2: each at most one accuracy point below the float model on the 360 held-out test
-/// images (≥ 98.17 %); and each pruned `.mote` runs bit-exactly on the interpreter
-/// (whole-model `invoke`) as the compiler's op-by-op simulation.
+/// default recipe ([`FitOptions::default`], through the search's own [`Tuner`]) shortened to
+/// 20 epochs, on the committed training images, quantized to int8 and run on the runtime, for
+/// shuffling seeds 0, 1 and 2: each at most one accuracy point below the float model on the
+/// 360 held-out test images (≥ 98.17 %); and each pruned `.mote` runs bit-exactly on the
+/// interpreter (whole-model `invoke`) as the compiler's op-by-op simulation.
 ///
-/// `#[ignore]`d because it does not pass (137 s for the three seeds on the shared 2-core
-/// machine). With the default recipe: int8 95.83 / 95.00 / 95.83 % (seeds 0 / 1 / 2), 3.3 to
-/// 4.2 points short; the previous default (60 epochs of labels alone at lr 2e-2) gave
-/// 97.2 / 93.9 / 93.3 %. int8 is not the gap (within 0.3 points of the fine-tuned float
-/// model); the pruned width underfits (97–99 % on its training images): trained from scratch
-/// with the float model's own recipe (80 epochs over the training images and their four
-/// one-pixel shifts, lr 3e-3; 306 s) it reaches 97.2 % (seed 0; fine-tuned from the pruned
-/// weights with that budget plus distillation: 96.4 %), 30 epochs of that 95.8 %; 200
-/// epochs of the default recipe (lr 2e-2, batch 64) give 96.4 / 96.4 / 95.3 %; per-layer
-/// plans removing the same 20 of 40 channels do worse (87.5–93.6 % for seed 0); random channel
-/// selection 86.1 / 89.7 / 84.7 %, mean-activation selection 95.6 / 94.2 / 94.2 %. At 37.5 %
-/// (53 % fewer MACs) the default recipe gives int8 97.8 / 98.3 / 97.8 %. Recipes:
-/// `examples/fit_recipes.rs`.
-/// Run: `cargo test -p mote-quantize --test fit -- --ignored digits --nocapture`
+/// Measured (default model: width 2, 16/32/32 channels, float 99.17 %): int8 98.61 / 98.89 /
+/// 99.17 % (seeds 0 / 1 / 2), 57 s of CPU for the three (84–99 s wall alone, 160 s beside the
+/// other tests of this file, on the shared 2-core machine under load ~8). 10 epochs: 98.33 /
+/// 99.44 / 98.89 %; the full default 60 epochs: 98.89 / 99.44 / 99.17 % (159 s of CPU); 20
+/// epochs at batch 64: 98.89 / 98.89 / 99.17 %. The width-1 default model
+/// (8/16/16 channels) could not meet the bar: 95.0–95.8 % with 60 epochs of this recipe, and
+/// its half-width architecture trained from scratch reached only 97.2 % — it had no redundancy
+/// to prune. Recipes: `examples/fit_recipes.rs` (`model=` takes another float model, e.g. from
+/// `tools/train_digits.py --width=1 --out=DIR`).
 #[test]
-#[ignore]
 fn digits_half_pruned_and_fine_tuned_loses_at_most_one_point() {
+    const SEEDS: [u64; 3] = [0, 1, 2];
+    const EPOCHS: usize = 20;
     let float = digits_float();
     let test = test_images();
     let truth = labels(TEST_LABELS);
@@ -91,14 +87,15 @@ fn digits_half_pruned_and_fine_tuned_loses_at_most_one_point() {
         eval_labels: None,
         train: Some((train.clone(), TRAIN_LABELS.to_vec())),
     };
-    let opts = FitOptions::default();
+    let mut opts = FitOptions::default();
+    opts.finetune.epochs = EPOCHS;
     let c0 = {
         let r0 = calibrate_ranges(&float, &data.calibration).unwrap();
         mote_quantize::compile::compile(mote_quantize::ptq::quantize_int8(&float, &r0).unwrap())
             .unwrap()
     };
     let mut failed = Vec::new();
-    for seed in 0..3u64 {
+    for seed in SEEDS {
         let t0 = std::time::Instant::now();
         let tuner = Tuner::new(&float, &data, &opts).unwrap().with_seed(seed);
         let (tuned, loss) = tuner.prune_and_tune(&float, &half).unwrap();
@@ -191,8 +188,9 @@ fn fit_meets_budgets_and_the_file_runs_bit_exact() {
         train: Some((train, train_y)),
     };
     let target = mote_quantize::bench::target_by_id("nrf52840").unwrap();
+    // The unpruned int8 model takes 14,832 bytes of flash and 2,560 of arena.
     let budget = Budget {
-        flash: Some(5_000),
+        flash: Some(7_000),
         ram: Some(1_600),
         ..Budget::default()
     };
@@ -213,7 +211,13 @@ fn fit_meets_budgets_and_the_file_runs_bit_exact() {
     // are what its ratio says (uniform: the same fraction of every prunable group).
     assert!(r.explored.iter().any(|c| !c.uniform), "{:?}", r.explored);
     for c in &r.explored {
-        let full = [8usize, 16, 16];
+        let full: Vec<usize> = prune::analyze(&float)
+            .groups
+            .iter()
+            .filter(|g| g.prunable())
+            .map(|g| g.channels)
+            .collect();
+        assert_eq!(full, [16, 32, 32]);
         assert_eq!(c.channels.len(), 3, "{c:?}");
         let removed: usize = full.iter().zip(&c.channels).map(|(f, k)| f - k).sum();
         if c.uniform {
@@ -221,19 +225,19 @@ fn fit_meets_budgets_and_the_file_runs_bit_exact() {
                 assert_eq!(*k, prune::kept_channels(*f, c.ratio), "{c:?}");
             }
         } else {
-            assert!((removed as f32 / 40.0 - c.ratio).abs() < 1e-6, "{c:?}");
+            assert!((removed as f32 / 80.0 - c.ratio).abs() < 1e-6, "{c:?}");
         }
     }
     let aligned = AlignedBytes::new(&r.compiled.bytes);
     let model = Model::from_bytes(aligned.as_slice()).unwrap();
-    assert!(model.file_bytes() <= 5_000 && model.arena_bytes() <= 1_600);
+    assert!(model.file_bytes() <= 7_000 && model.arena_bytes() <= 1_600);
     assert_eq!(model.file_bytes(), r.chosen.flash_bytes);
     assert_eq!(model.arena_bytes(), r.chosen.arena_bytes);
     // Every explored candidate's flags agree with its figures.
     for c in &r.explored {
         assert_eq!(
             c.feasible,
-            c.flash_bytes <= 5_000 && c.arena_bytes <= 1_600,
+            c.flash_bytes <= 7_000 && c.arena_bytes <= 1_600,
             "{c:?}"
         );
     }
@@ -460,7 +464,9 @@ fn kws_fits_half_flash_and_half_tflm_arena() {
     );
 }
 
-/// The README's main job: `mote demo` fits the default model under its budgets and reports.
+/// The README's main job: `mote demo` fits the default model under its budgets and reports
+/// (one run, `--json`; the text report is [`mote_quantize::demo::render`] of the same figures,
+/// which `mote demo` prints).
 #[test]
 fn demo_fits_the_default_model() {
     let t0 = std::time::Instant::now();
@@ -480,8 +486,8 @@ fn demo_fits_the_default_model() {
     );
     assert!(n("macs") < n("int8_macs"));
     assert!(n("fitted_accuracy") > 0.9 && n("est_latency_us") > 0.0 && n("median_us") > 0.0);
-    let (ok, text, stderr) = mote(&["demo"]);
-    assert!(ok, "{stderr}");
+    let r: mote_quantize::demo::DemoReport = serde_json::from_str(&stdout).unwrap();
+    let text = mote_quantize::demo::render(&r);
     eprintln!("{text}");
     for k in [
         "flash",

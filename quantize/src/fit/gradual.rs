@@ -118,6 +118,6 @@ mod tests {
                 assert_eq!(prune::macs(&p), prune::macs(&one_shot));
             }
         }
-        assert_eq!(channels(&g), vec![8, 16, 16, 10]);
+        assert_eq!(channels(&g), vec![16, 32, 32, 10]);
     }
 }

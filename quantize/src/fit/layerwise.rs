@@ -129,9 +129,9 @@ mod tests {
         let a = prune::analyze(&g);
         let xs: Vec<Vec<f32>> = crate::demo::train_images().into_iter().take(40).collect();
         let plans = greedy_counts(&g, &a, &xs).unwrap();
-        // digits: groups of 8, 16, 16 channels (+ the frozen output), steps of 1, 2, 2 (the last
-        // of a 16-channel group from 2 to 1).
-        assert_eq!(plans.len(), 7 + 8 + 8, "{plans:?}");
+        // digits: groups of 16, 32, 32 channels (+ the frozen output), steps of 2, 4, 4 (the
+        // last of each group from 2 or 4 to 1).
+        assert_eq!(plans.len(), 8 + 8 + 8, "{plans:?}");
         let mut prev = a.groups.iter().map(|gr| gr.channels).collect::<Vec<_>>();
         let mut last_w = weight_elements(&g);
         for p in &plans {
