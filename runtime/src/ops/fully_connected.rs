@@ -174,27 +174,72 @@ pub fn fully_connected_int8_fast(
         );
     };
     check_params(p, out_features).map_err(kernel_error)?;
+    let lens_ok = out_features.checked_mul(in_features) == Some(weights.len())
+        && multipliers.len() == p.channel_count as usize;
+    if !lens_ok {
+        return Err(kernel_error("tensor length"));
+    }
+    check_channel_quant(multipliers, shifts).map_err(kernel_error)?;
+    let q = FcQuant {
+        multipliers,
+        shifts,
+        output_offset: p.output_offset,
+        act_min: p.act_min,
+        act_max: p.act_max,
+    };
+    fc_packed(
+        isa,
+        packed,
+        &q,
+        batches,
+        in_features,
+        out_features,
+        input,
+        output,
+    )
+}
+
+/// The requantization of a FULLY_CONNECTED op whose multipliers and shifts are known to be in
+/// range (multipliers ≥ 0, shifts in `[-31, 30]`, as many shifts as multipliers).
+struct FcQuant<'a> {
+    multipliers: &'a [i32],
+    shifts: &'a [i32],
+    output_offset: i32,
+    act_min: i32,
+    act_max: i32,
+}
+
+/// The matrix-kernel part of [`fully_connected_int8_fast`], for `isa` chosen by
+/// [`fc_fast_isa`]: checks the tensor lengths (an error, never a panic), not the values of the
+/// requantization parameters, which the caller has (see [`FcQuant`]).
+#[allow(clippy::too_many_arguments)]
+fn fc_packed(
+    isa: Isa,
+    packed: &PackedFilter,
+    fq: &FcQuant,
+    batches: usize,
+    in_features: usize,
+    out_features: usize,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
     let lens_ok = batches.checked_mul(in_features) == Some(input.len())
-        && out_features.checked_mul(in_features) == Some(weights.len())
         && batches.checked_mul(out_features) == Some(output.len())
-        && multipliers.len() == p.channel_count as usize
         && packed.fits(out_features, in_features);
     if !lens_ok {
         return Err(kernel_error("tensor length"));
     }
-    // The multipliers and shifts are checked by the matrix kernel's entry.
-
     if output.is_empty() {
         return Ok(());
     }
     let enc = isa.tier().encoding();
     let q = simd::Requant {
         bias: Some(packed.bias(enc)),
-        multipliers,
-        shifts,
-        output_offset: p.output_offset,
-        act_min: p.act_min,
-        act_max: p.act_max,
+        multipliers: fq.multipliers,
+        shifts: fq.shifts,
+        output_offset: fq.output_offset,
+        act_min: fq.act_min,
+        act_max: fq.act_max,
     };
     let steps = simd::k_steps(in_features);
     let kp = steps * simd::BLOCK_K;
@@ -210,7 +255,7 @@ pub fn fully_connected_int8_fast(
             k_steps: steps,
             k_offsets: None,
         };
-        return simd::gemm(
+        return simd::gemm_checked_quant(
             isa,
             &a,
             packed.weights,
@@ -226,14 +271,23 @@ pub fn fully_connected_int8_fast(
         simd::Encoding::Unsigned => 0x80u8,
     };
     simd::with_stage(batches.saturating_mul(kp), |stage| {
-        let rows_max = (stage.capacity() / kp).max(1);
-        for (x, out_rows) in input
-            .chunks(rows_max * in_features)
-            .zip(output.chunks_mut(rows_max * out_features))
-        {
-            let rows = out_rows.len() / out_features;
+        // Every batch at once when they fit (always for one batch): no division.
+        let rows_max = if batches.saturating_mul(kp) <= stage.capacity() {
+            batches
+        } else {
+            (stage.capacity() / kp).max(1)
+        };
+        let mut b0 = 0;
+        while b0 < batches {
+            let rows = rows_max.min(batches - b0);
             let mut w = stage.writer();
-            for src in x.chunks_exact(in_features) {
+            // `batches · in_features` is the input's length and `batches · out_features` the
+            // output's (checked above): these products cannot overflow, and the `get`s are
+            // always inside (an empty slice otherwise, which the kernel's checks refuse).
+            for b in b0..b0 + rows {
+                let src = input
+                    .get(b * in_features..(b + 1) * in_features)
+                    .unwrap_or(&[]);
                 w.copy_xor(src, flip);
                 w.fill(kp - in_features, 0);
             }
@@ -248,7 +302,10 @@ pub fn fully_connected_int8_fast(
                 k_steps: steps,
                 k_offsets: None,
             };
-            simd::gemm(
+            let out_rows = output
+                .get_mut(b0 * out_features..(b0 + rows) * out_features)
+                .unwrap_or(&mut []);
+            simd::gemm_checked_quant(
                 isa,
                 &a,
                 packed.weights,
@@ -257,6 +314,7 @@ pub fn fully_connected_int8_fast(
                 out_rows,
                 out_features,
             )?;
+            b0 += rows;
         }
         Ok(())
     })
@@ -355,8 +413,14 @@ fn fc_dims(ctx: &OpCtx) -> Result<(usize, usize, usize), Error> {
         &[o, i] if o > 0 && i > 0 => (o as usize, i as usize),
         _ => return Err(ctx.shape_error(weights.0, "2-D weights [out, in], both non-zero")),
     };
-    // Element counts fit in u32 (validated tensor byte counts).
-    let batches = ctx.output(0)?.1.elements() / out_features as u64;
+    // Element counts fit in u32 (validated tensor byte counts). One batch (the usual case)
+    // without the division.
+    let elements = ctx.output(0)?.1.elements();
+    let batches = if elements == out_features as u64 {
+        1
+    } else {
+        elements / out_features as u64
+    };
     Ok((batches as usize, in_features, out_features))
 }
 
@@ -377,6 +441,14 @@ pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
 }
 
 /// Runs a FULLY_CONNECTED op.
+///
+/// Relies on what [`validate`] established when the model was loaded (the model's bytes are
+/// borrowed immutably, so they still hold): [`check_params`] passed (in particular
+/// `filter_offset` is 0 with packed weights), the multipliers and shifts are in range and there
+/// are `channel_count` of each, and the input's, weights' and output's shapes agree. So the
+/// packed path neither decodes the bias (folded into the packed filter's) nor checks parameter
+/// values again; every slice is still taken with checked accessors and every length the
+/// kernels rely on is checked, so an inconsistency gives an error, never a panic.
 pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     let p: &FullyConnectedParams = ctx.params()?;
     let (batches, in_features, out_features) = fc_dims(ctx)?;
@@ -384,6 +456,28 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     let multipliers = ctx.const_array::<i32>(p.multipliers_offset, count)?;
     let shifts = ctx.const_array::<i32>(p.shifts_offset, count)?;
     let input = as_i8(mem.required_input(0)?);
+    if let Some(isa) = fc_fast_isa(Isa::best(), p.layout == LAYOUT_PACKED, p, in_features) {
+        if let Some(packed) = packed_weights(ctx, p, in_features, out_features)? {
+            let q = FcQuant {
+                multipliers,
+                shifts,
+                output_offset: p.output_offset,
+                act_min: p.act_min,
+                act_max: p.act_max,
+            };
+            let output = as_i8_mut(mem.output);
+            return fc_packed(
+                isa,
+                &packed,
+                &q,
+                batches,
+                in_features,
+                out_features,
+                input,
+                output,
+            );
+        }
+    }
     let weights = as_i8(mem.required_input(1)?);
     let bias = bias_input(ctx, &mem)?;
     let output = as_i8_mut(mem.output);
@@ -421,10 +515,7 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     {
         return Ok(());
     }
-    let packed = packed_weights(ctx, p, in_features, out_features)?;
-    fully_connected_int8_fast(
-        Isa::best(),
-        packed.as_ref(),
+    fully_connected_int8(
         p,
         batches,
         in_features,

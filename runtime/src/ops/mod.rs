@@ -117,7 +117,32 @@ impl OpKind {
 
     /// Decodes the on-disk number.
     pub fn from_u16(v: u16) -> Option<OpKind> {
-        OpKind::ALL.iter().copied().find(|k| *k as u16 == v)
+        // A jump on the number rather than a search of `ALL` (this runs for every op invoked).
+        Some(match v {
+            1 => OpKind::Conv2d,
+            2 => OpKind::DepthwiseConv2d,
+            3 => OpKind::FullyConnected,
+            4 => OpKind::AveragePool2d,
+            5 => OpKind::MaxPool2d,
+            6 => OpKind::Add,
+            7 => OpKind::Sub,
+            8 => OpKind::Mul,
+            9 => OpKind::Reshape,
+            10 => OpKind::Squeeze,
+            11 => OpKind::Softmax,
+            12 => OpKind::Logistic,
+            13 => OpKind::Tanh,
+            14 => OpKind::Relu,
+            15 => OpKind::Relu6,
+            16 => OpKind::Quantize,
+            17 => OpKind::Dequantize,
+            18 => OpKind::Concatenation,
+            19 => OpKind::Pad,
+            20 => OpKind::Mean,
+            40 => OpKind::SparseConv2d,
+            41 => OpKind::SparseFullyConnected,
+            _ => return None,
+        })
     }
 
     /// The TFLite builtin name of this kind (`CONV_2D`, ...).
@@ -586,5 +611,21 @@ pub fn kernel_name(model: &crate::Model, index: usize) -> &'static str {
         }
         OpKind::AveragePool2d | OpKind::MaxPool2d => pool::kernel_name(&ctx),
         _ => "reference",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpKind;
+
+    #[test]
+    fn from_u16_decodes_exactly_the_kinds() {
+        for k in OpKind::ALL {
+            assert_eq!(OpKind::from_u16(k as u16), Some(k));
+        }
+        let known = (0..=u16::MAX)
+            .filter(|&v| OpKind::from_u16(v).is_some())
+            .count();
+        assert_eq!(known, OpKind::ALL.len());
     }
 }

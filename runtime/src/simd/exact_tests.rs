@@ -571,6 +571,84 @@ proptest! {
     }
 }
 
+/// FULLY_CONNECTED with more batches than one staging buffer holds (the staged path runs in
+/// several chunks; rows of 130 bytes are staged on every encoding): every tier equals the
+/// reference kernel, per-tensor and per-channel.
+#[test]
+fn fully_connected_many_batches_in_chunks() {
+    let (batches, in_f, out_f) = (520usize, 130usize, 20usize);
+    assert!(batches * k_steps(in_f) * BLOCK_K > STAGE_CAPACITY);
+    let mut r = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        r
+    };
+    let input: Vec<i8> = (0..batches * in_f).map(|_| next() as i8).collect();
+    let weights: Vec<i8> = (0..out_f * in_f).map(|_| next() as i8).collect();
+    let bias: Vec<i32> = (0..out_f).map(|_| (next() as i32) >> 14).collect();
+    let mult: Vec<i32> = (0..out_f)
+        .map(|_| (1 << 30) + (next() as i32 & 0x3FFF_FFFF))
+        .collect();
+    let shift: Vec<i32> = (0..out_f).map(|_| -((next() % 12) as i32) - 6).collect();
+    for count in [1, out_f] {
+        let p = FullyConnectedParams {
+            input_offset: 3,
+            filter_offset: 0,
+            output_offset: -5,
+            act_min: -100,
+            act_max: 120,
+            multipliers_offset: 0,
+            shifts_offset: 0,
+            channel_count: count as u32,
+            layout: LAYOUT_PACKED,
+            packed_offset: 0,
+            folded_bias_offset: 0,
+        };
+        let (m, sh) = (&mult[..count], &shift[..count]);
+        let mut want = vec![0i8; batches * out_f];
+        fully_connected_int8(
+            &p,
+            batches,
+            in_f,
+            out_f,
+            &input,
+            &weights,
+            Some(&bias),
+            m,
+            sh,
+            &mut want,
+        )
+        .unwrap();
+        let (packed, folded) = pack(&weights, out_f, in_f, Some(&bias), p.input_offset);
+        let pf = PackedFilter {
+            weights: &packed,
+            bias_signed: &folded[..out_f],
+            bias_unsigned: &folded[out_f..],
+        };
+        for_each_isa(|isa| {
+            let mut got = vec![0x55i8; want.len()];
+            fully_connected_int8_fast(
+                Some(isa),
+                Some(&pf),
+                &p,
+                batches,
+                in_f,
+                out_f,
+                &input,
+                &weights,
+                Some(&bias),
+                m,
+                sh,
+                &mut got,
+            )
+            .unwrap();
+            assert_eq!(got, want, "{} count {count}", isa.name());
+        });
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // DEPTHWISE_CONV_2D.
 

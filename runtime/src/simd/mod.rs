@@ -400,13 +400,28 @@ impl Requant<'_> {
     }
 
     fn check(&self, n: usize) -> Result<(), Error> {
+        // Non-short-circuiting folds, which the compiler vectorizes.
+        let values = self.multipliers.iter().fold(true, |ok, &m| ok & (m >= 0))
+            && self
+                .shifts
+                .iter()
+                .fold(true, |ok, &s| ok & (-31..=30).contains(&s));
+        if values {
+            self.check_lengths(n)
+        } else {
+            Err(simd_error("requantization parameters"))
+        }
+    }
+
+    /// [`Requant::check`] without the per-output multiplier and shift ranges: the array lengths
+    /// (what the kernels' memory accesses rely on) and the clamp. Out-of-range multipliers or
+    /// shifts give wrong numbers, never an out-of-bounds access or a panic (the output stages
+    /// use wrapping or saturating arithmetic and vector shifts).
+    fn check_lengths(&self, n: usize) -> Result<(), Error> {
         let per = self.multipliers.len();
         let ok = self.bias.is_none_or(|b| b.len() == n)
             && (per == 1 || per == n)
             && self.shifts.len() == per
-            // Non-short-circuiting folds, which the compiler vectorizes.
-            && self.multipliers.iter().fold(true, |ok, &m| ok & (m >= 0))
-            && self.shifts.iter().fold(true, |ok, &s| ok & (-31..=30).contains(&s))
             && (-128..=127).contains(&self.act_min)
             && (self.act_min..=127).contains(&self.act_max);
         if ok {
@@ -450,10 +465,9 @@ impl MatrixA<'_> {
     #[inline(always)]
     pub(crate) fn row_offset(&self, r: usize) -> Option<usize> {
         let i = self.first.checked_add(r)?;
-        let w = self.width.max(1);
-        (i / w)
-            .checked_mul(self.y_stride)?
-            .checked_add((i % w).checked_mul(self.x_stride)?)
+        let (line, col) = line_col(i, self.width.max(1));
+        line.checked_mul(self.y_stride)?
+            .checked_add(col.checked_mul(self.x_stride)?)
     }
 
     /// The byte offsets of rows `r0, r0 + 1, ..` (counted from `first`), one division for the
@@ -466,7 +480,7 @@ impl MatrixA<'_> {
     pub(crate) fn row_offsets(&self, r0: usize) -> impl Iterator<Item = usize> + '_ {
         let w = self.width.max(1);
         let i = self.first.wrapping_add(r0);
-        let (mut line, mut col) = (i / w, i % w);
+        let (mut line, mut col) = line_col(i, w);
         core::iter::from_fn(move || {
             let off = line
                 .wrapping_mul(self.y_stride)
@@ -504,14 +518,26 @@ impl MatrixA<'_> {
         let last = self.rows - 1;
         let mut far = self.row_offset(last).ok_or(bad())?;
         let i = self.first + last;
-        if i / self.width > self.first / self.width {
-            let end_of_prev = (i / self.width) * self.width - 1 - self.first;
+        let line = line_col(i, self.width).0;
+        if line > line_col(self.first, self.width).0 {
+            let end_of_prev = line * self.width - 1 - self.first;
             far = far.max(self.row_offset(end_of_prev).ok_or(bad())?);
         }
         match far.checked_add(k_end) {
             Some(end) if end <= self.data.len() => Ok(()),
             _ => Err(bad()),
         }
+    }
+}
+
+/// `(i / w, i % w)`, without the divisions when `i < w` (a matrix of one line, as every
+/// FULLY_CONNECTED operand is: a 64-bit division costs tens of cycles, on every call). `w ≥ 1`.
+#[inline(always)]
+fn line_col(i: usize, w: usize) -> (usize, usize) {
+    if i < w {
+        (0, i)
+    } else {
+        (i / w, i % w)
     }
 }
 
@@ -555,16 +581,34 @@ pub fn gemm(
     out: &mut [i8],
     out_stride: usize,
 ) -> Result<(), Error> {
-    check_gemm(a, packed, n, out, out_stride)?;
     q.check(n)?;
+    gemm_checked_quant(isa, a, packed, n, q, out, out_stride)
+}
+
+/// [`gemm`] for requantization parameters whose values (multipliers ≥ 0, shifts in
+/// `[-31, 30]`) the caller has checked already — for an op of a loaded model, its `validate` in
+/// `Model::from_bytes` did, and the model's bytes never change. Skips [`gemm`]'s per-output
+/// scan of them (≈ 200 instructions for 128 outputs); every length and offset is still checked.
+pub(crate) fn gemm_checked_quant(
+    isa: Isa,
+    a: &MatrixA,
+    packed: &[i8],
+    n: usize,
+    q: &Requant,
+    out: &mut [i8],
+    out_stride: usize,
+) -> Result<(), Error> {
+    check_gemm(a, packed, n, out, out_stride)?;
+    q.check_lengths(n)?;
     if a.rows == 0 || n == 0 {
         return Ok(());
     }
     match isa.tier() {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         Tier::Sse41 | Tier::Avx2 | Tier::Avx512Vnni => {
-            // SAFETY: `isa` proves the CPU runs the tier; `check_gemm` proved every read of `a`
-            // and `packed` and every write of `out` the kernels make is in bounds.
+            // SAFETY: `isa` proves the CPU runs the tier; `check_gemm` and `check_lengths`
+            // proved every read of `a`, `packed` and `q` and every write of `out` the kernels
+            // make is in bounds.
             unsafe { x86::gemm(isa.tier(), a, packed, n, q, out, out_stride) }
         }
         #[cfg(target_arch = "aarch64")]

@@ -97,7 +97,7 @@ struct Out {
 /// Dispatches to the tier's matrix kernel.
 ///
 /// # Safety
-/// The CPU must run `tier`, and the operands must have passed `check_gemm` and `Requant::check`.
+/// The CPU must run `tier`, and the operands must have passed `check_gemm` and `Requant::check_lengths`.
 pub(super) unsafe fn gemm(
     tier: Tier,
     a: &MatrixA,
@@ -175,7 +175,7 @@ impl BlockRegs {
     /// block, else through a padded copy.
     ///
     /// # Safety
-    /// `q` has passed `Requant::check` for `n > c0` outputs.
+    /// `q` has passed `Requant::check_lengths` for `n > c0` outputs.
     #[inline]
     #[target_feature(enable = "neon")]
     unsafe fn new(q: &Requant, c0: usize, n: usize) -> BlockRegs {

@@ -106,7 +106,7 @@ struct Out {
 /// Dispatches to the tier's matrix kernel.
 ///
 /// # Safety
-/// The CPU must run `tier`, and the operands must have passed `check_gemm` and `Requant::check`.
+/// The CPU must run `tier`, and the operands must have passed `check_gemm` and `Requant::check_lengths`.
 pub(super) unsafe fn gemm(
     tier: Tier,
     a: &MatrixA,
@@ -400,7 +400,7 @@ mod vnni {
         /// The output stage of outputs `c0 .. c0 + count` and their start values.
         ///
         /// # Safety
-        /// `q` has passed `Requant::check` for `n ≥ c0 + count` outputs, `count ≤ 16`.
+        /// `q` has passed `Requant::check_lengths` for `n ≥ c0 + count` outputs, `count ≤ 16`.
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
         unsafe fn new(q: &Requant, c0: usize, count: usize, fast: bool) -> (Stage, __m512i) {
@@ -1285,7 +1285,7 @@ mod avx2 {
     /// copy.
     ///
     /// # Safety
-    /// `q` has passed `Requant::check` for `n ≥ c0 + count` outputs, `count ≤ 16`.
+    /// `q` has passed `Requant::check_lengths` for `n ≥ c0 + count` outputs, `count ≤ 16`.
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn block_stage(q: &Requant, c0: usize, count: usize) -> ([Stage; 2], [__m256i; 2]) {
@@ -1650,9 +1650,11 @@ mod sse41 {
         #[inline]
         #[target_feature(enable = "sse4.1")]
         fn new(mult: &[i32; 4], shift: &[i32; 4]) -> Stage4 {
-            let right = shift.map(|s| (-s).max(0));
+            // Wrapping, so that shifts outside `[-31, 30]` (refused when the model is loaded)
+            // give wrong numbers but never a panic.
+            let right = shift.map(|s| s.wrapping_neg().max(0));
             let left = shift.map(|s| s.max(0));
-            let mask = right.map(|e| ((1u64 << e) - 1) as i32);
+            let mask = right.map(|e| (1u64.wrapping_shl(e as u32).wrapping_sub(1)) as i32);
             // SAFETY: 4 lanes of 4-element arrays.
             let (m, mask) = unsafe {
                 (
