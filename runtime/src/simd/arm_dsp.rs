@@ -1103,83 +1103,436 @@ const SCRATCH_WORDS: usize = 2 * COL_WORDS;
 /// Most output channels [`conv2d_int8`] runs through [`dot_2xn`] (more take the per-channel path).
 const ACC_CHANNELS: usize = 128;
 
-/// Most channels [`depthwise_conv2d_int8`] handles (`2.25·c` of its `SCRATCH_WORDS` words).
-const DW_MAX_CHANNELS: usize = 256;
-
-/// Most channels [`depthwise_conv2d_int8`] runs through the fast output stage ([`requant_1xn`]).
-const DW_TABLE_CHANNELS: usize = 128;
-
-/// Most filter taps [`depthwise_conv2d_int8`] handles.
+/// Most filter taps [`DepthwisePlan`] handles.
 const DW_MAX_TAPS: usize = 64;
 
-/// `acc[c] += x[c]·w[c]` for every channel (`4·groups` of them; `x` and `w` int8, no offset):
-/// one filter tap of a depthwise convolution over all channels.
-///
-/// On a DSP-extension core it is one `asm!` loop of 15 instructions per four channels, the
-/// accumulators moving through `LDM`/`STM`.
-#[inline(always)]
-fn dw_tap(acc: &mut [i32], x: &[i8], w: &[i8]) {
-    let groups = (acc.len() / 4).min(x.len() / 4).min(w.len() / 4);
-    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
-    if groups > 0 {
-        // SAFETY: the loop runs `groups ≥ 1` times; it reads `4·groups` bytes of `x` and of `w`
-        // (single-word `LDR`s: unaligned rows are fine) and reads then writes `4·groups` words of
-        // `acc` (`LDM`/`STM` on the word-aligned `i32` slice), all within the three slices'
-        // lengths. Flags are clobbered (no `preserves_flags`).
-        unsafe {
-            core::arch::asm!(
-                "2:",
-                "ldr {x}, [{xp}], #4",
-                "ldr {w}, [{wp}], #4",
-                "ldm {ap}, {{r0, r1, r2, r3}}",
-                "sxtb16 {t}, {x}",
-                "sxtb16 {x}, {x}, ror #8",
-                "sxtb16 {u}, {w}",
-                "sxtb16 {w}, {w}, ror #8",
-                "smlabb r0, {t}, {u}, r0",
-                "smlatt r2, {t}, {u}, r2",
-                "smlabb r1, {x}, {w}, r1",
-                "smlatt r3, {x}, {w}, r3",
-                "stm {ap}!, {{r0, r1, r2, r3}}",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                xp = inout(reg) x.as_ptr() => _,
-                wp = inout(reg) w.as_ptr() => _,
-                ap = inout(reg) acc.as_mut_ptr() => _,
-                n = inout(reg) groups => _,
-                x = out(reg) _,
-                w = out(reg) _,
-                t = out(reg) _,
-                u = out(reg) _,
-                out("r0") _,
-                out("r1") _,
-                out("r2") _,
-                out("r3") _,
-                options(nostack),
-            );
-        }
-        return;
-    }
-    for ((a, x), w) in acc
-        .chunks_exact_mut(4)
-        .zip(x.chunks_exact(4))
-        .zip(w.chunks_exact(4))
-        .take(groups)
-    {
-        for ((a, &x), &w) in a.iter_mut().zip(x).zip(w) {
-            *a = a.wrapping_add(i32::from(x) * i32::from(w));
-        }
+/// The stack memory a [`DepthwisePlan`] lives in (`SCRATCH_WORDS` words, left uninitialised
+/// until the plan writes what it uses). The caller owns it so that one plan serves every band of
+/// an in-place op: the per-op preparation (start sums, widened weights, output stage table)
+/// then runs once, not once per band.
+pub struct Scratch([MaybeUninit<u32>; SCRATCH_WORDS]);
+
+impl Scratch {
+    /// Uninitialised scratch (free: nothing is written).
+    #[inline(always)]
+    pub fn new() -> Self {
+        Scratch([MaybeUninit::uninit(); SCRATCH_WORDS])
     }
 }
 
-/// DSP-extension DEPTHWISE_CONV_2D (depth multiplier 1, channels a multiple of 4, at most
-/// [`DW_MAX_CHANNELS`]) one filter tap at a time over all channels ([`dw_tap`]).
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A DSP-extension DEPTHWISE_CONV_2D prepared once per op (depth multiplier 1, channels a
+/// multiple of 4, the fast output stage of [`ChannelTable`], everything below fitting in one
+/// [`Scratch`]: 64 channels of a 3×3 filter take 697 of its 1024 words), then run on any number
+/// of inputs or bands of rows ([`DepthwisePlan::run`]).
 ///
 /// The input offset is folded into each channel's starting sum (`bias + offset·Σ w`, CMSIS-NN's
 /// "kernel sum"), so the taps multiply raw int8 values; a tap outside the input reads a row of
-/// the input zero point, whose offset-corrected value is 0, exactly the reference's padding.
-/// `None` when it does not apply (the caller then runs the reference kernel). Shapes must already
-/// satisfy the reference kernel's checks.
+/// the input zero point, whose offset-corrected value is 0, exactly the reference's padding. The
+/// weights are widened to 16-bit pairs once, laid out channel group by channel group so that
+/// [`dw_pixel`] reads them sequentially with the accumulators of four channels in registers.
+pub struct DepthwisePlan<'a> {
+    p: DepthwiseParams,
+    c: usize,
+    f_h: usize,
+    f_w: usize,
+    /// `bias + offset·Σ_taps w` per channel (wrapping, as the int32 accumulator).
+    start: &'a [i32],
+    /// Per group of four channels, per tap: `(w0, w2), (w1, w3)` as 16-bit pairs.
+    weights: &'a [u32],
+    /// The output stage rows (`[m, constant lo, constant hi, r − 1]`, see [`ChannelTable`]).
+    table: &'a [i32],
+    /// `c` bytes of the input zero point: the padding row.
+    pad_row: &'a [i8],
+    /// Tap offsets: the window's own (`taps`, relative to its first pixel) then a pixel's
+    /// (`taps`, from the start of the input, the padding row's distance for outside taps).
+    offs: &'a mut [u32],
+}
+
+impl<'a> DepthwisePlan<'a> {
+    /// Prepares the op in `scratch`; `None` when the kernel does not apply (the caller then runs
+    /// the reference kernel). `filter_shape` is `[1, f_h, f_w, channels]`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    pub fn new(
+        scratch: &'a mut Scratch,
+        p: &DepthwiseParams,
+        filter_shape: [usize; 4],
+        filter: &[i8],
+        bias: Option<&[i32]>,
+        multipliers: &[i32],
+        shifts: &[i32],
+    ) -> Option<Self> {
+        let [_, f_h, f_w, c] = filter_shape;
+        let taps = f_h.checked_mul(f_w)?;
+        if p.depth_multiplier != 1 || c % 4 != 0 || c == 0 || taps == 0 || taps > DW_MAX_TAPS {
+            return None;
+        }
+        if filter.len() != taps.checked_mul(c)?
+            || multipliers.len() != c
+            || shifts.len() != c
+            || bias.is_some_and(|b| b.len() != c)
+        {
+            return None;
+        }
+        // The padding value: the input zero point (`-input_offset`) as int8.
+        let zero_point = i8::try_from(p.input_offset.checked_neg()?).ok()?;
+        // `[start | weights | table | padding row | offsets]`: `c + taps·c/2 + 4·c + c/4 +
+        // 2·taps` words.
+        let (start_buf, rest) = scratch.0.split_at_mut_checked(c)?;
+        let (w_buf, rest) = rest.split_at_mut_checked(taps * c / 2)?;
+        let (table_buf, rest) = rest.split_at_mut_checked(4 * c)?;
+        let (pad_buf, rest) = rest.split_at_mut_checked(c / 4)?;
+        let offs = zeroed(rest, 2 * taps)?;
+        let act = (p.act_min, p.act_max);
+        let buf = as_i32s(table_buf);
+        let table = &*ChannelTable::fill(buf, 4, c, multipliers, shifts, p.output_offset, act)?;
+        let start = zeroed(as_i32s(start_buf), c)?;
+        for (s, b) in start.iter_mut().zip(bias.unwrap_or(&[])) {
+            *s = *b;
+        }
+        for row in filter.chunks_exact(c) {
+            for (s, &w) in start.iter_mut().zip(row) {
+                *s = s.wrapping_add(p.input_offset.wrapping_mul(i32::from(w)));
+            }
+        }
+        // Group `g`, tap `t`: words `2·(g·taps + t)` and `+ 1`.
+        let weights = zeroed(w_buf, taps * c / 2)?;
+        let mut dst = weights.chunks_exact_mut(2);
+        for g in 0..c / 4 {
+            for t in 0..taps {
+                let (Some(d), Some(src)) = (dst.next(), filter.get(t * c + 4 * g..)) else {
+                    return None;
+                };
+                if let [d0, d1] = d {
+                    let w = word(src);
+                    (*d0, *d1) = (sxtb16(w), sxtb16_ror8(w));
+                }
+            }
+        }
+        let pad_row = zeroed(as_i8s(pad_buf), c)?;
+        pad_row.fill(zero_point);
+        Some(DepthwisePlan {
+            p: *p,
+            c,
+            f_h,
+            f_w,
+            start,
+            weights,
+            table,
+            pad_row,
+            offs,
+        })
+    }
+
+    /// Runs the op on `input` (NHWC `input_shape`) into `output`; `p` may differ from the
+    /// plan's only in its padding (the in-place drivers' bands). `None`, having written nothing,
+    /// when the shapes do not fit the plan.
+    #[inline(never)]
+    pub fn run(
+        &mut self,
+        p: &DepthwiseParams,
+        input_shape: [usize; 4],
+        input: &[i8],
+        output_shape: [usize; 4],
+        output: &mut [i8],
+    ) -> Option<()> {
+        let same = DepthwiseParams {
+            pad_h: self.p.pad_h,
+            pad_w: self.p.pad_w,
+            ..*p
+        };
+        let [batches, in_h, in_w, in_c] = input_shape;
+        let [out_b, out_h, out_w, out_c] = output_shape;
+        let c = self.c;
+        if same != self.p || in_c != c || out_c != c || out_b != batches {
+            return None;
+        }
+        if input.len() != batches * in_h * in_w * c || output.len() != batches * out_h * out_w * c {
+            return None;
+        }
+        let (f_h, f_w) = (self.f_h, self.f_w);
+        let taps = f_h * f_w;
+        let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
+        let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
+        let (window, pixel) = self.offs.split_at_mut_checked(taps)?;
+        // The window's taps relative to its first pixel (interior windows).
+        let mut w_offs = window.iter_mut();
+        for fy in 0..f_h {
+            for fx in 0..f_w {
+                let o = w_offs.next()?;
+                *o = ((fy * dil_h * in_w + fx * dil_w) * c) as u32;
+            }
+        }
+        // Where an outside tap reads: the padding row, as a distance from the input's start
+        // (the assembly adds it to the input's address), or a marker (the portable loop).
+        #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+        let pad_off = (self.pad_row.as_ptr() as usize).wrapping_sub(input.as_ptr() as usize) as u32;
+        #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
+        let pad_off = PAD_TAP;
+        let (span_h, span_w) = ((f_h - 1) * dil_h, (f_w - 1) * dil_w);
+        let in_batch = in_h * in_w * c;
+        let mut out_px = output.chunks_exact_mut(c);
+        for b in 0..batches {
+            let input = input.get(b * in_batch..(b + 1) * in_batch)?;
+            #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+            let pad_off = pad_off.wrapping_sub((b * in_batch) as u32);
+            for oy in 0..out_h {
+                let y0 = (oy * stride_h) as isize - p.pad_h as isize;
+                for ox in 0..out_w {
+                    let x0 = (ox * stride_w) as isize - p.pad_w as isize;
+                    let out = out_px.next()?;
+                    let interior = y0 >= 0
+                        && x0 >= 0
+                        && y0 as usize + span_h < in_h
+                        && x0 as usize + span_w < in_w;
+                    let (base, offs) = if interior {
+                        ((y0 as usize * in_w + x0 as usize) * c, &*window)
+                    } else {
+                        let mut o = pixel.iter_mut();
+                        for fy in 0..f_h {
+                            let iy = y0 + (fy * dil_h) as isize;
+                            for fx in 0..f_w {
+                                let ix = x0 + (fx * dil_w) as isize;
+                                let inside = iy >= 0
+                                    && ix >= 0
+                                    && (iy as usize) < in_h
+                                    && (ix as usize) < in_w;
+                                *o.next()? = if inside {
+                                    ((iy as usize * in_w + ix as usize) * c) as u32
+                                } else {
+                                    pad_off
+                                };
+                            }
+                        }
+                        (0, &*pixel)
+                    };
+                    dw_pixel(
+                        input,
+                        base,
+                        offs,
+                        self.pad_row,
+                        self.weights,
+                        self.start,
+                        self.table,
+                        out,
+                    )?;
+                }
+            }
+        }
+        Some(())
+    }
+}
+
+/// The tap offset of the portable [`dw_pixel`] that stands for the padding row.
+#[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
+const PAD_TAP: u32 = u32::MAX;
+
+/// One output pixel of a [`DepthwisePlan`]: for every group of four channels, the starting sums
+/// plus the taps (`input[base + offs[t] + 4g ..]`, or the padding row), then the output stage.
+/// `None` (nothing written) unless the buffers fit `out.len()` channels and `offs.len()` taps and
+/// every tap lies inside the input.
+///
+/// On a DSP-extension core one `asm!` block: per tap and four channels 10 instructions (the
+/// accumulators stay in registers), per output 8.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dw_pixel(
+    input: &[i8],
+    base: usize,
+    offs: &[u32],
+    pad: &[i8],
+    weights: &[u32],
+    start: &[i32],
+    table: &[i32],
+    out: &mut [i8],
+) -> Option<()> {
+    let (c, taps) = (out.len(), offs.len());
+    let groups = c / 4;
+    if groups == 0
+        || taps == 0
+        || c % 4 != 0
+        || pad.len() != c
+        || weights.len() != 2 * taps * groups
+        || start.len() != c
+        || table.len() != 4 * c
+    {
+        return None;
+    }
+    // Every tap's `c` values lie in the input (or are the padding row).
+    for &o in offs {
+        #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
+        if o == PAD_TAP {
+            continue;
+        }
+        #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+        if o == (pad.as_ptr() as usize).wrapping_sub(input.as_ptr() as usize) as u32 {
+            continue;
+        }
+        let at = base.checked_add(o as usize)?;
+        if at.checked_add(c)? > input.len() {
+            return None;
+        }
+    }
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    {
+        // SAFETY: `groups ≥ 1` iterations of the outer loop, `taps ≥ 1` of the inner one (both
+        // checked above). The inner loop reads `offs[t]` (`taps` words, `LDR`), the word at
+        // `input + base + offs[t] + 4g` (inside the input, checked above for every offset, or
+        // inside the `c`-byte padding row when the offset is its distance from the input) and
+        // two words of `weights` (`LDRD`, word-aligned, `2·taps·groups` words in all). The outer
+        // loop reads four words of `start` (`LDM`, `c` words in all) and four rows of `table`
+        // (`LDM`, `4·c` words in all) and writes four bytes of `out` (`c` in all). The state is
+        // kept in 24 bytes below the stack pointer, restored at the end. Flags are clobbered.
+        // r4/r5: an even/odd pair, as `LDRD` needs in the Arm (A32) state.
+        unsafe {
+            core::arch::asm!(
+                "sub sp, sp, #24",
+                "str r0, [sp, #0]",
+                "str r1, [sp, #4]",
+                "str r2, [sp, #8]",
+                "str r3, [sp, #12]",
+                "str r4, [sp, #16]",
+                "str r5, [sp, #20]",
+                "1:",
+                "ldr {n}, [sp, #0]",
+                "ldm {n}!, {{r0, r1, r2, r3}}",
+                "str {n}, [sp, #0]",
+                "ldr {op}, [sp, #4]",
+                "ldr {n}, [sp, #16]",
+                "2:",
+                "ldr r8, [{op}], #4",
+                "ldr r8, [{xb}, r8]",
+                "ldrd r4, r5, [{wp}], #8",
+                "sxtb16 r9, r8",
+                "sxtb16 r8, r8, ror #8",
+                "smlabb r0, r9, r4, r0",
+                "smlatt r2, r9, r4, r2",
+                "smlabb r1, r8, r5, r1",
+                "smlatt r3, r8, r5, r3",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                "ldr {n}, [sp, #8]",
+                "ldr {op}, [sp, #12]",
+                "ldm {n}!, {{r4, r5, r8, r9}}",
+                "smlal r5, r8, r0, r4",
+                "and r0, r0, #0x80000000",
+                "adds r5, r5, r0",
+                "adc r8, r8, r0, asr #31",
+                "asr r8, r8, r9",
+                "ssat r8, #8, r8",
+                "strb r8, [{op}], #1",
+                "ldm {n}!, {{r4, r5, r8, r9}}",
+                "smlal r5, r8, r1, r4",
+                "and r1, r1, #0x80000000",
+                "adds r5, r5, r1",
+                "adc r8, r8, r1, asr #31",
+                "asr r8, r8, r9",
+                "ssat r8, #8, r8",
+                "strb r8, [{op}], #1",
+                "ldm {n}!, {{r4, r5, r8, r9}}",
+                "smlal r5, r8, r2, r4",
+                "and r2, r2, #0x80000000",
+                "adds r5, r5, r2",
+                "adc r8, r8, r2, asr #31",
+                "asr r8, r8, r9",
+                "ssat r8, #8, r8",
+                "strb r8, [{op}], #1",
+                "ldm {n}!, {{r4, r5, r8, r9}}",
+                "smlal r5, r8, r3, r4",
+                "and r3, r3, #0x80000000",
+                "adds r5, r5, r3",
+                "adc r8, r8, r3, asr #31",
+                "asr r8, r8, r9",
+                "ssat r8, #8, r8",
+                "strb r8, [{op}], #1",
+                "str {n}, [sp, #8]",
+                "str {op}, [sp, #12]",
+                "add {xb}, {xb}, #4",
+                "ldr {n}, [sp, #20]",
+                "subs {n}, {n}, #1",
+                "str {n}, [sp, #20]",
+                "bne 1b",
+                "add sp, sp, #24",
+                xb = inout(reg) input.as_ptr().wrapping_add(base) => _,
+                wp = inout(reg) weights.as_ptr() => _,
+                op = out(reg) _,
+                n = out(reg) _,
+                inout("r0") start.as_ptr() => _,
+                inout("r1") offs.as_ptr() => _,
+                inout("r2") table.as_ptr() => _,
+                inout("r3") out.as_mut_ptr() => _,
+                inout("r4") taps => _,
+                inout("r5") groups => _,
+                out("r8") _,
+                out("r9") _,
+            );
+        }
+    }
+    #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
+    {
+        let mut w = weights.chunks_exact(2);
+        let mut rows = table.chunks_exact(4);
+        for (g, (o, s)) in out
+            .chunks_exact_mut(4)
+            .zip(start.chunks_exact(4))
+            .enumerate()
+        {
+            let mut acc = [0i32; 4];
+            for (a, &s) in acc.iter_mut().zip(s) {
+                *a = s;
+            }
+            for &t in offs {
+                let x = if t == PAD_TAP {
+                    pad.get(4 * g..4 * g + 4)?
+                } else {
+                    let at = base + t as usize + 4 * g;
+                    input.get(at..at + 4)?
+                };
+                let (Some(&[wa, wb]), [x0, x1, x2, x3]) =
+                    (w.next().and_then(|w| w.first_chunk()), x)
+                else {
+                    return None;
+                };
+                let lo = |v: u32| i32::from(v as u16 as i16);
+                let hi = |v: u32| i32::from((v >> 16) as u16 as i16);
+                let prod = [
+                    i32::from(*x0) * lo(wa),
+                    i32::from(*x1) * lo(wb),
+                    i32::from(*x2) * hi(wa),
+                    i32::from(*x3) * hi(wb),
+                ];
+                for (a, p) in acc.iter_mut().zip(prod) {
+                    *a = a.wrapping_add(p);
+                }
+            }
+            for (o, &a) in o.iter_mut().zip(&acc) {
+                *o = stage_row(rows.next()?, a);
+            }
+        }
+    }
+    Some(())
+}
+
+/// The portable output stage of one accumulator with a 4-word [`ChannelTable`] row.
+#[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
+fn stage_row(row: &[i32], x: i32) -> i8 {
+    let &[m, lo, hi, shift] = row else {
+        return 0;
+    };
+    let c = (i64::from(hi) << 32) | i64::from(lo as u32);
+    let y = i64::from(x) * i64::from(m) + c + (i64::from(x >> 31) << 31);
+    (((y >> 32) as i32) >> (shift & 31)).clamp(-128, 127) as i8
+}
+
+/// DSP-extension DEPTHWISE_CONV_2D: a [`DepthwisePlan`] made and run once. `None` when it does
+/// not apply (the caller then runs the reference kernel). Shapes must already satisfy the
+/// reference kernel's checks.
 #[allow(clippy::too_many_arguments)]
 pub fn depthwise_conv2d_int8(
     p: &DepthwiseParams,
@@ -1193,99 +1546,17 @@ pub fn depthwise_conv2d_int8(
     output_shape: [usize; 4],
     output: &mut [i8],
 ) -> Option<()> {
-    let [batches, in_h, in_w, c] = input_shape;
-    let [_, f_h, f_w, out_c] = filter_shape;
-    let [_, out_h, out_w, _] = output_shape;
-    let taps = f_h.checked_mul(f_w)?;
-    if p.depth_multiplier != 1 || out_c != c || c % 4 != 0 || c == 0 || c > DW_MAX_CHANNELS {
-        return None;
-    }
-    if taps == 0 || taps > DW_MAX_TAPS {
-        return None;
-    }
-    if input.len() != batches * in_h * in_w * c
-        || filter.len() != taps * c
-        || output.len() != batches * out_h * out_w * c
-        || multipliers.len() != c
-        || shifts.len() != c
-        || bias.is_some_and(|b| b.len() != c)
-    {
-        return None;
-    }
-    // The padding value: the input zero point (`-input_offset`) as int8.
-    let zero_point = i8::try_from(p.input_offset.checked_neg()?).ok()?;
-    // All scratch comes from one stack buffer, carved as `[start | acc | padding row | table]`
-    // (`c + c + c/4 + 4·c` words: 800 for 128 channels, 576 for 256 without the table).
-    let mut scratch = [MaybeUninit::<u32>::uninit(); SCRATCH_WORDS];
-    let (start_buf, rest) = scratch.split_at_mut_checked(c)?;
-    let (acc_buf, rest) = rest.split_at_mut_checked(c)?;
-    let (pad_buf, table_buf) = rest.split_at_mut_checked(c / 4)?;
-    // Each channel's starting sum: bias + offset·Σ_taps w (wrapping, as the int32 accumulator).
-    let start = zeroed(as_i32s(start_buf), c)?;
-    for (s, b) in start.iter_mut().zip(bias.unwrap_or(&[]).iter()) {
-        *s = *b;
-    }
-    for row in filter.chunks_exact(c).take(taps) {
-        for (s, &w) in start.iter_mut().zip(row) {
-            *s = s.wrapping_add(p.input_offset.wrapping_mul(i32::from(w)));
-        }
-    }
-    let pad_row = zeroed(as_i8s(pad_buf), c)?;
-    pad_row.fill(zero_point);
-    let pad_row = &*pad_row;
-    let acc = zeroed(as_i32s(acc_buf), c)?;
-    // The fast output stage's table (see `ChannelTable`), when every channel is eligible.
-    let act = (p.act_min, p.act_max);
-    let table = (c <= DW_TABLE_CHANNELS)
-        .then(|| {
-            let (m, sh) = (multipliers, shifts);
-            let buf = as_i32s(table_buf);
-            ChannelTable::fill(buf, 4, c, m, sh, p.output_offset, act).map(|t| &*t)
-        })
-        .flatten();
-    let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
-    let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
-    let in_batch = in_h * in_w * c;
-    let mut out_px = output.chunks_exact_mut(c);
-    for b in 0..batches {
-        let input = input.get(b * in_batch..(b + 1) * in_batch)?;
-        for oy in 0..out_h {
-            let y0 = (oy * stride_h) as isize - p.pad_h as isize;
-            for ox in 0..out_w {
-                let x0 = (ox * stride_w) as isize - p.pad_w as isize;
-                for (a, &s) in acc.iter_mut().zip(start.iter()) {
-                    *a = s;
-                }
-                let mut w_rows = filter.chunks_exact(c);
-                for fy in 0..f_h {
-                    let iy = y0 + (fy * dil_h) as isize;
-                    for fx in 0..f_w {
-                        let ix = x0 + (fx * dil_w) as isize;
-                        let w = w_rows.next()?;
-                        let inside =
-                            iy >= 0 && ix >= 0 && (iy as usize) < in_h && (ix as usize) < in_w;
-                        let x = if inside {
-                            let at = (iy as usize * in_w + ix as usize) * c;
-                            input.get(at..at + c)?
-                        } else {
-                            pad_row
-                        };
-                        dw_tap(acc, x, w);
-                    }
-                }
-                let out = out_px.next()?;
-                if let Some(table) = table {
-                    requant_1xn(table, acc, out)?;
-                    continue;
-                }
-                let stage = acc.iter().zip(multipliers.iter().zip(shifts));
-                for ((&a, (&m, &sh)), o) in stage.zip(out.iter_mut()) {
-                    *o = requantize(a, m, sh, p.output_offset, p.act_min, p.act_max);
-                }
-            }
-        }
-    }
-    Some(())
+    let mut scratch = Scratch::new();
+    DepthwisePlan::new(
+        &mut scratch,
+        p,
+        filter_shape,
+        filter,
+        bias,
+        multipliers,
+        shifts,
+    )?
+    .run(p, input_shape, input, output_shape, output)
 }
 
 /// DSP-extension FULLY_CONNECTED for symmetric weights (`filter_offset == 0`) and at most
@@ -1830,10 +2101,11 @@ mod tests {
     #[test]
     fn depthwise_matches_reference() {
         let mut r = Rng(0xD3E7);
-        for case in 0..600 {
+        let mut planned = 0;
+        for case in 0..800 {
             let c = 4 * [1, 2, 3, 4, 16][r.range(0, 4) as usize];
             let (f_h, f_w) = (r.range(1, 3) as usize, r.range(1, 3) as usize);
-            let (in_h, in_w) = (r.range(1, 6) as usize, r.range(1, 6) as usize);
+            let (in_h, in_w) = (r.range(1, 7) as usize, r.range(1, 7) as usize);
             let stride = r.range(1, 2) as u32;
             let dil = r.range(1, 2) as usize;
             let (eff_h, eff_w) = ((f_h - 1) * dil + 1, (f_w - 1) * dil + 1);
@@ -1841,6 +2113,9 @@ mod tests {
             let pad_w = r.range(0, eff_w as i64 - 1) as u32;
             let out_h = (in_h + 2 * pad_h as usize).saturating_sub(eff_h) / stride as usize + 1;
             let out_w = (in_w + 2 * pad_w as usize).saturating_sub(eff_w) / stride as usize + 1;
+            // Mostly in the plan's domain (full activation range, right shifts).
+            let fast = r.range(0, 4) != 0;
+            let act_min = if fast { -128 } else { r.range(-128, 0) as i32 };
             let p = DepthwiseParams {
                 stride_h: stride,
                 stride_w: stride,
@@ -1850,7 +2125,7 @@ mod tests {
                 pad_w,
                 input_offset: r.range(-127, 128) as i32,
                 output_offset: r.range(-128, 127) as i32,
-                act_min: -128,
+                act_min,
                 act_max: 127,
                 multipliers_offset: 0,
                 shifts_offset: 0,
@@ -1864,41 +2139,61 @@ mod tests {
             let input = r.i8s(is.iter().product(), -128, 127);
             let filter = r.i8s(fs.iter().product(), -127, 127);
             let bias: Vec<i32> = (0..c).map(|_| r.range(-3000, 3000) as i32).collect();
+            let bias = (r.range(0, 3) != 0).then_some(&bias[..]);
             let (m, mut s) = r.quant(c);
-            // Half the cases in the fast output stage's domain (right shifts only).
-            if r.range(0, 1) == 1 {
+            if fast || r.range(0, 1) == 1 {
                 s.iter_mut().for_each(|s| *s = -(*s).abs().max(1));
             }
+            let eligible = act_min == -128 && s.iter().all(|&s| s < 0);
             let n = os.iter().product();
             let (mut want, mut got) = (vec![0i8; n], vec![0i8; n]);
-            dw_ref(
-                &p,
-                is,
-                &input,
-                fs,
-                &filter,
-                Some(&bias),
-                &m,
-                &s,
-                os,
-                &mut want,
-            )
-            .unwrap();
-            depthwise_conv2d_int8(
-                &p,
-                is,
-                &input,
-                fs,
-                &filter,
-                Some(&bias),
-                &m,
-                &s,
-                os,
-                &mut got,
-            )
-            .unwrap();
+            dw_ref(&p, is, &input, fs, &filter, bias, &m, &s, os, &mut want).unwrap();
+            let mut scratch = Scratch::new();
+            let Some(mut plan) = DepthwisePlan::new(&mut scratch, &p, fs, &filter, bias, &m, &s)
+            else {
+                assert!(!eligible, "case {case}: no plan for {p:?} {fs:?}");
+                continue;
+            };
+            planned += 1;
+            plan.run(&p, is, &input, os, &mut got).unwrap();
             assert_eq!(got, want, "case {case}: {p:?} {is:?} {fs:?}");
+            // The same plan over bands of output rows (as the in-place drivers run it): each
+            // band reads only its input rows, with the padding still above it.
+            let b_is = [1, in_h, in_w, c];
+            let b_os = [1, out_h, out_w, c];
+            let first_batch = &want[..out_h * out_w * c];
+            let (s_, pad_) = (stride as usize, pad_h as usize);
+            let mut got = vec![0i8; out_h * out_w * c];
+            let mut oy0 = 0;
+            while oy0 < out_h {
+                let oy1 = (oy0 + r.range(1, 3) as usize).min(out_h);
+                let first = (oy0 * s_).saturating_sub(pad_).min(in_h);
+                let end = ((oy1 - 1) * s_ + eff_h)
+                    .saturating_sub(pad_)
+                    .min(in_h)
+                    .max(first);
+                let bp = DepthwiseParams {
+                    pad_h: pad_.saturating_sub(oy0 * s_) as u32,
+                    ..p
+                };
+                let row = in_w * c;
+                let out_row = out_w * c;
+                plan.run(
+                    &bp,
+                    [1, end - first, in_w, c],
+                    &input[first * row..end * row],
+                    [1, oy1 - oy0, out_w, c],
+                    &mut got[oy0 * out_row..oy1 * out_row],
+                )
+                .unwrap();
+                oy0 = oy1;
+            }
+            assert_eq!(
+                got, first_batch,
+                "case {case} in bands: {p:?} {b_is:?} {b_os:?}"
+            );
         }
+        assert!(planned > 400, "only {planned} cases ran the plan");
     }
 
     #[test]
