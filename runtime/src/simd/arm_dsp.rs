@@ -156,55 +156,82 @@ fn expand4(col: &mut [u32], x: u32, off2: u32) {
     }
 }
 
-/// [`expand4`] over consecutive groups into lane `lane` (0 or 1) of the two-column interleaved
-/// layout of [`dot_2x1`]: group `j` of `src` goes to words `4j + 2·lane` and `4j + 2·lane + 1`
-/// of `groups`, for as many whole groups as both hold.
+/// [`expand4`] over consecutive groups into lane `lane` of the interleaved layout of `lanes`
+/// columns (2: [`dot_2x1`]'s, 4: [`dot_4xn`]'s): group `j` of `src` goes to words
+/// `2·lanes·j + 2·lane` and `+ 1` of `groups`, for as many whole groups as both hold.
 ///
 /// On a DSP-extension core one `asm!` loop of 6 instructions per group (the compiler's loop took
 /// 16, re-checking the slices).
 #[inline(always)]
-fn expand_groups(src: &[i8], groups: &mut [u32], lane: usize, off2: u32) {
-    let lane = lane.min(1);
-    let n = (src.len() / 4).min(groups.len() / 4);
+fn expand_groups(src: &[i8], groups: &mut [u32], lane: usize, off2: u32, lanes: usize) {
+    let four = lanes == 4;
+    let lane = lane.min(if four { 3 } else { 1 });
+    let n = (src.len() / 4).min(groups.len() / if four { 8 } else { 4 });
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
     if n > 0 {
         // SAFETY: `n ≥ 1` iterations, each reading 4 bytes of `src` (single-word `LDR`: any
-        // alignment; `4n ≤ src.len()`) and writing words `4j + 2·lane` and `4j + 2·lane + 1` of
-        // `groups` (`STRD`, word-aligned; `4n ≤ groups.len()` and `2·lane + 1 ≤ 3`). Flags are
-        // clobbered; no stack. r0/r1: an even/odd pair, as `STRD` needs in the Arm (A32) state.
+        // alignment; `4n ≤ src.len()`) and writing words `2·lanes·j + 2·lane` and `+ 1` of
+        // `groups` (`STRD`, word-aligned; `2·lanes·n ≤ groups.len()` and `2·lane + 1 <
+        // 2·lanes`). Flags are clobbered; no stack. r0/r1: an even/odd pair, as `STRD` needs in
+        // the Arm (A32) state.
         unsafe {
-            core::arch::asm!(
-                "2:",
-                "ldr {x}, [{sp}], #4",
-                "sxtab16 r0, {off}, {x}",
-                "sxtab16 r1, {off}, {x}, ror #8",
-                "strd r0, r1, [{dp}], #16",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                sp = inout(reg) src.as_ptr() => _,
-                dp = inout(reg) groups.as_mut_ptr().add(2 * lane) => _,
-                n = inout(reg) n => _,
-                off = in(reg) off2,
-                x = out(reg) _,
-                out("r0") _,
-                out("r1") _,
-                options(nostack),
-            );
+            let dp = groups.as_mut_ptr().add(2 * lane);
+            if four {
+                core::arch::asm!(
+                    "2:",
+                    "ldr {x}, [{sp}], #4",
+                    "sxtab16 r0, {off}, {x}",
+                    "sxtab16 r1, {off}, {x}, ror #8",
+                    "strd r0, r1, [{dp}], #32",
+                    "subs {n}, {n}, #1",
+                    "bne 2b",
+                    sp = inout(reg) src.as_ptr() => _,
+                    dp = inout(reg) dp => _,
+                    n = inout(reg) n => _,
+                    off = in(reg) off2,
+                    x = out(reg) _,
+                    out("r0") _,
+                    out("r1") _,
+                    options(nostack),
+                );
+            } else {
+                core::arch::asm!(
+                    "2:",
+                    "ldr {x}, [{sp}], #4",
+                    "sxtab16 r0, {off}, {x}",
+                    "sxtab16 r1, {off}, {x}, ror #8",
+                    "strd r0, r1, [{dp}], #16",
+                    "subs {n}, {n}, #1",
+                    "bne 2b",
+                    sp = inout(reg) src.as_ptr() => _,
+                    dp = inout(reg) dp => _,
+                    n = inout(reg) n => _,
+                    off = in(reg) off2,
+                    x = out(reg) _,
+                    out("r0") _,
+                    out("r1") _,
+                    options(nostack),
+                );
+            }
         }
     }
     #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
-    for (x, g) in src.chunks_exact(4).zip(groups.chunks_exact_mut(4)).take(n) {
+    for (x, g) in src
+        .chunks_exact(4)
+        .zip(groups.chunks_exact_mut(2 * lanes.max(1)))
+        .take(n)
+    {
         if let Some(dst) = g.get_mut(2 * lane..) {
             expand4(dst, word(x), off2);
         }
     }
 }
 
-/// Sets element `k` of lane `lane` of a two-column interleaved buffer (the layout
-/// [`Window::gather`] writes for [`dot_2x1`]) to `v`.
+/// Sets element `k` of lane `lane` of a buffer of `lanes` interleaved columns (the layout
+/// [`Window::gather`] writes) to `v`.
 #[inline(always)]
-fn set_interleaved(cols: &mut [u32], lane: usize, k: usize, v: i32) {
-    let word = 4 * (k / 4) + 2 * lane + (k & 1);
+fn set_interleaved(cols: &mut [u32], lane: usize, k: usize, v: i32, lanes: usize) {
+    let word = 2 * lanes * (k / 4) + 2 * lane + (k & 1);
     let high = (k & 2) != 0;
     if let Some(w) = cols.get_mut(word) {
         let v = v as u16 as u32;
@@ -824,6 +851,7 @@ struct Quant<'a> {
 }
 
 /// Geometry of a window op, after the reference kernel's checks.
+#[derive(Clone, Copy)]
 struct Window {
     in_h: usize,
     in_w: usize,
@@ -839,13 +867,17 @@ struct Window {
     /// Values stored interleaved in the columns (the rest go to the tail): `k / 4 * 4`, or `k`
     /// rounded up to a multiple of 8 when the filter is padded (the values past `k` stay 0).
     k_cols: usize,
+    /// Columns interleaved in the buffer [`Window::gather`] writes: 2 ([`dot_2x1`]) or 4
+    /// ([`dot_4xn`]).
+    lanes: usize,
 }
 
 impl Window {
     /// Expands the receptive field of output pixel (`oy`, `ox`) of `input` (one batch) into lane
-    /// `lane` (0 or 1) of `cols`, the two-column interleaved layout of [`dot_2x1`] (words
-    /// `4·j + 2·lane` and `4·j + 2·lane + 1` for group `j` of `k / 4`), and the `k % 4` trailing
-    /// values into `tail`, padding with zeros. The other lane is left as it is.
+    /// `lane` (below `self.lanes`) of `cols`, the interleaved layout of [`dot_2x1`] or
+    /// [`dot_4xn`] (words `2·lanes·j + 2·lane` and `+ 1` for group `j` of `k / 4`), and the
+    /// `k % 4` trailing values into `tail`, padding with zeros. The other lanes are left as they
+    /// are.
     #[allow(clippy::too_many_arguments)]
     fn gather(
         &self,
@@ -863,9 +895,9 @@ impl Window {
         let cols_x = valid_taps(x0, self.dil_w, self.in_w, self.f_w);
         let c = self.in_c;
         let full = self.k_cols;
-        let lane = lane.min(1);
+        let lanes = self.lanes;
         if rows.len() != self.f_h || cols_x.len() != self.f_w {
-            for g in cols.chunks_exact_mut(4).take(full / 4) {
+            for g in cols.chunks_exact_mut(2 * lanes.max(1)).take(full / 4) {
                 if let Some(pair) = g.get_mut(2 * lane..2 * lane + 2) {
                     pair.fill(0);
                 }
@@ -883,8 +915,8 @@ impl Window {
             if whole_rows {
                 let at = (iy * self.in_w + cols_x.start + x0 as usize) * c;
                 let src = input.get(at..at + row_len).unwrap_or(&[]);
-                let groups = cols.get_mut(fy * row_len..).unwrap_or(&mut []);
-                expand_groups(src, groups, lane, off2);
+                let groups = cols.get_mut(fy * row_len * lanes / 2..).unwrap_or(&mut []);
+                expand_groups(src, groups, lane, off2, lanes);
                 continue;
             }
             for fx in cols_x.clone() {
@@ -895,14 +927,14 @@ impl Window {
                 };
                 let k0 = (fy * self.f_w + fx) * c;
                 if c % 4 == 0 {
-                    let groups = cols.get_mut(k0..).unwrap_or(&mut []);
-                    expand_groups(px, groups, lane, off2);
+                    let groups = cols.get_mut(k0 * lanes / 2..).unwrap_or(&mut []);
+                    expand_groups(px, groups, lane, off2, lanes);
                 } else {
                     for (j, &x) in px.iter().enumerate() {
                         let kk = k0 + j;
                         let v = i32::from(x) + off;
                         if kk < full {
-                            set_interleaved(cols, lane, kk, v);
+                            set_interleaved(cols, lane, kk, v, lanes);
                         } else if let Some(t) = tail.get_mut(kk - full) {
                             *t = v;
                         }
@@ -960,6 +992,7 @@ pub fn conv2d_int8(
         pad_h: p.pad_h as usize,
         pad_w: p.pad_w as usize,
         k_cols: k / 4 * 4,
+        lanes: 2,
     };
     let q = Quant {
         bias,
@@ -1019,6 +1052,22 @@ pub fn conv2d_int8(
     };
     let full = win.k_cols;
     let t = k - full;
+    if let (Some(bias), true) = (bias, t == 0 && full % 8 == 0 && out_c <= ACC_CHANNELS) {
+        let quad = Quad {
+            win: Window { lanes: 4, ..win },
+            p,
+            filter,
+            bias,
+            multipliers,
+            shifts,
+        };
+        if quad
+            .run(head, batches, input, [out_h, out_w, out_c], output)
+            .is_some()
+        {
+            return Some(());
+        }
+    }
     // Both pixels' columns, interleaved group by group (see `dot_2x1`): the 2·(k/4) groups of
     // four words take `full` words. Only those are zeroed (the band drivers call this once per
     // band: clearing all 4 KB each time cost more than the gathers).
@@ -1090,6 +1139,324 @@ pub fn conv2d_int8(
                 [*o0, _] = requantize2([a0, a0], m, sh, off, lo, hi);
             }
             px += 1;
+        }
+    }
+    Some(())
+}
+
+/// The four-pixel fast path of [`conv2d_int8`] (rows of a multiple of 8 values, a bias, every
+/// channel's output stage eligible): four pixels' columns ([`Window::gather`] with 4 lanes),
+/// [`dot_4xn`], [`requant_4xn`]. Its scratch, `[columns | table | last pixels' outputs]`
+/// (`2·k + 8·c + c` words), must fit the buffer it is given (64-channel layers of up to 3×3×32
+/// inputs do; larger ones take the two-pixel path).
+struct Quad<'a> {
+    win: Window,
+    p: &'a ConvParams,
+    filter: &'a [i8],
+    bias: &'a [i32],
+    multipliers: &'a [i32],
+    shifts: &'a [i32],
+}
+
+impl Quad<'_> {
+    /// Runs the op on `batches` of `input` into `output` (`[out_h, out_w, out_c]` per batch);
+    /// `None` when it does not apply. Writes `output` only when it returns `Some`.
+    fn run(
+        &self,
+        scratch: &mut [MaybeUninit<u32>],
+        batches: usize,
+        input: &[i8],
+        [out_h, out_w, out_c]: [usize; 3],
+        output: &mut [i8],
+    ) -> Option<()> {
+        let win = &self.win;
+        let full = win.k_cols;
+        let (cols, rest) = scratch.split_at_mut_checked(2 * full)?;
+        let (table_buf, rest) = rest.split_at_mut_checked(8 * out_c)?;
+        let (m, sh, p) = (self.multipliers, self.shifts, self.p);
+        let act = (p.act_min, p.act_max);
+        let table = ChannelTable::fill(as_i32s(table_buf), 8, out_c, m, sh, p.output_offset, act)?;
+        let last = zeroed(as_i8s(rest), 4 * out_c)?;
+        let cols = zeroed(cols, 2 * full)?;
+        let mut tail = [0i32; 3];
+        let pixels = out_h * out_w;
+        let in_batch = win.in_h * win.in_w * win.in_c;
+        for b in 0..batches {
+            let input = input.get(b * in_batch..(b + 1) * in_batch)?;
+            let out_b = output.get_mut(b * pixels * out_c..(b + 1) * pixels * out_c)?;
+            let mut px = 0;
+            while px < pixels {
+                let n = (pixels - px).min(4);
+                for lane in 0..n {
+                    let q = px + lane;
+                    let off = p.input_offset;
+                    win.gather(input, q / out_w, q % out_w, off, cols, lane, &mut tail);
+                }
+                dot_4xn(cols, self.filter, self.bias, table)?;
+                let out = out_b.get_mut(px * out_c..(px + n) * out_c)?;
+                if n == 4 {
+                    requant_4xn(table, out)?;
+                } else {
+                    // The last pixels: lanes `n..` hold stale columns whose outputs are dropped.
+                    requant_4xn(table, last)?;
+                    for (o, &v) in out.iter_mut().zip(last.iter()) {
+                        *o = v;
+                    }
+                }
+                px += n;
+            }
+        }
+        Some(())
+    }
+}
+
+/// Four pixels' [`dot_2xn`]: for channel `c` (row `c` of `filter`, `k` values long), the first
+/// four words of row `c` of `table` (a [`ChannelTable`] of stride 8) become `bias[c] +
+/// [c0·row, c1·row, c2·row, c3·row]`, the columns interleaved in eight words per group of four
+/// values. `k = cols.len() / 2` must be a multiple of 8, `filter.len() ≥ channels·k`,
+/// `bias.len() ≥ channels`; `None` otherwise.
+///
+/// On a DSP-extension core one `asm!` block: per group 13 instructions for 16
+/// multiply-accumulates (one weight word widened once for four pixels, two `LDM`s of the
+/// columns), per channel 18 more.
+#[inline(always)]
+fn dot_4xn(cols: &[u32], filter: &[i8], bias: &[i32], table: &mut [i32]) -> Option<()> {
+    let k = cols.len() / 2;
+    let channels = table.len() / 8;
+    if k == 0 || k % 8 != 0 || filter.len() < channels * k || bias.len() < channels {
+        return None;
+    }
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    if channels > 0 {
+        let table = table.get_mut(..8 * channels)?;
+        let range = table.as_mut_ptr_range();
+        let c_range = cols.as_ptr_range();
+        // An odd number of pairs of groups enters the twice-unrolled loop in its middle.
+        let odd = (k / 8) % 2;
+        // SAFETY: `channels ≥ 1` outer iterations; each reads one bias (`channels ≤
+        // bias.len()`), runs over the `2·k` words of `cols` (word-aligned `LDM`s, until their
+        // end: `k/8` pairs of groups of 16 words) and `k` bytes of the next filter row (`LDR`s;
+        // `channels·k ≤ filter.len()`), and writes the first four words of one 8-word table row
+        // (`STM`, word-aligned) until the end of `table`. The state is kept in 24 bytes below the
+        // stack pointer, restored at the end. Flags clobbered.
+        unsafe {
+            core::arch::asm!(
+                "sub sp, sp, #24",
+                "str r0, [sp, #0]",
+                "str r1, [sp, #4]",
+                "str r2, [sp, #8]",
+                "str r3, [sp, #12]",
+                "str r4, [sp, #16]",
+                "str r5, [sp, #20]",
+                "3:",
+                "ldr {t}, [sp, #4]",
+                "ldr r4, [{t}], #4",
+                "str {t}, [sp, #4]",
+                "mov r5, r4",
+                "mov r8, r4",
+                "mov r9, r4",
+                "ldr {cp}, [sp, #0]",
+                "ldr {t}, [sp, #20]",
+                "cmp {t}, #0",
+                "bne 4f",
+                "2:",
+                "ldr {w}, [{wp}], #4",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "smlad r4, r0, {t}, r4",
+                "smlad r4, r1, {w}, r4",
+                "smlad r5, r2, {t}, r5",
+                "smlad r5, r3, {w}, r5",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "smlad r8, r0, {t}, r8",
+                "smlad r8, r1, {w}, r8",
+                "smlad r9, r2, {t}, r9",
+                "smlad r9, r3, {w}, r9",
+                "ldr {w}, [{wp}], #4",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "smlad r4, r0, {t}, r4",
+                "smlad r4, r1, {w}, r4",
+                "smlad r5, r2, {t}, r5",
+                "smlad r5, r3, {w}, r5",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "smlad r8, r0, {t}, r8",
+                "smlad r8, r1, {w}, r8",
+                "smlad r9, r2, {t}, r9",
+                "smlad r9, r3, {w}, r9",
+                "4:",
+                "ldr {w}, [{wp}], #4",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "smlad r4, r0, {t}, r4",
+                "smlad r4, r1, {w}, r4",
+                "smlad r5, r2, {t}, r5",
+                "smlad r5, r3, {w}, r5",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "smlad r8, r0, {t}, r8",
+                "smlad r8, r1, {w}, r8",
+                "smlad r9, r2, {t}, r9",
+                "smlad r9, r3, {w}, r9",
+                "ldr {w}, [{wp}], #4",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "smlad r4, r0, {t}, r4",
+                "smlad r4, r1, {w}, r4",
+                "smlad r5, r2, {t}, r5",
+                "smlad r5, r3, {w}, r5",
+                "ldm {cp}!, {{r0, r1, r2, r3}}",
+                "smlad r8, r0, {t}, r8",
+                "smlad r8, r1, {w}, r8",
+                "smlad r9, r2, {t}, r9",
+                "smlad r9, r3, {w}, r9",
+                "ldr {t}, [sp, #16]",
+                "cmp {cp}, {t}",
+                "bne 2b",
+                "ldr {t}, [sp, #8]",
+                "stm {t}!, {{r4, r5, r8, r9}}",
+                "add {t}, {t}, #16",
+                "str {t}, [sp, #8]",
+                "ldr {w}, [sp, #12]",
+                "cmp {t}, {w}",
+                "bne 3b",
+                "add sp, sp, #24",
+                wp = inout(reg) filter.as_ptr() => _,
+                cp = out(reg) _,
+                w = out(reg) _,
+                t = out(reg) _,
+                inout("r0") c_range.start => _,
+                inout("r1") bias.as_ptr() => _,
+                inout("r2") range.start => _,
+                inout("r3") range.end => _,
+                inout("r4") c_range.end => _,
+                inout("r5") odd => _,
+                out("r8") _,
+                out("r9") _,
+            );
+        }
+        return Some(());
+    }
+    #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
+    for ((row, w), &b) in table
+        .chunks_exact_mut(8)
+        .zip(filter.chunks_exact(k))
+        .zip(bias)
+    {
+        let mut acc = [b; 4];
+        for (g, w) in cols.chunks_exact(8).zip(w.chunks_exact(4)) {
+            let w = word(w);
+            let (wa, wb) = (sxtb16(w), sxtb16_ror8(w));
+            for (a, x) in acc.iter_mut().zip(g.chunks_exact(2)) {
+                if let [xa, xb] = x {
+                    *a = smlad(*xb, wb, smlad(*xa, wa, *a));
+                }
+            }
+        }
+        for (r, a) in row.iter_mut().zip(acc) {
+            *r = a;
+        }
+    }
+    Some(())
+}
+
+/// The output stage of four pixels from a stride-8 [`ChannelTable`] (accumulators filled by
+/// [`dot_4xn`]): channel `c` of pixel `l` goes to `out[l·channels + c]`. `None` unless `out`
+/// holds four bytes per table row.
+///
+/// On a DSP-extension core one `asm!` loop of 43 instructions per channel (four outputs): one
+/// `LDM` for the row, per output `SMLAL`, the sign correction (3), the shift, `SSAT`, `STRB`.
+#[inline(always)]
+fn requant_4xn(table: &[i32], out: &mut [i8]) -> Option<()> {
+    let channels = table.len() / 8;
+    if out.len() != 4 * channels {
+        return None;
+    }
+    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
+    if channels > 0 {
+        let table = table.get(..8 * channels)?;
+        let end = table.as_ptr_range().end;
+        // SAFETY: `channels ≥ 1` iterations, each reading one whole table row (`LDM` of 8 words
+        // on the word-aligned slice, until its end) and writing byte `c` of each pixel's
+        // `channels` in `out` (`op + l·channels` for `l < 4`, `op` stepping over the first
+        // pixel's: all inside `out`, checked above). The offsets and the end are kept in 16
+        // bytes below the stack pointer, restored at the end. Flags are clobbered.
+        unsafe {
+            core::arch::asm!(
+                "sub sp, sp, #16",
+                "str r0, [sp, #0]",
+                "str r1, [sp, #4]",
+                "str r2, [sp, #8]",
+                "str r3, [sp, #12]",
+                "2:",
+                "ldm {p}!, {{r0, r1, r2, r3, r4, r5, r8, r9}}",
+                "mov {lo}, r5",
+                "mov {hi}, r8",
+                "smlal {lo}, {hi}, r1, r4",
+                "and r1, r1, #0x80000000",
+                "adds {lo}, {lo}, r1",
+                "adc {hi}, {hi}, r1, asr #31",
+                "asr {hi}, {hi}, r9",
+                "ssat {hi}, #8, {hi}",
+                "ldr {lo}, [sp, #0]",
+                "strb {hi}, [{op}, {lo}]",
+                "mov {lo}, r5",
+                "mov {hi}, r8",
+                "smlal {lo}, {hi}, r2, r4",
+                "and r2, r2, #0x80000000",
+                "adds {lo}, {lo}, r2",
+                "adc {hi}, {hi}, r2, asr #31",
+                "asr {hi}, {hi}, r9",
+                "ssat {hi}, #8, {hi}",
+                "ldr {lo}, [sp, #4]",
+                "strb {hi}, [{op}, {lo}]",
+                "mov {lo}, r5",
+                "mov {hi}, r8",
+                "smlal {lo}, {hi}, r3, r4",
+                "and r3, r3, #0x80000000",
+                "adds {lo}, {lo}, r3",
+                "adc {hi}, {hi}, r3, asr #31",
+                "asr {hi}, {hi}, r9",
+                "ssat {hi}, #8, {hi}",
+                "ldr {lo}, [sp, #8]",
+                "strb {hi}, [{op}, {lo}]",
+                "mov {lo}, r5",
+                "mov {hi}, r8",
+                "smlal {lo}, {hi}, r0, r4",
+                "and r0, r0, #0x80000000",
+                "adds {lo}, {lo}, r0",
+                "adc {hi}, {hi}, r0, asr #31",
+                "asr {hi}, {hi}, r9",
+                "ssat {hi}, #8, {hi}",
+                "strb {hi}, [{op}], #1",
+                "ldr {lo}, [sp, #12]",
+                "cmp {p}, {lo}",
+                "bne 2b",
+                "add sp, sp, #16",
+                p = inout(reg) table.as_ptr() => _,
+                op = inout(reg) out.as_mut_ptr() => _,
+                lo = out(reg) _,
+                hi = out(reg) _,
+                inout("r0") channels => _,
+                inout("r1") 2 * channels => _,
+                inout("r2") 3 * channels => _,
+                inout("r3") end => _,
+                out("r4") _,
+                out("r5") _,
+                out("r8") _,
+                out("r9") _,
+            );
+        }
+        return Some(());
+    }
+    #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
+    for (c, row) in table.chunks_exact(8).enumerate() {
+        let (acc, stage) = row.split_at(4);
+        for (l, &a) in acc.iter().enumerate() {
+            *out.get_mut(l * channels + c)? = stage_row(stage, a);
         }
     }
     Some(())
