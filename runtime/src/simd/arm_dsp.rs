@@ -161,8 +161,8 @@ fn expand4(col: &mut [u32], x: u32, off2: u32) {
 /// `2·lanes·j + 2·lane` and `+ 1` of `groups`, for as many whole groups as both hold.
 ///
 /// On a DSP-extension core one `asm!` loop of 6 instructions per group (the compiler's loop took
-/// 16, re-checking the slices).
-#[inline(always)]
+/// 16, re-checking the slices). Out of line: [`Window::gather`] calls it from two places.
+#[inline(never)]
 fn expand_groups(src: &[i8], groups: &mut [u32], lane: usize, off2: u32, lanes: usize) {
     let four = lanes == 4;
     let lane = lane.min(if four { 3 } else { 1 });
@@ -332,87 +332,6 @@ fn dot_2x1(cols: &[u32], w: &[i8], init: i32) -> [i32; 2] {
         let (wa, wb) = (sxtb16(w), sxtb16_ror8(w));
         a0 = smlad(x0b, wb, smlad(x0a, wa, a0));
         a1 = smlad(x1b, wb, smlad(x1a, wa, a1));
-    }
-    [a0, a1]
-}
-
-/// Dot products of one expanded column (two words per group of four, as [`dot_1x1`]) with two
-/// weight rows: `init + [c·w0, c·w1]` over the groups all three hold.
-///
-/// On a DSP-extension core the loop is one `asm!` block: two groups per iteration in 23
-/// instructions for 16 multiply-accumulates (`LDM` fetches both groups of the column).
-#[inline(always)]
-fn dot_1x2(c: &[u32], w0: &[i8], w1: &[i8], init: [i32; 2]) -> [i32; 2] {
-    let groups = (c.len() / 2).min(w0.len() / 4).min(w1.len() / 4);
-    let [mut a0, mut a1] = init;
-    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
-    let pairs = groups / 2;
-    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
-    if pairs > 0 {
-        // SAFETY: the loop runs `pairs ≥ 1` times and reads 4·pairs words of `c` (at most
-        // 2·groups ≤ c.len()) and 8·pairs bytes of each row (at most 4·groups ≤ its length),
-        // with single-word `LDR`s for the rows (unaligned rows are fine) and `LDM` on the
-        // word-aligned `c`. It writes only registers; flags are clobbered.
-        unsafe {
-            core::arch::asm!(
-                "2:",
-                "ldm {cp}!, {{r0, r1, r2, r3}}",
-                "ldr {w}, [{p0}], #4",
-                "sxtb16 {t}, {w}",
-                "sxtb16 {w}, {w}, ror #8",
-                "smlad {a0}, r0, {t}, {a0}",
-                "smlad {a0}, r1, {w}, {a0}",
-                "ldr {w}, [{p0}], #4",
-                "sxtb16 {t}, {w}",
-                "sxtb16 {w}, {w}, ror #8",
-                "smlad {a0}, r2, {t}, {a0}",
-                "smlad {a0}, r3, {w}, {a0}",
-                "ldr {w}, [{p1}], #4",
-                "sxtb16 {t}, {w}",
-                "sxtb16 {w}, {w}, ror #8",
-                "smlad {a1}, r0, {t}, {a1}",
-                "smlad {a1}, r1, {w}, {a1}",
-                "ldr {w}, [{p1}], #4",
-                "sxtb16 {t}, {w}",
-                "sxtb16 {w}, {w}, ror #8",
-                "smlad {a1}, r2, {t}, {a1}",
-                "smlad {a1}, r3, {w}, {a1}",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                cp = inout(reg) c.as_ptr() => _,
-                p0 = inout(reg) w0.as_ptr() => _,
-                p1 = inout(reg) w1.as_ptr() => _,
-                n = inout(reg) pairs => _,
-                a0 = inout(reg) a0,
-                a1 = inout(reg) a1,
-                w = out(reg) _,
-                t = out(reg) _,
-                out("r0") _,
-                out("r1") _,
-                out("r2") _,
-                out("r3") _,
-                options(nostack, readonly),
-            );
-        }
-    }
-    #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
-    let done = 2 * pairs;
-    #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
-    let done = 0;
-    let rest = c.get(2 * done..2 * groups).unwrap_or(&[]);
-    let r0 = w0.get(4 * done..4 * groups).unwrap_or(&[]);
-    let r1 = w1.get(4 * done..4 * groups).unwrap_or(&[]);
-    for ((c, w0), w1) in rest
-        .chunks_exact(2)
-        .zip(r0.chunks_exact(4))
-        .zip(r1.chunks_exact(4))
-    {
-        let Some(&[xa, xb]) = c.first_chunk() else {
-            continue;
-        };
-        let (w0, w1) = (word(w0), word(w1));
-        a0 = smlad(xb, sxtb16_ror8(w0), smlad(xa, sxtb16(w0), a0));
-        a1 = smlad(xb, sxtb16_ror8(w1), smlad(xa, sxtb16(w1), a1));
     }
     [a0, a1]
 }
@@ -1171,6 +1090,10 @@ impl Quad<'_> {
     ) -> Option<()> {
         let win = &self.win;
         let full = win.k_cols;
+        if out_w == 0 {
+            // No output; below, pixel indices are split into line and column by `out_w`.
+            return (output.is_empty()).then_some(());
+        }
         let (cols, rest) = scratch.split_at_mut_checked(2 * full)?;
         let (table_buf, rest) = rest.split_at_mut_checked(8 * out_c)?;
         let (m, sh, p) = (self.multipliers, self.shifts, self.p);
@@ -1516,8 +1439,8 @@ pub struct DepthwisePlan<'a> {
     table: &'a [i32],
     /// `c` bytes of the input zero point: the padding row.
     pad_row: &'a [i8],
-    /// Tap offsets: the window's own (`taps`, relative to its first pixel) then a pixel's
-    /// (`taps`, from the start of the input, the padding row's distance for outside taps).
+    /// A pixel's tap offsets from the start of the input (the padding row's distance for
+    /// outside taps).
     offs: &'a mut [u32],
 }
 
@@ -1549,13 +1472,13 @@ impl<'a> DepthwisePlan<'a> {
         }
         // The padding value: the input zero point (`-input_offset`) as int8.
         let zero_point = i8::try_from(p.input_offset.checked_neg()?).ok()?;
-        // `[start | weights | table | padding row | offsets]`: `c + taps·c/2 + 4·c + c/4 +
-        // 2·taps` words.
+        // `[start | weights | table | padding row | offsets]`: `c + taps·c/2 + 4·c + c/4 + taps`
+        // words.
         let (start_buf, rest) = scratch.0.split_at_mut_checked(c)?;
         let (w_buf, rest) = rest.split_at_mut_checked(taps * c / 2)?;
         let (table_buf, rest) = rest.split_at_mut_checked(4 * c)?;
         let (pad_buf, rest) = rest.split_at_mut_checked(c / 4)?;
-        let offs = zeroed(rest, 2 * taps)?;
+        let offs = zeroed(rest, taps)?;
         let act = (p.act_min, p.act_max);
         let buf = as_i32s(table_buf);
         let table = &*ChannelTable::fill(buf, 4, c, multipliers, shifts, p.output_offset, act)?;
@@ -1597,9 +1520,9 @@ impl<'a> DepthwisePlan<'a> {
         })
     }
 
-    /// Runs the op on `input` (NHWC `input_shape`) into `output`; `p` may differ from the
-    /// plan's only in its padding (the in-place drivers' bands). `None`, having written nothing,
-    /// when the shapes do not fit the plan.
+    /// Runs the op on `input` (NHWC `input_shape`) into `output` with the padding of `p` (the
+    /// in-place drivers' bands change only that) and everything else of the plan's parameters.
+    /// `None`, having written nothing, when the shapes do not fit the plan.
     #[inline(never)]
     pub fn run(
         &mut self,
@@ -1609,40 +1532,26 @@ impl<'a> DepthwisePlan<'a> {
         output_shape: [usize; 4],
         output: &mut [i8],
     ) -> Option<()> {
-        let same = DepthwiseParams {
-            pad_h: self.p.pad_h,
-            pad_w: self.p.pad_w,
-            ..*p
-        };
         let [batches, in_h, in_w, in_c] = input_shape;
         let [out_b, out_h, out_w, out_c] = output_shape;
         let c = self.c;
-        if same != self.p || in_c != c || out_c != c || out_b != batches {
+        if in_c != c || out_c != c || out_b != batches {
             return None;
         }
         if input.len() != batches * in_h * in_w * c || output.len() != batches * out_h * out_w * c {
             return None;
         }
         let (f_h, f_w) = (self.f_h, self.f_w);
-        let taps = f_h * f_w;
-        let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
-        let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
-        let (window, pixel) = self.offs.split_at_mut_checked(taps)?;
-        // The window's taps relative to its first pixel (interior windows).
-        let mut w_offs = window.iter_mut();
-        for fy in 0..f_h {
-            for fx in 0..f_w {
-                let o = w_offs.next()?;
-                *o = ((fy * dil_h * in_w + fx * dil_w) * c) as u32;
-            }
-        }
+        let q = &self.p;
+        let (stride_h, stride_w) = (q.stride_h as usize, q.stride_w as usize);
+        let (dil_h, dil_w) = (q.dilation_h as usize, q.dilation_w as usize);
         // Where an outside tap reads: the padding row, as a distance from the input's start
         // (the assembly adds it to the input's address), or a marker (the portable loop).
         #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
         let pad_off = (self.pad_row.as_ptr() as usize).wrapping_sub(input.as_ptr() as usize) as u32;
         #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
         let pad_off = PAD_TAP;
-        let (span_h, span_w) = ((f_h - 1) * dil_h, (f_w - 1) * dil_w);
+        let pad = self.pad_row;
         let in_batch = in_h * in_w * c;
         let mut out_px = output.chunks_exact_mut(c);
         for b in 0..batches {
@@ -1654,41 +1563,32 @@ impl<'a> DepthwisePlan<'a> {
                 for ox in 0..out_w {
                     let x0 = (ox * stride_w) as isize - p.pad_w as isize;
                     let out = out_px.next()?;
-                    let interior = y0 >= 0
-                        && x0 >= 0
-                        && y0 as usize + span_h < in_h
-                        && x0 as usize + span_w < in_w;
-                    let (base, offs) = if interior {
-                        ((y0 as usize * in_w + x0 as usize) * c, &*window)
-                    } else {
-                        let mut o = pixel.iter_mut();
-                        for fy in 0..f_h {
-                            let iy = y0 + (fy * dil_h) as isize;
-                            for fx in 0..f_w {
-                                let ix = x0 + (fx * dil_w) as isize;
-                                let inside = iy >= 0
-                                    && ix >= 0
-                                    && (iy as usize) < in_h
-                                    && (ix as usize) < in_w;
-                                *o.next()? = if inside {
-                                    ((iy as usize * in_w + ix as usize) * c) as u32
-                                } else {
-                                    pad_off
-                                };
-                            }
+                    let mut o = self.offs.iter_mut();
+                    for fy in 0..f_h {
+                        let iy = y0 + (fy * dil_h) as isize;
+                        for fx in 0..f_w {
+                            let ix = x0 + (fx * dil_w) as isize;
+                            let inside =
+                                iy >= 0 && ix >= 0 && (iy as usize) < in_h && (ix as usize) < in_w;
+                            *o.next()? = if inside {
+                                ((iy as usize * in_w + ix as usize) * c) as u32
+                            } else {
+                                pad_off
+                            };
                         }
-                        (0, &*pixel)
-                    };
-                    dw_pixel(
-                        input,
-                        base,
-                        offs,
-                        self.pad_row,
-                        self.weights,
-                        self.start,
-                        self.table,
-                        out,
-                    )?;
+                    }
+                    // SAFETY: every offset is an inside tap's or the padding row's (`pad_off`).
+                    unsafe {
+                        dw_pixel(
+                            input,
+                            self.offs,
+                            pad,
+                            self.weights,
+                            self.start,
+                            self.table,
+                            out,
+                        )?;
+                    }
                 }
             }
         }
@@ -1701,17 +1601,21 @@ impl<'a> DepthwisePlan<'a> {
 const PAD_TAP: u32 = u32::MAX;
 
 /// One output pixel of a [`DepthwisePlan`]: for every group of four channels, the starting sums
-/// plus the taps (`input[base + offs[t] + 4g ..]`, or the padding row), then the output stage.
-/// `None` (nothing written) unless the buffers fit `out.len()` channels and `offs.len()` taps and
-/// every tap lies inside the input.
+/// plus the taps (`input[offs[t] + 4g ..]`, or the padding row), then the output stage.
+/// `None` (nothing written) unless the buffers fit `out.len()` channels and `offs.len()` taps.
 ///
 /// On a DSP-extension core one `asm!` block: per tap and four channels 10 instructions (the
 /// accumulators stay in registers), per output 8.
+///
+/// # Safety
+///
+/// Every offset is either the padding row's (the portable `PAD_TAP`, or on a DSP-extension
+/// core `pad`'s address minus `input`'s) or has `offs[t] + out.len() ≤ input.len()`:
+/// [`DepthwisePlan::run`] computes them so, and the assembly reads there unchecked.
 #[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn dw_pixel(
+#[inline(never)]
+unsafe fn dw_pixel(
     input: &[i8],
-    base: usize,
     offs: &[u32],
     pad: &[i8],
     weights: &[u32],
@@ -1731,27 +1635,12 @@ fn dw_pixel(
     {
         return None;
     }
-    // Every tap's `c` values lie in the input (or are the padding row).
-    for &o in offs {
-        #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
-        if o == PAD_TAP {
-            continue;
-        }
-        #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
-        if o == (pad.as_ptr() as usize).wrapping_sub(input.as_ptr() as usize) as u32 {
-            continue;
-        }
-        let at = base.checked_add(o as usize)?;
-        if at.checked_add(c)? > input.len() {
-            return None;
-        }
-    }
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
     {
         // SAFETY: `groups ≥ 1` iterations of the outer loop, `taps ≥ 1` of the inner one (both
         // checked above). The inner loop reads `offs[t]` (`taps` words, `LDR`), the word at
-        // `input + base + offs[t] + 4g` (inside the input, checked above for every offset, or
-        // inside the `c`-byte padding row when the offset is its distance from the input) and
+        // `input + offs[t] + 4g` (inside the input, or inside the `c`-byte padding row
+        // when the offset is its distance from the input: the caller's contract) and
         // two words of `weights` (`LDRD`, word-aligned, `2·taps·groups` words in all). The outer
         // loop reads four words of `start` (`LDM`, `c` words in all) and four rows of `table`
         // (`LDM`, `4·c` words in all) and writes four bytes of `out` (`c` in all). The state is
@@ -1826,7 +1715,7 @@ fn dw_pixel(
                 "str {n}, [sp, #20]",
                 "bne 1b",
                 "add sp, sp, #24",
-                xb = inout(reg) input.as_ptr().wrapping_add(base) => _,
+                xb = inout(reg) input.as_ptr() => _,
                 wp = inout(reg) weights.as_ptr() => _,
                 op = out(reg) _,
                 n = out(reg) _,
@@ -1858,7 +1747,7 @@ fn dw_pixel(
                 let x = if t == PAD_TAP {
                     pad.get(4 * g..4 * g + 4)?
                 } else {
-                    let at = base + t as usize + 4 * g;
+                    let at = t as usize + 4 * g;
                     input.get(at..at + 4)?
                 };
                 let (Some(&[wa, wb]), [x0, x1, x2, x3]) =
@@ -1986,24 +1875,12 @@ pub fn fully_connected_int8(
                 continue;
             }
         }
-        let mut rows = weights.chunks_exact(in_features.max(1));
-        let mut outs = out.chunks_exact_mut(2);
-        let mut c = 0;
-        for o in outs.by_ref() {
-            let (Some(w0), Some(w1)) = (rows.next(), rows.next()) else {
-                break;
-            };
-            let a = dot_1x2(col, w0, w1, [0, 0]);
-            for (j, (o, (a, w))) in o.iter_mut().zip(a.iter().zip([w0, w1])).enumerate() {
-                let acc = a.wrapping_add(tail_dot(tail, w.get(full..).unwrap_or(&[])));
-                *o = requant_fc(&q, c + j, channel(c + j), acc);
-            }
-            c += 2;
-        }
-        for (o, w) in outs.into_remainder().iter_mut().zip(rows) {
-            let acc = dot_1x1(col, &w[..full]).wrapping_add(tail_dot(tail, &w[full..]));
+        // The general path (trailing values, no bias, an output stage outside `fc_fast`'s).
+        let rows = weights.chunks_exact(in_features.max(1));
+        for (c, (o, w)) in out.iter_mut().zip(rows).enumerate() {
+            let (body, tw) = w.split_at_checked(full)?;
+            let acc = dot_1x1(col, body).wrapping_add(tail_dot(tail, tw));
             *o = requant_fc(&q, c, channel(c), acc);
-            c += 1;
         }
     }
     Some(())
@@ -2083,7 +1960,7 @@ fn fc_fast(
 /// On a DSP-extension core one `asm!` block over all rows: per 8 values of a row 10 instructions
 /// (`LDM` of the column's two groups, `LDRD` of the row's, two `SXTB16` and two `SMLAD` per
 /// group; the loop runs four such steps), per row 14 more (17 when the steps are not a multiple
-/// of four), where a loop around [`dot_1x2`] took 11.5 per 8 values and 33 per row.
+/// of four), where a loop over pairs of rows took 11.5 per 8 values and 33 per row.
 #[inline(always)]
 fn dot_rows<'a>(
     col: &[u32],
