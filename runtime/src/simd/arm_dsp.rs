@@ -218,7 +218,7 @@ fn expand_groups(src: &[i8], groups: &mut [u32], lane: usize, off2: u32, lanes: 
     #[cfg(not(all(target_arch = "arm", feature = "arm-dsp")))]
     for (x, g) in src
         .chunks_exact(4)
-        .zip(groups.chunks_exact_mut(2 * lanes.max(1)))
+        .zip(groups.chunks_exact_mut((2 * lanes).max(2)))
         .take(n)
     {
         if let Some(dst) = g.get_mut(2 * lane..) {
@@ -816,7 +816,8 @@ impl Window {
         let full = self.k_cols;
         let lanes = self.lanes;
         if rows.len() != self.f_h || cols_x.len() != self.f_w {
-            for g in cols.chunks_exact_mut(2 * lanes.max(1)).take(full / 4) {
+            // (`max(2)`: shows the chunk size is not 0.)
+            for g in cols.chunks_exact_mut((2 * lanes).max(2)).take(full / 4) {
                 if let Some(pair) = g.get_mut(2 * lane..2 * lane + 2) {
                     pair.fill(0);
                 }
@@ -1553,7 +1554,8 @@ impl<'a> DepthwisePlan<'a> {
         let pad_off = PAD_TAP;
         let pad = self.pad_row;
         let in_batch = in_h * in_w * c;
-        let mut out_px = output.chunks_exact_mut(c);
+        // (`max(1)`: shows the chunk size is not 0; `new` made `c ≥ 4`.)
+        let mut out_px = output.chunks_exact_mut(c.max(1));
         for b in 0..batches {
             let input = input.get(b * in_batch..(b + 1) * in_batch)?;
             #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
@@ -1637,15 +1639,13 @@ unsafe fn dw_pixel(
     }
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
     {
-        // SAFETY: `groups ≥ 1` iterations of the outer loop, `taps ≥ 1` of the inner one (both
-        // checked above). The inner loop reads `offs[t]` (`taps` words, `LDR`), the word at
-        // `input + offs[t] + 4g` (inside the input, or inside the `c`-byte padding row
-        // when the offset is its distance from the input: the caller's contract) and
-        // two words of `weights` (`LDRD`, word-aligned, `2·taps·groups` words in all). The outer
-        // loop reads four words of `start` (`LDM`, `c` words in all) and four rows of `table`
-        // (`LDM`, `4·c` words in all) and writes four bytes of `out` (`c` in all). The state is
-        // kept in 24 bytes below the stack pointer, restored at the end. Flags are clobbered.
-        // r4/r5: an even/odd pair, as `LDRD` needs in the Arm (A32) state.
+        // The state is kept in 24 bytes below the stack pointer, restored at the end; flags
+        // are clobbered. r4/r5: an even/odd pair, as `LDRD` needs in the Arm (A32) state.
+        // SAFETY: `groups ≥ 1` outer and `taps ≥ 1` inner iterations (checked above). The inner
+        // loop reads `offs` (`taps` words), the word at `input + offs[t] + 4g` (in the input or
+        // the `c`-byte padding row: the caller's contract) and two words of `weights` (`LDRD`,
+        // aligned, `2·taps·groups` in all); the outer one four words of `start` and four rows of
+        // `table` (`LDM`, `c` and `4·c` words in all) and writes four bytes of `out` (`c`).
         unsafe {
             core::arch::asm!(
                 "sub sp, sp, #24",
