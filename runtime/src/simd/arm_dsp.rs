@@ -1953,14 +1953,10 @@ fn fc_fast(
 
 /// `acc[r] = bias[r] + col·row r` for the rows of `weights` (each `2·col.len()` int8 values,
 /// `col` expanded as for [`dot_1x1`]); returns `acc`, every element written. `None` (nothing
-/// written) unless a row holds a multiple of
-/// 8 values, `weights` starts word-aligned (so does every row; `LDRD` needs it) and holds a row
-/// per accumulator, and `bias` a value per accumulator.
-///
-/// On a DSP-extension core one `asm!` block over all rows: per 8 values of a row 10 instructions
-/// (`LDM` of the column's two groups, `LDRD` of the row's, two `SXTB16` and two `SMLAD` per
-/// group; the loop runs four such steps), per row 14 more (17 when the steps are not a multiple
-/// of four), where a loop over pairs of rows took 11.5 per 8 values and 33 per row.
+/// written) unless there are at least two rows, a row holds a multiple of 8 values, `weights`
+/// starts word-aligned (so does every row; `LDRD` needs it) and holds a row per accumulator, and
+/// `bias` a value per accumulator. Rows go by pairs ([`dot_pairs`]); an odd last row is done
+/// again with the one before it.
 #[inline(always)]
 fn dot_rows<'a>(
     col: &[u32],
@@ -1972,6 +1968,45 @@ fn dot_rows<'a>(
     let rows = acc.len();
     if n == 0
         || n % 8 != 0
+        || rows < 2
+        || weights.as_ptr() as usize % 4 != 0
+        || weights.len() < rows.checked_mul(n)?
+        || bias.len() < rows
+    {
+        return None;
+    }
+    dot_pairs(col, weights, bias, acc.get_mut(..rows / 2 * 2)?)?;
+    if rows % 2 == 1 {
+        let last = rows - 2;
+        let w = weights.get(last * n..)?;
+        dot_pairs(col, w, bias.get(last..)?, acc.get_mut(last..)?)?;
+    }
+    // SAFETY: the calls above wrote every accumulator (`dot_pairs` writes all it is given, and
+    // they were given `..rows/2·2` and, for an odd count, `rows − 2..`), and `MaybeUninit<i32>`
+    // has the layout of `i32`.
+    Some(unsafe { &mut *(acc as *mut [MaybeUninit<i32>] as *mut [i32]) })
+}
+
+/// [`dot_rows`] for an even number of accumulators (pairs of rows, checked by it: `n = 2·col.len()`
+/// a multiple of 8, `weights` word-aligned with `acc.len()` rows, `bias` as many values); writes
+/// every accumulator or returns `None`, having written nothing.
+///
+/// On a DSP-extension core one `asm!` block over all pairs: per 8 values of a pair 19
+/// instructions (one `LDM` of the column's two groups shared by both rows, an `LDRD`, two
+/// `SXTB16` and four `SMLAD`s per row; the loop runs four such steps), per pair about 22 more.
+/// Out of line: [`dot_rows`] calls it twice for an odd number of rows.
+#[inline(never)]
+fn dot_pairs(
+    col: &[u32],
+    weights: &[i8],
+    bias: &[i32],
+    acc: &mut [MaybeUninit<i32>],
+) -> Option<()> {
+    let n = 2 * col.len();
+    let rows = acc.len();
+    if n == 0
+        || n % 8 != 0
+        || rows % 2 != 0
         || weights.as_ptr() as usize % 4 != 0
         || weights.len() < rows.checked_mul(n)?
         || bias.len() < rows
@@ -1980,106 +2015,144 @@ fn dot_rows<'a>(
     }
     #[cfg(all(target_arch = "arm", feature = "arm-dsp"))]
     if rows > 0 {
-        let steps = n / 8;
         let range = acc.as_mut_ptr_range();
-        // The row loop's state: column, runs of the inner loop (four steps each, the first run
-        // entered so that it does `steps % 4` when that is not 0), that remainder, next bias,
-        // next accumulator, end of the accumulators.
-        let mut st: [usize; 6] = [
-            col.as_ptr() as usize,
-            steps.div_ceil(4),
-            steps % 4,
-            bias.as_ptr() as usize,
-            range.start as usize,
-            range.end as usize,
-        ];
-        // SAFETY: `rows ≥ 1` iterations of the outer loop, each reading one bias (`rows ≤
-        // bias.len()`), the `n/2` words of `col` (`LDM`, word-aligned) and the `n` bytes of the
-        // next row (`LDRD`, word-aligned: `weights` is and `n` is a multiple of 8;
-        // `rows·n ≤ weights.len()`), and writing one accumulator (`rows` of them, until the end
-        // of `acc`). `st` is a local array it reads and writes. Flags clobbered; no stack.
-        // r4/r5: an even/odd pair, as `LDRD` needs in the Arm (A32) state.
+        let p0 = weights.as_ptr();
+        // The state is kept in 32 bytes below the stack pointer, restored at the end; flags are
+        // clobbered. r4/r5: an even/odd pair, as `LDRD` needs in the Arm (A32) state.
+        // SAFETY: `rows/2 ≥ 1` outer iterations, each reading two biases (`rows ≤ bias.len()`),
+        // the `n/2` words of `col` (`LDM`, word-aligned, until its end) and the `n` bytes of two
+        // rows (`LDRD`, word-aligned: `weights` is, `n` is a multiple of 8; `rows·n` bytes in
+        // all), and writing two accumulators (`rows` of them, until the end of `acc`).
         unsafe {
             core::arch::asm!(
+                "sub sp, sp, #32",
+                "str r0, [sp, #0]",
+                "add r0, r0, r5, lsl #1",
+                "str r0, [sp, #4]",
+                "str r1, [sp, #8]",
+                "str r2, [sp, #12]",
+                "str r3, [sp, #16]",
+                "str r4, [sp, #20]",
+                "str r5, [sp, #24]",
                 "3:",
-                "ldr {t}, [{st}, #12]",
-                "ldr {a}, [{t}], #4",
-                "str {t}, [{st}, #12]",
-                "ldr {cp}, [{st}]",
-                "ldr {n}, [{st}, #4]",
-                "ldr {t}, [{st}, #8]",
+                "ldr {t}, [sp, #8]",
+                "ldr {a0}, [{t}], #4",
+                "ldr {a1}, [{t}], #4",
+                "str {t}, [sp, #8]",
+                "ldr {cp}, [sp, #0]",
+                "ldr {t}, [sp, #20]",
                 "cmp {t}, #0",
                 "beq 2f",
                 "cmp {t}, #2",
                 "beq 42f",
                 "bhi 43f",
-                "cmp {t}, #1",
-                "beq 41f",
+                "b 41f",
                 "2:",
                 "ldm {cp}!, {{r0, r1, r2, r3}}",
-                "ldrd r4, r5, [{wp}], #8",
+                "ldrd r4, r5, [{p0}], #8",
                 "sxtb16 {t}, r4",
                 "sxtb16 r4, r4, ror #8",
-                "smlad {a}, r0, {t}, {a}",
-                "smlad {a}, r1, r4, {a}",
+                "smlad {a0}, r0, {t}, {a0}",
+                "smlad {a0}, r1, r4, {a0}",
                 "sxtb16 {t}, r5",
                 "sxtb16 r5, r5, ror #8",
-                "smlad {a}, r2, {t}, {a}",
-                "smlad {a}, r3, r5, {a}",
+                "smlad {a0}, r2, {t}, {a0}",
+                "smlad {a0}, r3, r5, {a0}",
+                "ldrd r4, r5, [{p1}], #8",
+                "sxtb16 {t}, r4",
+                "sxtb16 r4, r4, ror #8",
+                "smlad {a1}, r0, {t}, {a1}",
+                "smlad {a1}, r1, r4, {a1}",
+                "sxtb16 {t}, r5",
+                "sxtb16 r5, r5, ror #8",
+                "smlad {a1}, r2, {t}, {a1}",
+                "smlad {a1}, r3, r5, {a1}",
                 "43:",
                 "ldm {cp}!, {{r0, r1, r2, r3}}",
-                "ldrd r4, r5, [{wp}], #8",
+                "ldrd r4, r5, [{p0}], #8",
                 "sxtb16 {t}, r4",
                 "sxtb16 r4, r4, ror #8",
-                "smlad {a}, r0, {t}, {a}",
-                "smlad {a}, r1, r4, {a}",
+                "smlad {a0}, r0, {t}, {a0}",
+                "smlad {a0}, r1, r4, {a0}",
                 "sxtb16 {t}, r5",
                 "sxtb16 r5, r5, ror #8",
-                "smlad {a}, r2, {t}, {a}",
-                "smlad {a}, r3, r5, {a}",
+                "smlad {a0}, r2, {t}, {a0}",
+                "smlad {a0}, r3, r5, {a0}",
+                "ldrd r4, r5, [{p1}], #8",
+                "sxtb16 {t}, r4",
+                "sxtb16 r4, r4, ror #8",
+                "smlad {a1}, r0, {t}, {a1}",
+                "smlad {a1}, r1, r4, {a1}",
+                "sxtb16 {t}, r5",
+                "sxtb16 r5, r5, ror #8",
+                "smlad {a1}, r2, {t}, {a1}",
+                "smlad {a1}, r3, r5, {a1}",
                 "42:",
                 "ldm {cp}!, {{r0, r1, r2, r3}}",
-                "ldrd r4, r5, [{wp}], #8",
+                "ldrd r4, r5, [{p0}], #8",
                 "sxtb16 {t}, r4",
                 "sxtb16 r4, r4, ror #8",
-                "smlad {a}, r0, {t}, {a}",
-                "smlad {a}, r1, r4, {a}",
+                "smlad {a0}, r0, {t}, {a0}",
+                "smlad {a0}, r1, r4, {a0}",
                 "sxtb16 {t}, r5",
                 "sxtb16 r5, r5, ror #8",
-                "smlad {a}, r2, {t}, {a}",
-                "smlad {a}, r3, r5, {a}",
+                "smlad {a0}, r2, {t}, {a0}",
+                "smlad {a0}, r3, r5, {a0}",
+                "ldrd r4, r5, [{p1}], #8",
+                "sxtb16 {t}, r4",
+                "sxtb16 r4, r4, ror #8",
+                "smlad {a1}, r0, {t}, {a1}",
+                "smlad {a1}, r1, r4, {a1}",
+                "sxtb16 {t}, r5",
+                "sxtb16 r5, r5, ror #8",
+                "smlad {a1}, r2, {t}, {a1}",
+                "smlad {a1}, r3, r5, {a1}",
                 "41:",
                 "ldm {cp}!, {{r0, r1, r2, r3}}",
-                "ldrd r4, r5, [{wp}], #8",
+                "ldrd r4, r5, [{p0}], #8",
                 "sxtb16 {t}, r4",
                 "sxtb16 r4, r4, ror #8",
-                "smlad {a}, r0, {t}, {a}",
-                "smlad {a}, r1, r4, {a}",
+                "smlad {a0}, r0, {t}, {a0}",
+                "smlad {a0}, r1, r4, {a0}",
                 "sxtb16 {t}, r5",
                 "sxtb16 r5, r5, ror #8",
-                "smlad {a}, r2, {t}, {a}",
-                "smlad {a}, r3, r5, {a}",
-                "subs {n}, {n}, #1",
+                "smlad {a0}, r2, {t}, {a0}",
+                "smlad {a0}, r3, r5, {a0}",
+                "ldrd r4, r5, [{p1}], #8",
+                "sxtb16 {t}, r4",
+                "sxtb16 r4, r4, ror #8",
+                "smlad {a1}, r0, {t}, {a1}",
+                "smlad {a1}, r1, r4, {a1}",
+                "sxtb16 {t}, r5",
+                "sxtb16 r5, r5, ror #8",
+                "smlad {a1}, r2, {t}, {a1}",
+                "smlad {a1}, r3, r5, {a1}",
+                "ldr {t}, [sp, #4]",
+                "cmp {cp}, {t}",
                 "bne 2b",
-                "ldr {t}, [{st}, #16]",
-                "str {a}, [{t}], #4",
-                "str {t}, [{st}, #16]",
-                "ldr {a}, [{st}, #20]",
-                "cmp {t}, {a}",
+                "ldr {t}, [sp, #12]",
+                "str {a0}, [{t}], #4",
+                "str {a1}, [{t}], #4",
+                "str {t}, [sp, #12]",
+                "mov {p0}, {p1}",
+                "ldr {a0}, [sp, #24]",
+                "add {p1}, {p1}, {a0}",
+                "ldr {a0}, [sp, #16]",
+                "cmp {t}, {a0}",
                 "bne 3b",
-                st = in(reg) st.as_mut_ptr(),
-                wp = inout(reg) weights.as_ptr() => _,
+                "add sp, sp, #32",
+                p0 = inout(reg) p0 => _,
+                p1 = inout(reg) p0.wrapping_add(n) => _,
                 cp = out(reg) _,
-                n = out(reg) _,
-                a = out(reg) _,
+                a0 = out(reg) _,
+                a1 = out(reg) _,
                 t = out(reg) _,
-                out("r0") _,
-                out("r1") _,
-                out("r2") _,
-                out("r3") _,
-                out("r4") _,
-                out("r5") _,
-                options(nostack),
+                inout("r0") col.as_ptr() => _,
+                inout("r1") bias.as_ptr() => _,
+                inout("r2") range.start => _,
+                inout("r3") range.end => _,
+                inout("r4") (n / 8) % 4 => _,
+                inout("r5") n => _,
             );
         }
     }
@@ -2087,9 +2160,7 @@ fn dot_rows<'a>(
     for ((a, w), &b) in acc.iter_mut().zip(weights.chunks_exact(n)).zip(bias) {
         a.write(dot_1x1(col, w).wrapping_add(b));
     }
-    // SAFETY: both loops above wrote all `rows` accumulators (`rows` rows of `weights` and
-    // values of `bias`, checked), and `MaybeUninit<i32>` has the layout of `i32`.
-    Some(unsafe { &mut *(acc as *mut [MaybeUninit<i32>] as *mut [i32]) })
+    Some(())
 }
 
 /// [`requant_1xn`] with one stage row (`[m, constant lo, constant hi, r − 1]`, see
