@@ -1386,12 +1386,13 @@ fn requant_4xn(table: &[i32], out: &mut [i8]) -> Option<()> {
     Some(())
 }
 
-/// Words of the one stack buffer [`conv2d_int8`] and [`depthwise_conv2d_int8`] carve all their
-/// scratch from (4 KB: the columns of a receptive field of up to `2·COL_WORDS` values; what is
-/// left after the columns holds the channel table and the padded filter when they fit).
+/// Words of the one stack buffer [`conv2d_int8`] and a [`DepthwisePlan`] ([`Scratch`]) carve all
+/// their scratch from (4 KB: for a convolution the columns of a receptive field of up to
+/// `2·COL_WORDS` values, then the channel table and the padded filter when they fit).
 const SCRATCH_WORDS: usize = 2 * COL_WORDS;
 
-/// Most output channels [`conv2d_int8`] runs through [`dot_2xn`] (more take the per-channel path).
+/// Most output channels [`conv2d_int8`] runs through [`dot_4xn`] or [`dot_2xn`] (more take the
+/// per-channel path).
 const ACC_CHANNELS: usize = 128;
 
 /// Most filter taps [`DepthwisePlan`] handles.
@@ -1487,22 +1488,20 @@ impl<'a> DepthwisePlan<'a> {
         for (s, b) in start.iter_mut().zip(bias.unwrap_or(&[])) {
             *s = *b;
         }
-        for row in filter.chunks_exact(c) {
-            for (s, &w) in start.iter_mut().zip(row) {
-                *s = s.wrapping_add(p.input_offset.wrapping_mul(i32::from(w)));
-            }
-        }
-        // Group `g`, tap `t`: words `2·(g·taps + t)` and `+ 1`.
+        // Group `g`, tap `t`: words `2·(g·taps + t)` and `+ 1`; each channel's start sum gains
+        // `offset·w` for every tap on the way.
         let weights = zeroed(w_buf, taps * c / 2)?;
         let mut dst = weights.chunks_exact_mut(2);
-        for g in 0..c / 4 {
+        for (g, s4) in start.chunks_exact_mut(4).enumerate() {
             for t in 0..taps {
-                let (Some(d), Some(src)) = (dst.next(), filter.get(t * c + 4 * g..)) else {
+                let (Some([d0, d1]), Some(src)) = (dst.next(), filter.get(t * c + 4 * g..)) else {
                     return None;
                 };
-                if let [d0, d1] = d {
-                    let w = word(src);
-                    (*d0, *d1) = (sxtb16(w), sxtb16_ror8(w));
+                let w = word(src);
+                (*d0, *d1) = (sxtb16(w), sxtb16_ror8(w));
+                for (j, s) in s4.iter_mut().enumerate() {
+                    let wj = i32::from((w >> (8 * j)) as u8 as i8);
+                    *s = s.wrapping_add(p.input_offset.wrapping_mul(wj));
                 }
             }
         }
