@@ -1278,11 +1278,70 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
                 )? {
                     return Ok(());
                 }
-                depthwise_conv2d_int8_in_place(p, is, fs, os, buf, in_at, out_at, dir, kernel)
+                // On a DSP-extension core without Helium, one plan serves every band.
+                #[cfg(all(
+                    feature = "arm-dsp",
+                    not(all(target_arch = "arm", feature = "arm-mve"))
+                ))]
+                let done = {
+                    let _ = kernel;
+                    dsp_depthwise_in_place(
+                        p,
+                        [is, fs, os],
+                        filter,
+                        bias,
+                        m,
+                        s,
+                        buf,
+                        in_at,
+                        out_at,
+                        dir,
+                    )
+                };
+                #[cfg(not(all(
+                    feature = "arm-dsp",
+                    not(all(target_arch = "arm", feature = "arm-mve"))
+                )))]
+                let done =
+                    depthwise_conv2d_int8_in_place(p, is, fs, os, buf, in_at, out_at, dir, kernel);
+                done
             }
         }
         _ => Err(ctx.param_error("flags (in-place mode not supported by this kind)")),
     }
+}
+
+/// [`depthwise_conv2d_int8_in_place`] with one DSP-extension plan for every band (its per-op
+/// preparation runs once, not once per band), or the reference kernel when the plan does not
+/// apply. Out of line: its 4 KB of scratch is on the stack only while it runs.
+#[cfg(all(
+    feature = "arm-dsp",
+    not(all(target_arch = "arm", feature = "arm-mve"))
+))]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn dsp_depthwise_in_place(
+    p: &DepthwiseParams,
+    [is, fs, os]: [[usize; 4]; 3],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    m: &[i32],
+    s: &[i32],
+    buf: &mut [i8],
+    in_at: usize,
+    out_at: usize,
+    dir: ShiftDirection,
+) -> Result<(), Error> {
+    let mut scratch = crate::simd::arm_dsp::Scratch::new();
+    let mut plan =
+        crate::simd::arm_dsp::DepthwisePlan::new(&mut scratch, p, fs, filter, bias, m, s);
+    let kernel = |bp: &DepthwiseParams, bis, inp: &[i8], bos, out: &mut [i8]| {
+        if let Some(Some(())) = plan.as_mut().map(|d| d.run(bp, bis, inp, bos, out)) {
+            return Ok(());
+        }
+        depthwise_conv2d_int8(bp, bis, inp, fs, filter, bias, m, s, bos, out)
+    };
+    depthwise_conv2d_int8_in_place(p, is, fs, os, buf, in_at, out_at, dir, kernel)
 }
 
 fn dims(d: &[u32]) -> ([usize; MAX_RANK], usize) {
