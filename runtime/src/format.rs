@@ -223,6 +223,7 @@ impl TensorDesc {
         &self.shape[..r]
     }
     /// Number of elements (1 for a scalar), saturating on overflow.
+    #[inline(never)]
     pub fn elements(&self) -> u64 {
         self.dims()
             .iter()

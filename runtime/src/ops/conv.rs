@@ -130,6 +130,7 @@ pub(crate) fn check_quant(
 }
 
 /// Checks per-channel multipliers (≥ 0) and shifts (in `[-31, 30]`, TFLite's `QuantizeMultiplier` range).
+#[inline(never)]
 pub(crate) fn check_channel_quant(multipliers: &[i32], shifts: &[i32]) -> Result<(), &'static str> {
     if multipliers.len() != shifts.len() {
         return Err("multiplier/shift count");
@@ -241,6 +242,7 @@ pub(crate) fn elements4(s: [usize; 4]) -> Option<usize> {
 }
 
 /// The 4 dimensions of tensor `t`, or a shape error naming `what`.
+#[inline(never)]
 pub(crate) fn dims4(
     ctx: &OpCtx,
     t: (u32, &TensorDesc),

@@ -181,47 +181,70 @@ impl RowGeometry {
 
     /// First input row output row `oy` may read (a lower bound, clamped to the input).
     pub fn first_row_of(&self, oy: usize) -> usize {
-        self.first_row(oy as i128) as usize
+        (oy as i128 * self.stride as i128 - self.pad as i128).clamp(0, self.in_rows as i128)
+            as usize
     }
 
     /// One past the last input row output row `oy` may read (an upper bound, clamped).
     pub fn end_row_of(&self, oy: usize) -> usize {
-        self.end_row(oy as i128) as usize
+        let reach = self.filter.saturating_sub(1) as i128 * self.dilation as i128;
+        (oy as i128 * self.stride as i128 - self.pad as i128 + reach + 1)
+            .clamp(0, self.in_rows as i128) as usize
     }
 
-    /// `clamp(row·stride − c, 0, in_rows)`.
-    fn clamped(&self, row: i128, c: i128) -> i128 {
-        (row * self.stride as i128 - c).clamp(0, self.in_rows as i128)
+    /// `clamp(row·stride − c, 0, in_rows)` in `i64`: exact for a [`RowGeometry::bounded`]
+    /// geometry and `row` in `0..=out_rows` (every figure is then below 2³⁴).
+    fn clamped(&self, row: i64, c: i64) -> i64 {
+        (row * self.stride as i64 - c).clamp(0, self.in_rows as i64)
     }
 
-    /// First input row output row `oy` may read (a lower bound, clamped to the input).
-    fn first_row(&self, oy: i128) -> i128 {
-        self.clamped(oy, self.pad as i128)
+    /// [`RowGeometry::first_row_of`] for a bounded geometry (see `clamped`).
+    fn first_row(&self, oy: i64) -> i64 {
+        self.clamped(oy, self.pad as i64)
     }
 
-    /// One past the last input row output row `oy` may read (an upper bound, clamped).
-    fn end_row(&self, oy: i128) -> i128 {
+    /// [`RowGeometry::end_row_of`] for a bounded geometry (see `clamped`).
+    fn end_row(&self, oy: i64) -> i64 {
         self.clamped(oy, self.end_offset())
     }
 
-    /// `c` in `end_row(oy) = clamp(oy·stride − c, 0, in_rows)`.
-    fn end_offset(&self) -> i128 {
-        self.pad as i128 - (self.filter.saturating_sub(1) as i128) * self.dilation as i128 - 1
+    /// `c` in `end_row(oy) = clamp(oy·stride − c, 0, in_rows)` (bounded geometry).
+    fn end_offset(&self) -> i64 {
+        self.pad as i64 - self.filter.saturating_sub(1) as i64 * self.dilation as i64 - 1
     }
 
     /// The output rows where `clamp(oy·stride − c, 0, in_rows)` changes slope, and their
     /// neighbours, plus the first and last row: the maximum of a function that is linear in
-    /// `oy` between kinks is attained at one of these.
-    fn kinks(&self, c: i128) -> [i128; 6] {
-        let s = self.stride.max(1) as i128;
-        let ceil = |n: i128| if n <= 0 { 0 } else { (n + s - 1) / s };
+    /// `oy` between kinks is attained at one of these. Needs [`RowGeometry::bounded`].
+    fn kinks(&self, c: i64) -> [i64; 6] {
+        let s = self.stride.max(1) as i64;
+        let ceil = |n: i64| if n <= 0 { 0 } else { (n + s - 1) / s };
         let a = ceil(c);
-        let b = ceil(c + self.in_rows as i128);
-        [0, self.out_rows as i128 - 1, a - 1, a, b - 1, b]
+        let b = ceil(c + self.in_rows as i64);
+        [0, self.out_rows as i64 - 1, a - 1, a, b - 1, b]
     }
 
-    fn rows_valid(&self) -> bool {
-        self.stride >= 1 && self.dilation >= 1 && self.out_rows > 0 && self.batches > 0
+    /// Whether the geometry is usable (stride, dilation ≥ 1, some output) and small enough for
+    /// [`min_shift`]'s `i64` arithmetic to be exact: both spans (`batches · rows · row bytes`),
+    /// `out_rows · stride`, the padding and the filter's reach (`(filter − 1) · dilation`) are at
+    /// most `u32::MAX` — as for every op of a model, whose tensors and arena offsets are `u32`
+    /// and whose window reach is bounded by validation.
+    fn bounded(&self) -> bool {
+        let small = |v: Option<u64>| v.is_some_and(|v| v <= u64::from(u32::MAX));
+        let mul = |a: usize, b: usize| (a as u64).checked_mul(b as u64);
+        let span = |rows: usize, bytes: usize| {
+            small(mul(self.batches, rows))
+                && small(mul(self.batches, rows).and_then(|n| n.checked_mul(bytes as u64)))
+        };
+        self.stride >= 1
+            && self.dilation >= 1
+            && self.out_rows > 0
+            && self.batches > 0
+            && span(self.in_rows, self.in_row_bytes)
+            && span(self.out_rows, self.out_row_bytes)
+            && small(mul(self.out_rows, self.stride))
+            && small(Some(self.pad as u64))
+            && small(mul(self.filter.saturating_sub(1), self.dilation))
     }
 }
 
@@ -237,30 +260,37 @@ pub enum ShiftDirection {
 /// The smallest distance, in bytes, between the start of the input and the start of the output
 /// (input start − output start for [`ShiftDirection::Down`], output start − input start for
 /// [`ShiftDirection::Up`]) at which an op of geometry `g` can run in place, one band of at least
-/// one row at a time. `None` if the geometry is degenerate or the figure exceeds `u32`.
+/// one row at a time. `None` if the geometry is degenerate, larger than `u32` figures (see
+/// `RowGeometry::bounded`) or the result exceeds `u32`.
 pub fn min_shift(g: &RowGeometry, dir: ShiftDirection) -> Option<u64> {
-    if !g.rows_valid() {
+    // Every figure below is exact in i64 (at most a few times `u32::MAX`, see `bounded`).
+    if !g.bounded() {
         return None;
     }
-    let irb = g.in_row_bytes as i128;
-    let orb = g.out_row_bytes as i128;
-    let (ih, oh) = (g.in_rows as i128, g.out_rows as i128);
+    let irb = g.in_row_bytes as i64;
+    let orb = g.out_row_bytes as i64;
+    let (ih, oh) = (g.in_rows as i64, g.out_rows as i64);
+    let down = dir == ShiftDirection::Down;
     // Per-batch term (linear in the batch index: its maximum is at the first or last batch).
-    let batch = |b: i128| match dir {
-        ShiftDirection::Down => b * (oh * orb - ih * irb),
-        ShiftDirection::Up => b * (ih * irb - oh * orb),
+    let per_batch = if down {
+        oh * orb - ih * irb
+    } else {
+        ih * irb - oh * orb
     };
-    let batch_max = batch(0).max(batch(g.batches as i128 - 1));
+    let batch_max = (per_batch * (g.batches as i64 - 1)).max(0);
     // Per-row term, piecewise linear in the row: its maximum is at a kink.
-    let (row, c): (&dyn Fn(i128) -> i128, i128) = match dir {
-        ShiftDirection::Down => (&|oy| (oy + 1) * orb - g.first_row(oy) * irb, g.pad as i128),
-        ShiftDirection::Up => (&|oy| g.end_row(oy) * irb - oy * orb, g.end_offset()),
-    };
+    let c = if down { g.pad as i64 } else { g.end_offset() };
     let row_max = g
         .kinks(c)
         .iter()
         .filter(|&&oy| (0..oh).contains(&oy))
-        .map(|&oy| row(oy))
+        .map(|&oy| {
+            if down {
+                (oy + 1) * orb - g.first_row(oy) * irb
+            } else {
+                g.end_row(oy) * irb - oy * orb
+            }
+        })
         .max()?;
     let need = (batch_max + row_max).max(0);
     u32::try_from(need).ok().map(u64::from)
@@ -272,7 +302,7 @@ pub fn min_shift(g: &RowGeometry, dir: ShiftDirection) -> Option<u64> {
 struct Bands<'g> {
     g: &'g RowGeometry,
     dir: ShiftDirection,
-    shift: i128,
+    shift: i64,
     batch: usize,
     /// Down: next first row. Up: next end row.
     next: usize,
@@ -287,7 +317,7 @@ impl<'g> Bands<'g> {
         Bands {
             g,
             dir,
-            shift: shift as i128,
+            shift: i64::try_from(shift).unwrap_or(i64::MAX),
             batch,
             next,
         }
@@ -302,17 +332,16 @@ impl Iterator for Bands<'_> {
         if g.batches == 0 || g.out_rows == 0 || self.batch >= g.batches {
             return None;
         }
-        // In i64 (divisions in i128 are slow): every figure here is at most the buffer's length,
-        // which `for_each_band` checked.
+        // Every figure here is at most the buffer's length, which `for_each_band` checked.
         let (irb, orb) = (g.in_row_bytes as i64, g.out_row_bytes.max(1) as i64);
         let (b, ih, oh) = (self.batch as i64, g.in_rows as i64, g.out_rows as i64);
-        let shift = self.shift as i64;
+        let shift = self.shift;
         match self.dir {
             ShiftDirection::Down => {
                 let oy0 = self.next;
                 // Largest end row whose output still lies below the first input row read:
                 // (b·oh + oy1)·orb ≤ shift + (b·ih + first_row(oy0))·irb.
-                let room = shift + (b * ih + g.first_row(oy0 as i128) as i64) * irb;
+                let room = shift + (b * ih + g.first_row(oy0 as i64)) * irb;
                 // `max`/`min` rather than `clamp`, which panics on inverted bounds (never here:
                 // oy0 < oh).
                 let oy1 = (room / orb - b * oh).max(oy0 as i64 + 1).min(oh) as usize;
@@ -328,7 +357,7 @@ impl Iterator for Bands<'_> {
                 let oy1 = self.next;
                 // Smallest first row whose output lies above the last input row read:
                 // shift + (b·oh + oy0)·orb ≥ (b·ih + end_row(oy1 − 1))·irb.
-                let need = (b * ih + g.end_row(oy1 as i128 - 1) as i64) * irb - shift;
+                let need = (b * ih + g.end_row(oy1 as i64 - 1)) * irb - shift;
                 // As above: oy1 >= 1, and `min`/`max` carry no panic path.
                 let oy0 = ((need + orb - 1).div_euclid(orb) - b * oh)
                     .min(oy1 as i64 - 1)
@@ -434,8 +463,8 @@ fn for_each_band<T>(
         return Ok(());
     }
     for (b, oy0, oy1) in Bands::new(g, dir, shift as u64) {
-        let first = g.first_row(oy0 as i128) as usize;
-        let end = (g.end_row(oy1 as i128 - 1) as usize).max(first);
+        let first = g.first_row(oy0 as i64) as usize;
+        let end = (g.end_row(oy1 as i64 - 1) as usize).max(first);
         let in_batch = in_at + b * g.in_rows * g.in_row_bytes;
         let out_batch = out_at + b * g.out_rows * g.out_row_bytes;
         let band = Band {
@@ -1303,6 +1332,28 @@ mod tests {
     use super::super::conv::tests::{cases, Rng};
     use super::*;
 
+    /// `first_row` in exact i128 arithmetic (the definition), for comparison.
+    fn first_row_exact(g: &RowGeometry, oy: i128) -> i128 {
+        (oy * g.stride as i128 - g.pad as i128).clamp(0, g.in_rows as i128)
+    }
+
+    /// `end_row` in exact i128 arithmetic (the definition), for comparison.
+    fn end_row_exact(g: &RowGeometry, oy: i128) -> i128 {
+        let reach = (g.filter.saturating_sub(1) as i128) * g.dilation as i128;
+        (oy * g.stride as i128 - (g.pad as i128 - reach - 1)).clamp(0, g.in_rows as i128)
+    }
+
+    #[test]
+    fn unbounded_geometry_has_no_shift() {
+        // Geometry beyond `u32` spans is refused rather than computed inexactly.
+        let huge = RowGeometry {
+            in_rows: 1 << 20,
+            in_row_bytes: 1 << 13,
+            ..RowGeometry::pointwise(1, 1, 1, 1)
+        };
+        assert_eq!(min_shift(&huge, ShiftDirection::Down), None);
+    }
+
     /// The smallest shift, found by trying every band start (the definition), for comparison.
     fn brute_min_shift(g: &RowGeometry, dir: ShiftDirection) -> i128 {
         let (irb, orb) = (g.in_row_bytes as i128, g.out_row_bytes as i128);
@@ -1312,9 +1363,11 @@ mod tests {
             for oy in 0..oh {
                 let v = match dir {
                     ShiftDirection::Down => {
-                        (b * oh + oy + 1) * orb - (b * ih + g.first_row(oy)) * irb
+                        (b * oh + oy + 1) * orb - (b * ih + first_row_exact(g, oy)) * irb
                     }
-                    ShiftDirection::Up => (b * ih + g.end_row(oy)) * irb - (b * oh + oy) * orb,
+                    ShiftDirection::Up => {
+                        (b * ih + end_row_exact(g, oy)) * irb - (b * oh + oy) * orb
+                    }
                 };
                 need = need.max(v);
             }
@@ -1402,11 +1455,11 @@ mod tests {
                     match dir {
                         ShiftDirection::Down => {
                             let out_end = -s + (b * oh + oy1) * orb;
-                            assert!(out_end <= (b * ih + g.first_row(oy0)) * irb);
+                            assert!(out_end <= (b * ih + first_row_exact(&g, oy0)) * irb);
                         }
                         ShiftDirection::Up => {
                             let out_start = s + (b * oh + oy0) * orb;
-                            assert!(out_start >= (b * ih + g.end_row(oy1 - 1)) * irb);
+                            assert!(out_start >= (b * ih + end_row_exact(&g, oy1 - 1)) * irb);
                         }
                     }
                 }

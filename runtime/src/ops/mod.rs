@@ -192,6 +192,7 @@ impl<'a> OpCtx<'a> {
     }
 
     /// Input `k`: `None` if absent (optional input), else its tensor index and descriptor.
+    #[inline(never)]
     pub fn input(&self, k: usize) -> Result<Option<(u32, &'a TensorDesc)>, Error> {
         if k >= self.input_count() {
             return Err(Error::InvalidField {
@@ -214,6 +215,7 @@ impl<'a> OpCtx<'a> {
     }
 
     /// Input `k`, which must be present.
+    #[inline(never)]
     pub fn required_input(&self, k: usize) -> Result<(u32, &'a TensorDesc), Error> {
         self.input(k)?.ok_or(Error::InvalidField {
             at: self.at(),
@@ -222,6 +224,7 @@ impl<'a> OpCtx<'a> {
     }
 
     /// Output `k`: tensor index and descriptor.
+    #[inline(never)]
     pub fn output(&self, k: usize) -> Result<(u32, &'a TensorDesc), Error> {
         if k >= self.desc.output_count as usize {
             return Err(Error::InvalidField {
@@ -289,6 +292,7 @@ impl<'a> OpCtx<'a> {
     }
 
     /// Checks that tensor `t` has element type `dtype`.
+    #[inline(never)]
     pub fn expect_dtype(&self, t: (u32, &TensorDesc), dtype: DType) -> Result<(), Error> {
         if t.1.dtype() != Some(dtype) {
             return Err(Error::ShapeMismatch {
@@ -338,6 +342,7 @@ pub struct OpMem<'a> {
 impl<'a> OpMem<'a> {
     /// The bytes of input `k` (`None` when an optional input is absent). An input that is the
     /// output itself (in-place kinds) is not available here: read it from `output`.
+    #[inline(never)]
     pub fn input(&self, k: usize) -> Result<Option<&'a [u8]>, Error> {
         let Some((t, d)) = self.ctx.input(k)? else {
             return Ok(None);
