@@ -194,6 +194,7 @@ impl RowGeometry {
 
     /// `clamp(row·stride − c, 0, in_rows)` in `i64`: exact for a [`RowGeometry::bounded`]
     /// geometry and `row` in `0..=out_rows` (every figure is then below 2³⁴).
+    #[inline(never)]
     fn clamped(&self, row: i64, c: i64) -> i64 {
         (row * self.stride as i64 - c).clamp(0, self.in_rows as i64)
     }
@@ -450,13 +451,17 @@ fn checked_layout(
 
 /// Runs `run_band` over the bands of an in-place window op of geometry `g` whose input starts at
 /// byte `in_at` and output at byte `out_at` of `buf`, after checking the distance suffices.
+///
+/// Out of line, over a `dyn` band kernel: one copy serves every op kind (a band runs a whole
+/// kernel call, so the indirect call costs nothing measurable).
+#[inline(never)]
 fn for_each_band<T>(
     g: &RowGeometry,
     dir: ShiftDirection,
     buf: &mut [T],
     in_at: usize,
     out_at: usize,
-    mut run_band: impl FnMut(&Band, &[T], &mut [T]) -> Result<(), Error>,
+    run_band: &mut dyn FnMut(&Band, &[T], &mut [T]) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let shift = checked_layout(g, dir, buf.len(), in_at, out_at)?;
     if g.out_row_bytes == 0 {
@@ -493,13 +498,16 @@ const STAGE_BYTES: usize = 256;
 ///
 /// Returns `Ok(false)` (nothing done) when a pixel is larger than the stage or the shift leaves
 /// no room for multi-pixel bands; the caller then runs [`for_each_band`].
+///
+/// Out of line, over a `dyn` band kernel, like [`for_each_band`].
+#[inline(never)]
 fn for_each_staged_pixel_band(
     g: &RowGeometry,
     dir: ShiftDirection,
     buf: &mut [i8],
     in_at: usize,
     out_at: usize,
-    mut run_band: impl FnMut(usize, &[i8], &mut [i8]) -> Result<(), Error>,
+    run_band: &mut dyn FnMut(usize, &[i8], &mut [i8]) -> Result<(), Error>,
 ) -> Result<bool, Error> {
     // The same contract as `for_each_band`.
     checked_layout(g, dir, buf.len(), in_at, out_at)?;
@@ -647,14 +655,15 @@ pub fn conv2d_int8_in_place(
     if pointwise {
         let [.., in_c] = input_shape;
         let [.., out_c] = output_shape;
-        let staged = for_each_staged_pixel_band(&g, dir, buf, in_at, out_at, |n, inp, out| {
-            kernel.run(p, [1, n, 1, in_c], inp, [1, n, 1, out_c], out)
-        })?;
+        let staged =
+            for_each_staged_pixel_band(&g, dir, buf, in_at, out_at, &mut |n, inp, out| {
+                kernel.run(p, [1, n, 1, in_c], inp, [1, n, 1, out_c], out)
+            })?;
         if staged {
             return Ok(());
         }
     }
-    for_each_band(&g, dir, buf, in_at, out_at, |band, inp, out| {
+    for_each_band(&g, dir, buf, in_at, out_at, &mut |band, inp, out| {
         let band_p = ConvParams {
             pad_h: band.pad as u32,
             ..*p
@@ -690,14 +699,15 @@ pub fn depthwise_conv2d_int8_in_place(
     if pointwise {
         let [.., in_c] = input_shape;
         let [.., out_c] = output_shape;
-        let staged = for_each_staged_pixel_band(&g, dir, buf, in_at, out_at, |n, inp, out| {
-            kernel.run(p, [1, n, 1, in_c], inp, [1, n, 1, out_c], out)
-        })?;
+        let staged =
+            for_each_staged_pixel_band(&g, dir, buf, in_at, out_at, &mut |n, inp, out| {
+                kernel.run(p, [1, n, 1, in_c], inp, [1, n, 1, out_c], out)
+            })?;
         if staged {
             return Ok(());
         }
     }
-    for_each_band(&g, dir, buf, in_at, out_at, |band, inp, out| {
+    for_each_band(&g, dir, buf, in_at, out_at, &mut |band, inp, out| {
         let band_p = DepthwiseParams {
             pad_h: band.pad as u32,
             ..*p
@@ -727,7 +737,9 @@ pub fn elementwise_in_place(
     if elements == 0 {
         return Ok(());
     }
-    for_each_band(&g, dir, buf, in_at, out_at, |_, inp, out| kernel(inp, out))
+    for_each_band(&g, dir, buf, in_at, out_at, &mut |_, inp, out| {
+        kernel(inp, out)
+    })
 }
 
 /// QUANTIZE / DEQUANTIZE of `input` into `output` (bytes of the given types; equally many

@@ -261,6 +261,7 @@ impl<'a> OpCtx<'a> {
     }
 
     /// `count` elements of `T` at byte `offset` of the constant section (e.g. per-channel multipliers).
+    #[inline(never)]
     pub fn const_array<T: Pod>(&self, offset: u32, count: usize) -> Result<&'a [T], Error> {
         let len = count
             .checked_mul(core::mem::size_of::<T>())
@@ -374,6 +375,7 @@ impl<'a> OpMem<'a> {
     }
 
     /// Input `k`, which must be present.
+    #[inline(never)]
     pub fn required_input(&self, k: usize) -> Result<&'a [u8], Error> {
         self.input(k)?.ok_or(Error::InvalidField {
             at: Location::Op(self.ctx.index),
