@@ -334,7 +334,10 @@ pub fn conv2d_int8(
     let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
     let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
     // Contiguous row segments: one input channel group spanning whole pixels, unit dilation.
-    let contiguous_rows = groups == 1 && dil_w == 1;
+    // Builds with the DSP-extension kernels (`arm-dsp`) run this kernel only for the rare shapes
+    // those do not take: they keep the general loop alone, which is smaller. Both give the
+    // same (wrapping, so order-independent) sums.
+    let contiguous_rows = !cfg!(feature = "arm-dsp") && groups == 1 && dil_w == 1;
     let mut out_pixels = output.chunks_exact_mut(out_c.max(1));
     for b in 0..batches {
         let in_batch = b * in_h * in_w * in_c;

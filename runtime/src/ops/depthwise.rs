@@ -152,7 +152,10 @@ pub fn depthwise_conv2d_int8(
                             let px = segment(input, in_batch + (iy * in_w + ix) * in_c, in_c);
                             // fy < f_h, fx < f_w and c0 + acc.len() ≤ out_c: inside the filter.
                             let w = segment(filter, (fy * f_w + fx) * out_c + c0, acc.len());
-                            if m == 1 {
+                            // Builds with the DSP-extension kernels (`arm-dsp`), which run
+                            // this kernel only for shapes those do not take, keep the general
+                            // loop alone (smaller; the same products).
+                            if m == 1 && !cfg!(feature = "arm-dsp") {
                                 // in_c == out_c: channel c reads input channel c.
                                 let x = segment(px, c0, acc.len());
                                 for ((a, &w), &x) in acc.iter_mut().zip(w).zip(x) {
