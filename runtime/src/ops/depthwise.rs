@@ -9,8 +9,8 @@ use bytemuck::{Pod, Zeroable};
 
 use super::conv::{
     bias_input, channel_quant, check_axis, check_bias, check_channel_quant, check_quant, dims4,
-    elements4, kernel_error, requantize, segment, valid_taps, ConvIo, PaddedInput, Window, CHUNK,
-    STAGE_BYTES,
+    elements4, kernel_error, requantize, segment, valid_taps, window_general, ConvIo,
+    GeneralWindow, PaddedInput, Window, CHUNK, STAGE_BYTES,
 };
 use super::inplace::{min_shift, RowGeometry, ShiftDirection};
 use super::{as_i8, as_i8_mut, OpCtx, OpMem};
@@ -120,6 +120,26 @@ pub fn depthwise_conv2d_int8(
     let m = (p.depth_multiplier as usize).max(1);
     let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
     let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
+    // A depth multiplier, and every shape on builds with the DSP-extension kernels (`arm-dsp`,
+    // which run this kernel only for shapes those do not take), go to the general loop shared
+    // with CONV_2D (smaller; the same products).
+    if m != 1 || cfg!(feature = "arm-dsp") {
+        let g = GeneralWindow {
+            input_shape,
+            output_shape,
+            filter_hw: [f_h, f_w],
+            f_ic: 1,
+            per_group: m,
+            w_oc: 1,
+            w_tap: out_c,
+            stride: [stride_h, stride_w],
+            pad: [p.pad_h as usize, p.pad_w as usize],
+            dilation: [dil_h, dil_w],
+            quant: [p.input_offset, p.output_offset, p.act_min, p.act_max],
+        };
+        window_general(&g, input, filter, bias, multipliers, shifts, output);
+        return Ok(());
+    }
     // check_depthwise: input_offset ∈ [-127, 128], so x + off fits in i16.
     let off = p.input_offset as i16;
     let mut acc_buf = [0i32; CHUNK];
@@ -152,25 +172,12 @@ pub fn depthwise_conv2d_int8(
                             let px = segment(input, in_batch + (iy * in_w + ix) * in_c, in_c);
                             // fy < f_h, fx < f_w and c0 + acc.len() ≤ out_c: inside the filter.
                             let w = segment(filter, (fy * f_w + fx) * out_c + c0, acc.len());
-                            // Builds with the DSP-extension kernels (`arm-dsp`), which run
-                            // this kernel only for shapes those do not take, keep the general
-                            // loop alone (smaller; the same products).
-                            if m == 1 && !cfg!(feature = "arm-dsp") {
-                                // in_c == out_c: channel c reads input channel c.
-                                let x = segment(px, c0, acc.len());
-                                for ((a, &w), &x) in acc.iter_mut().zip(w).zip(x) {
-                                    *a = a.wrapping_add(
-                                        i32::from(w) * i32::from(i16::from(x).wrapping_add(off)),
-                                    );
-                                }
-                            } else {
-                                for (j, (a, &w)) in acc.iter_mut().zip(w).enumerate() {
-                                    // (c0 + j) / m < out_c / m == in_c: always found.
-                                    let x = i16::from(px.get((c0 + j) / m).map_or(0, |&x| x));
-                                    *a = a.wrapping_add(
-                                        i32::from(w) * i32::from(x.wrapping_add(off)),
-                                    );
-                                }
+                            // m == 1, in_c == out_c: channel c reads input channel c.
+                            let x = segment(px, c0, acc.len());
+                            for ((a, &w), &x) in acc.iter_mut().zip(w).zip(x) {
+                                *a = a.wrapping_add(
+                                    i32::from(w) * i32::from(i16::from(x).wrapping_add(off)),
+                                );
                             }
                         }
                     }
