@@ -44,6 +44,7 @@ use crate::format::{DType, InPlace, OpFlags, Storage, MAX_RANK};
 use crate::simd::Isa;
 
 /// Decodes the op's flags, refusing unknown bits.
+#[inline(never)]
 pub(crate) fn flags(ctx: &OpCtx) -> Result<OpFlags, Error> {
     OpFlags::from_u32(ctx.desc.flags).ok_or(ctx.param_error("flags"))
 }
@@ -79,6 +80,7 @@ fn arena_range(ctx: &OpCtx, t: &crate::format::TensorDesc) -> Result<Range<usize
 
 /// The arena bytes op `ctx` writes: its output, or for the shift modes the span from the lower
 /// to the upper end of its output and input 0 (the kernel gets that span as one `&mut [u8]`).
+#[inline(never)]
 pub(crate) fn region(ctx: &OpCtx) -> Result<Range<usize>, Error> {
     let (_, out) = ctx.output(0)?;
     let out = arena_range(ctx, out)?;
@@ -626,6 +628,65 @@ fn band_shapes(
     }
 }
 
+/// The shapes and window parameters the in-place window drivers need (the rest of an op's
+/// parameters stay with its band kernel).
+struct WindowShape {
+    input: [usize; 4],
+    output: [usize; 4],
+    filter_hw: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+}
+
+/// A band kernel of [`window_in_place`]: `(pad_h, input shape, input, output shape, output)`,
+/// with the band's own top padding and shapes.
+type WindowBand<'k> =
+    dyn FnMut(u32, [usize; 4], &[i8], [usize; 4], &mut [i8]) -> Result<(), Error> + 'k;
+
+/// The driver behind [`conv2d_int8_in_place`] and [`depthwise_conv2d_int8_in_place`]: out of
+/// line and over a `dyn` band kernel, so that one copy serves both.
+#[inline(never)]
+fn window_in_place(
+    w: &WindowShape,
+    buf: &mut [i8],
+    in_at: usize,
+    out_at: usize,
+    dir: ShiftDirection,
+    run: &mut WindowBand,
+) -> Result<(), Error> {
+    let (input_shape, output_shape) = (w.input, w.output);
+    if input_shape[0] != output_shape[0] || input_shape[1] == 0 || input_shape[2] == 0 {
+        return Err(kernel_error("in-place shapes"));
+    }
+    let pointwise =
+        RowGeometry::is_pointwise(input_shape, output_shape, w.filter_hw, w.stride, w.pad);
+    let g = RowGeometry::window(
+        input_shape,
+        output_shape,
+        w.filter_hw,
+        w.stride,
+        w.pad,
+        w.dilation,
+    );
+    if pointwise {
+        let [.., in_c] = input_shape;
+        let [.., out_c] = output_shape;
+        // Pointwise: no padding.
+        let staged =
+            for_each_staged_pixel_band(&g, dir, buf, in_at, out_at, &mut |n, inp, out| {
+                run(0, [1, n, 1, in_c], inp, [1, n, 1, out_c], out)
+            })?;
+        if staged {
+            return Ok(());
+        }
+    }
+    for_each_band(&g, dir, buf, in_at, out_at, &mut |band, inp, out| {
+        let (is, os) = band_shapes(pointwise, input_shape, output_shape, band);
+        run(band.pad as u32, is, inp, os, out)
+    })
+}
+
 /// CONV_2D computed over its own input: `buf[in_at..]` holds the NHWC input, the output goes to
 /// `buf[out_at..]` (below the input for [`ShiftDirection::Down`], above for `Up`, at least
 /// [`min_shift`] bytes away). Each band of output rows is computed by `kernel` (e.g.
@@ -643,34 +704,22 @@ pub fn conv2d_int8_in_place(
     dir: ShiftDirection,
     mut kernel: impl BandKernel<ConvParams>,
 ) -> Result<(), Error> {
-    if input_shape[0] != output_shape[0] || input_shape[1] == 0 || input_shape[2] == 0 {
-        return Err(kernel_error("in-place shapes"));
-    }
-    let hw = [filter_shape[1], filter_shape[2]];
-    let stride = [p.stride_h as usize, p.stride_w as usize];
-    let pad = [p.pad_h as usize, p.pad_w as usize];
-    let dil = [p.dilation_h as usize, p.dilation_w as usize];
-    let pointwise = RowGeometry::is_pointwise(input_shape, output_shape, hw, stride, pad);
-    let g = RowGeometry::window(input_shape, output_shape, hw, stride, pad, dil);
-    if pointwise {
-        let [.., in_c] = input_shape;
-        let [.., out_c] = output_shape;
-        let staged =
-            for_each_staged_pixel_band(&g, dir, buf, in_at, out_at, &mut |n, inp, out| {
-                kernel.run(p, [1, n, 1, in_c], inp, [1, n, 1, out_c], out)
-            })?;
-        if staged {
-            return Ok(());
-        }
-    }
-    for_each_band(&g, dir, buf, in_at, out_at, &mut |band, inp, out| {
-        let band_p = ConvParams {
-            pad_h: band.pad as u32,
-            ..*p
-        };
-        let (is, os) = band_shapes(pointwise, input_shape, output_shape, band);
-        kernel.run(&band_p, is, inp, os, out)
-    })
+    let w = WindowShape {
+        input: input_shape,
+        output: output_shape,
+        filter_hw: [filter_shape[1], filter_shape[2]],
+        stride: [p.stride_h as usize, p.stride_w as usize],
+        pad: [p.pad_h as usize, p.pad_w as usize],
+        dilation: [p.dilation_h as usize, p.dilation_w as usize],
+    };
+    window_in_place(
+        &w,
+        buf,
+        in_at,
+        out_at,
+        dir,
+        &mut |pad_h, is, inp, os, out| kernel.run(&ConvParams { pad_h, ..*p }, is, inp, os, out),
+    )
 }
 
 /// DEPTHWISE_CONV_2D computed over its own input, like [`conv2d_int8_in_place`] (e.g. with
@@ -687,34 +736,24 @@ pub fn depthwise_conv2d_int8_in_place(
     dir: ShiftDirection,
     mut kernel: impl BandKernel<DepthwiseParams>,
 ) -> Result<(), Error> {
-    if input_shape[0] != output_shape[0] || input_shape[1] == 0 || input_shape[2] == 0 {
-        return Err(kernel_error("in-place shapes"));
-    }
-    let hw = [filter_shape[1], filter_shape[2]];
-    let stride = [p.stride_h as usize, p.stride_w as usize];
-    let pad = [p.pad_h as usize, p.pad_w as usize];
-    let dil = [p.dilation_h as usize, p.dilation_w as usize];
-    let pointwise = RowGeometry::is_pointwise(input_shape, output_shape, hw, stride, pad);
-    let g = RowGeometry::window(input_shape, output_shape, hw, stride, pad, dil);
-    if pointwise {
-        let [.., in_c] = input_shape;
-        let [.., out_c] = output_shape;
-        let staged =
-            for_each_staged_pixel_band(&g, dir, buf, in_at, out_at, &mut |n, inp, out| {
-                kernel.run(p, [1, n, 1, in_c], inp, [1, n, 1, out_c], out)
-            })?;
-        if staged {
-            return Ok(());
-        }
-    }
-    for_each_band(&g, dir, buf, in_at, out_at, &mut |band, inp, out| {
-        let band_p = DepthwiseParams {
-            pad_h: band.pad as u32,
-            ..*p
-        };
-        let (is, os) = band_shapes(pointwise, input_shape, output_shape, band);
-        kernel.run(&band_p, is, inp, os, out)
-    })
+    let w = WindowShape {
+        input: input_shape,
+        output: output_shape,
+        filter_hw: [filter_shape[1], filter_shape[2]],
+        stride: [p.stride_h as usize, p.stride_w as usize],
+        pad: [p.pad_h as usize, p.pad_w as usize],
+        dilation: [p.dilation_h as usize, p.dilation_w as usize],
+    };
+    window_in_place(
+        &w,
+        buf,
+        in_at,
+        out_at,
+        dir,
+        &mut |pad_h, is, inp, os, out| {
+            kernel.run(&DepthwiseParams { pad_h, ..*p }, is, inp, os, out)
+        },
+    )
 }
 
 /// An element-wise op between types of different sizes (QUANTIZE float32 → int8, DEQUANTIZE
@@ -1073,6 +1112,7 @@ pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
 }
 
 /// Direction and byte distance of a shift-mode op, from its tensors' offsets.
+#[inline(never)]
 fn shift_of(ctx: &OpCtx) -> Result<(ShiftDirection, u64), Error> {
     let (_, inp) = ctx.required_input(0)?;
     let (ot, out) = ctx.output(0)?;
@@ -1086,6 +1126,7 @@ fn shift_of(ctx: &OpCtx) -> Result<(ShiftDirection, u64), Error> {
 
 /// Row geometry of an op that may run shifted (shapes already validated): CONV_2D and
 /// DEPTHWISE_CONV_2D by output rows, QUANTIZE and DEQUANTIZE element by element.
+#[inline(never)]
 fn shift_geometry(ctx: &OpCtx) -> Result<RowGeometry, Error> {
     if matches!(ctx.kind, OpKind::Quantize | OpKind::Dequantize) {
         let (_, i) = ctx.required_input(0)?;
