@@ -180,14 +180,20 @@ fn pool_int<T: PoolElem>(
         for (c, slot) in out.iter_mut().enumerate() {
             let mut acc: i32 = if average { 0 } else { T::MIN };
             for dy in 0..ys.len {
-                let start = base + dy * row + c;
-                for v in row_iter(input, start, depth, xs.len) {
+                // The window row's `xs.len` elements, `depth` apart (all inside the input for
+                // validated shapes; a missing one ends the row early, never panics).
+                let mut at = base + dy * row + c;
+                for _ in 0..xs.len {
+                    let Some(v) = input.get(at) else {
+                        break;
+                    };
                     let v = v.to_i32();
                     acc = if average {
                         acc.wrapping_add(v)
                     } else {
                         acc.max(v)
                     };
+                    at += depth;
                 }
             }
             if average {
