@@ -306,8 +306,6 @@ impl<'a> OpCtx<'a> {
     }
 
     /// A shape error about tensor `t`.
-    #[cold]
-    #[inline(never)]
     pub fn shape_error(&self, tensor: u32, expected: &'static str) -> Error {
         Error::ShapeMismatch {
             op: self.index,
@@ -317,8 +315,6 @@ impl<'a> OpCtx<'a> {
     }
 
     /// An invalid-parameter error.
-    #[cold]
-    #[inline(never)]
     pub fn param_error(&self, field: &'static str) -> Error {
         Error::InvalidField {
             at: self.at(),
