@@ -30,7 +30,6 @@ pub struct Model<'a> {
 }
 
 /// Borrows `len` bytes at `offset` of `bytes`, or says where it fell outside.
-#[inline(never)]
 pub(crate) fn sub(bytes: &[u8], offset: usize, len: usize, at: Location) -> Result<&[u8], Error> {
     let end = offset.checked_add(len).ok_or(Error::OutOfBounds {
         at,
@@ -47,7 +46,6 @@ pub(crate) fn sub(bytes: &[u8], offset: usize, len: usize, at: Location) -> Resu
 }
 
 /// Casts bytes to a slice of `T`, refusing misaligned or ragged input.
-#[inline(never)]
 pub(crate) fn cast_slice<T: Pod>(bytes: &[u8], at: Location) -> Result<&[T], Error> {
     bytemuck::try_cast_slice(bytes).map_err(|_| Error::Misaligned {
         at,

@@ -375,7 +375,6 @@ impl<'a> OpMem<'a> {
     }
 
     /// Input `k`, which must be present.
-    #[inline(never)]
     pub fn required_input(&self, k: usize) -> Result<&'a [u8], Error> {
         self.input(k)?.ok_or(Error::InvalidField {
             at: Location::Op(self.ctx.index),
