@@ -293,7 +293,6 @@ impl<'a> OpCtx<'a> {
     }
 
     /// Checks that tensor `t` has element type `dtype`.
-    #[inline(never)]
     pub fn expect_dtype(&self, t: (u32, &TensorDesc), dtype: DType) -> Result<(), Error> {
         if t.1.dtype() != Some(dtype) {
             return Err(Error::ShapeMismatch {
