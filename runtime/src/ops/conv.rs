@@ -1243,17 +1243,29 @@ pub(crate) fn bias_input<'a>(ctx: &OpCtx, mem: &OpMem<'a>) -> Result<Option<&'a 
 
 /// Tensor shapes of a convolution, checked against each other and the parameters.
 fn conv_shapes(ctx: &OpCtx, p: &ConvParams) -> Result<[[usize; 4]; 3], Error> {
-    let input = ctx.required_input(0)?;
-    let filter = ctx.required_input(1)?;
-    let output = ctx.output(0)?;
-    ctx.expect_dtype(input, DType::Int8)?;
-    ctx.expect_dtype(filter, DType::Int8)?;
-    ctx.expect_dtype(output, DType::Int8)?;
-    let is = dims4(ctx, input, "a 4-D NHWC input")?;
-    let fs = dims4(ctx, filter, "a 4-D OHWI filter")?;
-    let os = dims4(ctx, output, "a 4-D NHWC output")?;
+    let [is, fs, os] = int8_window_shapes(ctx, "a 4-D OHWI filter")?;
     check_conv(p, is, fs, os).map_err(|f| ctx.param_error(f))?;
     Ok([is, fs, os])
+}
+
+/// The 4-D shapes of the int8 input 0, filter (input 1, `filter` naming its layout in errors)
+/// and output 0 of a window op (CONV_2D, DEPTHWISE_CONV_2D): one out-of-line copy for both.
+#[inline(never)]
+pub(crate) fn int8_window_shapes(
+    ctx: &OpCtx,
+    filter: &'static str,
+) -> Result<[[usize; 4]; 3], Error> {
+    let input = ctx.required_input(0)?;
+    let weights = ctx.required_input(1)?;
+    let output = ctx.output(0)?;
+    ctx.expect_dtype(input, DType::Int8)?;
+    ctx.expect_dtype(weights, DType::Int8)?;
+    ctx.expect_dtype(output, DType::Int8)?;
+    Ok([
+        dims4(ctx, input, "a 4-D NHWC input")?,
+        dims4(ctx, weights, filter)?,
+        dims4(ctx, output, "a 4-D NHWC output")?,
+    ])
 }
 
 /// Checks a CONV_2D op (see the module documentation).

@@ -8,14 +8,13 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::conv::{
-    bias_input, channel_quant, check_axis, check_bias, check_channel_quant, check_quant, dims4,
-    elements4, kernel_error, requantize, segment, valid_taps, window_general, ConvIo,
+    bias_input, channel_quant, check_axis, check_bias, check_channel_quant, check_quant, elements4,
+    int8_window_shapes, kernel_error, requantize, segment, valid_taps, window_general, ConvIo,
     GeneralWindow, PaddedInput, Window, CHUNK, STAGE_BYTES,
 };
 use super::inplace::{min_shift, RowGeometry, ShiftDirection};
 use super::{as_i8, as_i8_mut, OpCtx, OpMem};
 use crate::error::Error;
-use crate::format::DType;
 use crate::simd::{self, Isa};
 
 /// Parameters of a DEPTHWISE_CONV_2D op: everything TFLM computes in `Prepare`.
@@ -418,15 +417,7 @@ pub(crate) fn depthwise_staged(
 
 /// Tensor shapes of a depthwise convolution, checked against each other and the parameters.
 fn depthwise_shapes(ctx: &OpCtx, p: &DepthwiseParams) -> Result<[[usize; 4]; 3], Error> {
-    let input = ctx.required_input(0)?;
-    let filter = ctx.required_input(1)?;
-    let output = ctx.output(0)?;
-    ctx.expect_dtype(input, DType::Int8)?;
-    ctx.expect_dtype(filter, DType::Int8)?;
-    ctx.expect_dtype(output, DType::Int8)?;
-    let is = dims4(ctx, input, "a 4-D NHWC input")?;
-    let fs = dims4(ctx, filter, "a 4-D 1×H×W×(C·M) filter")?;
-    let os = dims4(ctx, output, "a 4-D NHWC output")?;
+    let [is, fs, os] = int8_window_shapes(ctx, "a 4-D 1×H×W×(C·M) filter")?;
     check_depthwise(p, is, fs, os).map_err(|f| ctx.param_error(f))?;
     Ok([is, fs, os])
 }
@@ -520,6 +511,7 @@ mod tests {
     use super::super::conv::tests::{bytes_i8, cases, naive_mbqm, sampled, Harness, Rng};
     use super::super::OpKind;
     use super::*;
+    use crate::format::DType;
 
     fn params(stride: u32, dil: u32, pad: u32, m: u32, channels: usize) -> DepthwiseParams {
         DepthwiseParams {
