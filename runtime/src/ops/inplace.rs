@@ -451,6 +451,12 @@ fn checked_layout(
     }
 }
 
+/// The band kernel of [`for_each_band`]: `(band, input rows, output rows)`.
+type BandFn<'k, T> = dyn FnMut(&Band, &[T], &mut [T]) -> Result<(), Error> + 'k;
+
+/// The band kernel of [`for_each_staged_pixel_band`]: `(pixels, staged input, output)`.
+type PixelBandFn<'k> = dyn FnMut(usize, &[i8], &mut [i8]) -> Result<(), Error> + 'k;
+
 /// Runs `run_band` over the bands of an in-place window op of geometry `g` whose input starts at
 /// byte `in_at` and output at byte `out_at` of `buf`, after checking the distance suffices.
 ///
@@ -463,7 +469,7 @@ fn for_each_band<T>(
     buf: &mut [T],
     in_at: usize,
     out_at: usize,
-    run_band: &mut dyn FnMut(&Band, &[T], &mut [T]) -> Result<(), Error>,
+    run_band: &mut BandFn<T>,
 ) -> Result<(), Error> {
     let shift = checked_layout(g, dir, buf.len(), in_at, out_at)?;
     if g.out_row_bytes == 0 {
@@ -509,7 +515,7 @@ fn for_each_staged_pixel_band(
     buf: &mut [i8],
     in_at: usize,
     out_at: usize,
-    run_band: &mut dyn FnMut(usize, &[i8], &mut [i8]) -> Result<(), Error>,
+    run_band: &mut PixelBandFn,
 ) -> Result<bool, Error> {
     // The same contract as `for_each_band`.
     checked_layout(g, dir, buf.len(), in_at, out_at)?;
