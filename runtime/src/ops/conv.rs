@@ -562,11 +562,9 @@ impl<'a> PackedFilter<'a> {
                     .checked_mul(2)
                     .ok_or(ctx.param_error("folded bias size"))?;
                 let biases = ctx.const_array::<i32>(folded_bias_offset, count)?;
-                // `biases` holds `2·n` entries; `split_at_checked` says so without a panic path
-                // (`const_array` is out of line).
-                let (bias_signed, bias_unsigned) = biases
-                    .split_at_checked(n)
-                    .ok_or(ctx.param_error("folded bias size"))?;
+                // `biases` holds `2·n` entries, so this splits at `n`; the `min` says so without
+                // a panic path (`const_array` is out of line).
+                let (bias_signed, bias_unsigned) = biases.split_at(n.min(biases.len()));
                 Ok(Some(PackedFilter {
                     weights,
                     bias_signed,
