@@ -223,6 +223,7 @@ impl TensorDesc {
         &self.shape[..r]
     }
     /// Number of elements (1 for a scalar), saturating on overflow.
+    #[inline(never)]
     pub fn elements(&self) -> u64 {
         self.dims()
             .iter()
@@ -323,6 +324,7 @@ impl OpFlags {
     const CHAIN: u32 = 1 << 18;
 
     /// Decodes the on-disk word, or `None` if it sets an unknown bit or mode.
+    #[inline(never)]
     pub const fn from_u32(v: u32) -> Option<OpFlags> {
         let known = Self::MODE_MASK
             | (0xFF << Self::ALIAS_SHIFT)

@@ -130,6 +130,7 @@ pub(crate) fn check_quant(
 }
 
 /// Checks per-channel multipliers (≥ 0) and shifts (in `[-31, 30]`, TFLite's `QuantizeMultiplier` range).
+#[inline(never)]
 pub(crate) fn check_channel_quant(multipliers: &[i32], shifts: &[i32]) -> Result<(), &'static str> {
     if multipliers.len() != shifts.len() {
         return Err("multiplier/shift count");
@@ -153,14 +154,27 @@ pub(crate) fn valid_taps(
     in_size: usize,
     filter: usize,
 ) -> Range<usize> {
-    let d = (dilation as i64).max(1);
-    let origin = origin as i64;
-    if d == 1 {
+    if dilation <= 1 {
         // No division (a 64-bit division is a library call on 32-bit cores, and this runs for
         // every output pixel of the Cortex-M kernels).
+        let origin = origin as i64;
         let hi = (in_size as i64 - origin).max(0).min(filter as i64);
         return ((-origin).max(0).min(hi) as usize)..(hi as usize);
     }
+    valid_taps_dilated(origin, dilation, in_size, filter)
+}
+
+/// [`valid_taps`] for a dilation above 1: out of line, as the divisions it needs take room in
+/// every kernel that inlines `valid_taps` and dilated windows are rare.
+#[inline(never)]
+fn valid_taps_dilated(
+    origin: isize,
+    dilation: usize,
+    in_size: usize,
+    filter: usize,
+) -> Range<usize> {
+    let d = (dilation as i64).max(1);
+    let origin = origin as i64;
     // First tap with origin + f·d ≥ 0.
     let lo = if origin >= 0 {
         0
@@ -241,6 +255,7 @@ pub(crate) fn elements4(s: [usize; 4]) -> Option<usize> {
 }
 
 /// The 4 dimensions of tensor `t`, or a shape error naming `what`.
+#[inline(never)]
 pub(crate) fn dims4(
     ctx: &OpCtx,
     t: (u32, &TensorDesc),
@@ -332,7 +347,27 @@ pub fn conv2d_int8(
     let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
     let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
     // Contiguous row segments: one input channel group spanning whole pixels, unit dilation.
-    let contiguous_rows = groups == 1 && dil_w == 1;
+    // Builds with the DSP-extension kernels (`arm-dsp`) run this kernel only for the rare shapes
+    // those do not take: they keep the shared general loop alone, which is smaller. Both give
+    // the same (wrapping, so order-independent) sums.
+    let contiguous_rows = !cfg!(feature = "arm-dsp") && groups == 1 && dil_w == 1;
+    if !contiguous_rows {
+        let g = GeneralWindow {
+            input_shape,
+            output_shape,
+            filter_hw: [f_h, f_w],
+            f_ic,
+            per_group,
+            w_oc: f_h * f_w * f_ic,
+            w_tap: f_ic,
+            stride: [stride_h, stride_w],
+            pad: [p.pad_h as usize, p.pad_w as usize],
+            dilation: [dil_h, dil_w],
+            quant: [p.input_offset, p.output_offset, p.act_min, p.act_max],
+        };
+        window_general(&g, input, filter, bias, multipliers, shifts, output);
+        return Ok(());
+    }
     let mut out_pixels = output.chunks_exact_mut(out_c.max(1));
     for b in 0..batches {
         let in_batch = b * in_h * in_w * in_c;
@@ -349,42 +384,29 @@ pub fn conv2d_int8(
                 for (block, outs) in out_px.chunks_mut(4).enumerate() {
                     let oc0 = block * 4;
                     let mut acc = [0i32; 4];
-                    if contiguous_rows && outs.len() == 4 {
-                        // Four output channels share each input row segment (none when no
-                        // column is inside the input: then ix0 could lie past the row).
-                        let rows = if cols.is_empty() { 0..0 } else { rows.clone() };
-                        for fy in rows {
-                            // valid_taps: 0 ≤ iy < in_h, cols lie in 0..f_w with ix in 0..in_w;
-                            // in_c == f_ic and oc0 + 3 < out_c, so every slice is in bounds.
-                            let iy = (y0 + (fy * dil_h) as isize) as usize;
-                            let ix0 = (x0 + cols.start as isize) as usize;
-                            let n = cols.len() * in_c;
-                            let x = segment(input, in_batch + (iy * in_w + ix0) * in_c, n);
-                            let w = |k: usize| {
-                                let at = ((oc0 + k) * f_h + fy) * f_w * f_ic + cols.start * f_ic;
-                                segment(filter, at, n)
-                            };
+                    // Up to four output channels share each input row segment (none when no
+                    // column is inside the input: then ix0 could lie past the row).
+                    let rows = if cols.is_empty() { 0..0 } else { rows.clone() };
+                    for fy in rows {
+                        // valid_taps: 0 ≤ iy < in_h, cols lie in 0..f_w with ix in 0..in_w;
+                        // in_c == f_ic and oc0 + outs.len() ≤ out_c, so every slice is in
+                        // bounds.
+                        let iy = (y0 + (fy * dil_h) as isize) as usize;
+                        let ix0 = (x0 + cols.start as isize) as usize;
+                        let n = cols.len() * in_c;
+                        let x = segment(input, in_batch + (iy * in_w + ix0) * in_c, n);
+                        let w = |k: usize| {
+                            let at = ((oc0 + k) * f_h + fy) * f_w * f_ic + cols.start * f_ic;
+                            segment(filter, at, n)
+                        };
+                        if outs.len() == 4 {
                             let d = dot4_offset(x, [w(0), w(1), w(2), w(3)], p.input_offset);
                             for (a, d) in acc.iter_mut().zip(d) {
                                 *a = a.wrapping_add(d);
                             }
-                        }
-                    } else {
-                        for (k, a) in acc.iter_mut().enumerate().take(outs.len()) {
-                            let oc = oc0 + k;
-                            let group = oc / per_group;
-                            for fy in rows.clone() {
-                                // valid_taps: 0 ≤ iy < in_h.
-                                let iy = (y0 + (fy * dil_h) as isize) as usize;
-                                let row = in_batch + iy * in_w * in_c;
-                                let w_row = (oc * f_h + fy) * f_w * f_ic;
-                                for fx in cols.clone() {
-                                    // valid_taps: 0 ≤ ix < in_w; group·f_ic + f_ic ≤ in_c.
-                                    let ix = (x0 + (fx * dil_w) as isize) as usize;
-                                    let x = segment(input, row + ix * in_c + group * f_ic, f_ic);
-                                    let w = segment(filter, w_row + fx * f_ic, f_ic);
-                                    *a = a.wrapping_add(dot_offset(x, w, p.input_offset));
-                                }
+                        } else {
+                            for (k, a) in acc.iter_mut().enumerate().take(outs.len()) {
+                                *a = a.wrapping_add(dot_offset(x, w(k), p.input_offset));
                             }
                         }
                     }
@@ -402,6 +424,97 @@ pub fn conv2d_int8(
         }
     }
     Ok(())
+}
+
+/// The geometry and output stage of [`window_general`]: a convolution whose output channel `oc`
+/// reads input channels `g·f_ic .. (g + 1)·f_ic` of group `g = oc / per_group`, with the weight
+/// of tap `(fy, fx)` and input channel `i` at `oc·w_oc + (fy·f_w + fx)·w_tap + i` — CONV_2D
+/// (OHWI, any groups) and DEPTHWISE_CONV_2D (`1×H×W×(C·M)`: `f_ic` 1, `per_group` M, `w_oc` 1,
+/// `w_tap` C·M) alike.
+pub(crate) struct GeneralWindow {
+    /// NHWC input shape.
+    pub(crate) input_shape: [usize; 4],
+    /// NHWC output shape.
+    pub(crate) output_shape: [usize; 4],
+    /// Filter height and width.
+    pub(crate) filter_hw: [usize; 2],
+    /// Input channels each output channel reads.
+    pub(crate) f_ic: usize,
+    /// Output channels per input channel group (≥ 1).
+    pub(crate) per_group: usize,
+    /// Weight stride between output channels.
+    pub(crate) w_oc: usize,
+    /// Weight stride between filter taps.
+    pub(crate) w_tap: usize,
+    /// Vertical and horizontal stride.
+    pub(crate) stride: [usize; 2],
+    /// Top and left padding.
+    pub(crate) pad: [usize; 2],
+    /// Vertical and horizontal dilation.
+    pub(crate) dilation: [usize; 2],
+    /// Input offset, output offset, activation minimum and maximum.
+    pub(crate) quant: [i32; 4],
+}
+
+/// The general loop of the reference window kernels (one output channel at a time, any groups,
+/// dilation and weight layout; see [`GeneralWindow`]), shared by CONV_2D and DEPTHWISE_CONV_2D
+/// and kept out of line so that one copy serves both. The caller has checked shapes, lengths and
+/// parameters (as [`conv2d_int8`] does); with inconsistent ones it computes garbage, never panics.
+#[inline(never)]
+pub(crate) fn window_general(
+    g: &GeneralWindow,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    multipliers: &[i32],
+    shifts: &[i32],
+    output: &mut [i8],
+) {
+    let [batches, in_h, in_w, in_c] = g.input_shape;
+    let [_, out_h, out_w, out_c] = g.output_shape;
+    let [f_h, f_w] = g.filter_hw;
+    let [input_offset, output_offset, act_min, act_max] = g.quant;
+    let per_group = g.per_group.max(1);
+    let mut out_pixels = output.chunks_exact_mut(out_c.max(1));
+    for b in 0..batches {
+        let in_batch = b * in_h * in_w * in_c;
+        for oy in 0..out_h {
+            // check_axis: oy·stride ≤ i32::MAX and pad ≤ i32::MAX, so this cannot overflow.
+            let y0 = (oy * g.stride[0]) as isize - g.pad[0] as isize;
+            let rows = valid_taps(y0, g.dilation[0], in_h, f_h);
+            for ox in 0..out_w {
+                let x0 = (ox * g.stride[1]) as isize - g.pad[1] as isize;
+                let cols = valid_taps(x0, g.dilation[1], in_w, f_w);
+                let Some(out_px) = out_pixels.next() else {
+                    return;
+                };
+                for (oc, o) in out_px.iter_mut().enumerate() {
+                    let group = oc / per_group;
+                    let mut acc = 0i32;
+                    for fy in rows.clone() {
+                        // valid_taps: 0 ≤ iy < in_h.
+                        let iy = (y0 + (fy * g.dilation[0]) as isize) as usize;
+                        let row = in_batch + iy * in_w * in_c + group * g.f_ic;
+                        for fx in cols.clone() {
+                            // valid_taps: 0 ≤ ix < in_w; group·f_ic + f_ic ≤ in_c; the weight
+                            // index lies inside the filter (checked shapes).
+                            let ix = (x0 + (fx * g.dilation[1]) as isize) as usize;
+                            let x = segment(input, row + ix * in_c, g.f_ic);
+                            let w =
+                                segment(filter, oc * g.w_oc + (fy * f_w + fx) * g.w_tap, g.f_ic);
+                            acc = acc.wrapping_add(dot_offset(x, w, input_offset));
+                        }
+                    }
+                    // bias, multipliers and shifts hold out_c entries (checked by the caller).
+                    let acc = acc.wrapping_add(bias.and_then(|b| b.get(oc)).map_or(0, |&b| b));
+                    let (Some(&m), Some(&sh)) = (multipliers.get(oc), shifts.get(oc)) else {
+                        continue;
+                    };
+                    *o = requantize(acc, m, sh, output_offset, act_min, act_max);
+                }
+            }
+        }
+    }
 }
 
 /// Bytes of the largest stack buffer the SIMD paths stage activations in: a band of padded input
@@ -449,7 +562,9 @@ impl<'a> PackedFilter<'a> {
                     .checked_mul(2)
                     .ok_or(ctx.param_error("folded bias size"))?;
                 let biases = ctx.const_array::<i32>(folded_bias_offset, count)?;
-                let (bias_signed, bias_unsigned) = biases.split_at(n);
+                // `biases` holds `2·n` entries, so this splits at `n`; the `min` says so without
+                // a panic path (`const_array` is out of line).
+                let (bias_signed, bias_unsigned) = biases.split_at(n.min(biases.len()));
                 Ok(Some(PackedFilter {
                     weights,
                     bias_signed,
@@ -1130,17 +1245,29 @@ pub(crate) fn bias_input<'a>(ctx: &OpCtx, mem: &OpMem<'a>) -> Result<Option<&'a 
 
 /// Tensor shapes of a convolution, checked against each other and the parameters.
 fn conv_shapes(ctx: &OpCtx, p: &ConvParams) -> Result<[[usize; 4]; 3], Error> {
-    let input = ctx.required_input(0)?;
-    let filter = ctx.required_input(1)?;
-    let output = ctx.output(0)?;
-    ctx.expect_dtype(input, DType::Int8)?;
-    ctx.expect_dtype(filter, DType::Int8)?;
-    ctx.expect_dtype(output, DType::Int8)?;
-    let is = dims4(ctx, input, "a 4-D NHWC input")?;
-    let fs = dims4(ctx, filter, "a 4-D OHWI filter")?;
-    let os = dims4(ctx, output, "a 4-D NHWC output")?;
+    let [is, fs, os] = int8_window_shapes(ctx, "a 4-D OHWI filter")?;
     check_conv(p, is, fs, os).map_err(|f| ctx.param_error(f))?;
     Ok([is, fs, os])
+}
+
+/// The 4-D shapes of the int8 input 0, filter (input 1, `filter` naming its layout in errors)
+/// and output 0 of a window op (CONV_2D, DEPTHWISE_CONV_2D): one out-of-line copy for both.
+#[inline(never)]
+pub(crate) fn int8_window_shapes(
+    ctx: &OpCtx,
+    filter: &'static str,
+) -> Result<[[usize; 4]; 3], Error> {
+    let input = ctx.required_input(0)?;
+    let weights = ctx.required_input(1)?;
+    let output = ctx.output(0)?;
+    ctx.expect_dtype(input, DType::Int8)?;
+    ctx.expect_dtype(weights, DType::Int8)?;
+    ctx.expect_dtype(output, DType::Int8)?;
+    Ok([
+        dims4(ctx, input, "a 4-D NHWC input")?,
+        dims4(ctx, weights, filter)?,
+        dims4(ctx, output, "a 4-D NHWC output")?,
+    ])
 }
 
 /// Checks a CONV_2D op (see the module documentation).

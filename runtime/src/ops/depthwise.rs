@@ -8,14 +8,13 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::conv::{
-    bias_input, channel_quant, check_axis, check_bias, check_channel_quant, check_quant, dims4,
-    elements4, kernel_error, requantize, segment, valid_taps, ConvIo, PaddedInput, Window, CHUNK,
-    STAGE_BYTES,
+    bias_input, channel_quant, check_axis, check_bias, check_channel_quant, check_quant, elements4,
+    int8_window_shapes, kernel_error, requantize, segment, valid_taps, window_general, ConvIo,
+    GeneralWindow, PaddedInput, Window, CHUNK, STAGE_BYTES,
 };
 use super::inplace::{min_shift, RowGeometry, ShiftDirection};
 use super::{as_i8, as_i8_mut, OpCtx, OpMem};
 use crate::error::Error;
-use crate::format::DType;
 use crate::simd::{self, Isa};
 
 /// Parameters of a DEPTHWISE_CONV_2D op: everything TFLM computes in `Prepare`.
@@ -120,6 +119,26 @@ pub fn depthwise_conv2d_int8(
     let m = (p.depth_multiplier as usize).max(1);
     let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
     let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
+    // A depth multiplier, and every shape on builds with the DSP-extension kernels (`arm-dsp`,
+    // which run this kernel only for shapes those do not take), go to the general loop shared
+    // with CONV_2D (smaller; the same products).
+    if m != 1 || cfg!(feature = "arm-dsp") {
+        let g = GeneralWindow {
+            input_shape,
+            output_shape,
+            filter_hw: [f_h, f_w],
+            f_ic: 1,
+            per_group: m,
+            w_oc: 1,
+            w_tap: out_c,
+            stride: [stride_h, stride_w],
+            pad: [p.pad_h as usize, p.pad_w as usize],
+            dilation: [dil_h, dil_w],
+            quant: [p.input_offset, p.output_offset, p.act_min, p.act_max],
+        };
+        window_general(&g, input, filter, bias, multipliers, shifts, output);
+        return Ok(());
+    }
     // check_depthwise: input_offset ∈ [-127, 128], so x + off fits in i16.
     let off = p.input_offset as i16;
     let mut acc_buf = [0i32; CHUNK];
@@ -152,22 +171,12 @@ pub fn depthwise_conv2d_int8(
                             let px = segment(input, in_batch + (iy * in_w + ix) * in_c, in_c);
                             // fy < f_h, fx < f_w and c0 + acc.len() ≤ out_c: inside the filter.
                             let w = segment(filter, (fy * f_w + fx) * out_c + c0, acc.len());
-                            if m == 1 {
-                                // in_c == out_c: channel c reads input channel c.
-                                let x = segment(px, c0, acc.len());
-                                for ((a, &w), &x) in acc.iter_mut().zip(w).zip(x) {
-                                    *a = a.wrapping_add(
-                                        i32::from(w) * i32::from(i16::from(x).wrapping_add(off)),
-                                    );
-                                }
-                            } else {
-                                for (j, (a, &w)) in acc.iter_mut().zip(w).enumerate() {
-                                    // (c0 + j) / m < out_c / m == in_c: always found.
-                                    let x = i16::from(px.get((c0 + j) / m).map_or(0, |&x| x));
-                                    *a = a.wrapping_add(
-                                        i32::from(w) * i32::from(x.wrapping_add(off)),
-                                    );
-                                }
+                            // m == 1, in_c == out_c: channel c reads input channel c.
+                            let x = segment(px, c0, acc.len());
+                            for ((a, &w), &x) in acc.iter_mut().zip(w).zip(x) {
+                                *a = a.wrapping_add(
+                                    i32::from(w) * i32::from(i16::from(x).wrapping_add(off)),
+                                );
                             }
                         }
                     }
@@ -408,15 +417,7 @@ pub(crate) fn depthwise_staged(
 
 /// Tensor shapes of a depthwise convolution, checked against each other and the parameters.
 fn depthwise_shapes(ctx: &OpCtx, p: &DepthwiseParams) -> Result<[[usize; 4]; 3], Error> {
-    let input = ctx.required_input(0)?;
-    let filter = ctx.required_input(1)?;
-    let output = ctx.output(0)?;
-    ctx.expect_dtype(input, DType::Int8)?;
-    ctx.expect_dtype(filter, DType::Int8)?;
-    ctx.expect_dtype(output, DType::Int8)?;
-    let is = dims4(ctx, input, "a 4-D NHWC input")?;
-    let fs = dims4(ctx, filter, "a 4-D 1×H×W×(C·M) filter")?;
-    let os = dims4(ctx, output, "a 4-D NHWC output")?;
+    let [is, fs, os] = int8_window_shapes(ctx, "a 4-D 1×H×W×(C·M) filter")?;
     check_depthwise(p, is, fs, os).map_err(|f| ctx.param_error(f))?;
     Ok([is, fs, os])
 }
@@ -510,6 +511,7 @@ mod tests {
     use super::super::conv::tests::{bytes_i8, cases, naive_mbqm, sampled, Harness, Rng};
     use super::super::OpKind;
     use super::*;
+    use crate::format::DType;
 
     fn params(stride: u32, dil: u32, pad: u32, m: u32, channels: usize) -> DepthwiseParams {
         DepthwiseParams {

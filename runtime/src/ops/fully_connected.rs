@@ -98,7 +98,9 @@ pub fn fully_connected_int8(
         let x = segment(input, b * in_features, in_features);
         for (c, o) in out_row.iter_mut().enumerate() {
             let w = segment(weights, c * in_features, in_features);
-            let mut acc = if p.filter_offset == 0 {
+            // Builds with the DSP-extension kernels (`arm-dsp`), which run this kernel only for
+            // shapes those do not take, keep the general loop alone (smaller; the same sums).
+            let mut acc = if p.filter_offset == 0 && !cfg!(feature = "arm-dsp") {
                 dot_offset(x, w, p.input_offset)
             } else {
                 x.iter().zip(w).fold(0i32, |acc, (&x, &w)| {

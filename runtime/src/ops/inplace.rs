@@ -44,6 +44,7 @@ use crate::format::{DType, InPlace, OpFlags, Storage, MAX_RANK};
 use crate::simd::Isa;
 
 /// Decodes the op's flags, refusing unknown bits.
+#[inline(never)]
 pub(crate) fn flags(ctx: &OpCtx) -> Result<OpFlags, Error> {
     OpFlags::from_u32(ctx.desc.flags).ok_or(ctx.param_error("flags"))
 }
@@ -79,6 +80,7 @@ fn arena_range(ctx: &OpCtx, t: &crate::format::TensorDesc) -> Result<Range<usize
 
 /// The arena bytes op `ctx` writes: its output, or for the shift modes the span from the lower
 /// to the upper end of its output and input 0 (the kernel gets that span as one `&mut [u8]`).
+#[inline(never)]
 pub(crate) fn region(ctx: &OpCtx) -> Result<Range<usize>, Error> {
     let (_, out) = ctx.output(0)?;
     let out = arena_range(ctx, out)?;
@@ -181,47 +183,71 @@ impl RowGeometry {
 
     /// First input row output row `oy` may read (a lower bound, clamped to the input).
     pub fn first_row_of(&self, oy: usize) -> usize {
-        self.first_row(oy as i128) as usize
+        (oy as i128 * self.stride as i128 - self.pad as i128).clamp(0, self.in_rows as i128)
+            as usize
     }
 
     /// One past the last input row output row `oy` may read (an upper bound, clamped).
     pub fn end_row_of(&self, oy: usize) -> usize {
-        self.end_row(oy as i128) as usize
+        let reach = self.filter.saturating_sub(1) as i128 * self.dilation as i128;
+        (oy as i128 * self.stride as i128 - self.pad as i128 + reach + 1)
+            .clamp(0, self.in_rows as i128) as usize
     }
 
-    /// `clamp(row·stride − c, 0, in_rows)`.
-    fn clamped(&self, row: i128, c: i128) -> i128 {
-        (row * self.stride as i128 - c).clamp(0, self.in_rows as i128)
+    /// `clamp(row·stride − c, 0, in_rows)` in `i64`: exact for a [`RowGeometry::bounded`]
+    /// geometry and `row` in `0..=out_rows` (every figure is then below 2³⁴).
+    #[inline(never)]
+    fn clamped(&self, row: i64, c: i64) -> i64 {
+        (row * self.stride as i64 - c).clamp(0, self.in_rows as i64)
     }
 
-    /// First input row output row `oy` may read (a lower bound, clamped to the input).
-    fn first_row(&self, oy: i128) -> i128 {
-        self.clamped(oy, self.pad as i128)
+    /// [`RowGeometry::first_row_of`] for a bounded geometry (see `clamped`).
+    fn first_row(&self, oy: i64) -> i64 {
+        self.clamped(oy, self.pad as i64)
     }
 
-    /// One past the last input row output row `oy` may read (an upper bound, clamped).
-    fn end_row(&self, oy: i128) -> i128 {
+    /// [`RowGeometry::end_row_of`] for a bounded geometry (see `clamped`).
+    fn end_row(&self, oy: i64) -> i64 {
         self.clamped(oy, self.end_offset())
     }
 
-    /// `c` in `end_row(oy) = clamp(oy·stride − c, 0, in_rows)`.
-    fn end_offset(&self) -> i128 {
-        self.pad as i128 - (self.filter.saturating_sub(1) as i128) * self.dilation as i128 - 1
+    /// `c` in `end_row(oy) = clamp(oy·stride − c, 0, in_rows)` (bounded geometry).
+    fn end_offset(&self) -> i64 {
+        self.pad as i64 - self.filter.saturating_sub(1) as i64 * self.dilation as i64 - 1
     }
 
     /// The output rows where `clamp(oy·stride − c, 0, in_rows)` changes slope, and their
     /// neighbours, plus the first and last row: the maximum of a function that is linear in
-    /// `oy` between kinks is attained at one of these.
-    fn kinks(&self, c: i128) -> [i128; 6] {
-        let s = self.stride.max(1) as i128;
-        let ceil = |n: i128| if n <= 0 { 0 } else { (n + s - 1) / s };
+    /// `oy` between kinks is attained at one of these. Needs [`RowGeometry::bounded`].
+    fn kinks(&self, c: i64) -> [i64; 6] {
+        let s = self.stride.max(1) as i64;
+        let ceil = |n: i64| if n <= 0 { 0 } else { (n + s - 1) / s };
         let a = ceil(c);
-        let b = ceil(c + self.in_rows as i128);
-        [0, self.out_rows as i128 - 1, a - 1, a, b - 1, b]
+        let b = ceil(c + self.in_rows as i64);
+        [0, self.out_rows as i64 - 1, a - 1, a, b - 1, b]
     }
 
-    fn rows_valid(&self) -> bool {
-        self.stride >= 1 && self.dilation >= 1 && self.out_rows > 0 && self.batches > 0
+    /// Whether the geometry is usable (stride, dilation ≥ 1, some output) and small enough for
+    /// [`min_shift`]'s `i64` arithmetic to be exact: both spans (`batches · rows · row bytes`),
+    /// `out_rows · stride`, the padding and the filter's reach (`(filter − 1) · dilation`) are at
+    /// most `u32::MAX` — as for every op of a model, whose tensors and arena offsets are `u32`
+    /// and whose window reach is bounded by validation.
+    fn bounded(&self) -> bool {
+        let small = |v: Option<u64>| v.is_some_and(|v| v <= u64::from(u32::MAX));
+        let mul = |a: usize, b: usize| (a as u64).checked_mul(b as u64);
+        let span = |rows: usize, bytes: usize| {
+            small(mul(self.batches, rows))
+                && small(mul(self.batches, rows).and_then(|n| n.checked_mul(bytes as u64)))
+        };
+        self.stride >= 1
+            && self.dilation >= 1
+            && self.out_rows > 0
+            && self.batches > 0
+            && span(self.in_rows, self.in_row_bytes)
+            && span(self.out_rows, self.out_row_bytes)
+            && small(mul(self.out_rows, self.stride))
+            && small(Some(self.pad as u64))
+            && small(mul(self.filter.saturating_sub(1), self.dilation))
     }
 }
 
@@ -237,30 +263,37 @@ pub enum ShiftDirection {
 /// The smallest distance, in bytes, between the start of the input and the start of the output
 /// (input start − output start for [`ShiftDirection::Down`], output start − input start for
 /// [`ShiftDirection::Up`]) at which an op of geometry `g` can run in place, one band of at least
-/// one row at a time. `None` if the geometry is degenerate or the figure exceeds `u32`.
+/// one row at a time. `None` if the geometry is degenerate, larger than `u32` figures (see
+/// `RowGeometry::bounded`) or the result exceeds `u32`.
 pub fn min_shift(g: &RowGeometry, dir: ShiftDirection) -> Option<u64> {
-    if !g.rows_valid() {
+    // Every figure below is exact in i64 (at most a few times `u32::MAX`, see `bounded`).
+    if !g.bounded() {
         return None;
     }
-    let irb = g.in_row_bytes as i128;
-    let orb = g.out_row_bytes as i128;
-    let (ih, oh) = (g.in_rows as i128, g.out_rows as i128);
+    let irb = g.in_row_bytes as i64;
+    let orb = g.out_row_bytes as i64;
+    let (ih, oh) = (g.in_rows as i64, g.out_rows as i64);
+    let down = dir == ShiftDirection::Down;
     // Per-batch term (linear in the batch index: its maximum is at the first or last batch).
-    let batch = |b: i128| match dir {
-        ShiftDirection::Down => b * (oh * orb - ih * irb),
-        ShiftDirection::Up => b * (ih * irb - oh * orb),
+    let per_batch = if down {
+        oh * orb - ih * irb
+    } else {
+        ih * irb - oh * orb
     };
-    let batch_max = batch(0).max(batch(g.batches as i128 - 1));
+    let batch_max = (per_batch * (g.batches as i64 - 1)).max(0);
     // Per-row term, piecewise linear in the row: its maximum is at a kink.
-    let (row, c): (&dyn Fn(i128) -> i128, i128) = match dir {
-        ShiftDirection::Down => (&|oy| (oy + 1) * orb - g.first_row(oy) * irb, g.pad as i128),
-        ShiftDirection::Up => (&|oy| g.end_row(oy) * irb - oy * orb, g.end_offset()),
-    };
+    let c = if down { g.pad as i64 } else { g.end_offset() };
     let row_max = g
         .kinks(c)
         .iter()
         .filter(|&&oy| (0..oh).contains(&oy))
-        .map(|&oy| row(oy))
+        .map(|&oy| {
+            if down {
+                (oy + 1) * orb - g.first_row(oy) * irb
+            } else {
+                g.end_row(oy) * irb - oy * orb
+            }
+        })
         .max()?;
     let need = (batch_max + row_max).max(0);
     u32::try_from(need).ok().map(u64::from)
@@ -272,7 +305,7 @@ pub fn min_shift(g: &RowGeometry, dir: ShiftDirection) -> Option<u64> {
 struct Bands<'g> {
     g: &'g RowGeometry,
     dir: ShiftDirection,
-    shift: i128,
+    shift: i64,
     batch: usize,
     /// Down: next first row. Up: next end row.
     next: usize,
@@ -287,7 +320,7 @@ impl<'g> Bands<'g> {
         Bands {
             g,
             dir,
-            shift: shift as i128,
+            shift: i64::try_from(shift).unwrap_or(i64::MAX),
             batch,
             next,
         }
@@ -302,17 +335,16 @@ impl Iterator for Bands<'_> {
         if g.batches == 0 || g.out_rows == 0 || self.batch >= g.batches {
             return None;
         }
-        // In i64 (divisions in i128 are slow): every figure here is at most the buffer's length,
-        // which `for_each_band` checked.
+        // Every figure here is at most the buffer's length, which `for_each_band` checked.
         let (irb, orb) = (g.in_row_bytes as i64, g.out_row_bytes.max(1) as i64);
         let (b, ih, oh) = (self.batch as i64, g.in_rows as i64, g.out_rows as i64);
-        let shift = self.shift as i64;
+        let shift = self.shift;
         match self.dir {
             ShiftDirection::Down => {
                 let oy0 = self.next;
                 // Largest end row whose output still lies below the first input row read:
                 // (b·oh + oy1)·orb ≤ shift + (b·ih + first_row(oy0))·irb.
-                let room = shift + (b * ih + g.first_row(oy0 as i128) as i64) * irb;
+                let room = shift + (b * ih + g.first_row(oy0 as i64)) * irb;
                 // `max`/`min` rather than `clamp`, which panics on inverted bounds (never here:
                 // oy0 < oh).
                 let oy1 = (room / orb - b * oh).max(oy0 as i64 + 1).min(oh) as usize;
@@ -328,7 +360,7 @@ impl Iterator for Bands<'_> {
                 let oy1 = self.next;
                 // Smallest first row whose output lies above the last input row read:
                 // shift + (b·oh + oy0)·orb ≥ (b·ih + end_row(oy1 − 1))·irb.
-                let need = (b * ih + g.end_row(oy1 as i128 - 1) as i64) * irb - shift;
+                let need = (b * ih + g.end_row(oy1 as i64 - 1)) * irb - shift;
                 // As above: oy1 >= 1, and `min`/`max` carry no panic path.
                 let oy0 = ((need + orb - 1).div_euclid(orb) - b * oh)
                     .min(oy1 as i64 - 1)
@@ -419,23 +451,33 @@ fn checked_layout(
     }
 }
 
+/// The band kernel of [`for_each_band`]: `(band, input rows, output rows)`.
+type BandFn<'k, T> = dyn FnMut(&Band, &[T], &mut [T]) -> Result<(), Error> + 'k;
+
+/// The band kernel of [`for_each_staged_pixel_band`]: `(pixels, staged input, output)`.
+type PixelBandFn<'k> = dyn FnMut(usize, &[i8], &mut [i8]) -> Result<(), Error> + 'k;
+
 /// Runs `run_band` over the bands of an in-place window op of geometry `g` whose input starts at
 /// byte `in_at` and output at byte `out_at` of `buf`, after checking the distance suffices.
+///
+/// Out of line, over a `dyn` band kernel: one copy serves every op kind (a band runs a whole
+/// kernel call, so the indirect call costs nothing measurable).
+#[inline(never)]
 fn for_each_band<T>(
     g: &RowGeometry,
     dir: ShiftDirection,
     buf: &mut [T],
     in_at: usize,
     out_at: usize,
-    mut run_band: impl FnMut(&Band, &[T], &mut [T]) -> Result<(), Error>,
+    run_band: &mut BandFn<T>,
 ) -> Result<(), Error> {
     let shift = checked_layout(g, dir, buf.len(), in_at, out_at)?;
     if g.out_row_bytes == 0 {
         return Ok(());
     }
     for (b, oy0, oy1) in Bands::new(g, dir, shift as u64) {
-        let first = g.first_row(oy0 as i128) as usize;
-        let end = (g.end_row(oy1 as i128 - 1) as usize).max(first);
+        let first = g.first_row(oy0 as i64) as usize;
+        let end = (g.end_row(oy1 as i64 - 1) as usize).max(first);
         let in_batch = in_at + b * g.in_rows * g.in_row_bytes;
         let out_batch = out_at + b * g.out_rows * g.out_row_bytes;
         let band = Band {
@@ -464,13 +506,16 @@ const STAGE_BYTES: usize = 256;
 ///
 /// Returns `Ok(false)` (nothing done) when a pixel is larger than the stage or the shift leaves
 /// no room for multi-pixel bands; the caller then runs [`for_each_band`].
+///
+/// Out of line, over a `dyn` band kernel, like [`for_each_band`].
+#[inline(never)]
 fn for_each_staged_pixel_band(
     g: &RowGeometry,
     dir: ShiftDirection,
     buf: &mut [i8],
     in_at: usize,
     out_at: usize,
-    mut run_band: impl FnMut(usize, &[i8], &mut [i8]) -> Result<(), Error>,
+    run_band: &mut PixelBandFn,
 ) -> Result<bool, Error> {
     // The same contract as `for_each_band`.
     checked_layout(g, dir, buf.len(), in_at, out_at)?;
@@ -589,6 +634,65 @@ fn band_shapes(
     }
 }
 
+/// The shapes and window parameters the in-place window drivers need (the rest of an op's
+/// parameters stay with its band kernel).
+struct WindowShape {
+    input: [usize; 4],
+    output: [usize; 4],
+    filter_hw: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+}
+
+/// A band kernel of [`window_in_place`]: `(pad_h, input shape, input, output shape, output)`,
+/// with the band's own top padding and shapes.
+type WindowBand<'k> =
+    dyn FnMut(u32, [usize; 4], &[i8], [usize; 4], &mut [i8]) -> Result<(), Error> + 'k;
+
+/// The driver behind [`conv2d_int8_in_place`] and [`depthwise_conv2d_int8_in_place`]: out of
+/// line and over a `dyn` band kernel, so that one copy serves both.
+#[inline(never)]
+fn window_in_place(
+    w: &WindowShape,
+    buf: &mut [i8],
+    in_at: usize,
+    out_at: usize,
+    dir: ShiftDirection,
+    run: &mut WindowBand,
+) -> Result<(), Error> {
+    let (input_shape, output_shape) = (w.input, w.output);
+    if input_shape[0] != output_shape[0] || input_shape[1] == 0 || input_shape[2] == 0 {
+        return Err(kernel_error("in-place shapes"));
+    }
+    let pointwise =
+        RowGeometry::is_pointwise(input_shape, output_shape, w.filter_hw, w.stride, w.pad);
+    let g = RowGeometry::window(
+        input_shape,
+        output_shape,
+        w.filter_hw,
+        w.stride,
+        w.pad,
+        w.dilation,
+    );
+    if pointwise {
+        let [.., in_c] = input_shape;
+        let [.., out_c] = output_shape;
+        // Pointwise: no padding.
+        let staged =
+            for_each_staged_pixel_band(&g, dir, buf, in_at, out_at, &mut |n, inp, out| {
+                run(0, [1, n, 1, in_c], inp, [1, n, 1, out_c], out)
+            })?;
+        if staged {
+            return Ok(());
+        }
+    }
+    for_each_band(&g, dir, buf, in_at, out_at, &mut |band, inp, out| {
+        let (is, os) = band_shapes(pointwise, input_shape, output_shape, band);
+        run(band.pad as u32, is, inp, os, out)
+    })
+}
+
 /// CONV_2D computed over its own input: `buf[in_at..]` holds the NHWC input, the output goes to
 /// `buf[out_at..]` (below the input for [`ShiftDirection::Down`], above for `Up`, at least
 /// [`min_shift`] bytes away). Each band of output rows is computed by `kernel` (e.g.
@@ -606,33 +710,22 @@ pub fn conv2d_int8_in_place(
     dir: ShiftDirection,
     mut kernel: impl BandKernel<ConvParams>,
 ) -> Result<(), Error> {
-    if input_shape[0] != output_shape[0] || input_shape[1] == 0 || input_shape[2] == 0 {
-        return Err(kernel_error("in-place shapes"));
-    }
-    let hw = [filter_shape[1], filter_shape[2]];
-    let stride = [p.stride_h as usize, p.stride_w as usize];
-    let pad = [p.pad_h as usize, p.pad_w as usize];
-    let dil = [p.dilation_h as usize, p.dilation_w as usize];
-    let pointwise = RowGeometry::is_pointwise(input_shape, output_shape, hw, stride, pad);
-    let g = RowGeometry::window(input_shape, output_shape, hw, stride, pad, dil);
-    if pointwise {
-        let [.., in_c] = input_shape;
-        let [.., out_c] = output_shape;
-        let staged = for_each_staged_pixel_band(&g, dir, buf, in_at, out_at, |n, inp, out| {
-            kernel.run(p, [1, n, 1, in_c], inp, [1, n, 1, out_c], out)
-        })?;
-        if staged {
-            return Ok(());
-        }
-    }
-    for_each_band(&g, dir, buf, in_at, out_at, |band, inp, out| {
-        let band_p = ConvParams {
-            pad_h: band.pad as u32,
-            ..*p
-        };
-        let (is, os) = band_shapes(pointwise, input_shape, output_shape, band);
-        kernel.run(&band_p, is, inp, os, out)
-    })
+    let w = WindowShape {
+        input: input_shape,
+        output: output_shape,
+        filter_hw: [filter_shape[1], filter_shape[2]],
+        stride: [p.stride_h as usize, p.stride_w as usize],
+        pad: [p.pad_h as usize, p.pad_w as usize],
+        dilation: [p.dilation_h as usize, p.dilation_w as usize],
+    };
+    window_in_place(
+        &w,
+        buf,
+        in_at,
+        out_at,
+        dir,
+        &mut |pad_h, is, inp, os, out| kernel.run(&ConvParams { pad_h, ..*p }, is, inp, os, out),
+    )
 }
 
 /// DEPTHWISE_CONV_2D computed over its own input, like [`conv2d_int8_in_place`] (e.g. with
@@ -649,33 +742,24 @@ pub fn depthwise_conv2d_int8_in_place(
     dir: ShiftDirection,
     mut kernel: impl BandKernel<DepthwiseParams>,
 ) -> Result<(), Error> {
-    if input_shape[0] != output_shape[0] || input_shape[1] == 0 || input_shape[2] == 0 {
-        return Err(kernel_error("in-place shapes"));
-    }
-    let hw = [filter_shape[1], filter_shape[2]];
-    let stride = [p.stride_h as usize, p.stride_w as usize];
-    let pad = [p.pad_h as usize, p.pad_w as usize];
-    let dil = [p.dilation_h as usize, p.dilation_w as usize];
-    let pointwise = RowGeometry::is_pointwise(input_shape, output_shape, hw, stride, pad);
-    let g = RowGeometry::window(input_shape, output_shape, hw, stride, pad, dil);
-    if pointwise {
-        let [.., in_c] = input_shape;
-        let [.., out_c] = output_shape;
-        let staged = for_each_staged_pixel_band(&g, dir, buf, in_at, out_at, |n, inp, out| {
-            kernel.run(p, [1, n, 1, in_c], inp, [1, n, 1, out_c], out)
-        })?;
-        if staged {
-            return Ok(());
-        }
-    }
-    for_each_band(&g, dir, buf, in_at, out_at, |band, inp, out| {
-        let band_p = DepthwiseParams {
-            pad_h: band.pad as u32,
-            ..*p
-        };
-        let (is, os) = band_shapes(pointwise, input_shape, output_shape, band);
-        kernel.run(&band_p, is, inp, os, out)
-    })
+    let w = WindowShape {
+        input: input_shape,
+        output: output_shape,
+        filter_hw: [filter_shape[1], filter_shape[2]],
+        stride: [p.stride_h as usize, p.stride_w as usize],
+        pad: [p.pad_h as usize, p.pad_w as usize],
+        dilation: [p.dilation_h as usize, p.dilation_w as usize],
+    };
+    window_in_place(
+        &w,
+        buf,
+        in_at,
+        out_at,
+        dir,
+        &mut |pad_h, is, inp, os, out| {
+            kernel.run(&DepthwiseParams { pad_h, ..*p }, is, inp, os, out)
+        },
+    )
 }
 
 /// An element-wise op between types of different sizes (QUANTIZE float32 → int8, DEQUANTIZE
@@ -698,7 +782,9 @@ pub fn elementwise_in_place(
     if elements == 0 {
         return Ok(());
     }
-    for_each_band(&g, dir, buf, in_at, out_at, |_, inp, out| kernel(inp, out))
+    for_each_band(&g, dir, buf, in_at, out_at, &mut |_, inp, out| {
+        kernel(inp, out)
+    })
 }
 
 /// QUANTIZE / DEQUANTIZE of `input` into `output` (bytes of the given types; equally many
@@ -1032,6 +1118,7 @@ pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
 }
 
 /// Direction and byte distance of a shift-mode op, from its tensors' offsets.
+#[inline(never)]
 fn shift_of(ctx: &OpCtx) -> Result<(ShiftDirection, u64), Error> {
     let (_, inp) = ctx.required_input(0)?;
     let (ot, out) = ctx.output(0)?;
@@ -1045,6 +1132,7 @@ fn shift_of(ctx: &OpCtx) -> Result<(ShiftDirection, u64), Error> {
 
 /// Row geometry of an op that may run shifted (shapes already validated): CONV_2D and
 /// DEPTHWISE_CONV_2D by output rows, QUANTIZE and DEQUANTIZE element by element.
+#[inline(never)]
 fn shift_geometry(ctx: &OpCtx) -> Result<RowGeometry, Error> {
     if matches!(ctx.kind, OpKind::Quantize | OpKind::Dequantize) {
         let (_, i) = ctx.required_input(0)?;
@@ -1362,6 +1450,28 @@ mod tests {
     use super::super::conv::tests::{cases, Rng};
     use super::*;
 
+    /// `first_row` in exact i128 arithmetic (the definition), for comparison.
+    fn first_row_exact(g: &RowGeometry, oy: i128) -> i128 {
+        (oy * g.stride as i128 - g.pad as i128).clamp(0, g.in_rows as i128)
+    }
+
+    /// `end_row` in exact i128 arithmetic (the definition), for comparison.
+    fn end_row_exact(g: &RowGeometry, oy: i128) -> i128 {
+        let reach = (g.filter.saturating_sub(1) as i128) * g.dilation as i128;
+        (oy * g.stride as i128 - (g.pad as i128 - reach - 1)).clamp(0, g.in_rows as i128)
+    }
+
+    #[test]
+    fn unbounded_geometry_has_no_shift() {
+        // Geometry beyond `u32` spans is refused rather than computed inexactly.
+        let huge = RowGeometry {
+            in_rows: 1 << 20,
+            in_row_bytes: 1 << 13,
+            ..RowGeometry::pointwise(1, 1, 1, 1)
+        };
+        assert_eq!(min_shift(&huge, ShiftDirection::Down), None);
+    }
+
     /// The smallest shift, found by trying every band start (the definition), for comparison.
     fn brute_min_shift(g: &RowGeometry, dir: ShiftDirection) -> i128 {
         let (irb, orb) = (g.in_row_bytes as i128, g.out_row_bytes as i128);
@@ -1371,9 +1481,11 @@ mod tests {
             for oy in 0..oh {
                 let v = match dir {
                     ShiftDirection::Down => {
-                        (b * oh + oy + 1) * orb - (b * ih + g.first_row(oy)) * irb
+                        (b * oh + oy + 1) * orb - (b * ih + first_row_exact(g, oy)) * irb
                     }
-                    ShiftDirection::Up => (b * ih + g.end_row(oy)) * irb - (b * oh + oy) * orb,
+                    ShiftDirection::Up => {
+                        (b * ih + end_row_exact(g, oy)) * irb - (b * oh + oy) * orb
+                    }
                 };
                 need = need.max(v);
             }
@@ -1461,11 +1573,11 @@ mod tests {
                     match dir {
                         ShiftDirection::Down => {
                             let out_end = -s + (b * oh + oy1) * orb;
-                            assert!(out_end <= (b * ih + g.first_row(oy0)) * irb);
+                            assert!(out_end <= (b * ih + first_row_exact(&g, oy0)) * irb);
                         }
                         ShiftDirection::Up => {
                             let out_start = s + (b * oh + oy0) * orb;
-                            assert!(out_start >= (b * ih + g.end_row(oy1 - 1)) * irb);
+                            assert!(out_start >= (b * ih + end_row_exact(&g, oy1 - 1)) * irb);
                         }
                     }
                 }

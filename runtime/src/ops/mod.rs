@@ -217,6 +217,7 @@ impl<'a> OpCtx<'a> {
     }
 
     /// Input `k`: `None` if absent (optional input), else its tensor index and descriptor.
+    #[inline(never)]
     pub fn input(&self, k: usize) -> Result<Option<(u32, &'a TensorDesc)>, Error> {
         if k >= self.input_count() {
             return Err(Error::InvalidField {
@@ -239,6 +240,7 @@ impl<'a> OpCtx<'a> {
     }
 
     /// Input `k`, which must be present.
+    #[inline(never)]
     pub fn required_input(&self, k: usize) -> Result<(u32, &'a TensorDesc), Error> {
         self.input(k)?.ok_or(Error::InvalidField {
             at: self.at(),
@@ -247,6 +249,7 @@ impl<'a> OpCtx<'a> {
     }
 
     /// Output `k`: tensor index and descriptor.
+    #[inline(never)]
     pub fn output(&self, k: usize) -> Result<(u32, &'a TensorDesc), Error> {
         if k >= self.desc.output_count as usize {
             return Err(Error::InvalidField {
@@ -283,6 +286,7 @@ impl<'a> OpCtx<'a> {
     }
 
     /// `count` elements of `T` at byte `offset` of the constant section (e.g. per-channel multipliers).
+    #[inline(never)]
     pub fn const_array<T: Pod>(&self, offset: u32, count: usize) -> Result<&'a [T], Error> {
         let len = count
             .checked_mul(core::mem::size_of::<T>())
@@ -363,6 +367,7 @@ pub struct OpMem<'a> {
 impl<'a> OpMem<'a> {
     /// The bytes of input `k` (`None` when an optional input is absent). An input that is the
     /// output itself (in-place kinds) is not available here: read it from `output`.
+    #[inline(never)]
     pub fn input(&self, k: usize) -> Result<Option<&'a [u8]>, Error> {
         let Some((t, d)) = self.ctx.input(k)? else {
             return Ok(None);

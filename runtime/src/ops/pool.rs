@@ -151,7 +151,12 @@ fn for_each_window(
     }
 }
 
-fn average_pool_int<T: PoolElem>(
+/// AVERAGE_POOL_2D (`average`) or MAX_POOL_2D over integers: one kernel for both (they walk
+/// the same windows; only the reduction and the output stage differ), kept out of line so that
+/// every caller shares one copy.
+#[inline(never)]
+fn pool_int<T: PoolElem>(
+    average: bool,
     p: &PoolParams,
     input_shape: [usize; 4],
     input: &[T],
@@ -173,58 +178,34 @@ fn average_pool_int<T: PoolElem>(
             return;
         };
         for (c, slot) in out.iter_mut().enumerate() {
-            let mut acc: i32 = 0;
+            let mut acc: i32 = if average { 0 } else { T::MIN };
             for dy in 0..ys.len {
-                let start = base + dy * row + c;
-                for v in row_iter(input, start, depth, xs.len) {
-                    acc = acc.wrapping_add(v.to_i32());
+                // The window row's `xs.len` elements, `depth` apart (all inside the input for
+                // validated shapes; a missing one ends the row early, never panics).
+                let mut at = base + dy * row + c;
+                for _ in 0..xs.len {
+                    let Some(v) = input.get(at) else {
+                        break;
+                    };
+                    let v = v.to_i32();
+                    acc = if average {
+                        acc.wrapping_add(v)
+                    } else {
+                        acc.max(v)
+                    };
+                    at += depth;
                 }
             }
-            if count == 0 {
-                continue;
-            }
-            // C truncating division, as TFLM (validation keeps the sum far from overflow).
-            let avg = if acc > 0 {
-                acc.wrapping_add(count / 2) / count
-            } else {
-                acc.wrapping_sub(count / 2) / count
-            };
-            let avg = avg.max(p.act_min).min(p.act_max).clamp(T::MIN, T::MAX);
-            *slot = T::from_i32(avg);
-        }
-    });
-}
-
-fn max_pool_int<T: PoolElem>(
-    p: &PoolParams,
-    input_shape: [usize; 4],
-    input: &[T],
-    output_shape: [usize; 4],
-    output: &mut [T],
-) {
-    let Some((n_in, n_out)) = lens(input_shape, output_shape) else {
-        return;
-    };
-    let (Some(input), Some(output)) = (input.get(..n_in), output.get_mut(..n_out)) else {
-        return;
-    };
-    let [_, _, in_w, depth] = input_shape;
-    let row = in_w * depth;
-    for_each_window(p, input_shape, output_shape, |o, ys, xs, base| {
-        // `o + depth <= n_out`: outputs are visited in order, `depth` at a time.
-        let Some(out) = output.get_mut(o..o + depth) else {
-            return;
-        };
-        for (c, slot) in out.iter_mut().enumerate() {
-            let mut m = T::MIN;
-            for dy in 0..ys.len {
-                let start = base + dy * row + c;
-                for v in row_iter(input, start, depth, xs.len) {
-                    m = m.max(v.to_i32());
+            if average {
+                if count == 0 {
+                    continue;
                 }
+                // C truncating division, as TFLM (validation keeps the sum far from overflow).
+                let half = if acc > 0 { count / 2 } else { -(count / 2) };
+                acc = acc.wrapping_add(half) / count;
             }
-            let m = m.max(p.act_min).min(p.act_max).clamp(T::MIN, T::MAX);
-            *slot = T::from_i32(m);
+            let v = acc.max(p.act_min).min(p.act_max).clamp(T::MIN, T::MAX);
+            *slot = T::from_i32(v);
         }
     });
 }
@@ -249,7 +230,7 @@ pub fn average_pool_int8(
     output_shape: [usize; 4],
     output: &mut [i8],
 ) {
-    average_pool_int(p, input_shape, input, output_shape, output)
+    pool_int(true, p, input_shape, input, output_shape, output)
 }
 
 /// AVERAGE_POOL_2D, int16 (TFLM `reference_integer_ops::AveragePool`, 16-bit overload).
@@ -260,7 +241,7 @@ pub fn average_pool_int16(
     output_shape: [usize; 4],
     output: &mut [i16],
 ) {
-    average_pool_int(p, input_shape, input, output_shape, output)
+    pool_int(true, p, input_shape, input, output_shape, output)
 }
 
 /// MAX_POOL_2D, int8 (TFLM `reference_integer_ops::MaxPool`).
@@ -271,7 +252,7 @@ pub fn max_pool_int8(
     output_shape: [usize; 4],
     output: &mut [i8],
 ) {
-    max_pool_int(p, input_shape, input, output_shape, output)
+    pool_int(false, p, input_shape, input, output_shape, output)
 }
 
 /// MAX_POOL_2D, int16 (TFLM `reference_integer_ops::MaxPool`, 16-bit overload).
@@ -282,7 +263,7 @@ pub fn max_pool_int16(
     output_shape: [usize; 4],
     output: &mut [i16],
 ) {
-    max_pool_int(p, input_shape, input, output_shape, output)
+    pool_int(false, p, input_shape, input, output_shape, output)
 }
 
 /// Most channels the SIMD pooling paths keep accumulators for (more run the reference kernel).
@@ -310,11 +291,7 @@ pub fn pool_int8_fast(
 ) {
     let depth = input_shape[3];
     let Some(isa) = pool_fast_isa(isa, depth) else {
-        if average {
-            average_pool_int8(p, input_shape, input, output_shape, output);
-        } else {
-            max_pool_int8(p, input_shape, input, output_shape, output);
-        }
+        pool_int(average, p, input_shape, input, output_shape, output);
         return;
     };
     let Some((n_in, n_out)) = lens(input_shape, output_shape) else {
