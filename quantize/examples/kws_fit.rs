@@ -223,6 +223,23 @@ mod run {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        // The float model's classes on each set (and on the distillation windows).
+        let hist = |t: &[usize]| {
+            let mut h = [0usize; 12];
+            for &c in t {
+                h[c.min(11)] += 1;
+            }
+            h
+        };
+        let dt: Vec<usize> = predict(&float, &distill, 64)
+            .unwrap()
+            .iter()
+            .map(|o| argmax(o))
+            .collect();
+        eprintln!("float top-1 classes: distill {:?}", hist(&dt));
+        for s in &sets {
+            eprintln!("float top-1 classes: {} {:?}", s.name, hist(&s.truth));
+        }
         let target = mote_quantize::bench::target_by_id("stm32l4r5").unwrap();
         let r0 = calibrate_ranges_with(&float, &cal, ObserverKind::Mse).unwrap();
         let c0 = mote_quantize::compile::compile(
@@ -292,6 +309,13 @@ mod run {
             if !sizes_only {
                 for s in &sets {
                     let o = predict(&pf, &s.x, 64).unwrap();
+                    let pairs: Vec<(usize, usize)> = o
+                        .iter()
+                        .zip(&s.truth)
+                        .filter(|(a, t)| argmax(a) != **t)
+                        .map(|(a, t)| (*t, argmax(a)))
+                        .collect();
+                    eprintln!("  {} disagreements (float, pruned): {pairs:?}", s.name);
                     line += &format!(
                         " | float {} {} kl {:.4}",
                         s.name,
