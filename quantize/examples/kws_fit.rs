@@ -19,7 +19,8 @@
 //! `temp`, `qat` (fake-quantized weight bits during fine-tuning), `hop` (distillation window
 //! hop in samples, default 1600 = 100 ms), `copies` (augmented copies of the distillation
 //! audio, default 8), `speed` (speed perturbation of those copies), `seed`, `steps` (gradual
-//! pruning), `sizes=1` (only flash / arena of every structure × plan, no fine-tuning), `held=0`
+//! pruning), `comp=1` (one-shot pruning with the removed channels' mean
+//! activations folded into the next layer's bias, no fine-tuning), `sizes=1` (only flash / arena of every structure × plan, no fine-tuning), `held=0`
 //! (do not score on the held-out sets: selection on the validation set only).
 
 #[cfg(not(feature = "float"))]
@@ -108,6 +109,85 @@ mod run {
 
     fn pct((a, n): (usize, usize)) -> String {
         format!("{a}/{n} {:.2}%", 100.0 * a as f64 / n.max(1) as f64)
+    }
+
+    /// Bias compensation of one-shot pruning: every removed channel's mean activation (over
+    /// `cal` and positions, as the consumer reads it) times the consumer's weights is added to
+    /// the consumer's bias, so the next layer sees the removed channels' average contribution.
+    fn compensate(
+        orig: &Graph,
+        pruned: &mut Graph,
+        a: &prune::Analysis,
+        plan: &prune::PrunePlan,
+        cal: &[Vec<f32>],
+    ) {
+        let exec = FloatExecutor::new(orig, default_device());
+        let mut sums: std::collections::BTreeMap<usize, Vec<f64>> = Default::default();
+        for x in cal {
+            let v = exec.run(std::slice::from_ref(x)).unwrap();
+            for gr in &a.groups {
+                for &n in &gr.consumers {
+                    let Some(Some(t)) = orig.nodes[n].inputs.first().copied() else {
+                        continue;
+                    };
+                    let Some(vals) = v[t].as_ref() else { continue };
+                    let e = sums.entry(t).or_insert_with(|| vec![0.0; gr.channels]);
+                    for (i, &y) in vals.iter().enumerate() {
+                        e[i % gr.channels] += f64::from(y);
+                    }
+                }
+            }
+        }
+        let f32s = |b: &[u8]| -> Vec<f32> {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        for (gi, gr) in a.groups.iter().enumerate() {
+            let Some(Some(kept)) = plan.keep.get(gi) else {
+                continue;
+            };
+            let removed: Vec<usize> = (0..gr.channels).filter(|c| !kept.contains(c)).collect();
+            for &n in &gr.consumers {
+                let node = &orig.nodes[n];
+                let (Some(Some(t)), Some(Some(w))) =
+                    (node.inputs.first().copied(), node.inputs.get(1).copied())
+                else {
+                    continue;
+                };
+                let Some(sum) = sums.get(&t) else { continue };
+                let per = (orig.tensors[t].elements() / gr.channels * cal.len()) as f64;
+                let wv = f32s(orig.tensors[w].data.as_deref().unwrap_or(&[]));
+                let outs = orig.tensors[w].shape[0];
+                let cin = wv.len() / outs;
+                let delta: Vec<f64> = (0..outs)
+                    .map(|o| {
+                        removed
+                            .iter()
+                            .map(|&c| f64::from(wv[o * cin + c]) * sum[c] / per)
+                            .sum()
+                    })
+                    .collect();
+                // The consumer's own output channels may be pruned too.
+                let out_keep: Vec<usize> = a
+                    .groups
+                    .iter()
+                    .enumerate()
+                    .find(|(_, g2)| g2.producers.contains(&n))
+                    .and_then(|(j, _)| plan.keep.get(j).cloned().flatten())
+                    .unwrap_or_else(|| (0..outs).collect());
+                let Some(Some(pb)) = pruned.nodes[n].inputs.get(2).copied() else {
+                    continue;
+                };
+                let mut bv = f32s(pruned.tensors[pb].data.as_deref().unwrap_or(&[]));
+                for (j, &o) in out_keep.iter().enumerate() {
+                    if let Some(x) = bv.get_mut(j) {
+                        *x += delta[o] as f32;
+                    }
+                }
+                pruned.tensors[pb].data = Some(bv.iter().flat_map(|x| x.to_le_bytes()).collect());
+            }
+        }
     }
 
     struct Set {
@@ -301,6 +381,15 @@ mod run {
             let pf = match &tuner {
                 Some(t) => t.prune_and_tune(&float, &ratios).unwrap().0,
                 None => prune::apply(&float, &a, &a.plan(&float, &ratios)).unwrap(),
+            };
+            let pf = if env("comp", 0) == 1 {
+                // One-shot pruning with bias compensation (no fine-tuning).
+                let plan = a.plan(&float, &ratios);
+                let mut p = prune::apply(&float, &a, &plan).unwrap();
+                compensate(&float, &mut p, &a, &plan, &cal);
+                p
+            } else {
+                pf
             };
             let mut line = format!(
                 "counts {counts:?} ({:.1} s tune)",
