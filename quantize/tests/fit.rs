@@ -366,27 +366,62 @@ fn wav(name: &str) -> Vec<f32> {
     .0
 }
 
+/// Top-1 agreement of the chosen candidate (on the runtime) with the float model on `x`.
+fn kws_agreement(
+    float: &mote_quantize::ir::Graph,
+    r: &search::FitResult,
+    x: &[Vec<f32>],
+) -> (usize, usize) {
+    let f = predict(float, x, 64).unwrap();
+    let q = run_quantized(&r.graph, &r.compiled, x).unwrap();
+    let argmax = mote_quantize::fidelity::argmax;
+    let ok = f
+        .iter()
+        .zip(&q)
+        .filter(|(a, b)| argmax(a) == argmax(b))
+        .count();
+    (ok, x.len())
+}
+
 /// KWS (MLPerf Tiny DS-CNN, float) on a Cortex-M4 profile: fit to half the flash of mote's
 /// int8 model and half of TFLM's arena (24,279 bytes, ANCHORS.md), keeping top-1 agreement
-/// with the float model ≥ 95 % on held-out MFCC windows. Distillation on windows of the first
-/// five seconds of speech; held-out = windows of the last five seconds and the "marvin" clip.
+/// with the float model ≥ 95 % on held-out MFCC windows (H1: every 100 ms of the last five
+/// seconds of speech plus the "marvin" clip; H2 and H3 of `tests/fidelity_table.rs`, every
+/// 20 ms and ±10 %-speed perturbed copies, are printed). Distillation, ranges and bias
+/// correction on the windows of the first five seconds and 8 perturbed copies (mote's KWS
+/// quantization recipe: MSE observer + bias correction); the search scores its candidates on a
+/// calibration-side set (4 other perturbed copies of that audio with ±10 % speed), never on
+/// the held-out windows.
 ///
-/// `#[ignore]`d: about 5–6 minutes in the test profile on a busy 2-core machine (363 s with
-/// load ~8), and it does not pass yet: 92.9 % agreement (39/42) at 37.5 % pruning with int4
-/// weights (18,304 / 18,952 bytes flash, 10,008 / 12,139 bytes arena), the only structure
-/// whose candidates meet both budgets with fine-tuning (34.4 % int4w: 19,184 bytes flash).
-/// Measured so far, all ending at that same 39/42:
-/// - min/max calibration on the windows every 10 ms of the first 5 s (341), 6 epochs of
-///   distillation; the same with 4-step gradual pruning and distillation at T 2 mixed
-///   0.9 / 0.1 with the float model's top-1 (708 s); distilling on the windows every 100 ms
-///   plus those of 8 or 32 perturbed copies (`frontend::kws_windows_augmented`; 252 s, 858 s).
-/// - As below: MSE observer + bias correction of the feasible candidates, all 361 windows
-///   (every 100 ms + 8 perturbed copies) for ranges and distillation: 363 s. The unpruned
-///   int8 model scores 95.2 % here (40/42; not bias-corrected, it misses the budgets); with
-///   bias correction `tests/fidelity_table.rs` gets 42/42 on these windows, so what is left
-///   is the pruning, not the quantization of the unpruned model.
-/// - The same + 4-bit QAT in the fine-tuning (`finetune.qat_bits = 4`): 274 s; and that with
-///   20 epochs instead of 6: 618 s.
+/// The recipe (`examples/kws_fit.rs`; chosen on a time split of the calibration audio —
+/// fitting on 0–3 s, validating on 3–5 s — by the validation KL divergence from the float
+/// model, top-1 being 100 % there for every candidate; the held-out results were read after
+/// the choice): 53 % uniform structured pruning (30 of 64 channels kept per group), int4
+/// weights, 6 epochs of distillation.
+///
+/// It does not pass: 15,664 / 18,952 bytes flash, 7,510 / 12,139 bytes arena, H1 39/42 =
+/// 92.86 %, H2 188/202 = 93.07 %, H3 176/199 = 88.44 % (181 s). With `examples/kws_fit.rs`,
+/// every structure and precision plan fitted the same way ends at 39/42 on H1 and 188/202 on
+/// H2 (H3 84.4–88.4 %): 30, 36 or 40 channels per group × int8, int4 weights everywhere,
+/// int4 on the pointwise layers only, or everywhere but the first convolution — and so does
+/// the pruned, fine-tuned *float* model before any quantization (mean KL from the float model
+/// ≈ 1.1 nats on the held-out windows against ≈ 0.05 on the validation audio). Distilling at
+/// lr 1e-3 instead of 1e-2: the same. The loss is the pruned network's generalisation from
+/// distillation on five seconds of speech, not the precision or the structure in this range.
+/// Why: the float model's top-1 on the 361 distillation windows is only "silence" (57) or
+/// "unknown" (304), and every fitted student answers "unknown" on every held-out window — its
+/// agreement is the share of "unknown" in each set (39/42, 188/202); the keywords the float
+/// model hears in the held-out audio ("left", "up", "on", "down", "stop") are all lost. The
+/// pruned weights before fine-tuning are no better: one-shot pruning to 40 or 48 channels
+/// answers class 7 everywhere (0/42); with each removed channel's mean activation folded
+/// into the next layer's bias (`kws_fit comp=1`) it answers "unknown" again (39/42 at 48 or
+/// 40 channels), and even 60 of 64 channels lose keywords (H1 40/42, H2 193/202, H3 184/199;
+/// 56 channels: 38/42). Weight-norm channel selection plus distillation on keyword-free audio
+/// cannot keep them; next to try: channel selection and layer-wise reconstruction of the
+/// float model's intermediate activations (not its output classes), or calibration audio
+/// that holds keywords.
+///
+/// `#[ignore]`d: about 3 minutes in the test profile on the shared 2-core machine.
 ///
 /// Run:
 /// `cargo test -p mote-quantize --test fit -- --ignored kws --nocapture`
@@ -400,26 +435,37 @@ fn kws_fits_half_flash_and_half_tflm_arena() {
         eprintln!("SKIPPED: ../shared is absent");
         return;
     }
+    use mote_quantize::frontend::{
+        augment_audio, kws_windows, kws_windows_augmented, AudioAugment,
+    };
     let t0 = std::time::Instant::now();
     let g =
         mote_quantize::tflite::import_file(shared().join("models/kws_ref_model_float32.tflite"))
             .unwrap();
     let float = prepare(&g).unwrap();
     let speech = wav("speech_10s_16k.wav");
+    let marvin = wav("marvin_1s_16k.wav");
+    let (cal_audio, held_audio) = speech.split_at(5 * 16000);
+    let aug = AudioAugment::default();
     // Calibration / distillation: windows every 100 ms of the first 5 s plus those of 8
     // perturbed copies of that audio (the KWS recipe of `tests/fidelity_table.rs`).
-    let cal = mote_quantize::frontend::kws_windows_augmented(
-        &speech[..5 * 16000],
-        1600,
-        8,
-        &mote_quantize::frontend::AudioAugment::default(),
-        3,
+    let cal = kws_windows_augmented(cal_audio, 1600, 8, &aug, 3);
+    // What the search scores candidates on: calibration-side audio only.
+    let speed = AudioAugment { speed: 0.1, ..aug };
+    let select: Vec<Vec<f32>> = augment_audio(cal_audio, 4, &speed, 500)
+        .iter()
+        .flat_map(|a| kws_windows(a, 1600))
+        .collect();
+    let with_marvin = |mut v: Vec<Vec<f32>>, m: Vec<Vec<f32>>| {
+        v.extend(m);
+        v
+    };
+    let h1 = with_marvin(kws_windows(held_audio, 1600), kws_windows(&marvin, 16000));
+    let h2 = with_marvin(kws_windows(held_audio, 320), kws_windows(&marvin, 16000));
+    let h3 = with_marvin(
+        kws_windows_augmented(held_audio, 1600, 4, &speed, 1000),
+        kws_windows_augmented(&marvin, 16000, 8, &speed, 1001),
     );
-    let mut held = mote_quantize::frontend::kws_windows(&speech[5 * 16000..], 1600);
-    held.extend(mote_quantize::frontend::kws_windows(
-        &wav("marvin_1s_16k.wav"),
-        16000,
-    ));
     // The int8 reference: mote's PTQ of the unpruned float model.
     let r0 = calibrate_ranges(&float, &cal).unwrap();
     let c0 =
@@ -429,7 +475,7 @@ fn kws_fits_half_flash_and_half_tflm_arena() {
     let ram = 24_279 / 2;
     let data = FitData {
         calibration: cal,
-        eval: held,
+        eval: select,
         eval_labels: None,
         train: None,
     };
@@ -440,30 +486,44 @@ fn kws_fits_half_flash_and_half_tflm_arena() {
         ..Budget::default()
     };
     let mut opts = FitOptions {
-        ratios: vec![0.0, 0.25, 0.3125, 0.34375, 0.375, 0.5],
+        ratios: vec![0.0, 0.53125],
+        recipes: vec![Recipe::Int8, Recipe::Int4W],
         ..FitOptions::default()
     };
     opts.finetune.epochs = 6;
     opts.finetune_top = 1;
-    // As measured below (before shift augmentation became the default).
     opts.shift_augment = false;
-    // mote's KWS quantization recipe (unpruned, bias-corrected: 42/42 on these windows).
     opts.observer = mote_quantize::calibrate::ObserverKind::Mse;
     opts.bias_correction = true;
     opts.max_calibration = data.calibration.len();
     let r = search::fit(&float, target, budget, &data, &opts).unwrap();
+    let aligned = AlignedBytes::new(&r.compiled.bytes);
+    let model = Model::from_bytes(aligned.as_slice()).unwrap();
+    let (a1, a2, a3) = (
+        kws_agreement(&float, &r, &h1),
+        kws_agreement(&float, &r, &h2),
+        kws_agreement(&float, &r, &h3),
+    );
+    let pct = |(a, n): (usize, usize)| format!("{a}/{n} = {:.2} %", 100.0 * a as f64 / n as f64);
     eprintln!(
-        "KWS: int8 unpruned {} bytes flash, {} bytes arena; budgets {flash} / {ram}\n{}\n({:.1} s)",
+        "KWS: int8 unpruned {} bytes flash, {} bytes arena; budgets {flash} / {ram}\n{}\n\
+         held-out agreement: H1 {}, H2 {}, H3 {} ({:.1} s)",
         c0.bytes.len(),
         c0.arena_bytes,
         mote_quantize::fit::render(&r),
+        pct(a1),
+        pct(a2),
+        pct(a3),
         t0.elapsed().as_secs_f64()
     );
-    assert!(r.chosen.flash_bytes <= flash && r.chosen.arena_bytes <= ram);
+    assert!(r.chosen.finetuned);
+    assert!(model.file_bytes() <= flash && model.arena_bytes() <= ram);
+    assert_eq!(model.file_bytes(), r.chosen.flash_bytes);
+    assert_eq!(model.arena_bytes(), r.chosen.arena_bytes);
     assert!(
-        r.chosen.score >= 0.95,
-        "top-1 agreement {:.3} < 0.95",
-        r.chosen.score
+        a1.0 * 100 >= a1.1 * 95,
+        "H1 top-1 agreement {} < 95 %",
+        pct(a1)
     );
 }
 
