@@ -23,7 +23,7 @@
 //! activations folded into the next layer's bias, no fine-tuning), `lsq=1` (one-shot pruning
 //! with every pointwise conv / FC refitted by ridge least squares to the float model's
 //! pre-activations on the distillation windows (`hop`, `copies`, `speed`), `lambda` = ridge towards the float weights, `lsqfc=0` leaves
-//! the FC's weights alone, no fine-tuning), `sizes=1` (only flash / arena of every structure × plan, no fine-tuning), `held=0`
+//! the FC's weights alone, `lsqft=E` adds E epochs of distillation (default 0)), `sizes=1` (only flash / arena of every structure × plan, no fine-tuning), `held=0`
 //! (do not score on the held-out sets: selection on the validation set only).
 
 #[cfg(not(feature = "float"))]
@@ -565,6 +565,24 @@ mod run {
                     env("lambda", 1e-3),
                     env("lsqfc", 1) == 1,
                 );
+                // `lsqft=E`: E epochs of distillation on top (the float model's outputs on
+                // the distillation windows as targets).
+                let e: usize = env("lsqft", 0);
+                if e > 0 {
+                    let teacher = predict(&float, &data.calibration, 64).unwrap();
+                    let fo = FinetuneOptions {
+                        epochs: e,
+                        ..opts.finetune
+                    };
+                    p = mote_quantize::fit::finetune::finetune(
+                        &p,
+                        &data.calibration,
+                        &mote_quantize::fit::finetune::Targets::Teacher(&teacher),
+                        &fo,
+                    )
+                    .unwrap()
+                    .0;
+                }
                 p
             } else {
                 pf
