@@ -20,7 +20,10 @@
 //! hop in samples, default 1600 = 100 ms), `copies` (augmented copies of the distillation
 //! audio, default 8), `speed` (speed perturbation of those copies), `seed`, `steps` (gradual
 //! pruning), `comp=1` (one-shot pruning with the removed channels' mean
-//! activations folded into the next layer's bias, no fine-tuning), `sizes=1` (only flash / arena of every structure × plan, no fine-tuning), `held=0`
+//! activations folded into the next layer's bias, no fine-tuning), `lsq=1` (one-shot pruning
+//! with every pointwise conv / FC refitted by ridge least squares to the float model's
+//! pre-activations on the distillation windows (`hop`, `copies`, `speed`), `lambda` = ridge towards the float weights, `lsqfc=0` leaves
+//! the FC's weights alone, `lsqft=E` adds E epochs of distillation (default 0)), `sizes=1` (only flash / arena of every structure × plan, no fine-tuning), `held=0`
 //! (do not score on the held-out sets: selection on the validation set only).
 
 #[cfg(not(feature = "float"))]
@@ -188,6 +191,166 @@ mod run {
                 pruned.tensors[pb].data = Some(bv.iter().flat_map(|x| x.to_le_bytes()).collect());
             }
         }
+    }
+
+    /// Pruning by feature reconstruction (He et al. 2017; ThiNet): in node order, every
+    /// 1×1 CONV_2D and FULLY_CONNECTED of the pruned graph gets new weights and bias by ridge
+    /// least squares, so that on `cal` its pre-activation output (from the already refitted
+    /// pruned model's input) reproduces the float model's pre-activation output of that node
+    /// (restricted to its kept output channels). No labels involved.
+    fn reconstruct(
+        orig: &Graph,
+        pruned: &mut Graph,
+        a: &prune::Analysis,
+        plan: &prune::PrunePlan,
+        cal: &[Vec<f32>],
+        lambda: f64,
+        refit_fc: bool,
+    ) {
+        let f32s = |b: &[u8]| -> Vec<f32> {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let fexec = FloatExecutor::new(orig, default_device());
+        let fvals: Vec<_> = cal
+            .iter()
+            .map(|x| fexec.run(std::slice::from_ref(x)).unwrap())
+            .collect();
+        for n in 0..pruned.nodes.len() {
+            let pointwise = match &pruned.nodes[n].op {
+                Operator::FullyConnected { .. } => refit_fc,
+                Operator::Conv2d(_) => {
+                    let w = pruned.nodes[n].inputs.get(1).copied().flatten();
+                    w.is_some_and(|w| {
+                        let s = &pruned.tensors[w].shape;
+                        s.len() == 4 && s[1] == 1 && s[2] == 1
+                    })
+                }
+                _ => false,
+            };
+            if !pointwise {
+                continue;
+            }
+            let (Some(Some(xt)), Some(Some(wt))) = (
+                pruned.nodes[n].inputs.first().copied(),
+                pruned.nodes[n].inputs.get(1).copied(),
+            ) else {
+                continue;
+            };
+            let Some(Some(bt)) = pruned.nodes[n].inputs.get(2).copied() else {
+                continue;
+            };
+            let (Some(Some(fxt)), Some(Some(fwt)), Some(Some(fbt))) = (
+                orig.nodes[n].inputs.first().copied(),
+                orig.nodes[n].inputs.get(1).copied(),
+                orig.nodes[n].inputs.get(2).copied(),
+            ) else {
+                continue;
+            };
+            let fw = f32s(orig.tensors[fwt].data.as_deref().unwrap_or(&[]));
+            let fb = f32s(orig.tensors[fbt].data.as_deref().unwrap_or(&[]));
+            let fouts = orig.tensors[fwt].shape[0];
+            let fin = fw.len() / fouts;
+            let outs = pruned.tensors[wt].shape[0];
+            let pw_len = pruned.tensors[wt].elements();
+            let din = pw_len / outs;
+            let out_keep: Vec<usize> = a
+                .groups
+                .iter()
+                .enumerate()
+                .find(|(_, g2)| g2.producers.contains(&n))
+                .and_then(|(j, _)| plan.keep.get(j).cloned().flatten())
+                .unwrap_or_else(|| (0..fouts).collect());
+            assert_eq!(out_keep.len(), outs, "node {n}: kept outputs");
+            let pexec = FloatExecutor::new(pruned, default_device());
+            let d = din + 1;
+            let mut xtx = vec![0.0f64; d * d];
+            let mut xty = vec![0.0f64; d * outs];
+            let mut row = vec![0.0f64; d];
+            for (x, fv) in cal.iter().zip(&fvals) {
+                let pv = pexec.run(std::slice::from_ref(x)).unwrap();
+                let px = pv[xt].as_ref().unwrap();
+                let fx = fv[fxt].as_ref().unwrap();
+                let positions = px.len() / din;
+                assert_eq!(fx.len() / fin, positions, "node {n}: positions");
+                for p in 0..positions {
+                    for (r, &v) in row.iter_mut().zip(&px[p * din..(p + 1) * din]) {
+                        *r = f64::from(v);
+                    }
+                    row[din] = 1.0;
+                    let fxp = &fx[p * fin..(p + 1) * fin];
+                    for (j, &o) in out_keep.iter().enumerate() {
+                        let y = f64::from(fb[o])
+                            + fw[o * fin..(o + 1) * fin]
+                                .iter()
+                                .zip(fxp)
+                                .map(|(&w, &v)| f64::from(w) * f64::from(v))
+                                .sum::<f64>();
+                        for (i, &r) in row.iter().enumerate() {
+                            xty[i * outs + j] += r * y;
+                        }
+                    }
+                    for i in 0..d {
+                        for k in 0..d {
+                            xtx[i * d + k] += row[i] * row[k];
+                        }
+                    }
+                }
+            }
+            // Ridge on the weights (not the bias), relative to the mean diagonal, towards the
+            // pruned layer's own (float) weights: directions the calibration audio does not
+            // excite keep the float model's weights.
+            let w0 = f32s(pruned.tensors[wt].data.as_deref().unwrap_or(&[]));
+            let tr = (0..din).map(|i| xtx[i * d + i]).sum::<f64>() / din.max(1) as f64;
+            for i in 0..din {
+                xtx[i * d + i] += lambda * tr + 1e-12;
+                for j in 0..outs {
+                    xty[i * outs + j] += lambda * tr * f64::from(w0[j * din + i]);
+                }
+            }
+            xtx[din * d + din] += 1e-12;
+            let sol = cholesky_solve(&xtx, &xty, d, outs);
+            let mut w = vec![0.0f32; outs * din];
+            let mut b = vec![0.0f32; outs];
+            for j in 0..outs {
+                for i in 0..din {
+                    w[j * din + i] = sol[i * outs + j] as f32;
+                }
+                b[j] = sol[din * outs + j] as f32;
+            }
+            pruned.tensors[wt].data = Some(w.iter().flat_map(|x| x.to_le_bytes()).collect());
+            pruned.tensors[bt].data = Some(b.iter().flat_map(|x| x.to_le_bytes()).collect());
+        }
+    }
+
+    /// Solves `A X = B` for symmetric positive definite `A` (`d`×`d`) and `B` (`d`×`m`), both
+    /// row-major, by Cholesky.
+    fn cholesky_solve(a: &[f64], b: &[f64], d: usize, m: usize) -> Vec<f64> {
+        let mut l = vec![0.0f64; d * d];
+        for i in 0..d {
+            for j in 0..=i {
+                let s: f64 =
+                    a[i * d + j] - (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum::<f64>();
+                l[i * d + j] = if i == j {
+                    s.max(1e-18).sqrt()
+                } else {
+                    s / l[j * d + j]
+                };
+            }
+        }
+        let mut x = b.to_vec();
+        for c in 0..m {
+            for i in 0..d {
+                let s: f64 = (0..i).map(|k| l[i * d + k] * x[k * m + c]).sum();
+                x[i * m + c] = (x[i * m + c] - s) / l[i * d + i];
+            }
+            for i in (0..d).rev() {
+                let s: f64 = (i + 1..d).map(|k| l[k * d + i] * x[k * m + c]).sum();
+                x[i * m + c] = (x[i * m + c] - s) / l[i * d + i];
+            }
+        }
+        x
     }
 
     struct Set {
@@ -387,6 +550,39 @@ mod run {
                 let plan = a.plan(&float, &ratios);
                 let mut p = prune::apply(&float, &a, &plan).unwrap();
                 compensate(&float, &mut p, &a, &plan, &cal);
+                p
+            } else if env("lsq", 0) == 1 {
+                // One-shot pruning with feature reconstruction (ridge least squares per
+                // pointwise conv / FC against the float model's pre-activations).
+                let plan = a.plan(&float, &ratios);
+                let mut p = prune::apply(&float, &a, &plan).unwrap();
+                reconstruct(
+                    &float,
+                    &mut p,
+                    &a,
+                    &plan,
+                    &data.calibration,
+                    env("lambda", 1e-3),
+                    env("lsqfc", 1) == 1,
+                );
+                // `lsqft=E`: E epochs of distillation on top (the float model's outputs on
+                // the distillation windows as targets).
+                let e: usize = env("lsqft", 0);
+                if e > 0 {
+                    let teacher = predict(&float, &data.calibration, 64).unwrap();
+                    let fo = FinetuneOptions {
+                        epochs: e,
+                        ..opts.finetune
+                    };
+                    p = mote_quantize::fit::finetune::finetune(
+                        &p,
+                        &data.calibration,
+                        &mote_quantize::fit::finetune::Targets::Teacher(&teacher),
+                        &fo,
+                    )
+                    .unwrap()
+                    .0;
+                }
                 p
             } else {
                 pf
