@@ -54,7 +54,9 @@ for m in kws_ref_model pretrainedResnet_quant; do
         [ "$name" = mps3-an547 ] && features="--features arm-mve"
         # shellcheck disable=SC2086
         (cd examples/firmware && MOTE_MODEL="$work/$m.mote" MOTE_INPUTS="$work/$m.in" \
-            MOTE_BOARD="$name" CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS="-C target-cpu=cortex-m55" \
+            MOTE_BOARD="$name" CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS="-C target-cpu=cortex-m55 \
+-C llvm-args=-unroll-runtime=false -C llvm-args=-unroll-allow-partial=false \
+-C llvm-args=-unroll-threshold=100 -C llvm-args=-inline-threshold=200" \
             timeout 900 cargo build -q --release --target "$triple" --target-dir "$T/determinism-fw" \
             $features)
         elf="$T/determinism-fw/$triple/release/mote-firmware"

@@ -24,10 +24,14 @@ trap 'rm -rf "$work"' EXIT
 # and cargo reads none for the dotted thumbv8m triple anyway), so the strict and the locating
 # builds compile the same code.
 unset CARGO_ENCODED_RUSTFLAGS
+# The size flags every Cortex-M build uses (.cargo/config.toml explains them).
+size_flags="-C llvm-args=-unroll-runtime=false -C llvm-args=-unroll-allow-partial=false \
+-C llvm-args=-unroll-threshold=100 -C llvm-args=-inline-threshold=200"
 cpu_flags() {
     case $1 in
-    thumbv7em-*) echo "-C target-cpu=cortex-m4" ;;
-    thumbv8m.main-*) echo "-C target-cpu=cortex-m55" ;;
+    thumbv7em-*) echo "-C target-cpu=cortex-m4 $size_flags" ;;
+    thumbv8m.main-*) echo "-C target-cpu=cortex-m55 $size_flags" ;;
+    thumbv*) echo "$size_flags" ;;
     *) echo "" ;;
     esac
 }

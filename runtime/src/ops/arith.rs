@@ -130,18 +130,21 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<(usize, [usize; MAX_R
         return None;
     }
     let mut out = [1usize; MAX_RANK];
-    for i in 0..rank {
-        // Dimension i counted from the end.
-        let da = if i < a.len() { a[a.len() - 1 - i] } else { 1 };
-        let db = if i < b.len() { b[b.len() - 1 - i] } else { 1 };
-        let d = if da == db || db == 1 {
+    // Dimensions counted from the end; the shorter shape is padded with 1s.
+    let ones = core::iter::repeat(&1usize);
+    let pairs = a
+        .iter()
+        .rev()
+        .chain(ones.clone())
+        .zip(b.iter().rev().chain(ones));
+    for (slot, (&da, &db)) in out.get_mut(..rank)?.iter_mut().rev().zip(pairs) {
+        *slot = if da == db || db == 1 {
             da
         } else if da == 1 {
             db
         } else {
             return None;
         };
-        out[rank - 1 - i] = d;
     }
     Some((rank, out))
 }
