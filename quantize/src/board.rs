@@ -209,7 +209,7 @@ pub fn build_firmware(
             "CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS",
             "-C target-cpu=cortex-m55 -C llvm-args=-unroll-runtime=false \
              -C llvm-args=-unroll-allow-partial=false -C llvm-args=-unroll-threshold=100 \
-             -C llvm-args=-inline-threshold=200",
+             -C llvm-args=-inline-threshold=200 -C llvm-args=-enable-machine-outliner=always",
         )
         // A firmware build is not part of the calling cargo's build.
         .env_remove("RUSTFLAGS")

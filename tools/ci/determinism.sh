@@ -56,7 +56,7 @@ for m in kws_ref_model pretrainedResnet_quant; do
         (cd examples/firmware && MOTE_MODEL="$work/$m.mote" MOTE_INPUTS="$work/$m.in" \
             MOTE_BOARD="$name" CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS="-C target-cpu=cortex-m55 \
 -C llvm-args=-unroll-runtime=false -C llvm-args=-unroll-allow-partial=false \
--C llvm-args=-unroll-threshold=100 -C llvm-args=-inline-threshold=200" \
+-C llvm-args=-unroll-threshold=100 -C llvm-args=-inline-threshold=200 -C llvm-args=-enable-machine-outliner=always" \
             timeout 900 cargo build -q --release --target "$triple" --target-dir "$T/determinism-fw" \
             $features)
         elf="$T/determinism-fw/$triple/release/mote-firmware"

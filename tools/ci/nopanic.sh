@@ -26,7 +26,7 @@ trap 'rm -rf "$work"' EXIT
 unset CARGO_ENCODED_RUSTFLAGS
 # The size flags every Cortex-M build uses (.cargo/config.toml explains them).
 size_flags="-C llvm-args=-unroll-runtime=false -C llvm-args=-unroll-allow-partial=false \
--C llvm-args=-unroll-threshold=100 -C llvm-args=-inline-threshold=200"
+-C llvm-args=-unroll-threshold=100 -C llvm-args=-inline-threshold=200 -C llvm-args=-enable-machine-outliner=always"
 cpu_flags() {
     case $1 in
     thumbv7em-*) echo "-C target-cpu=cortex-m4 $size_flags" ;;
