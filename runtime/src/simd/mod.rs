@@ -68,6 +68,7 @@ mod x86;
 
 #[cfg(test)]
 mod exact_tests;
+pub(crate) mod gemv;
 
 use core::mem::MaybeUninit;
 
