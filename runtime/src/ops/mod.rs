@@ -241,8 +241,9 @@ impl<'a> OpCtx<'a> {
 
     /// The element type of input `k`, or `None` when it is absent, out of range or of an unknown
     /// type. Cheaper than [`OpCtx::input`] (no error built) for the per-invoke tests of which
-    /// kernel family an op belongs to (`int4::applies`, ...).
-    #[inline]
+    /// kernel family an op belongs to (`int4::applies`, ...). Out of line: a call is as short
+    /// as the lookup, at each of those tests.
+    #[inline(never)]
     pub fn input_dtype(&self, k: usize) -> Option<DType> {
         if k >= self.input_count() {
             return None;
@@ -412,6 +413,7 @@ impl<'a> OpMem<'a> {
     /// The bytes of tensor `d` when it is an arena tensor that lies wholly below or above the
     /// output, else `None` (no error built: for kernels' fast paths, whose general path reports
     /// what is wrong).
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64"))]
     #[inline(always)]
     pub(crate) fn arena_input(&self, d: &TensorDesc) -> Option<&'a [u8]> {
         if d.storage != Storage::Arena as u8 {
