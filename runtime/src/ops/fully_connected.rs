@@ -275,6 +275,37 @@ fn fc_packed(
             out_features,
         );
     }
+    fc_staged(
+        isa,
+        packed,
+        &q,
+        batches,
+        in_features,
+        out_features,
+        input,
+        output,
+    )
+}
+
+/// The part of [`fc_packed`] that stages the input rows in the tier's encoding, padded to whole
+/// steps. Out of line: its stack buffer (up to [`simd::STAGE_CAPACITY`] bytes) would otherwise
+/// be reserved, and probed page by page, on every call of [`fc_packed`], also by the paths that
+/// need no staging. Called by [`fc_packed`] after its checks of the lengths.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn fc_staged(
+    isa: Isa,
+    packed: &PackedFilter,
+    q: &simd::Requant,
+    batches: usize,
+    in_features: usize,
+    out_features: usize,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let enc = isa.tier().encoding();
+    let steps = simd::k_steps(in_features);
+    let kp = steps * simd::BLOCK_K;
     let input = bytemuck::cast_slice::<i8, u8>(input);
     let flip = match enc {
         simd::Encoding::Signed => 0u8,
@@ -292,7 +323,7 @@ fn fc_packed(
             let rows = rows_max.min(batches - b0);
             let mut w = stage.writer();
             // `batches · in_features` is the input's length and `batches · out_features` the
-            // output's (checked above): these products cannot overflow, and the `get`s are
+            // output's (checked by `fc_packed`): these products cannot overflow, and the `get`s are
             // always inside (an empty slice otherwise, which the kernel's checks refuse).
             for b in b0..b0 + rows {
                 let src = input
@@ -320,7 +351,7 @@ fn fc_packed(
                 &a,
                 packed.weights,
                 out_features,
-                &q,
+                q,
                 out_rows,
                 out_features,
             )?;
