@@ -221,7 +221,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::super::exact_tests::{act_range, bias, channel_quant, for_each_isa};
-    use super::super::{fold_bias, gemm_portable, pack_weights, Encoding, MatrixA};
+    use super::super::{fold_bias, gemm_portable, pack_weights, packed_len, Encoding, MatrixA};
     use super::*;
 
     /// A one-row case: `k` activations, `n` outputs (up to the widths of the MLPerf Tiny layers).
