@@ -153,7 +153,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
 
     /// Runs operator `i` alone (its inputs must already be in the arena).
     pub fn invoke_op(&mut self, i: usize) -> Result<(), Error> {
-        let ctx = self.model.op_ctx(i as u32)?;
+        let ctx = self.model.op_ctx_loaded(i as u32)?;
         // The bytes the op writes: its output, or for an op computing over its own input the
         // span of both (validated to lie in the arena).
         let region = ops::inplace::region(&ctx)?;

@@ -345,7 +345,7 @@ pub(crate) fn applies(ctx: &OpCtx) -> bool {
     matches!(
         ctx.kind,
         OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::FullyConnected
-    ) && matches!(ctx.input(0), Ok(Some((_, d))) if d.dtype() == Some(DType::Float32))
+    ) && ctx.input_dtype(0) == Some(DType::Float32)
 }
 
 /// Input, weights, output and bias dtypes: float32, float32 or float16, float32, float32

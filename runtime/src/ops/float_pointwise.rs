@@ -46,7 +46,7 @@ pub(crate) fn applies(ctx: &OpCtx) -> bool {
             | OpKind::Tanh
             | OpKind::Relu
             | OpKind::Relu6
-    ) && matches!(ctx.input(0), Ok(Some((_, d))) if d.dtype() == Some(DType::Float32))
+    ) && ctx.input_dtype(0) == Some(DType::Float32)
 }
 
 fn shape_error(field: &'static str) -> Error {

@@ -243,6 +243,14 @@ fn fc_packed(
         act_min: fq.act_min,
         act_max: fq.act_max,
     };
+    if batches == 1 {
+        // One row: the tier's one-row kernel when it has one (reads the row in place).
+        let row =
+            simd::gemv::gemv_checked_quant(isa, input, packed.weights, out_features, &q, output);
+        if let Some(done) = row {
+            return done;
+        }
+    }
     let steps = simd::k_steps(in_features);
     let kp = steps * simd::BLOCK_K;
     if enc == simd::Encoding::Signed && kp == in_features {
@@ -267,6 +275,37 @@ fn fc_packed(
             out_features,
         );
     }
+    fc_staged(
+        isa,
+        packed,
+        &q,
+        batches,
+        in_features,
+        out_features,
+        input,
+        output,
+    )
+}
+
+/// The part of [`fc_packed`] that stages the input rows in the tier's encoding, padded to whole
+/// steps. Out of line: its stack buffer (up to [`simd::STAGE_CAPACITY`] bytes) would otherwise
+/// be reserved, and probed page by page, on every call of [`fc_packed`], also by the paths that
+/// need no staging. Called by [`fc_packed`] after its checks of the lengths.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn fc_staged(
+    isa: Isa,
+    packed: &PackedFilter,
+    q: &simd::Requant,
+    batches: usize,
+    in_features: usize,
+    out_features: usize,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let enc = isa.tier().encoding();
+    let steps = simd::k_steps(in_features);
+    let kp = steps * simd::BLOCK_K;
     let input = bytemuck::cast_slice::<i8, u8>(input);
     let flip = match enc {
         simd::Encoding::Signed => 0u8,
@@ -284,7 +323,7 @@ fn fc_packed(
             let rows = rows_max.min(batches - b0);
             let mut w = stage.writer();
             // `batches · in_features` is the input's length and `batches · out_features` the
-            // output's (checked above): these products cannot overflow, and the `get`s are
+            // output's (checked by `fc_packed`): these products cannot overflow, and the `get`s are
             // always inside (an empty slice otherwise, which the kernel's checks refuse).
             for b in b0..b0 + rows {
                 let src = input
@@ -312,7 +351,7 @@ fn fc_packed(
                 &a,
                 packed.weights,
                 out_features,
-                &q,
+                q,
                 out_rows,
                 out_features,
             )?;
@@ -451,8 +490,12 @@ pub(crate) fn validate(ctx: &OpCtx) -> Result<(), Error> {
 /// packed path neither decodes the bias (folded into the packed filter's) nor checks parameter
 /// values again; every slice is still taken with checked accessors and every length the
 /// kernels rely on is checked, so an inconsistency gives an error, never a panic.
-pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
+pub(crate) fn eval(ctx: &OpCtx, #[allow(unused_mut)] mut mem: OpMem) -> Result<(), Error> {
     let p: &FullyConnectedParams = ctx.params()?;
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64"))]
+    if let Some(done) = eval_packed(ctx, p, &mut mem) {
+        return done;
+    }
     let (batches, in_features, out_features) = fc_dims(ctx)?;
     let count = p.channel_count as usize;
     let multipliers = ctx.const_array::<i32>(p.multipliers_offset, count)?;
@@ -529,6 +572,109 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
         shifts,
         output,
     )
+}
+
+/// The SIMD path of [`eval`] for packed weights, with every operand looked up by `Option`s
+/// that stay in registers (no [`Error`] is built on the way, and nothing is looked up twice):
+/// on a one-row layer of 128 × 128 the lookups cost as much as the multiply-adds, and the
+/// general accessors return errors through memory. `None` when the op does not take this path
+/// (no SIMD tier, reference layout) or an operand is not as [`validate`] left it; [`eval`] then
+/// runs its general code, which reports what is wrong.
+#[cfg(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64"))]
+fn eval_packed(
+    ctx: &OpCtx,
+    p: &FullyConnectedParams,
+    mem: &mut OpMem,
+) -> Option<Result<(), Error>> {
+    if p.layout != LAYOUT_PACKED {
+        return None;
+    }
+    let (isa, fc, x) = packed_operands(ctx, p, mem)?;
+    let output = as_i8_mut(&mut *mem.output);
+    Some(fc_packed(
+        isa,
+        &fc.packed,
+        &fc.quant,
+        fc.batches,
+        fc.in_features,
+        fc.out_features,
+        x,
+        output,
+    ))
+}
+
+/// The operands of a FULLY_CONNECTED op on the packed SIMD path (see [`eval_packed`]).
+#[cfg(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64"))]
+struct PackedOperands<'a> {
+    packed: PackedFilter<'a>,
+    quant: FcQuant<'a>,
+    batches: usize,
+    in_features: usize,
+    out_features: usize,
+}
+
+/// Looks up [`PackedOperands`] and the input row(s), or `None` (see [`eval_packed`]).
+#[cfg(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+fn packed_operands<'c, 'm>(
+    ctx: &OpCtx<'c>,
+    p: &FullyConnectedParams,
+    mem: &OpMem<'m>,
+) -> Option<(Isa, PackedOperands<'c>, &'m [i8])> {
+    let tensor = |k: usize| ctx.tensors.get(*ctx.io.get(k)? as usize);
+    let weights = tensor(1)?;
+    let output = tensor(ctx.input_count())?;
+    let (out_features, in_features) = match weights.dims() {
+        &[o, i] if o > 0 && i > 0 => (o as usize, i as usize),
+        _ => return None,
+    };
+    let isa = fc_fast_isa(Isa::best(), true, p, in_features)?;
+    // Element counts fit in u32 (validated tensor byte counts). One batch without the division.
+    let elements = output.elements();
+    let batches = if elements == out_features as u64 {
+        1
+    } else {
+        elements / out_features as u64
+    } as usize;
+    let count = p.channel_count as usize;
+    let consts = ctx.consts;
+    let n2 = out_features.checked_mul(2)?;
+    let biases = const_slice::<i32>(consts, p.folded_bias_offset, n2)?;
+    let (bias_signed, bias_unsigned) = biases.split_at_checked(out_features)?;
+    let packed = PackedFilter {
+        weights: const_slice::<i8>(
+            consts,
+            p.packed_offset,
+            simd::packed_len(out_features, in_features)?,
+        )?,
+        bias_signed,
+        bias_unsigned,
+    };
+    let quant = FcQuant {
+        multipliers: const_slice::<i32>(consts, p.multipliers_offset, count)?,
+        shifts: const_slice::<i32>(consts, p.shifts_offset, count)?,
+        output_offset: p.output_offset,
+        act_min: p.act_min,
+        act_max: p.act_max,
+    };
+    let x = as_i8(mem.arena_input(tensor(0)?)?);
+    let fc = PackedOperands {
+        packed,
+        quant,
+        batches,
+        in_features,
+        out_features,
+    };
+    Some((isa, fc, x))
+}
+
+/// `count` values of `T` at byte `offset` of the constant section, or `None`.
+#[cfg(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+fn const_slice<T: bytemuck::Pod>(consts: &[u8], offset: u32, count: usize) -> Option<&[T]> {
+    let start = offset as usize;
+    let len = count.checked_mul(core::mem::size_of::<T>())?;
+    bytemuck::try_cast_slice(consts.get(start..start.checked_add(len)?)?).ok()
 }
 
 #[cfg(test)]

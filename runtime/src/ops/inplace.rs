@@ -84,6 +84,10 @@ fn arena_range(ctx: &OpCtx, t: &crate::format::TensorDesc) -> Result<Range<usize
 pub(crate) fn region(ctx: &OpCtx) -> Result<Range<usize>, Error> {
     let (_, out) = ctx.output(0)?;
     let out = arena_range(ctx, out)?;
+    if ctx.desc.flags == 0 {
+        // Not in place (most ops): nothing to decode.
+        return Ok(out);
+    }
     match flags(ctx)?.in_place {
         InPlace::ShiftDown | InPlace::ShiftUp => {
             let (_, inp) = ctx.required_input(0)?;

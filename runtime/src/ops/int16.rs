@@ -22,7 +22,7 @@ pub(crate) fn applies(ctx: &OpCtx) -> bool {
     matches!(
         ctx.kind,
         OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::FullyConnected
-    ) && matches!(ctx.input(0), Ok(Some((_, d))) if d.dtype() == Some(DType::Int16))
+    ) && ctx.input_dtype(0) == Some(DType::Int16)
 }
 
 /// TFLite's `MultiplyByQuantizedMultiplier(int64_t x, int32_t multiplier, int shift)`: the

@@ -60,7 +60,7 @@ pub(crate) fn applies(ctx: &OpCtx) -> bool {
             | OpKind::Relu6
             | OpKind::Logistic
             | OpKind::Tanh
-    ) && matches!(ctx.input(0), Ok(Some((_, d))) if d.dtype() == Some(DType::Int16))
+    ) && ctx.input_dtype(0) == Some(DType::Int16)
 }
 
 /// One int16 ADD (`left_shift` 15).

@@ -36,8 +36,7 @@ pub struct Softmax16Params {
 
 /// Whether op `ctx` is a SOFTMAX with an int16 input (this module's).
 pub(crate) fn applies(ctx: &OpCtx) -> bool {
-    ctx.kind == OpKind::Softmax
-        && matches!(ctx.input(0), Ok(Some((_, d))) if d.dtype() == Some(DType::Int16))
+    ctx.kind == OpKind::Softmax && ctx.input_dtype(0) == Some(DType::Int16)
 }
 
 /// TFLM's interpolated lookup in a 513-entry int16 table over the int16 range.

@@ -24,7 +24,7 @@ pub(crate) fn applies(ctx: &OpCtx) -> bool {
     matches!(
         ctx.kind,
         OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::FullyConnected
-    ) && matches!(ctx.input(1), Ok(Some((_, d))) if d.dtype() == Some(DType::Int4))
+    ) && ctx.input_dtype(1) == Some(DType::Int4)
 }
 
 /// Input, filter and output dtypes: int8, int4, int8.

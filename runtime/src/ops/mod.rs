@@ -239,6 +239,18 @@ impl<'a> OpCtx<'a> {
         Ok(Some((t, d)))
     }
 
+    /// The element type of input `k`, or `None` when it is absent, out of range or of an unknown
+    /// type. Cheaper than [`OpCtx::input`] (no error built) for the per-invoke tests of which
+    /// kernel family an op belongs to (`int4::applies`, ...). Out of line: a call is as short
+    /// as the lookup, at each of those tests.
+    #[inline(never)]
+    pub fn input_dtype(&self, k: usize) -> Option<DType> {
+        if k >= self.input_count() {
+            return None;
+        }
+        self.tensors.get(*self.io.get(k)? as usize)?.dtype()
+    }
+
     /// Input `k`, which must be present.
     #[inline(never)]
     pub fn required_input(&self, k: usize) -> Result<(u32, &'a TensorDesc), Error> {
@@ -395,6 +407,25 @@ impl<'a> OpMem<'a> {
                 at,
                 field: "storage",
             }),
+        }
+    }
+
+    /// The bytes of tensor `d` when it is an arena tensor that lies wholly below or above the
+    /// output, else `None` (no error built: for kernels' fast paths, whose general path reports
+    /// what is wrong).
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64"))]
+    #[inline(always)]
+    pub(crate) fn arena_input(&self, d: &TensorDesc) -> Option<&'a [u8]> {
+        if d.storage != Storage::Arena as u8 {
+            return None;
+        }
+        let off = d.offset as usize;
+        let end = off.checked_add(d.bytes as usize)?;
+        if end <= self.below.len() {
+            self.below.get(off..end)
+        } else {
+            self.above
+                .get(off.checked_sub(self.above_start)?..end.checked_sub(self.above_start)?)
         }
     }
 

@@ -28,6 +28,8 @@
 //! # Kernels
 //! - [`gemm`]: CONV_2D (implicit im2col: windows read in place from a band of padded input
 //!   rows, see `ops::conv`) and FULLY_CONNECTED, tiles of rows × blocks of 16 outputs.
+//! - `gemv`: FULLY_CONNECTED with one batch on AVX-512 VNNI, the packed weights read front to
+//!   back (one block of 16 outputs at a time), which is what a one-row layer's speed depends on.
 //! - [`depthwise`]: DEPTHWISE_CONV_2D (depth multiplier 1), pairs of taps per 16-bit multiply-add.
 //! - [`add_sub`] / [`add_sub_assign`]: ADD and SUB of equally shaped operands (also the ADD fused
 //!   after a convolution).
@@ -68,6 +70,7 @@ mod x86;
 
 #[cfg(test)]
 mod exact_tests;
+pub(crate) mod gemv;
 
 use core::mem::MaybeUninit;
 

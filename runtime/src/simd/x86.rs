@@ -330,11 +330,11 @@ macro_rules! tile_loop {
     }};
 }
 
-mod vnni {
+pub(super) mod vnni {
     use super::*;
 
     /// The output stage on 16 lanes.
-    struct Stage {
+    pub(in crate::simd) struct Stage {
         m: __m512i,
         m_odd: __m512i,
         left: __m512i,
@@ -403,7 +403,12 @@ mod vnni {
         /// `q` has passed `Requant::check_lengths` for `n ≥ c0 + count` outputs, `count ≤ 16`.
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-        unsafe fn new(q: &Requant, c0: usize, count: usize, fast: bool) -> (Stage, __m512i) {
+        pub(in crate::simd) unsafe fn new(
+            q: &Requant,
+            c0: usize,
+            count: usize,
+            fast: bool,
+        ) -> (Stage, __m512i) {
             // SAFETY: the caller's guarantee (every array holds n or 1 entries).
             let (m, s, bias) = unsafe {
                 (
@@ -468,7 +473,7 @@ mod vnni {
         /// TFLM's output stage on 16 accumulators, as 16 bytes.
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-        fn apply(&self, acc: __m512i) -> __m128i {
+        pub(in crate::simd) fn apply(&self, acc: __m512i) -> __m128i {
             let x = if self.any_left {
                 _mm512_sllv_epi32(acc, self.left)
             } else {
