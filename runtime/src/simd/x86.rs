@@ -570,17 +570,18 @@ mod vnni {
         }
     }
 
-    /// Interleaves the dwords of two steps' weights: lane `2i` = `a[i]`, lane `2i + 1` = `b[i]`,
-    /// for outputs `half·8 .. half·8 + 8`.
-    const PAIR_LO: [u32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
-    const PAIR_HI: [u32; 16] = [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
-    /// The even lanes of two registers, in order.
-    const EVENS: [u32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
+    /// The second accumulator's weights of a step pair: lane `2i` = step `s` of output `2i + 1`,
+    /// lane `2i + 1` = step `s + 1` of output `2i` (indices into `[step s | step s + 1]`).
+    const PAIR_SWAP: [u32; 16] = [1, 16, 3, 18, 5, 20, 7, 22, 9, 24, 11, 26, 13, 28, 15, 30];
 
     /// `MR` rows × one block of 16 outputs, two reduction steps per broadcast: 8 activation bytes
-    /// (steps `s` and `s + 1`, adjacent in the row) go to every 64-bit lane, against the weights
-    /// of 8 outputs × both steps; each output's two partial sums are added at the end. Half the
-    /// broadcasts of [`tile`] for layers with at most 16 outputs.
+    /// (steps `s` and `s + 1`, adjacent in the row) go to every 64-bit lane, so even lanes see
+    /// step `s` and odd lanes step `s + 1`. The first accumulator multiplies them by lane `j` =
+    /// output `j` (step `s` for even `j`, `s + 1` for odd: one blend of the two steps' weights),
+    /// the second by the other step of each output with neighbouring lanes swapped; so output
+    /// `j`'s sum is lane `j` of the first plus lane `j ^ 1` of the second (one in-lane shuffle),
+    /// and the first starts from the bias. Half the broadcasts of [`tile`] for layers with at
+    /// most 16 outputs.
     ///
     /// # Safety
     /// As [`tile`] with `NB = 1`; moreover steps `2j` and `2j + 1` are 4 bytes apart in every row.
@@ -593,12 +594,15 @@ mod vnni {
         o: Out,
     ) {
         let zero = _mm512_setzero_si512();
-        let mut acc = [[zero; 2]; MR];
-        let (lo_idx, hi_idx) = (
-            // SAFETY: 16 lanes of 16-element arrays.
-            unsafe { _mm512_loadu_si512(PAIR_LO.as_ptr().cast()) },
-            unsafe { _mm512_loadu_si512(PAIR_HI.as_ptr().cast()) },
-        );
+        let count = o.n.saturating_sub(o.c0).min(BLOCK_N);
+        // SAFETY: outputs c0 .. c0 + count ≤ n (the tile's block holds at least one output).
+        let bias = unsafe {
+            q.bias
+                .map_or(_mm512_setzero_si512(), |b| lanes(b, o.c0, count))
+        };
+        let mut acc = [[bias, zero]; MR];
+        // SAFETY: 16 lanes of a 16-element array.
+        let swap_idx = unsafe { _mm512_loadu_si512(PAIR_SWAP.as_ptr().cast()) };
         let mut s = 0;
         while s < a.steps {
             let two = s + 1 < a.steps;
@@ -610,8 +614,8 @@ mod vnni {
             } else {
                 zero
             };
-            let wl = _mm512_permutex2var_epi32(wa, lo_idx, wb);
-            let wh = _mm512_permutex2var_epi32(wa, hi_idx, wb);
+            let w0 = _mm512_mask_blend_epi32(0xAAAA, wa, wb);
+            let w1 = _mm512_permutex2var_epi32(wa, swap_idx, wb);
             // SAFETY: s < steps.
             let off = unsafe { a.offset::<TABLE>(s) };
             for (r, row) in acc.iter_mut().enumerate() {
@@ -624,21 +628,16 @@ mod vnni {
                     i64::from(unsafe { a.load_at(r, off) }) & 0xFFFF_FFFF
                 };
                 let x = _mm512_set1_epi64(x8);
-                row[0] = _mm512_dpbusd_epi32(row[0], x, wl);
-                row[1] = _mm512_dpbusd_epi32(row[1], x, wh);
+                row[0] = _mm512_dpbusd_epi32(row[0], x, w0);
+                row[1] = _mm512_dpbusd_epi32(row[1], x, w1);
             }
             s += 2;
         }
-        let count = o.n.saturating_sub(o.c0).min(BLOCK_N);
         // SAFETY: outputs c0 .. c0 + count ≤ n.
-        let (stage, bias) = unsafe { Stage::new(q, o.c0, count, o.fast) };
-        // SAFETY: 16 lanes of a 16-element array.
-        let evens = unsafe { _mm512_loadu_si512(EVENS.as_ptr().cast()) };
+        let (stage, _) = unsafe { Stage::new(q, o.c0, count, o.fast) };
         for (r, row) in acc.iter().enumerate() {
-            // Each output's two partial sums (even and odd lane) into the even lane.
-            let lo = _mm512_add_epi32(row[0], _mm512_srli_epi64::<32>(row[0]));
-            let hi = _mm512_add_epi32(row[1], _mm512_srli_epi64::<32>(row[1]));
-            let sums = _mm512_add_epi32(_mm512_permutex2var_epi32(lo, evens, hi), bias);
+            // Lane j: output j's two partial sums (and its bias).
+            let sums = _mm512_add_epi32(row[0], _mm512_shuffle_epi32::<0xB1>(row[1]));
             let bytes = stage.apply(sums);
             // SAFETY: outputs c0 .. c0 + count of row r (checked); the mask limits the store.
             unsafe {
