@@ -913,6 +913,21 @@ mod vnni {
             _mm512_setzero_si512()
         };
         let mut i = 0;
+        if n >= TABLE_MIN && vbmi() {
+            let out_stage = OutStage {
+                mo,
+                fast,
+                round_o,
+                e_o,
+                mask_o,
+                half_o,
+                out_off,
+                lo: p.activation_min,
+                hi: p.activation_max,
+            };
+            // SAFETY: the CPU runs AVX512-VBMI (just checked); the pointers as above.
+            i = unsafe { add_sub_tables(&a_op, &b_op, &out_stage, subtract, x, y, out, n) };
+        }
         while i + 16 <= n {
             // SAFETY: elements i .. i + 16 < n of each operand (the caller's guarantee).
             let (a, b) = unsafe {
@@ -938,6 +953,209 @@ mod vnni {
             // SAFETY: elements i .. i + 16 < n of the output.
             unsafe { _mm_storeu_si128(out.add(i).cast(), _mm512_cvtepi32_epi8(v)) };
             i += 16;
+        }
+        i
+    }
+
+    /// Shortest ADD/SUB the table path takes (building the tables costs about as much as a few
+    /// hundred elements of the direct path saves).
+    const TABLE_MIN: usize = 256;
+
+    /// Whether the CPU runs AVX512-VBMI (`vpermi2b`), which the table path of [`add_sub`] needs
+    /// on top of the tier's features: detected at run time with `std`, else compile time.
+    #[inline]
+    fn vbmi() -> bool {
+        #[cfg(any(feature = "std", test))]
+        {
+            super::super::std::is_x86_feature_detected!("avx512vbmi")
+        }
+        #[cfg(not(any(feature = "std", test)))]
+        {
+            cfg!(target_feature = "avx512vbmi")
+        }
+    }
+
+    /// The output side of an ADD/SUB: `raw → requantized` on 16 lanes (as [`add_sub`]'s loop).
+    struct OutStage {
+        mo: __m512i,
+        fast: bool,
+        round_o: __m512i,
+        e_o: __m128i,
+        mask_o: __m512i,
+        half_o: __m512i,
+        out_off: __m512i,
+        lo: i32,
+        hi: i32,
+    }
+
+    impl OutStage {
+        /// The requantized sums, before the clamp (which the caller applies after narrowing).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn apply(&self, raw: __m512i) -> __m512i {
+            let h = high_mul_uniform(raw, self.mo);
+            if self.fast {
+                let sign = _mm512_srai_epi32::<31>(h);
+                _mm512_sra_epi32(
+                    _mm512_add_epi32(_mm512_add_epi32(h, self.round_o), sign),
+                    self.e_o,
+                )
+            } else {
+                _mm512_add_epi32(
+                    divide_pot_uniform(h, self.e_o, self.mask_o, self.half_o),
+                    self.out_off,
+                )
+            }
+        }
+    }
+
+    /// A rescaled ADD operand as a table: byte plane `k` holds byte `k` of the rescaled value of
+    /// every int8 input, indexed by the input's bits (`u = x as u8`), 64 entries a register.
+    struct Table {
+        planes: [[__m512i; 4]; 4],
+    }
+
+    /// The bytes 0, 1, ..., 255.
+    const ALL_BYTES: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = i as u8;
+            i += 1;
+        }
+        t
+    };
+
+    impl Table {
+        /// The table of `op`: [`Operand::apply`] on every int8 value, so each entry is exactly
+        /// what the direct path computes for that input.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn new(op: &Operand) -> Table {
+            let mut bytes = [[0u8; 256]; 4];
+            for (c, chunk) in ALL_BYTES.chunks_exact(16).enumerate() {
+                // SAFETY: 16 readable bytes.
+                let u = unsafe { _mm_loadu_si128(chunk.as_ptr().cast()) };
+                let v = op.apply(_mm512_cvtepi8_epi32(u));
+                let planes = [
+                    v,
+                    _mm512_srli_epi32::<8>(v),
+                    _mm512_srli_epi32::<16>(v),
+                    _mm512_srli_epi32::<24>(v),
+                ];
+                for (plane, w) in bytes.iter_mut().zip(planes) {
+                    // SAFETY: bytes 16c .. 16c + 16 of a 256-byte plane (c < 16).
+                    unsafe {
+                        _mm_storeu_si128(
+                            plane.as_mut_ptr().add(16 * c).cast(),
+                            _mm512_cvtepi32_epi8(w),
+                        )
+                    };
+                }
+            }
+            let mut planes = [[_mm512_setzero_si512(); 4]; 4];
+            for (regs, plane) in planes.iter_mut().zip(&bytes) {
+                for (j, r) in regs.iter_mut().enumerate() {
+                    // SAFETY: bytes 64j .. 64j + 64 of a 256-byte plane (j < 4).
+                    *r = unsafe { _mm512_loadu_si512(plane.as_ptr().add(64 * j).cast()) };
+                }
+            }
+            Table { planes }
+        }
+
+        /// The rescaled values of 64 inputs as four registers of 16 lanes, in the order
+        /// [`unpack4`] leaves them (which [`pack4`] undoes).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+        fn lookup(&self, idx: __m512i) -> [__m512i; 4] {
+            let high = _mm512_movepi8_mask(idx);
+            let mut p = [_mm512_setzero_si512(); 4];
+            for (out, t) in p.iter_mut().zip(&self.planes) {
+                // Inputs with bit 7 set from entries 128..256; the others keep their index
+                // and then read entries 0..128.
+                let r = _mm512_mask2_permutex2var_epi8(t[2], idx, high, t[3]);
+                *out = _mm512_mask2_permutex2var_epi8(t[0], r, !high, t[1]);
+            }
+            unpack4(p)
+        }
+    }
+
+    /// Four byte planes (byte `k` of 64 values each) into 64 32-bit values: register `q`'s lanes
+    /// `4L .. 4L + 4` are values `16L + 4q ..` (the in-lane unpacks keep 128-bit lanes apart).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn unpack4(p: [__m512i; 4]) -> [__m512i; 4] {
+        let w_lo = _mm512_unpacklo_epi8(p[0], p[1]);
+        let w_hi = _mm512_unpackhi_epi8(p[0], p[1]);
+        let v_lo = _mm512_unpacklo_epi8(p[2], p[3]);
+        let v_hi = _mm512_unpackhi_epi8(p[2], p[3]);
+        [
+            _mm512_unpacklo_epi16(w_lo, v_lo),
+            _mm512_unpackhi_epi16(w_lo, v_lo),
+            _mm512_unpacklo_epi16(w_hi, v_hi),
+            _mm512_unpackhi_epi16(w_hi, v_hi),
+        ]
+    }
+
+    /// The inverse of [`unpack4`]'s order, narrowing with signed saturation to 64 bytes in order.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn pack4(d: [__m512i; 4]) -> __m512i {
+        _mm512_packs_epi16(
+            _mm512_packs_epi32(d[0], d[1]),
+            _mm512_packs_epi32(d[2], d[3]),
+        )
+    }
+
+    /// ADD/SUB 64 elements at a time with both operands' rescaling looked up in tables
+    /// (`vpermi2b`): the rescaled operand depends on the int8 input alone, so a table of its 256
+    /// values, built by the same [`Operand::apply`], gives exactly the direct path's sums; the
+    /// output stage is the direct path's. Returns how many elements it computed.
+    ///
+    /// # Safety
+    /// The CPU runs AVX512-VBMI besides the tier's features; the pointers as in [`add_sub`].
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+    unsafe fn add_sub_tables(
+        a_op: &Operand,
+        b_op: &Operand,
+        o: &OutStage,
+        subtract: bool,
+        x: *const i8,
+        y: *const i8,
+        out: *mut i8,
+        n: usize,
+    ) -> usize {
+        let (ta, tb) = (Table::new(a_op), Table::new(b_op));
+        let full = o.lo == -128 && o.hi == 127;
+        let (lo, hi) = (_mm512_set1_epi8(o.lo as i8), _mm512_set1_epi8(o.hi as i8));
+        let mut i = 0;
+        while i + 64 <= n {
+            // SAFETY: elements i .. i + 64 ≤ n of each operand (the caller's guarantee); both are
+            // read before the output is written (it may alias either).
+            let (xa, yb) = unsafe {
+                (
+                    _mm512_loadu_si512(x.add(i).cast()),
+                    _mm512_loadu_si512(y.add(i).cast()),
+                )
+            };
+            let (a, b) = (ta.lookup(xa), tb.lookup(yb));
+            let mut v = [_mm512_setzero_si512(); 4];
+            for q in 0..4 {
+                let raw = if subtract {
+                    _mm512_sub_epi32(a[q], b[q])
+                } else {
+                    _mm512_add_epi32(a[q], b[q])
+                };
+                v[q] = o.apply(raw);
+            }
+            let mut bytes = pack4(v);
+            if !full {
+                bytes = _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi);
+            }
+            // SAFETY: elements i .. i + 64 ≤ n of the output.
+            unsafe { _mm512_storeu_si512(out.add(i).cast(), bytes) };
+            i += 64;
         }
         i
     }
