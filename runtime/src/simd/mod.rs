@@ -1063,6 +1063,12 @@ pub const STAGE_CAPACITY: usize = 64 * 1024;
 pub struct StageWriter<'a> {
     buf: &'a mut [MaybeUninit<u8>],
     len: usize,
+    /// The tier whose wide moves fill and copy (x86; `Isa::best` once per writer).
+    #[cfg_attr(
+        not(any(target_arch = "x86", target_arch = "x86_64")),
+        allow(dead_code)
+    )]
+    isa: Option<Isa>,
 }
 
 impl<'a> StageWriter<'a> {
@@ -1081,8 +1087,18 @@ impl<'a> StageWriter<'a> {
     /// Appends `n` copies of `byte` (fewer if the buffer is full).
     #[inline]
     pub fn fill(&mut self, n: usize, byte: u8) {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        let isa = self.isa;
         let free = self.free();
         let k = n.min(free.len());
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        if let Some(isa) = isa {
+            // SAFETY: `isa` proves the tier; `k ≤ free.len()` bytes are writable at `free`;
+            // writing initializes them.
+            unsafe { x86::fill(isa.tier(), free.as_mut_ptr().cast::<u8>(), k, byte) };
+            self.len += k;
+            return;
+        }
         for b in free.iter_mut().take(k) {
             b.write(byte);
         }
@@ -1092,8 +1108,26 @@ impl<'a> StageWriter<'a> {
     /// Appends `src` with every byte XOR `flip` (truncated if the buffer is full).
     #[inline]
     pub fn copy_xor(&mut self, src: &[u8], flip: u8) {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        let isa = self.isa;
         let free = self.free();
         let k = src.len().min(free.len());
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        if let Some(isa) = isa {
+            // SAFETY: `isa` proves the tier; `k` bytes are readable at `src` and writable at
+            // `free` (k ≤ both lengths); writing initializes them.
+            unsafe {
+                x86::copy_xor(
+                    isa.tier(),
+                    free.as_mut_ptr().cast::<u8>(),
+                    src.as_ptr(),
+                    k,
+                    flip,
+                )
+            };
+            self.len += k;
+            return;
+        }
         for (b, &v) in free.iter_mut().zip(src) {
             b.write(v ^ flip);
         }
@@ -1129,6 +1163,7 @@ impl Stage<'_> {
         StageWriter {
             buf: self.buf,
             len: 0,
+            isa: Isa::best(),
         }
     }
 }

@@ -232,6 +232,93 @@ pub(super) unsafe fn add_sub(
     }
 }
 
+/// `dst[i] = src[i] ^ flip` for `n` bytes, with the tier's widest registers (the portable
+/// loop compiles to 16-byte SSE2 moves, which bound the staging of convolution inputs).
+///
+/// # Safety
+/// The CPU must run `tier`; `src` readable and `dst` writable for `n` bytes, not overlapping.
+pub(super) unsafe fn copy_xor(tier: Tier, dst: *mut u8, src: *const u8, n: usize, flip: u8) {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn avx512(dst: *mut u8, src: *const u8, n: usize, flip: u8) {
+        let f = _mm512_set1_epi8(flip as i8);
+        let mut i = 0;
+        while i + 64 <= n {
+            // SAFETY: bytes i .. i + 64 ≤ n of both (the caller's guarantee).
+            unsafe {
+                let v = _mm512_loadu_si512(src.add(i).cast());
+                _mm512_storeu_si512(dst.add(i).cast(), _mm512_xor_si512(v, f));
+            }
+            i += 64;
+        }
+        if i < n {
+            let k = (u64::MAX >> (64 - (n - i))) as __mmask64;
+            // SAFETY: the mask limits both accesses to bytes i .. n.
+            unsafe {
+                let v = _mm512_maskz_loadu_epi8(k, src.add(i).cast());
+                _mm512_mask_storeu_epi8(dst.add(i).cast(), k, _mm512_xor_si512(v, f));
+            }
+        }
+    }
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2(dst: *mut u8, src: *const u8, n: usize, flip: u8) {
+        let f = _mm256_set1_epi8(flip as i8);
+        let mut i = 0;
+        while i + 32 <= n {
+            // SAFETY: bytes i .. i + 32 ≤ n of both (the caller's guarantee).
+            unsafe {
+                let v = _mm256_loadu_si256(src.add(i).cast());
+                _mm256_storeu_si256(dst.add(i).cast(), _mm256_xor_si256(v, f));
+            }
+            i += 32;
+        }
+        for j in i..n {
+            // SAFETY: j < n.
+            unsafe { *dst.add(j) = *src.add(j) ^ flip };
+        }
+    }
+    // SAFETY: the caller guarantees the tier and the bounds.
+    unsafe {
+        match tier {
+            Tier::Avx512Vnni => avx512(dst, src, n, flip),
+            Tier::Avx2 => avx2(dst, src, n, flip),
+            _ => {
+                for j in 0..n {
+                    *dst.add(j) = *src.add(j) ^ flip;
+                }
+            }
+        }
+    }
+}
+
+/// `n` bytes of `byte` at `dst` (short fills, a staged row's padding, without a `memset` call).
+///
+/// # Safety
+/// The CPU must run `tier`; `dst` writable for `n` bytes.
+pub(super) unsafe fn fill(tier: Tier, dst: *mut u8, n: usize, byte: u8) {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn avx512(dst: *mut u8, n: usize, byte: u8) {
+        let v = _mm512_set1_epi8(byte as i8);
+        let mut i = 0;
+        while i + 64 <= n {
+            // SAFETY: bytes i .. i + 64 ≤ n (the caller's guarantee).
+            unsafe { _mm512_storeu_si512(dst.add(i).cast(), v) };
+            i += 64;
+        }
+        if i < n {
+            let k = (u64::MAX >> (64 - (n - i))) as __mmask64;
+            // SAFETY: the mask limits the store to bytes i .. n.
+            unsafe { _mm512_mask_storeu_epi8(dst.add(i).cast(), k, v) };
+        }
+    }
+    // SAFETY: the caller guarantees the tier and the bounds.
+    unsafe {
+        match tier {
+            Tier::Avx512Vnni => avx512(dst, n, byte),
+            _ => ptr::write_bytes(dst, byte, n),
+        }
+    }
+}
+
 /// The pooling sum compiled for the tier (see `super::pool_sum_body`).
 ///
 /// # Safety
