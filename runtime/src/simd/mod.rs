@@ -505,10 +505,13 @@ impl MatrixA<'_> {
                 if offs.len() != self.k_steps {
                     return Err(bad());
                 }
-                offs.iter()
-                    .map(|&o| o as usize + BLOCK_K)
-                    .max()
-                    .unwrap_or(0)
+                // A u32 fold (vectorized) rather than a usize `max`; an empty table reads nothing.
+                let max = offs.iter().fold(0u32, |m, &o| m.max(o)) as usize;
+                if offs.is_empty() {
+                    0
+                } else {
+                    max + BLOCK_K
+                }
             }
         };
         if self.rows == 0 || self.k_steps == 0 {
