@@ -99,8 +99,6 @@ struct Out {
     stride: usize,
     n: usize,
     c0: usize,
-    /// The output stages may round in one step (AVX-512; see `vnni::fast_ok`).
-    fast: bool,
 }
 
 /// Dispatches to the tier's matrix kernel.
@@ -373,9 +371,14 @@ pub(super) unsafe fn pool_max(tier: Tier, pixels: &[i8], acc: &mut [i8]) {
     }
 }
 
-/// Rows × blocks tiling shared by the tiers: calls `$tile::<MR, NB>` over the whole matrix.
+/// No per-block preparation (for tiers whose tiles build their output stages themselves).
+#[inline(always)]
+fn no_prep<const NB: usize>(_q: &Requant, _c0: usize, _n: usize, _fast: bool) {}
+
+/// Rows × blocks tiling shared by the tiers: calls `$tile::<MR, NB>` over the whole matrix,
+/// with what `$prep::<NB>` made once per group of blocks (shared by all its row tiles).
 macro_rules! tile_loop {
-    ($a:expr, $w:expr, $n:expr, $q:expr, $o:expr, $os:expr, $fast:expr, $tile:ident,
+    ($a:expr, $w:expr, $n:expr, $q:expr, $o:expr, $os:expr, $fast:expr, $tile:ident, $prep:ident,
      [$(($nb:literal, $mr:literal, [$($m:literal),*])),*]) => {{
         let a: &MatrixA = $a;
         let blocks = $n.div_ceil(BLOCK_N);
@@ -386,11 +389,13 @@ macro_rules! tile_loop {
             let left = blocks - b;
             $(
                 if left >= $nb {
+                    // What the tiles of these blocks share (their output stages), once.
+                    let pre = $prep::<$nb>($q, b * BLOCK_N, $n, $fast);
                     let mut r = 0usize;
                     while r < a.rows {
                         let mr = (a.rows - r).min($mr);
                         let w = $w.add(b * bstride);
-                        let out = Out { ptr: $o.add(r * $os), stride: $os, n: $n, c0: b * BLOCK_N, fast: $fast };
+                        let out = Out { ptr: $o.add(r * $os), stride: $os, n: $n, c0: b * BLOCK_N };
                         match mr {
                             $($m => {
                                 let mut ptrs = [ptr::null::<u8>(); $m];
@@ -400,9 +405,9 @@ macro_rules! tile_loop {
                                 }
                                 let rows = Rows { ptr: ptrs, koff, steps: a.k_steps };
                                 if koff.is_null() {
-                                    $tile::<$m, $nb, false>(&rows, w, bstride, $q, out);
+                                    $tile::<$m, $nb, false>(&rows, w, bstride, $q, out, &pre);
                                 } else {
-                                    $tile::<$m, $nb, true>(&rows, w, bstride, $q, out);
+                                    $tile::<$m, $nb, true>(&rows, w, bstride, $q, out, &pre);
                                 }
                             })*
                             _ => {}
@@ -421,6 +426,7 @@ mod vnni {
     use super::*;
 
     /// The output stage on 16 lanes.
+    #[derive(Clone, Copy)]
     struct Stage {
         m: __m512i,
         m_odd: __m512i,
@@ -595,6 +601,38 @@ mod vnni {
         }
     }
 
+    /// The output stages and accumulator start values (biases) of `NB` consecutive blocks: the
+    /// same for every row tile of those blocks, so built once per group rather than per tile.
+    struct Prep<const NB: usize> {
+        stages: [Stage; NB],
+        bias: [__m512i; NB],
+        /// The call's accumulators allow the short rounding (see [`fast_ok`]).
+        fast: bool,
+    }
+
+    /// The [`Prep`] of the `NB` blocks from output `c0` (each holding at least one of the `n`
+    /// outputs).
+    ///
+    /// # Safety
+    /// `q` has passed `Requant::check_lengths` for `n` outputs, and `c0 + 16·(NB − 1) < n`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn prep<const NB: usize>(q: &Requant, c0: usize, n: usize, fast: bool) -> Prep<NB> {
+        let mut p = Prep {
+            stages: [Stage::new_zero(q); NB],
+            bias: [_mm512_setzero_si512(); NB],
+            fast,
+        };
+        // Only single blocks use it (several rebuild their stages per tile: cheaper than
+        // copying them, measured).
+        if NB == 1 {
+            let count = n.saturating_sub(c0).min(BLOCK_N);
+            // SAFETY: outputs c0 .. c0 + count ≤ n (the caller's guarantee).
+            (p.stages[0], p.bias[0]) = unsafe { Stage::new(q, c0, count, fast) };
+        }
+        p
+    }
+
     /// `MR` rows × `NB` blocks of 16 outputs.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -604,16 +642,21 @@ mod vnni {
         bstride: usize,
         q: &Requant,
         o: Out,
+        pre: &Prep<NB>,
     ) {
-        let c0 = o.c0;
+        let (c0, fast) = (o.c0, pre.fast);
         let mut acc = [[_mm512_setzero_si512(); NB]; MR];
         for j in 0..NB {
-            let c = c0 + j * BLOCK_N;
-            let count = o.n.saturating_sub(c).min(BLOCK_N);
-            // SAFETY: outputs c .. c + count ≤ n (the tile's blocks hold at least one output).
-            let bias = unsafe {
-                q.bias
-                    .map_or(_mm512_setzero_si512(), |b| lanes(b, c, count))
+            let bias = if NB == 1 {
+                pre.bias[j]
+            } else {
+                let c = c0 + j * BLOCK_N;
+                let count = o.n.saturating_sub(c).min(BLOCK_N);
+                // SAFETY: outputs c .. c + count ≤ n (the tile's blocks hold at least one).
+                unsafe {
+                    q.bias
+                        .map_or(_mm512_setzero_si512(), |b| lanes(b, c, count))
+                }
             };
             for row in acc.iter_mut() {
                 row[j] = bias;
@@ -639,8 +682,15 @@ mod vnni {
         for j in 0..NB {
             let c = c0 + j * BLOCK_N;
             let count = o.n.saturating_sub(c).min(BLOCK_N);
-            // SAFETY: as above.
-            let (stage, _) = unsafe { Stage::new(q, c, count, o.fast) };
+            // One block: a local copy of the prepared stage (the output stores, through raw
+            // pointers, could alias the caller's). Several: rebuilt here, cheaper than copying
+            // them all (measured).
+            let stage = if NB == 1 {
+                pre.stages[j]
+            } else {
+                // SAFETY: outputs c .. c + count ≤ n (the tile's blocks hold at least one).
+                unsafe { Stage::new(q, c, count, fast) }.0
+            };
             for (r, row) in acc.iter().enumerate() {
                 let bytes = stage.apply(row[j]);
                 // SAFETY: outputs c0 + 16j .. + count < n of row r (checked); the mask limits
@@ -677,16 +727,14 @@ mod vnni {
     unsafe fn tile_pairs<const MR: usize, const TABLE: bool>(
         a: &Rows<MR>,
         w: *const i8,
-        q: &Requant,
         o: Out,
+        stage: &Stage,
+        bias: __m512i,
     ) {
         let zero = _mm512_setzero_si512();
         let count = o.n.saturating_sub(o.c0).min(BLOCK_N);
-        // SAFETY: outputs c0 .. c0 + count ≤ n (the tile's block holds at least one output).
-        let bias = unsafe {
-            q.bias
-                .map_or(_mm512_setzero_si512(), |b| lanes(b, o.c0, count))
-        };
+        // A local copy: the output stores (raw pointers) could alias the caller's.
+        let stage = *stage;
         let mut acc = [[bias, zero]; MR];
         // SAFETY: 16 lanes of a 16-element array.
         let swap_idx = unsafe { _mm512_loadu_si512(PAIR_SWAP.as_ptr().cast()) };
@@ -720,8 +768,6 @@ mod vnni {
             }
             s += 2;
         }
-        // SAFETY: outputs c0 .. c0 + count ≤ n.
-        let (stage, _) = unsafe { Stage::new(q, o.c0, count, o.fast) };
         for (r, row) in acc.iter().enumerate() {
             // Lane j: output j's two partial sums (and its bias).
             let sums = _mm512_add_epi32(row[0], _mm512_shuffle_epi32::<0xB1>(row[1]));
@@ -744,11 +790,12 @@ mod vnni {
         a: &Rows<MR>,
         w: *const i8,
         _bstride: usize,
-        q: &Requant,
+        _q: &Requant,
         o: Out,
+        pre: &Prep<NB>,
     ) {
-        // SAFETY: the caller's guarantee.
-        unsafe { tile_pairs::<MR, TABLE>(a, w, q, o) }
+        // SAFETY: the caller's guarantee (NB = 1: the one block's stage and bias).
+        unsafe { tile_pairs::<MR, TABLE>(a, w, o, &pre.stages[0], pre.bias[0]) }
     }
 
     /// Whether consecutive reduction steps `2j`, `2j + 1` are adjacent in every row.
@@ -783,6 +830,7 @@ mod vnni {
                     os,
                     fast,
                     tile,
+                    prep,
                     [(8, 1, [1]), (4, 1, [1]), (2, 1, [1]), (1, 1, [1])]
                 );
             }
@@ -800,6 +848,7 @@ mod vnni {
                     os,
                     fast,
                     tile_pairs_nb,
+                    prep,
                     [(1, 9, [1, 2, 3, 4, 5, 6, 7, 8, 9])]
                 );
             }
@@ -816,6 +865,7 @@ mod vnni {
                 os,
                 fast,
                 tile,
+                prep,
                 [
                     (4, 4, [1, 2, 3, 4]),
                     (2, 8, [1, 2, 3, 4, 5, 6, 7, 8]),
@@ -1674,6 +1724,7 @@ mod avx2 {
         bstride: usize,
         q: &Requant,
         o: Out,
+        _pre: &(),
     ) {
         let c0 = o.c0;
         let mut acc = [[[_mm256_setzero_si256(); 4]; NB]; MR];
@@ -1751,6 +1802,7 @@ mod avx2 {
                 os,
                 false,
                 tile,
+                no_prep,
                 [(2, 1, [1]), (1, 2, [1, 2])]
             );
         }
@@ -2064,6 +2116,7 @@ mod sse41 {
         bstride: usize,
         q: &Requant,
         o: Out,
+        _pre: &(),
     ) {
         let c0 = o.c0;
         for j in 0..NB {
@@ -2119,6 +2172,7 @@ mod sse41 {
                 os,
                 false,
                 tile,
+                no_prep,
                 [(1, 8, [1, 2, 3, 4, 5, 6, 7, 8])]
             );
         }
