@@ -1100,11 +1100,6 @@ pub(crate) fn conv_packed_in(
             (g / f_w.max(1)) * row_step + (g % f_w.max(1)) * dil_w * in_c
         }
     };
-    // Segment by segment (a flat inner loop per segment, cheaper than one state machine).
-    let step_offsets = (0..seg.count).flat_map(move |g| {
-        let start = seg_start(g);
-        (0..per_seg).map(move |j| (start + j * simd::BLOCK_K) as u32)
-    });
     // check_quant: input_offset ∈ [-127, 128], so the zero point is an int8.
     let zero_point = p.input_offset.wrapping_neg() as i8 as u8;
     let (pad_byte, flip) = match enc {
@@ -1196,7 +1191,9 @@ pub(crate) fn conv_packed_in(
             Ok(())
         })
     };
-    simd::with_offsets(steps, step_offsets, run).unwrap_or(Err(kernel_error("reduction steps")))
+    // `steps` = count · per_seg (seg.k() / 4).
+    simd::with_segment_offsets(seg.count, per_seg, seg_start, run)
+        .unwrap_or(Err(kernel_error("reduction steps")))
 }
 
 /// Bytes of the stack tile a fused epilogue stages convolution outputs in.

@@ -1193,6 +1193,34 @@ pub fn with_stage<R>(need: usize, f: impl FnOnce(&mut Stage) -> R) -> R {
 /// Most entries of a [`with_offsets`] table.
 pub const MAX_OFFSETS: usize = 2048;
 
+/// [`with_offsets`] for a table of `count` segments of `per_seg` consecutive 4-byte steps:
+/// entry `g·per_seg + j` is `seg_start(g) + 4·j` (as `u32`). A plain loop per segment, cheaper
+/// than a general iterator (this runs on every convolution call). `None` if the table would
+/// exceed [`MAX_OFFSETS`] entries.
+pub fn with_segment_offsets<R>(
+    count: usize,
+    per_seg: usize,
+    seg_start: impl Fn(usize) -> usize,
+    f: impl FnOnce(&[u32]) -> R,
+) -> Option<R> {
+    let len = count.checked_mul(per_seg).filter(|&l| l <= MAX_OFFSETS)?;
+    let mut buf = [const { MaybeUninit::<u32>::uninit() }; MAX_OFFSETS];
+    let table = buf.get_mut(..len)?;
+    if per_seg > 0 {
+        for (g, seg) in table.chunks_exact_mut(per_seg).enumerate() {
+            let start = seg_start(g);
+            for (j, b) in seg.iter_mut().enumerate() {
+                b.write((start + j * BLOCK_K) as u32);
+            }
+        }
+    }
+    // SAFETY: `table` is the first `len` elements, every one written above (`len` is a multiple
+    // of `per_seg`, so the chunks cover it; none when `len` is 0); `MaybeUninit<u32>` has the
+    // layout of `u32`.
+    let table = unsafe { core::slice::from_raw_parts(table.as_ptr().cast::<u32>(), len) };
+    Some(f(table))
+}
+
 /// Runs `f` with the first `len` values of `values` in a table built on the stack without
 /// clearing it first; `None` if `len` exceeds [`MAX_OFFSETS`] or `values` ends early.
 pub fn with_offsets<R>(
