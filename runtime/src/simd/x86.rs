@@ -879,6 +879,7 @@ mod vnni {
 
     /// How one ADD operand is rescaled: `((x + offset) << left) · m / 2³¹`, then divided by
     /// `2^e` (TFLM's `MultiplyByQuantizedMultiplierSmallerThanOneExp`), on 16 lanes.
+    #[derive(Clone, Copy)]
     struct Operand {
         offset: __m512i,
         mode: OperandMode,
@@ -1217,6 +1218,53 @@ mod vnni {
         }
     }
 
+    /// How the table path rescales one operand: looked up, or (an operand that is a left
+    /// shift alone) computed directly in the table's lane order.
+    // A short-lived stack value; boxing the table (no heap here) is not an option.
+    #[allow(clippy::large_enum_variant)]
+    enum Rescaler {
+        Table(Table),
+        /// `(x + 128 + offset − 128) << (left − 1)` with the shift count in every lane.
+        Shift {
+            offset: __m512i,
+            count: __m512i,
+        },
+    }
+
+    impl Rescaler {
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn new(op: &Operand) -> Rescaler {
+            if op.mode == OperandMode::Shift && op.e_zero {
+                Rescaler::Shift {
+                    offset: _mm512_sub_epi32(op.offset, _mm512_set1_epi32(128)),
+                    count: _mm512_broadcastd_epi32(op.count),
+                }
+            } else {
+                Rescaler::Table(Table::new(op))
+            }
+        }
+
+        /// The rescaled values of 64 int8 inputs, in [`unpack4`]'s order.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+        fn values(&self, x: __m512i) -> [__m512i; 4] {
+            match self {
+                Rescaler::Table(t) => t.lookup(x),
+                Rescaler::Shift { offset, count } => {
+                    // `x + 128` zero-extended, so `x + offset` is exactly the direct path's `v`.
+                    let u = _mm512_xor_si512(x, _mm512_set1_epi8(-128));
+                    let zero = _mm512_setzero_si512();
+                    let mut v = unpack4([u, zero, zero, zero]);
+                    for r in v.iter_mut() {
+                        *r = _mm512_sllv_epi32(_mm512_add_epi32(*r, *offset), *count);
+                    }
+                    v
+                }
+            }
+        }
+    }
+
     /// Four byte planes (byte `k` of 64 values each) into 64 32-bit values: register `q`'s lanes
     /// `4L .. 4L + 4` are values `16L + 4q ..` (the in-lane unpacks keep 128-bit lanes apart).
     #[inline]
@@ -1263,7 +1311,7 @@ mod vnni {
         out: *mut i8,
         n: usize,
     ) -> usize {
-        let (ta, tb) = (Table::new(a_op), Table::new(b_op));
+        let (ta, tb) = (Rescaler::new(a_op), Rescaler::new(b_op));
         let full = o.lo == -128 && o.hi == 127;
         let (lo, hi) = (_mm512_set1_epi8(o.lo as i8), _mm512_set1_epi8(o.hi as i8));
         let mut i = 0;
@@ -1276,7 +1324,7 @@ mod vnni {
                     _mm512_loadu_si512(y.add(i).cast()),
                 )
             };
-            let (a, b) = (ta.lookup(xa), tb.lookup(yb));
+            let (a, b) = (ta.values(xa), tb.values(yb));
             let mut v = [_mm512_setzero_si512(); 4];
             for q in 0..4 {
                 let raw = if subtract {
