@@ -135,10 +135,14 @@ pub(crate) fn check_channel_quant(multipliers: &[i32], shifts: &[i32]) -> Result
     if multipliers.len() != shifts.len() {
         return Err("multiplier/shift count");
     }
-    if multipliers.iter().any(|&m| m < 0) {
+    // Non-short-circuiting folds, which the compiler vectorizes (this runs on every invoke).
+    if multipliers.iter().fold(false, |bad, &m| bad | (m < 0)) {
         return Err("output multiplier");
     }
-    if shifts.iter().any(|&s| !(-31..=30).contains(&s)) {
+    if shifts
+        .iter()
+        .fold(false, |bad, &s| bad | !(-31..=30).contains(&s))
+    {
         return Err("output shift");
     }
     Ok(())
@@ -1096,16 +1100,6 @@ pub(crate) fn conv_packed_in(
             (g / f_w.max(1)) * row_step + (g % f_w.max(1)) * dil_w * in_c
         }
     };
-    let (mut g, mut j, mut start) = (0usize, 0usize, 0usize);
-    let step_offsets = core::iter::from_fn(move || {
-        let v = (start + j * simd::BLOCK_K) as u32;
-        j += 1;
-        if j == per_seg {
-            (g, j) = (g + 1, 0);
-            start = seg_start(g);
-        }
-        Some(v)
-    });
     // check_quant: input_offset ∈ [-127, 128], so the zero point is an int8.
     let zero_point = p.input_offset.wrapping_neg() as i8 as u8;
     let (pad_byte, flip) = match enc {
@@ -1197,7 +1191,9 @@ pub(crate) fn conv_packed_in(
             Ok(())
         })
     };
-    simd::with_offsets(steps, step_offsets, run).unwrap_or(Err(kernel_error("reduction steps")))
+    // `steps` = count · per_seg (seg.k() / 4).
+    simd::with_segment_offsets(seg.count, per_seg, seg_start, run)
+        .unwrap_or(Err(kernel_error("reduction steps")))
 }
 
 /// Bytes of the stack tile a fused epilogue stages convolution outputs in.

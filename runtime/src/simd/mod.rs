@@ -508,10 +508,13 @@ impl MatrixA<'_> {
                 if offs.len() != self.k_steps {
                     return Err(bad());
                 }
-                offs.iter()
-                    .map(|&o| o as usize + BLOCK_K)
-                    .max()
-                    .unwrap_or(0)
+                // A u32 fold (vectorized) rather than a usize `max`; an empty table reads nothing.
+                let max = offs.iter().fold(0u32, |m, &o| m.max(o)) as usize;
+                if offs.is_empty() {
+                    0
+                } else {
+                    max + BLOCK_K
+                }
             }
         };
         if self.rows == 0 || self.k_steps == 0 {
@@ -1066,6 +1069,12 @@ pub const STAGE_CAPACITY: usize = 64 * 1024;
 pub struct StageWriter<'a> {
     buf: &'a mut [MaybeUninit<u8>],
     len: usize,
+    /// The tier whose wide moves fill and copy (x86; `Isa::best` once per writer).
+    #[cfg_attr(
+        not(any(target_arch = "x86", target_arch = "x86_64")),
+        allow(dead_code)
+    )]
+    isa: Option<Isa>,
 }
 
 impl<'a> StageWriter<'a> {
@@ -1084,8 +1093,18 @@ impl<'a> StageWriter<'a> {
     /// Appends `n` copies of `byte` (fewer if the buffer is full).
     #[inline]
     pub fn fill(&mut self, n: usize, byte: u8) {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        let isa = self.isa;
         let free = self.free();
         let k = n.min(free.len());
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        if let Some(isa) = isa {
+            // SAFETY: `isa` proves the tier; `k ≤ free.len()` bytes are writable at `free`;
+            // writing initializes them.
+            unsafe { x86::fill(isa.tier(), free.as_mut_ptr().cast::<u8>(), k, byte) };
+            self.len += k;
+            return;
+        }
         for b in free.iter_mut().take(k) {
             b.write(byte);
         }
@@ -1095,8 +1114,26 @@ impl<'a> StageWriter<'a> {
     /// Appends `src` with every byte XOR `flip` (truncated if the buffer is full).
     #[inline]
     pub fn copy_xor(&mut self, src: &[u8], flip: u8) {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        let isa = self.isa;
         let free = self.free();
         let k = src.len().min(free.len());
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        if let Some(isa) = isa {
+            // SAFETY: `isa` proves the tier; `k` bytes are readable at `src` and writable at
+            // `free` (k ≤ both lengths); writing initializes them.
+            unsafe {
+                x86::copy_xor(
+                    isa.tier(),
+                    free.as_mut_ptr().cast::<u8>(),
+                    src.as_ptr(),
+                    k,
+                    flip,
+                )
+            };
+            self.len += k;
+            return;
+        }
         for (b, &v) in free.iter_mut().zip(src) {
             b.write(v ^ flip);
         }
@@ -1132,6 +1169,7 @@ impl Stage<'_> {
         StageWriter {
             buf: self.buf,
             len: 0,
+            isa: Isa::best(),
         }
     }
 }
@@ -1157,6 +1195,34 @@ pub fn with_stage<R>(need: usize, f: impl FnOnce(&mut Stage) -> R) -> R {
 
 /// Most entries of a [`with_offsets`] table.
 pub const MAX_OFFSETS: usize = 2048;
+
+/// [`with_offsets`] for a table of `count` segments of `per_seg` consecutive 4-byte steps:
+/// entry `g·per_seg + j` is `seg_start(g) + 4·j` (as `u32`). A plain loop per segment, cheaper
+/// than a general iterator (this runs on every convolution call). `None` if the table would
+/// exceed [`MAX_OFFSETS`] entries.
+pub fn with_segment_offsets<R>(
+    count: usize,
+    per_seg: usize,
+    seg_start: impl Fn(usize) -> usize,
+    f: impl FnOnce(&[u32]) -> R,
+) -> Option<R> {
+    let len = count.checked_mul(per_seg).filter(|&l| l <= MAX_OFFSETS)?;
+    let mut buf = [const { MaybeUninit::<u32>::uninit() }; MAX_OFFSETS];
+    let table = buf.get_mut(..len)?;
+    if per_seg > 0 {
+        for (g, seg) in table.chunks_exact_mut(per_seg).enumerate() {
+            let start = seg_start(g);
+            for (j, b) in seg.iter_mut().enumerate() {
+                b.write((start + j * BLOCK_K) as u32);
+            }
+        }
+    }
+    // SAFETY: `table` is the first `len` elements, every one written above (`len` is a multiple
+    // of `per_seg`, so the chunks cover it; none when `len` is 0); `MaybeUninit<u32>` has the
+    // layout of `u32`.
+    let table = unsafe { core::slice::from_raw_parts(table.as_ptr().cast::<u32>(), len) };
+    Some(f(table))
+}
 
 /// Runs `f` with the first `len` values of `values` in a table built on the stack without
 /// clearing it first; `None` if `len` exceeds [`MAX_OFFSETS`] or `values` ends early.

@@ -99,8 +99,6 @@ struct Out {
     stride: usize,
     n: usize,
     c0: usize,
-    /// The output stages may round in one step (AVX-512; see `vnni::fast_ok`).
-    fast: bool,
 }
 
 /// Dispatches to the tier's matrix kernel.
@@ -232,6 +230,93 @@ pub(super) unsafe fn add_sub(
     }
 }
 
+/// `dst[i] = src[i] ^ flip` for `n` bytes, with the tier's widest registers (the portable
+/// loop compiles to 16-byte SSE2 moves, which bound the staging of convolution inputs).
+///
+/// # Safety
+/// The CPU must run `tier`; `src` readable and `dst` writable for `n` bytes, not overlapping.
+pub(super) unsafe fn copy_xor(tier: Tier, dst: *mut u8, src: *const u8, n: usize, flip: u8) {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn avx512(dst: *mut u8, src: *const u8, n: usize, flip: u8) {
+        let f = _mm512_set1_epi8(flip as i8);
+        let mut i = 0;
+        while i + 64 <= n {
+            // SAFETY: bytes i .. i + 64 ≤ n of both (the caller's guarantee).
+            unsafe {
+                let v = _mm512_loadu_si512(src.add(i).cast());
+                _mm512_storeu_si512(dst.add(i).cast(), _mm512_xor_si512(v, f));
+            }
+            i += 64;
+        }
+        if i < n {
+            let k = (u64::MAX >> (64 - (n - i))) as __mmask64;
+            // SAFETY: the mask limits both accesses to bytes i .. n.
+            unsafe {
+                let v = _mm512_maskz_loadu_epi8(k, src.add(i).cast());
+                _mm512_mask_storeu_epi8(dst.add(i).cast(), k, _mm512_xor_si512(v, f));
+            }
+        }
+    }
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2(dst: *mut u8, src: *const u8, n: usize, flip: u8) {
+        let f = _mm256_set1_epi8(flip as i8);
+        let mut i = 0;
+        while i + 32 <= n {
+            // SAFETY: bytes i .. i + 32 ≤ n of both (the caller's guarantee).
+            unsafe {
+                let v = _mm256_loadu_si256(src.add(i).cast());
+                _mm256_storeu_si256(dst.add(i).cast(), _mm256_xor_si256(v, f));
+            }
+            i += 32;
+        }
+        for j in i..n {
+            // SAFETY: j < n.
+            unsafe { *dst.add(j) = *src.add(j) ^ flip };
+        }
+    }
+    // SAFETY: the caller guarantees the tier and the bounds.
+    unsafe {
+        match tier {
+            Tier::Avx512Vnni => avx512(dst, src, n, flip),
+            Tier::Avx2 => avx2(dst, src, n, flip),
+            _ => {
+                for j in 0..n {
+                    *dst.add(j) = *src.add(j) ^ flip;
+                }
+            }
+        }
+    }
+}
+
+/// `n` bytes of `byte` at `dst` (short fills, a staged row's padding, without a `memset` call).
+///
+/// # Safety
+/// The CPU must run `tier`; `dst` writable for `n` bytes.
+pub(super) unsafe fn fill(tier: Tier, dst: *mut u8, n: usize, byte: u8) {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn avx512(dst: *mut u8, n: usize, byte: u8) {
+        let v = _mm512_set1_epi8(byte as i8);
+        let mut i = 0;
+        while i + 64 <= n {
+            // SAFETY: bytes i .. i + 64 ≤ n (the caller's guarantee).
+            unsafe { _mm512_storeu_si512(dst.add(i).cast(), v) };
+            i += 64;
+        }
+        if i < n {
+            let k = (u64::MAX >> (64 - (n - i))) as __mmask64;
+            // SAFETY: the mask limits the store to bytes i .. n.
+            unsafe { _mm512_mask_storeu_epi8(dst.add(i).cast(), k, v) };
+        }
+    }
+    // SAFETY: the caller guarantees the tier and the bounds.
+    unsafe {
+        match tier {
+            Tier::Avx512Vnni => avx512(dst, n, byte),
+            _ => ptr::write_bytes(dst, byte, n),
+        }
+    }
+}
+
 /// The pooling sum compiled for the tier (see `super::pool_sum_body`).
 ///
 /// # Safety
@@ -286,9 +371,14 @@ pub(super) unsafe fn pool_max(tier: Tier, pixels: &[i8], acc: &mut [i8]) {
     }
 }
 
-/// Rows × blocks tiling shared by the tiers: calls `$tile::<MR, NB>` over the whole matrix.
+/// No per-block preparation (for tiers whose tiles build their output stages themselves).
+#[inline(always)]
+fn no_prep<const NB: usize>(_q: &Requant, _c0: usize, _n: usize, _fast: bool) {}
+
+/// Rows × blocks tiling shared by the tiers: calls `$tile::<MR, NB>` over the whole matrix,
+/// with what `$prep::<NB>` made once per group of blocks (shared by all its row tiles).
 macro_rules! tile_loop {
-    ($a:expr, $w:expr, $n:expr, $q:expr, $o:expr, $os:expr, $fast:expr, $tile:ident,
+    ($a:expr, $w:expr, $n:expr, $q:expr, $o:expr, $os:expr, $fast:expr, $tile:ident, $prep:ident,
      [$(($nb:literal, $mr:literal, [$($m:literal),*])),*]) => {{
         let a: &MatrixA = $a;
         let blocks = $n.div_ceil(BLOCK_N);
@@ -299,11 +389,13 @@ macro_rules! tile_loop {
             let left = blocks - b;
             $(
                 if left >= $nb {
+                    // What the tiles of these blocks share (their output stages), once.
+                    let pre = $prep::<$nb>($q, b * BLOCK_N, $n, $fast);
                     let mut r = 0usize;
                     while r < a.rows {
                         let mr = (a.rows - r).min($mr);
                         let w = $w.add(b * bstride);
-                        let out = Out { ptr: $o.add(r * $os), stride: $os, n: $n, c0: b * BLOCK_N, fast: $fast };
+                        let out = Out { ptr: $o.add(r * $os), stride: $os, n: $n, c0: b * BLOCK_N };
                         match mr {
                             $($m => {
                                 let mut ptrs = [ptr::null::<u8>(); $m];
@@ -313,9 +405,9 @@ macro_rules! tile_loop {
                                 }
                                 let rows = Rows { ptr: ptrs, koff, steps: a.k_steps };
                                 if koff.is_null() {
-                                    $tile::<$m, $nb, false>(&rows, w, bstride, $q, out);
+                                    $tile::<$m, $nb, false>(&rows, w, bstride, $q, out, &pre);
                                 } else {
-                                    $tile::<$m, $nb, true>(&rows, w, bstride, $q, out);
+                                    $tile::<$m, $nb, true>(&rows, w, bstride, $q, out, &pre);
                                 }
                             })*
                             _ => {}
@@ -334,6 +426,7 @@ pub(super) mod vnni {
     use super::*;
 
     /// The output stage on 16 lanes.
+    #[derive(Clone, Copy)]
     pub(in crate::simd) struct Stage {
         m: __m512i,
         m_odd: __m512i,
@@ -513,6 +606,38 @@ pub(super) mod vnni {
         }
     }
 
+    /// The output stages and accumulator start values (biases) of `NB` consecutive blocks: the
+    /// same for every row tile of those blocks, so built once per group rather than per tile.
+    struct Prep<const NB: usize> {
+        stages: [Stage; NB],
+        bias: [__m512i; NB],
+        /// The call's accumulators allow the short rounding (see [`fast_ok`]).
+        fast: bool,
+    }
+
+    /// The [`Prep`] of the `NB` blocks from output `c0` (each holding at least one of the `n`
+    /// outputs).
+    ///
+    /// # Safety
+    /// `q` has passed `Requant::check_lengths` for `n` outputs, and `c0 + 16·(NB − 1) < n`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn prep<const NB: usize>(q: &Requant, c0: usize, n: usize, fast: bool) -> Prep<NB> {
+        let mut p = Prep {
+            stages: [Stage::new_zero(q); NB],
+            bias: [_mm512_setzero_si512(); NB],
+            fast,
+        };
+        // Only single blocks use it (several rebuild their stages per tile: cheaper than
+        // copying them, measured).
+        if NB == 1 {
+            let count = n.saturating_sub(c0).min(BLOCK_N);
+            // SAFETY: outputs c0 .. c0 + count ≤ n (the caller's guarantee).
+            (p.stages[0], p.bias[0]) = unsafe { Stage::new(q, c0, count, fast) };
+        }
+        p
+    }
+
     /// `MR` rows × `NB` blocks of 16 outputs.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -522,16 +647,21 @@ pub(super) mod vnni {
         bstride: usize,
         q: &Requant,
         o: Out,
+        pre: &Prep<NB>,
     ) {
-        let c0 = o.c0;
+        let (c0, fast) = (o.c0, pre.fast);
         let mut acc = [[_mm512_setzero_si512(); NB]; MR];
         for j in 0..NB {
-            let c = c0 + j * BLOCK_N;
-            let count = o.n.saturating_sub(c).min(BLOCK_N);
-            // SAFETY: outputs c .. c + count ≤ n (the tile's blocks hold at least one output).
-            let bias = unsafe {
-                q.bias
-                    .map_or(_mm512_setzero_si512(), |b| lanes(b, c, count))
+            let bias = if NB == 1 {
+                pre.bias[j]
+            } else {
+                let c = c0 + j * BLOCK_N;
+                let count = o.n.saturating_sub(c).min(BLOCK_N);
+                // SAFETY: outputs c .. c + count ≤ n (the tile's blocks hold at least one).
+                unsafe {
+                    q.bias
+                        .map_or(_mm512_setzero_si512(), |b| lanes(b, c, count))
+                }
             };
             for row in acc.iter_mut() {
                 row[j] = bias;
@@ -557,8 +687,15 @@ pub(super) mod vnni {
         for j in 0..NB {
             let c = c0 + j * BLOCK_N;
             let count = o.n.saturating_sub(c).min(BLOCK_N);
-            // SAFETY: as above.
-            let (stage, _) = unsafe { Stage::new(q, c, count, o.fast) };
+            // One block: a local copy of the prepared stage (the output stores, through raw
+            // pointers, could alias the caller's). Several: rebuilt here, cheaper than copying
+            // them all (measured).
+            let stage = if NB == 1 {
+                pre.stages[j]
+            } else {
+                // SAFETY: outputs c .. c + count ≤ n (the tile's blocks hold at least one).
+                unsafe { Stage::new(q, c, count, fast) }.0
+            };
             for (r, row) in acc.iter().enumerate() {
                 let bytes = stage.apply(row[j]);
                 // SAFETY: outputs c0 + 16j .. + count < n of row r (checked); the mask limits
@@ -575,17 +712,18 @@ pub(super) mod vnni {
         }
     }
 
-    /// Interleaves the dwords of two steps' weights: lane `2i` = `a[i]`, lane `2i + 1` = `b[i]`,
-    /// for outputs `half·8 .. half·8 + 8`.
-    const PAIR_LO: [u32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
-    const PAIR_HI: [u32; 16] = [8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
-    /// The even lanes of two registers, in order.
-    const EVENS: [u32; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
+    /// The second accumulator's weights of a step pair: lane `2i` = step `s` of output `2i + 1`,
+    /// lane `2i + 1` = step `s + 1` of output `2i` (indices into `[step s | step s + 1]`).
+    const PAIR_SWAP: [u32; 16] = [1, 16, 3, 18, 5, 20, 7, 22, 9, 24, 11, 26, 13, 28, 15, 30];
 
     /// `MR` rows × one block of 16 outputs, two reduction steps per broadcast: 8 activation bytes
-    /// (steps `s` and `s + 1`, adjacent in the row) go to every 64-bit lane, against the weights
-    /// of 8 outputs × both steps; each output's two partial sums are added at the end. Half the
-    /// broadcasts of [`tile`] for layers with at most 16 outputs.
+    /// (steps `s` and `s + 1`, adjacent in the row) go to every 64-bit lane, so even lanes see
+    /// step `s` and odd lanes step `s + 1`. The first accumulator multiplies them by lane `j` =
+    /// output `j` (step `s` for even `j`, `s + 1` for odd: one blend of the two steps' weights),
+    /// the second by the other step of each output with neighbouring lanes swapped; so output
+    /// `j`'s sum is lane `j` of the first plus lane `j ^ 1` of the second (one in-lane shuffle),
+    /// and the first starts from the bias. Half the broadcasts of [`tile`] for layers with at
+    /// most 16 outputs.
     ///
     /// # Safety
     /// As [`tile`] with `NB = 1`; moreover steps `2j` and `2j + 1` are 4 bytes apart in every row.
@@ -594,16 +732,17 @@ pub(super) mod vnni {
     unsafe fn tile_pairs<const MR: usize, const TABLE: bool>(
         a: &Rows<MR>,
         w: *const i8,
-        q: &Requant,
         o: Out,
+        stage: &Stage,
+        bias: __m512i,
     ) {
         let zero = _mm512_setzero_si512();
-        let mut acc = [[zero; 2]; MR];
-        let (lo_idx, hi_idx) = (
-            // SAFETY: 16 lanes of 16-element arrays.
-            unsafe { _mm512_loadu_si512(PAIR_LO.as_ptr().cast()) },
-            unsafe { _mm512_loadu_si512(PAIR_HI.as_ptr().cast()) },
-        );
+        let count = o.n.saturating_sub(o.c0).min(BLOCK_N);
+        // A local copy: the output stores (raw pointers) could alias the caller's.
+        let stage = *stage;
+        let mut acc = [[bias, zero]; MR];
+        // SAFETY: 16 lanes of a 16-element array.
+        let swap_idx = unsafe { _mm512_loadu_si512(PAIR_SWAP.as_ptr().cast()) };
         let mut s = 0;
         while s < a.steps {
             let two = s + 1 < a.steps;
@@ -615,8 +754,8 @@ pub(super) mod vnni {
             } else {
                 zero
             };
-            let wl = _mm512_permutex2var_epi32(wa, lo_idx, wb);
-            let wh = _mm512_permutex2var_epi32(wa, hi_idx, wb);
+            let w0 = _mm512_mask_blend_epi32(0xAAAA, wa, wb);
+            let w1 = _mm512_permutex2var_epi32(wa, swap_idx, wb);
             // SAFETY: s < steps.
             let off = unsafe { a.offset::<TABLE>(s) };
             for (r, row) in acc.iter_mut().enumerate() {
@@ -629,21 +768,14 @@ pub(super) mod vnni {
                     i64::from(unsafe { a.load_at(r, off) }) & 0xFFFF_FFFF
                 };
                 let x = _mm512_set1_epi64(x8);
-                row[0] = _mm512_dpbusd_epi32(row[0], x, wl);
-                row[1] = _mm512_dpbusd_epi32(row[1], x, wh);
+                row[0] = _mm512_dpbusd_epi32(row[0], x, w0);
+                row[1] = _mm512_dpbusd_epi32(row[1], x, w1);
             }
             s += 2;
         }
-        let count = o.n.saturating_sub(o.c0).min(BLOCK_N);
-        // SAFETY: outputs c0 .. c0 + count ≤ n.
-        let (stage, bias) = unsafe { Stage::new(q, o.c0, count, o.fast) };
-        // SAFETY: 16 lanes of a 16-element array.
-        let evens = unsafe { _mm512_loadu_si512(EVENS.as_ptr().cast()) };
         for (r, row) in acc.iter().enumerate() {
-            // Each output's two partial sums (even and odd lane) into the even lane.
-            let lo = _mm512_add_epi32(row[0], _mm512_srli_epi64::<32>(row[0]));
-            let hi = _mm512_add_epi32(row[1], _mm512_srli_epi64::<32>(row[1]));
-            let sums = _mm512_add_epi32(_mm512_permutex2var_epi32(lo, evens, hi), bias);
+            // Lane j: output j's two partial sums (and its bias).
+            let sums = _mm512_add_epi32(row[0], _mm512_shuffle_epi32::<0xB1>(row[1]));
             let bytes = stage.apply(sums);
             // SAFETY: outputs c0 .. c0 + count of row r (checked); the mask limits the store.
             unsafe {
@@ -663,11 +795,12 @@ pub(super) mod vnni {
         a: &Rows<MR>,
         w: *const i8,
         _bstride: usize,
-        q: &Requant,
+        _q: &Requant,
         o: Out,
+        pre: &Prep<NB>,
     ) {
-        // SAFETY: the caller's guarantee.
-        unsafe { tile_pairs::<MR, TABLE>(a, w, q, o) }
+        // SAFETY: the caller's guarantee (NB = 1: the one block's stage and bias).
+        unsafe { tile_pairs::<MR, TABLE>(a, w, o, &pre.stages[0], pre.bias[0]) }
     }
 
     /// Whether consecutive reduction steps `2j`, `2j + 1` are adjacent in every row.
@@ -702,6 +835,7 @@ pub(super) mod vnni {
                     os,
                     fast,
                     tile,
+                    prep,
                     [(8, 1, [1]), (4, 1, [1]), (2, 1, [1]), (1, 1, [1])]
                 );
             }
@@ -719,6 +853,7 @@ pub(super) mod vnni {
                     os,
                     fast,
                     tile_pairs_nb,
+                    prep,
                     [(1, 9, [1, 2, 3, 4, 5, 6, 7, 8, 9])]
                 );
             }
@@ -735,6 +870,7 @@ pub(super) mod vnni {
                 os,
                 fast,
                 tile,
+                prep,
                 [
                     (4, 4, [1, 2, 3, 4]),
                     (2, 8, [1, 2, 3, 4, 5, 6, 7, 8]),
@@ -748,6 +884,7 @@ pub(super) mod vnni {
 
     /// How one ADD operand is rescaled: `((x + offset) << left) · m / 2³¹`, then divided by
     /// `2^e` (TFLM's `MultiplyByQuantizedMultiplierSmallerThanOneExp`), on 16 lanes.
+    #[derive(Clone, Copy)]
     struct Operand {
         offset: __m512i,
         mode: OperandMode,
@@ -919,6 +1056,21 @@ pub(super) mod vnni {
             _mm512_setzero_si512()
         };
         let mut i = 0;
+        if n >= TABLE_MIN && vbmi() {
+            let out_stage = OutStage {
+                mo,
+                fast,
+                round_o,
+                e_o,
+                mask_o,
+                half_o,
+                out_off,
+                lo: p.activation_min,
+                hi: p.activation_max,
+            };
+            // SAFETY: the CPU runs AVX512-VBMI (just checked); the pointers as above.
+            i = unsafe { add_sub_tables(&a_op, &b_op, &out_stage, subtract, x, y, out, n) };
+        }
         while i + 16 <= n {
             // SAFETY: elements i .. i + 16 < n of each operand (the caller's guarantee).
             let (a, b) = unsafe {
@@ -944,6 +1096,256 @@ pub(super) mod vnni {
             // SAFETY: elements i .. i + 16 < n of the output.
             unsafe { _mm_storeu_si128(out.add(i).cast(), _mm512_cvtepi32_epi8(v)) };
             i += 16;
+        }
+        i
+    }
+
+    /// Shortest ADD/SUB the table path takes (building the tables costs about as much as a few
+    /// hundred elements of the direct path saves).
+    const TABLE_MIN: usize = 256;
+
+    /// Whether the CPU runs AVX512-VBMI (`vpermi2b`), which the table path of [`add_sub`] needs
+    /// on top of the tier's features: detected at run time with `std`, else compile time.
+    #[inline]
+    fn vbmi() -> bool {
+        #[cfg(any(feature = "std", test))]
+        {
+            super::super::std::is_x86_feature_detected!("avx512vbmi")
+        }
+        #[cfg(not(any(feature = "std", test)))]
+        {
+            cfg!(target_feature = "avx512vbmi")
+        }
+    }
+
+    /// The output side of an ADD/SUB: `raw → requantized` on 16 lanes (as [`add_sub`]'s loop).
+    struct OutStage {
+        mo: __m512i,
+        fast: bool,
+        round_o: __m512i,
+        e_o: __m128i,
+        mask_o: __m512i,
+        half_o: __m512i,
+        out_off: __m512i,
+        lo: i32,
+        hi: i32,
+    }
+
+    impl OutStage {
+        /// The requantized sums, before the clamp (which the caller applies after narrowing).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn apply(&self, raw: __m512i) -> __m512i {
+            let h = high_mul_uniform(raw, self.mo);
+            if self.fast {
+                let sign = _mm512_srai_epi32::<31>(h);
+                _mm512_sra_epi32(
+                    _mm512_add_epi32(_mm512_add_epi32(h, self.round_o), sign),
+                    self.e_o,
+                )
+            } else {
+                _mm512_add_epi32(
+                    divide_pot_uniform(h, self.e_o, self.mask_o, self.half_o),
+                    self.out_off,
+                )
+            }
+        }
+    }
+
+    /// A rescaled ADD operand as a table: byte plane `k` holds byte `k` of the rescaled value of
+    /// every int8 input, indexed by the input's bits (`u = x as u8`), 64 entries a register.
+    struct Table {
+        planes: [[__m512i; 4]; 4],
+    }
+
+    /// The bytes 0, 1, ..., 255.
+    const ALL_BYTES: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = i as u8;
+            i += 1;
+        }
+        t
+    };
+
+    impl Table {
+        /// The table of `op`: [`Operand::apply`] on every int8 value, so each entry is exactly
+        /// what the direct path computes for that input.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn new(op: &Operand) -> Table {
+            let mut bytes = [[0u8; 256]; 4];
+            for (c, chunk) in ALL_BYTES.chunks_exact(16).enumerate() {
+                // SAFETY: 16 readable bytes.
+                let u = unsafe { _mm_loadu_si128(chunk.as_ptr().cast()) };
+                let v = op.apply(_mm512_cvtepi8_epi32(u));
+                let planes = [
+                    v,
+                    _mm512_srli_epi32::<8>(v),
+                    _mm512_srli_epi32::<16>(v),
+                    _mm512_srli_epi32::<24>(v),
+                ];
+                for (plane, w) in bytes.iter_mut().zip(planes) {
+                    // SAFETY: bytes 16c .. 16c + 16 of a 256-byte plane (c < 16).
+                    unsafe {
+                        _mm_storeu_si128(
+                            plane.as_mut_ptr().add(16 * c).cast(),
+                            _mm512_cvtepi32_epi8(w),
+                        )
+                    };
+                }
+            }
+            let mut planes = [[_mm512_setzero_si512(); 4]; 4];
+            for (regs, plane) in planes.iter_mut().zip(&bytes) {
+                for (j, r) in regs.iter_mut().enumerate() {
+                    // SAFETY: bytes 64j .. 64j + 64 of a 256-byte plane (j < 4).
+                    *r = unsafe { _mm512_loadu_si512(plane.as_ptr().add(64 * j).cast()) };
+                }
+            }
+            Table { planes }
+        }
+
+        /// The rescaled values of 64 inputs as four registers of 16 lanes, in the order
+        /// [`unpack4`] leaves them (which [`pack4`] undoes).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+        fn lookup(&self, idx: __m512i) -> [__m512i; 4] {
+            let high = _mm512_movepi8_mask(idx);
+            let mut p = [_mm512_setzero_si512(); 4];
+            for (out, t) in p.iter_mut().zip(&self.planes) {
+                // Inputs with bit 7 set from entries 128..256; the others keep their index
+                // and then read entries 0..128.
+                let r = _mm512_mask2_permutex2var_epi8(t[2], idx, high, t[3]);
+                *out = _mm512_mask2_permutex2var_epi8(t[0], r, !high, t[1]);
+            }
+            unpack4(p)
+        }
+    }
+
+    /// How the table path rescales one operand: looked up, or (an operand that is a left
+    /// shift alone) computed directly in the table's lane order.
+    // A short-lived stack value; boxing the table (no heap here) is not an option.
+    #[allow(clippy::large_enum_variant)]
+    enum Rescaler {
+        Table(Table),
+        /// `(x + 128 + offset − 128) << (left − 1)` with the shift count in every lane.
+        Shift {
+            offset: __m512i,
+            count: __m512i,
+        },
+    }
+
+    impl Rescaler {
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn new(op: &Operand) -> Rescaler {
+            if op.mode == OperandMode::Shift && op.e_zero {
+                Rescaler::Shift {
+                    offset: _mm512_sub_epi32(op.offset, _mm512_set1_epi32(128)),
+                    count: _mm512_broadcastd_epi32(op.count),
+                }
+            } else {
+                Rescaler::Table(Table::new(op))
+            }
+        }
+
+        /// The rescaled values of 64 int8 inputs, in [`unpack4`]'s order.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+        fn values(&self, x: __m512i) -> [__m512i; 4] {
+            match self {
+                Rescaler::Table(t) => t.lookup(x),
+                Rescaler::Shift { offset, count } => {
+                    // `x + 128` zero-extended, so `x + offset` is exactly the direct path's `v`.
+                    let u = _mm512_xor_si512(x, _mm512_set1_epi8(-128));
+                    let zero = _mm512_setzero_si512();
+                    let mut v = unpack4([u, zero, zero, zero]);
+                    for r in v.iter_mut() {
+                        *r = _mm512_sllv_epi32(_mm512_add_epi32(*r, *offset), *count);
+                    }
+                    v
+                }
+            }
+        }
+    }
+
+    /// Four byte planes (byte `k` of 64 values each) into 64 32-bit values: register `q`'s lanes
+    /// `4L .. 4L + 4` are values `16L + 4q ..` (the in-lane unpacks keep 128-bit lanes apart).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn unpack4(p: [__m512i; 4]) -> [__m512i; 4] {
+        let w_lo = _mm512_unpacklo_epi8(p[0], p[1]);
+        let w_hi = _mm512_unpackhi_epi8(p[0], p[1]);
+        let v_lo = _mm512_unpacklo_epi8(p[2], p[3]);
+        let v_hi = _mm512_unpackhi_epi8(p[2], p[3]);
+        [
+            _mm512_unpacklo_epi16(w_lo, v_lo),
+            _mm512_unpackhi_epi16(w_lo, v_lo),
+            _mm512_unpacklo_epi16(w_hi, v_hi),
+            _mm512_unpackhi_epi16(w_hi, v_hi),
+        ]
+    }
+
+    /// The inverse of [`unpack4`]'s order, narrowing with signed saturation to 64 bytes in order.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn pack4(d: [__m512i; 4]) -> __m512i {
+        _mm512_packs_epi16(
+            _mm512_packs_epi32(d[0], d[1]),
+            _mm512_packs_epi32(d[2], d[3]),
+        )
+    }
+
+    /// ADD/SUB 64 elements at a time with both operands' rescaling looked up in tables
+    /// (`vpermi2b`): the rescaled operand depends on the int8 input alone, so a table of its 256
+    /// values, built by the same [`Operand::apply`], gives exactly the direct path's sums; the
+    /// output stage is the direct path's. Returns how many elements it computed.
+    ///
+    /// # Safety
+    /// The CPU runs AVX512-VBMI besides the tier's features; the pointers as in [`add_sub`].
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+    unsafe fn add_sub_tables(
+        a_op: &Operand,
+        b_op: &Operand,
+        o: &OutStage,
+        subtract: bool,
+        x: *const i8,
+        y: *const i8,
+        out: *mut i8,
+        n: usize,
+    ) -> usize {
+        let (ta, tb) = (Rescaler::new(a_op), Rescaler::new(b_op));
+        let full = o.lo == -128 && o.hi == 127;
+        let (lo, hi) = (_mm512_set1_epi8(o.lo as i8), _mm512_set1_epi8(o.hi as i8));
+        let mut i = 0;
+        while i + 64 <= n {
+            // SAFETY: elements i .. i + 64 ≤ n of each operand (the caller's guarantee); both are
+            // read before the output is written (it may alias either).
+            let (xa, yb) = unsafe {
+                (
+                    _mm512_loadu_si512(x.add(i).cast()),
+                    _mm512_loadu_si512(y.add(i).cast()),
+                )
+            };
+            let (a, b) = (ta.values(xa), tb.values(yb));
+            let mut v = [_mm512_setzero_si512(); 4];
+            for q in 0..4 {
+                let raw = if subtract {
+                    _mm512_sub_epi32(a[q], b[q])
+                } else {
+                    _mm512_add_epi32(a[q], b[q])
+                };
+                v[q] = o.apply(raw);
+            }
+            let mut bytes = pack4(v);
+            if !full {
+                bytes = _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi);
+            }
+            // SAFETY: elements i .. i + 64 ≤ n of the output.
+            unsafe { _mm512_storeu_si512(out.add(i).cast(), bytes) };
+            i += 64;
         }
         i
     }
@@ -1375,6 +1777,7 @@ mod avx2 {
         bstride: usize,
         q: &Requant,
         o: Out,
+        _pre: &(),
     ) {
         let c0 = o.c0;
         let mut acc = [[[_mm256_setzero_si256(); 4]; NB]; MR];
@@ -1452,6 +1855,7 @@ mod avx2 {
                 os,
                 false,
                 tile,
+                no_prep,
                 [(2, 1, [1]), (1, 2, [1, 2])]
             );
         }
@@ -1765,6 +2169,7 @@ mod sse41 {
         bstride: usize,
         q: &Requant,
         o: Out,
+        _pre: &(),
     ) {
         let c0 = o.c0;
         for j in 0..NB {
@@ -1820,6 +2225,7 @@ mod sse41 {
                 os,
                 false,
                 tile,
+                no_prep,
                 [(1, 8, [1, 2, 3, 4, 5, 6, 7, 8])]
             );
         }
