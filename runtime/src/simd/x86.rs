@@ -899,6 +899,27 @@ pub(super) mod vnni {
             }
             return;
         }
+        if n <= BLOCK_N {
+            // One block whose steps do not pair (a small-channel first layer: each filter
+            // row's bytes padded to whole steps): 8-row tiles, whose row pointers stay in
+            // registers (15 rows spill them every step; measured).
+            // SAFETY: tiles stay inside the checked matrix (see `tile`).
+            unsafe {
+                tile_loop!(
+                    a,
+                    w,
+                    n,
+                    q,
+                    o,
+                    os,
+                    fast,
+                    tile,
+                    prep,
+                    [(1, 8, [1, 2, 3, 4, 5, 6, 7, 8])]
+                );
+            }
+            return;
+        }
         // SAFETY: tiles stay inside the checked matrix (see `tile`).
         unsafe {
             tile_loop!(
