@@ -685,6 +685,10 @@ pub(crate) struct PaddedInput {
     pub(crate) row_bytes: usize,
     /// Staged rows the window of one output row spans: `(H − 1)·dilation_h + 1`.
     window_rows: usize,
+    /// Staged rows from one output row's window to the next: `stride_h`, or `window_rows`
+    /// when that is smaller (the rows between two windows, which no window reads, are skipped:
+    /// a 1×1 stride-2 convolution stages every other row).
+    row_step: usize,
     /// Most output rows per band, so that a band fits the limit.
     pub(crate) band_rows: usize,
 }
@@ -710,18 +714,25 @@ impl PaddedInput {
         if first > limit || row_bytes == 0 {
             return None;
         }
-        let step = win.stride[0].checked_mul(row_bytes)?;
+        let row_step = win.stride[0].min(window_rows);
+        let step = row_step.checked_mul(row_bytes)?;
         let band_rows = ((limit - first) / step.max(1) + 1).min(out_h.max(1));
         Some(PaddedInput {
             row_bytes,
             window_rows,
+            row_step,
             band_rows,
         })
     }
 
     /// Bytes staged for a band of `rows` output rows (with the slack a kernel may read).
-    pub(crate) fn bytes(&self, rows: usize, stride_h: usize) -> usize {
-        ((rows - 1) * stride_h + self.window_rows) * self.row_bytes + SLACK
+    pub(crate) fn bytes(&self, rows: usize) -> usize {
+        ((rows - 1) * self.row_step + self.window_rows) * self.row_bytes + SLACK
+    }
+
+    /// Bytes from one output row's staged window to the next's.
+    pub(crate) fn y_stride(&self) -> usize {
+        self.row_step * self.row_bytes
     }
 
     /// Stages the padded input rows of output rows `r0 .. r1` of batch `b` through `dst`
@@ -744,10 +755,15 @@ impl PaddedInput {
         let in_row = in_w * in_c;
         let pad_right = self.row_bytes.saturating_sub(pad_left + in_row);
         // row_bytes >= 1 (PaddedInput::of); `max(1)` drops the division-by-zero panic path.
-        let rows = self.bytes(r1 - r0, win.stride[0]).saturating_sub(SLACK) / self.row_bytes.max(1);
+        let rows = self.bytes(r1 - r0).saturating_sub(SLACK) / self.row_bytes.max(1);
+        // row_step >= 1 (stride and window rows are); `max(1)` drops the division-by-zero
+        // panic path.
+        let step = self.row_step.max(1);
         for i in 0..rows {
-            // Padded row `py` is input row `py − pad_h`.
-            let py = r0 * win.stride[0] + i;
+            // Staged row `i` is row `i % step` of output row `r0 + i / step`'s window (every
+            // row from `r0`'s window on when `row_step` is the stride); padded row `py` is input
+            // row `py − pad_h`.
+            let py = (r0 + i / step) * win.stride[0] + i % step;
             let src = py
                 .checked_sub(win.pad[0])
                 .filter(|&y| y < in_h)
@@ -1110,7 +1126,7 @@ pub(crate) fn conv_packed_in(
     // division-by-zero panic paths.
     let bands = out_h.div_ceil(staging.band_rows.max(1)).max(1);
     let total = batches * bands;
-    let need = staging.bytes(staging.band_rows, stride_h);
+    let need = staging.bytes(staging.band_rows);
     let reverse = matches!(io, ConvIo::Shared { reverse: true, .. });
     let run = |koff: &[u32]| -> Result<(), Error> {
         simd::with_stage(need, |stage| {
@@ -1140,7 +1156,7 @@ pub(crate) fn conv_packed_in(
                     rows: (r1 - r0) * out_w,
                     width: out_w,
                     x_stride: stride_w * in_c,
-                    y_stride: stride_h * staging.row_bytes,
+                    y_stride: staging.y_stride(),
                     k_steps: steps,
                     k_offsets: Some(koff),
                 };

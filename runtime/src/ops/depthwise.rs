@@ -384,7 +384,7 @@ pub(crate) fn depthwise_staged(
     let pad_byte = p.input_offset.wrapping_neg() as i8 as u8;
     let bands = out_h.div_ceil(staging.band_rows);
     let total = batches * bands;
-    let need = staging.bytes(staging.band_rows, win.stride[0]);
+    let need = staging.bytes(staging.band_rows);
     let reverse = io.reverse();
     simd::with_stage(need, |stage| {
         for t in 0..total {
@@ -401,7 +401,7 @@ pub(crate) fn depthwise_staged(
                 rows: (r1 - r0) * out_w,
                 width: out_w,
                 x_stride: win.stride[1] * channels,
-                y_stride: win.stride[0] * staging.row_bytes,
+                y_stride: staging.y_stride(),
                 taps: &taps[..f_h * f_w],
                 channels,
                 filter: q.filter,

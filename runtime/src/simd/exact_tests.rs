@@ -279,7 +279,18 @@ pub(crate) fn window_case(
     out_c: impl Fn(usize) -> BoxedStrategy<usize>,
     filter_len: fn(usize, usize, usize, usize) -> usize,
 ) -> impl Strategy<Value = WindowCase> {
-    (1usize..=2, axis(), axis(), in_c)
+    window_case_axes(axis(), axis(), in_c, out_c, filter_len)
+}
+
+/// [`window_case`] with the geometry of each axis from `h_axis` and `w_axis`.
+pub(crate) fn window_case_axes(
+    h_axis: impl Strategy<Value = (usize, usize, usize, usize, usize, usize)>,
+    w_axis: impl Strategy<Value = (usize, usize, usize, usize, usize, usize)>,
+    in_c: impl Strategy<Value = usize>,
+    out_c: impl Fn(usize) -> BoxedStrategy<usize>,
+    filter_len: fn(usize, usize, usize, usize) -> usize,
+) -> impl Strategy<Value = WindowCase> {
+    (1usize..=2, h_axis, w_axis, in_c)
         .prop_flat_map(move |(batches, h, w, in_c)| (Just((batches, h, w, in_c)), out_c(in_c)))
         .prop_flat_map(move |((batches, h, w, in_c), out_c)| {
             let n_in = batches * h.0 * w.0 * in_c;
@@ -433,6 +444,30 @@ fn conv_case() -> impl Strategy<Value = WindowCase> {
     )
 }
 
+/// The shapes of a ResNet's small-channel layers, which take their own kernel paths: a first
+/// layer on 3 input channels (3×3, stride 1, `SAME` padding: filter rows of 9 bytes, steps
+/// that do not pair), and 1×1 stride-2 shortcuts (staging skips every other row).
+fn resnet_conv_case() -> impl Strategy<Value = WindowCase> {
+    let same_3x3 = || (2usize..=12).prop_map(|n| (n, 3, 1, 1, 1, n));
+    let shortcut = || (1usize..=12).prop_map(|n| (n, 1, 2, 1, 0, (n - 1) / 2 + 1));
+    prop_oneof![
+        window_case_axes(
+            same_3x3(),
+            same_3x3(),
+            prop_oneof![Just(3usize), 1usize..=4],
+            |_| prop_oneof![Just(16usize), 1usize..=20].boxed(),
+            |o, h, w, i| o * h * w * i,
+        ),
+        window_case_axes(
+            shortcut(),
+            shortcut(),
+            prop_oneof![Just(16usize), Just(32), 1usize..=40],
+            |_| prop_oneof![Just(32usize), Just(64), 1usize..=70].boxed(),
+            |o, h, w, i| o * h * w * i,
+        ),
+    ]
+}
+
 fn add_params() -> impl Strategy<Value = ArithParams> {
     (
         -127i32..=128,
@@ -476,61 +511,185 @@ proptest! {
     /// (separate slices; one shared buffer, in either production order) and with a fused ADD.
     #[test]
     fn conv_matches_reference(c in conv_case(), add in add_params(), residual_seed in any::<u64>()) {
-        let p = conv_params(&c);
+        check_conv(&c, &add, residual_seed);
+    }
+
+    /// CONV_2D at the shapes of a ResNet's small-channel layers (see [`resnet_conv_case`]).
+    #[test]
+    fn resnet_conv_shapes_match_reference(c in resnet_conv_case(), add in add_params(), residual_seed in any::<u64>()) {
+        check_conv(&c, &add, residual_seed);
+    }
+}
+
+/// The body of `conv_matches_reference`.
+fn check_conv(c: &WindowCase, add: &ArithParams, residual_seed: u64) {
+    {
+        let add = *add;
+        let p = conv_params(c);
         let (is, os) = (c.input_shape(), c.output_shape());
         let fs = [c.out_c, c.h.1, c.w.1, c.in_c];
         let seg = Segments::of(fs, p.dilation_w).unwrap();
         let mut expanded = vec![0i8; c.out_c * seg.k()];
         expand_filter(&c.filter, fs, p.dilation_w, &mut expanded).unwrap();
         let mut want = vec![0i8; os.iter().product()];
-        conv2d_int8(&p, is, &c.input, fs, &c.filter, c.bias.as_deref(), &c.mult, &c.shift, os, &mut want).unwrap();
-        let (packed, folded) = pack(&expanded, c.out_c, seg.k(), c.bias.as_deref(), p.input_offset);
-        let pf = PackedFilter { weights: &packed, bias_signed: &folded[..c.out_c], bias_unsigned: &folded[c.out_c..] };
+        conv2d_int8(
+            &p,
+            is,
+            &c.input,
+            fs,
+            &c.filter,
+            c.bias.as_deref(),
+            &c.mult,
+            &c.shift,
+            os,
+            &mut want,
+        )
+        .unwrap();
+        let (packed, folded) = pack(
+            &expanded,
+            c.out_c,
+            seg.k(),
+            c.bias.as_deref(),
+            p.input_offset,
+        );
+        let pf = PackedFilter {
+            weights: &packed,
+            bias_signed: &folded[..c.out_c],
+            bias_unsigned: &folded[c.out_c..],
+        };
         // A staging limit that fits one or two output rows' windows.
         let row_bytes = ((c.w.5 - 1) * c.w.2 + (c.w.1 - 1) * c.w.3 + 1).max(c.w.4 + c.w.0) * c.in_c;
         let window = ((c.h.1 - 1) * c.h.3 + 1) * row_bytes + 4;
         let band_limit = window + (residual_seed % 2) as usize * c.h.2 * row_bytes;
         // A residual and the expected fused result.
-        let residual: Vec<i8> = (0..want.len()).map(|i| (residual_seed.wrapping_mul(i as u64 + 1) >> 7) as i8).collect();
+        let residual: Vec<i8> = (0..want.len())
+            .map(|i| (residual_seed.wrapping_mul(i as u64 + 1) >> 7) as i8)
+            .collect();
         for residual_first in [false, true] {
-            let fused_want: Vec<i8> = want.iter().zip(&residual).map(|(&cv, &r)| {
-                if residual_first { add_element(&add, r, cv) } else { add_element(&add, cv, r) }
-            }).collect();
+            let fused_want: Vec<i8> = want
+                .iter()
+                .zip(&residual)
+                .map(|(&cv, &r)| {
+                    if residual_first {
+                        add_element(&add, r, cv)
+                    } else {
+                        add_element(&add, cv, r)
+                    }
+                })
+                .collect();
             for_each_isa(|isa| {
-                let e = AddEpilogue { params: &add, residual_first, residual: Some(&residual) };
+                let e = AddEpilogue {
+                    params: &add,
+                    residual_first,
+                    residual: Some(&residual),
+                };
                 let mut got = vec![0i8; want.len()];
-                let io = ConvIo::Split { input: &c.input, output: &mut got };
+                let io = ConvIo::Split {
+                    input: &c.input,
+                    output: &mut got,
+                };
                 conv_packed(isa, &pf, &p, [is, fs, os], &c.mult, &c.shift, io, Some(&e)).unwrap();
                 assert_eq!(got, fused_want, "{} fused, separate residual", isa.name());
                 let mut got = residual.clone();
-                let e = AddEpilogue { residual: None, ..e };
-                let io = ConvIo::Split { input: &c.input, output: &mut got };
-                conv_packed_in(isa, &pf, &p, [is, fs, os], &c.mult, &c.shift, io, Some(&e), band_limit).unwrap();
-                assert_eq!(got, fused_want, "{} fused, residual in the output", isa.name());
+                let e = AddEpilogue {
+                    residual: None,
+                    ..e
+                };
+                let io = ConvIo::Split {
+                    input: &c.input,
+                    output: &mut got,
+                };
+                conv_packed_in(
+                    isa,
+                    &pf,
+                    &p,
+                    [is, fs, os],
+                    &c.mult,
+                    &c.shift,
+                    io,
+                    Some(&e),
+                    band_limit,
+                )
+                .unwrap();
+                assert_eq!(
+                    got,
+                    fused_want,
+                    "{} fused, residual in the output",
+                    isa.name()
+                );
             });
         }
         for_each_isa(|isa| {
             let mut got = vec![0x55i8; want.len()];
-            conv2d_int8_fast(Some(isa), Some(&pf), &p, is, &c.input, fs, &c.filter, c.bias.as_deref(), &c.mult, &c.shift, os, &mut got).unwrap();
+            conv2d_int8_fast(
+                Some(isa),
+                Some(&pf),
+                &p,
+                is,
+                &c.input,
+                fs,
+                &c.filter,
+                c.bias.as_deref(),
+                &c.mult,
+                &c.shift,
+                os,
+                &mut got,
+            )
+            .unwrap();
             assert_eq!(got, want, "{}", isa.name());
             // One buffer, the output overlapping the input as closely as the production order
             // allows: below it (first to last), then above it (last to first).
             for reverse in [false, true] {
-                let (in_at, out_at) = closest_shift(&c, reverse);
+                let (in_at, out_at) = closest_shift(c, reverse);
                 let mut buf = vec![0x55i8; (in_at + c.input.len()).max(out_at + want.len())];
                 buf[in_at..in_at + c.input.len()].copy_from_slice(&c.input);
-                let io = ConvIo::Shared { buf: &mut buf, input_at: in_at, output_at: out_at, reverse };
+                let io = ConvIo::Shared {
+                    buf: &mut buf,
+                    input_at: in_at,
+                    output_at: out_at,
+                    reverse,
+                };
                 conv_packed(isa, &pf, &p, [is, fs, os], &c.mult, &c.shift, io, None).unwrap();
-                assert_eq!(&buf[out_at..out_at + want.len()], &want[..], "{} shared", isa.name());
+                assert_eq!(
+                    &buf[out_at..out_at + want.len()],
+                    &want[..],
+                    "{} shared",
+                    isa.name()
+                );
                 // Again in bands of one or two output rows.
                 let mut buf = vec![0x55i8; (in_at + c.input.len()).max(out_at + want.len())];
                 buf[in_at..in_at + c.input.len()].copy_from_slice(&c.input);
-                let io = ConvIo::Shared { buf: &mut buf, input_at: in_at, output_at: out_at, reverse };
-                conv_packed_in(isa, &pf, &p, [is, fs, os], &c.mult, &c.shift, io, None, band_limit).unwrap();
-                assert_eq!(&buf[out_at..out_at + want.len()], &want[..], "{} shared bands", isa.name());
+                let io = ConvIo::Shared {
+                    buf: &mut buf,
+                    input_at: in_at,
+                    output_at: out_at,
+                    reverse,
+                };
+                conv_packed_in(
+                    isa,
+                    &pf,
+                    &p,
+                    [is, fs, os],
+                    &c.mult,
+                    &c.shift,
+                    io,
+                    None,
+                    band_limit,
+                )
+                .unwrap();
+                assert_eq!(
+                    &buf[out_at..out_at + want.len()],
+                    &want[..],
+                    "{} shared bands",
+                    isa.name()
+                );
             }
         });
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(250))]
 
     /// FULLY_CONNECTED: every tier's fast path equals the reference kernel.
     #[test]

@@ -443,15 +443,24 @@ pub(super) mod vnni {
         full_range: bool,
         /// The call's accumulators are small enough for the short rounding (see [`fast_ok`]).
         fast: bool,
-        /// Short rounding: `2^(e−1) + output_offset · 2^e` per lane.
-        round: __m512i,
+        /// Short rounding of even lanes `2i` (one per 64-bit lane): `2³¹ + round[2i] · 2³²`,
+        /// with `round = 2^(e−1) + output_offset · 2^e` (see [`Stage::apply`]).
+        rnd_even: __m512i,
+        /// Short rounding of odd lanes `2i + 1`: `2³¹ + round[2i + 1] · 2³²`.
+        rnd_odd: __m512i,
     }
+
+    /// `vpermt2d` indices taking the high half of each 64-bit lane, alternately from the two
+    /// sources: lane `2i` = high half of the first source's lane `i`, lane `2i + 1` = the
+    /// second's.
+    const PICK_HIGH: [i32; 16] = [1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31];
 
     /// Whether every output stage of a kernel call can round in one step: no left shift, every
     /// right shift `e ≥ 1`, and `|h| + 2^(e−1) + 128·2^e < 2³¹` for the bound on `|h|` (the high
     /// product of an accumulator) that `sum_bound` (on the sum of products) and the biases give.
     /// Then `RoundingDivideByPOT(h, e) + output_offset` is exactly
-    /// `(h + 2^(e−1) + output_offset·2^e + (h >> 31)) >> e` in 32-bit arithmetic.
+    /// `(h + 2^(e−1) + output_offset·2^e + (h >> 31)) >> e` in 32-bit arithmetic. Also
+    /// `|acc| < 2³⁰`, which [`Stage::apply`] needs to compute it in 64-bit lanes.
     fn fast_ok(q: &Requant, sum_bound: u64) -> bool {
         let bias = q.bias.map_or(0u32, |b| {
             b.iter().fold(0u32, |m, v| m.max(v.unsigned_abs()))
@@ -465,9 +474,11 @@ pub(super) mod vnni {
             .iter()
             .fold((i32::MAX, i32::MIN), |(lo, hi), &s| (lo.min(s), hi.max(s)));
         let (e_max, e_min) = (-i64::from(min_s), -i64::from(max_s));
-        // No shifts at all gives e_min > e_max: refused.
+        // No shifts at all gives e_min > e_max: refused. `h < 2³⁰` (so |acc| < 2³⁰) lets the
+        // quick rounding double the accumulator.
         (1..=e_max).contains(&e_min)
             && e_max <= 30
+            && h < 1u64 << 30
             && h + (1u64 << (e_max - 1)) + (off << e_max) < 1u64 << 31
     }
 
@@ -523,7 +534,13 @@ pub(super) mod vnni {
                 _mm512_sllv_epi32(one, _mm512_sub_epi32(right, one)),
                 _mm512_sllv_epi32(out_off, right),
             );
+            let half_qword = _mm512_set1_epi64(1 << 31);
             let stage = Stage {
+                rnd_even: _mm512_add_epi64(_mm512_slli_epi64::<32>(round), half_qword),
+                rnd_odd: _mm512_add_epi64(
+                    _mm512_and_si512(round, _mm512_set1_epi64(-1i64 << 32)),
+                    half_qword,
+                ),
                 m,
                 m_odd: _mm512_srli_epi64::<32>(m),
                 left,
@@ -536,7 +553,6 @@ pub(super) mod vnni {
                 any_left,
                 full_range: q.act_min == -128 && q.act_max == 127,
                 fast: fast && !any_left,
-                round,
             };
             (stage, bias)
         }
@@ -559,7 +575,8 @@ pub(super) mod vnni {
                 any_left: false,
                 full_range: q.act_min == -128 && q.act_max == 127,
                 fast: true,
-                round: zero,
+                rnd_even: zero,
+                rnd_odd: zero,
             }
         }
 
@@ -567,6 +584,42 @@ pub(super) mod vnni {
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
         pub(in crate::simd) fn apply(&self, acc: __m512i) -> __m128i {
+            let r = if self.fast {
+                // The short rounding `(h + round + (h >> 31)) >> e` (see `fast_ok`), where
+                // h = ⌊(acc·m + 2³⁰) / 2³¹⌋ is the high product. With |acc| < 2³⁰ (`fast_ok`),
+                // `2·acc·m + 2³¹ + round·2³²` fits 64 bits and its high half is h + round: one
+                // multiply-add and a pick of high halves per lane. The sign term comes from
+                // `acc`: acc ≥ 0 gives h ≥ 0 (m ≥ 0), acc < 0 gives h ≤ 0, and when h = 0 the
+                // term changes nothing, since `round` is 2^(e−1) modulo 2^e (so
+                // ⌊(round − 1) / 2^e⌋ = ⌊round / 2^e⌋).
+                let x2 = _mm512_add_epi32(acc, acc);
+                let pe = _mm512_add_epi64(_mm512_mul_epi32(x2, self.m), self.rnd_even);
+                let po = _mm512_add_epi64(
+                    _mm512_mul_epi32(_mm512_srli_epi64::<32>(x2), self.m_odd),
+                    self.rnd_odd,
+                );
+                // SAFETY: 16 lanes of a 16-element array.
+                let pick = unsafe { _mm512_loadu_si512(PICK_HIGH.as_ptr().cast()) };
+                let hr = _mm512_permutex2var_epi32(pe, pick, po);
+                _mm512_srav_epi32(
+                    _mm512_add_epi32(hr, _mm512_srai_epi32::<31>(acc)),
+                    self.right,
+                )
+            } else {
+                self.rounded(acc)
+            };
+            if self.full_range {
+                _mm512_cvtsepi32_epi8(r)
+            } else {
+                _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(r, self.lo), self.hi))
+            }
+        }
+
+        /// The output stage's value before the clamp, in the general rounding (TFLM's two
+        /// steps, any shift).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn rounded(&self, acc: __m512i) -> __m512i {
             let x = if self.any_left {
                 _mm512_sllv_epi32(acc, self.left)
             } else {
@@ -584,25 +637,12 @@ pub(super) mod vnni {
                 _mm512_srli_epi64::<31>(pe),
                 _mm512_slli_epi64::<1>(po),
             );
-            let r = if self.fast {
-                let sign = _mm512_srai_epi32::<31>(h);
-                _mm512_srav_epi32(
-                    _mm512_add_epi32(_mm512_add_epi32(h, self.round), sign),
-                    self.right,
-                )
-            } else {
-                let shifted = _mm512_srav_epi32(h, self.right);
-                let rem = _mm512_and_si512(h, self.mask);
-                let thr = _mm512_sub_epi32(self.half, _mm512_srai_epi32::<31>(h));
-                let up = _mm512_cmpgt_epi32_mask(rem, thr);
-                let r = _mm512_mask_add_epi32(shifted, up, shifted, _mm512_set1_epi32(1));
-                _mm512_add_epi32(r, self.out_off)
-            };
-            if self.full_range {
-                _mm512_cvtsepi32_epi8(r)
-            } else {
-                _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(r, self.lo), self.hi))
-            }
+            let shifted = _mm512_srav_epi32(h, self.right);
+            let rem = _mm512_and_si512(h, self.mask);
+            let thr = _mm512_sub_epi32(self.half, _mm512_srai_epi32::<31>(h));
+            let up = _mm512_cmpgt_epi32_mask(rem, thr);
+            let r = _mm512_mask_add_epi32(shifted, up, shifted, _mm512_set1_epi32(1));
+            _mm512_add_epi32(r, self.out_off)
         }
     }
 
@@ -854,7 +894,29 @@ pub(super) mod vnni {
                     fast,
                     tile_pairs_nb,
                     prep,
-                    [(1, 9, [1, 2, 3, 4, 5, 6, 7, 8, 9])]
+                    // 8 rows: 9 was slower on the ResNet-8 16-channel chain (measured).
+                    [(1, 8, [1, 2, 3, 4, 5, 6, 7, 8])]
+                );
+            }
+            return;
+        }
+        if n <= BLOCK_N {
+            // One block whose steps do not pair (a small-channel first layer: each filter
+            // row's bytes padded to whole steps): 8-row tiles, whose row pointers stay in
+            // registers (15 rows spill them every step; measured).
+            // SAFETY: tiles stay inside the checked matrix (see `tile`).
+            unsafe {
+                tile_loop!(
+                    a,
+                    w,
+                    n,
+                    q,
+                    o,
+                    os,
+                    fast,
+                    tile,
+                    prep,
+                    [(1, 8, [1, 2, 3, 4, 5, 6, 7, 8])]
                 );
             }
             return;
