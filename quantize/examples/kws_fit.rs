@@ -28,7 +28,7 @@
 //!
 //! Teacher-guided input synthesis (`mote_quantize::fit::synth`): `synth=N` adds N inputs per
 //! class, synthesized from the distillation windows, to the distillation set (`synth_steps`,
-//! `synth_lr`, `synth_l2`, `synth_jitter`, `synth_seed` set its options). In the
+//! `synth_lr`, `synth_l2`, `synth_jitter`, `synth_seed`, `synth_repeat` set its options). In the
 //! recipe-selection mode (`split` below 5) the validation audio also yields a held-apart
 //! synthetic set `syn` (`synval=N` per class, default 4, default synthesis options, seed 7),
 //! the only calibration-side inputs on which the float model hears keywords.
@@ -445,7 +445,10 @@ mod run {
                 },
             )
             .unwrap();
-            eprintln!("held-apart synthetic set: reached per class {:?}", s.reached);
+            eprintln!(
+                "held-apart synthetic set: reached per class {:?}",
+                s.reached
+            );
             s.samples
         } else {
             Vec::new()
@@ -562,6 +565,7 @@ mod run {
             l2: env("synth_l2", opts.synth.l2),
             jitter: env("synth_jitter", opts.synth.jitter),
             seed: env("synth_seed", opts.synth.seed),
+            repeat: env("synth_repeat", opts.synth.repeat),
         };
         let sizes_only = env("sizes", 0) == 1;
         let data = FitData {

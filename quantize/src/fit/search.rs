@@ -558,7 +558,9 @@ impl Tuner {
                 let s = synth::synthesize(float, &data.calibration, &opts.synth)?;
                 synthesized = s.reached;
                 distill_set = data.calibration.clone();
-                distill_set.extend(s.samples);
+                for _ in 0..opts.synth.repeat.max(1) {
+                    distill_set.extend(s.samples.iter().cloned());
+                }
                 (&distill_set, None)
             }
             None => (&data.calibration, None),

@@ -13,8 +13,16 @@
 //! The optimisation runs in per-feature standardized units: `x = x0 + σ ⊙ z` with `σ` the
 //! calibration samples' per-feature standard deviation, Adam on `z`; the loss per sample is
 //! `CE(logits(x), c) + l2 · mean(z²)`, and after each step `x` is clamped to
-//! `[min_f, max_f]` of the calibration samples. All samples of all classes move together in one
-//! batched tensor; gradients come from burn autodiff through [`super::finetune::forward`].
+//! `[min_f, max_f]` of the calibration samples. The samples of all classes move together in
+//! batched tensors of 32; gradients come from burn autodiff through
+//! [`super::finetune::forward`].
+//!
+//! Measured: on the digits CNN pruned by half and distilled on images of the digits 0–4 only,
+//! 8 synthesized inputs per class raise the top-1 agreement with the float model on test
+//! images of the digits 5–9 from 47 % to 66 % (`tests/fit.rs`). On the KWS DS-CNN (calibration
+//! speech without keywords) they do not carry over to real keyword audio: see
+//! `tests/fit.rs::kws_fits_half_flash_and_half_tflm_arena`. Cost: the input gradient through
+//! the whole network, ≈ 80 ms per sample and step for that DS-CNN on one core.
 
 use std::collections::BTreeMap;
 
@@ -38,8 +46,11 @@ pub struct SynthOptions {
     pub l2: f32,
     /// Random start offset, in per-feature standard deviations (drawn with `seed`).
     pub jitter: f32,
-    /// Seed of the start offsets and of the choice among equally ranked starting samples.
+    /// Seed of the start offsets.
     pub seed: u64,
+    /// How many times the synthesized samples appear in a distillation set
+    /// ([`super::search::Tuner`]); more weighs them more against the calibration samples.
+    pub repeat: usize,
 }
 
 impl Default for SynthOptions {
@@ -51,6 +62,7 @@ impl Default for SynthOptions {
             l2: 0.05,
             jitter: 0.1,
             seed: 0,
+            repeat: 1,
         }
     }
 }
@@ -91,7 +103,8 @@ pub fn feature_stats(seeds: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         .map(|(s, q)| ((q / n - (s / n) * (s / n)).max(0.0)).sqrt() as f32)
         .collect();
     let floor = sd.iter().copied().fold(0f32, f32::max) * 1e-3;
-    sd.iter_mut().for_each(|v| *v = v.max(floor).max(f32::MIN_POSITIVE));
+    sd.iter_mut()
+        .for_each(|v| *v = v.max(floor).max(f32::MIN_POSITIVE));
     (lo, hi, sd)
 }
 
@@ -116,12 +129,14 @@ fn descend(
     let feats = sd.len();
     let (logits_id, _) = logits_tensor(float);
     let device = default_device().autodiff();
-    let dims = canon(inshape, b)
-        .ok_or_else(|| CompileError::Usage("synthesis: input shape".into()))?;
+    let dims =
+        canon(inshape, b).ok_or_else(|| CompileError::Usage("synthesis: input shape".into()))?;
     let x0t = Tensor::<4>::from_data(TensorData::new(x0.to_vec(), dims.to_vec()), &device);
     let sdt = Tensor::<4>::from_data(
         TensorData::new(
-            (0..b).flat_map(|_| sd.iter().copied()).collect::<Vec<f32>>(),
+            (0..b)
+                .flat_map(|_| sd.iter().copied())
+                .collect::<Vec<f32>>(),
             dims.to_vec(),
         ),
         &device,
@@ -141,8 +156,8 @@ fn descend(
         let x = x0t.clone() + sdt.clone() * zt.clone();
         let y = forward(float, x, b, &none, logits_id, &device)?.reshape([b, classes]);
         // Summed over samples: each sample's gradient is its own loss's.
-        let ce = burn::tensor::loss::cross_entropy_with_logits(y, target.clone())
-            .mul_scalar(b as f32);
+        let ce =
+            burn::tensor::loss::cross_entropy_with_logits(y, target.clone()).mul_scalar(b as f32);
         let reg = zt
             .clone()
             .powf_scalar(2.0)
@@ -244,13 +259,7 @@ pub fn synthesize(
                 .total_cmp(&margin(&seed_logits[a], c))
                 .then(a.cmp(&b))
         });
-        starts.extend(
-            order
-                .iter()
-                .cycle()
-                .take(opts.per_class)
-                .map(|&i| (c, i)),
-        );
+        starts.extend(order.iter().cycle().take(opts.per_class).map(|&i| (c, i)));
     }
     let b = starts.len();
     let mut state = opts.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
