@@ -25,6 +25,13 @@
 //! pre-activations on the distillation windows (`hop`, `copies`, `speed`), `lambda` = ridge towards the float weights, `lsqfc=0` leaves
 //! the FC's weights alone, `lsqft=E` adds E epochs of distillation (default 0)), `sizes=1` (only flash / arena of every structure × plan, no fine-tuning), `held=0`
 //! (do not score on the held-out sets: selection on the validation set only).
+//!
+//! Teacher-guided input synthesis (`mote_quantize::fit::synth`): `synth=N` adds N inputs per
+//! class, synthesized from the distillation windows, to the distillation set (`synth_steps`,
+//! `synth_lr`, `synth_l2`, `synth_jitter`, `synth_seed`, `synth_repeat` set its options). In the
+//! recipe-selection mode (`split` below 5) the validation audio also yields a held-apart
+//! synthetic set `syn` (`synval=N` per class, default 4, default synthesis options, seed 7),
+//! the only calibration-side inputs on which the float model hears keywords.
 
 #[cfg(not(feature = "float"))]
 fn main() {
@@ -426,7 +433,30 @@ mod run {
             v.extend(m);
             v
         };
+        let synval: usize = env("synval", 4);
+        let syn = if !val.is_empty() && synval > 0 {
+            let s = mote_quantize::fit::synth::synthesize(
+                &float,
+                &val,
+                &mote_quantize::fit::synth::SynthOptions {
+                    per_class: synval,
+                    seed: 7,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            eprintln!(
+                "held-apart synthetic set: reached per class {:?}",
+                s.reached
+            );
+            s.samples
+        } else {
+            Vec::new()
+        };
         let mut sets = vec![("val", val)];
+        if !syn.is_empty() {
+            sets.push(("syn", syn));
+        }
         if env("held", 1) == 1 {
             sets.push((
                 "H1",
@@ -528,12 +558,50 @@ mod run {
             seed: env("seed", 0),
             ..opts.finetune
         };
+        opts.synth = mote_quantize::fit::synth::SynthOptions {
+            per_class: env("synth", 0),
+            steps: env("synth_steps", opts.synth.steps),
+            lr: env("synth_lr", opts.synth.lr),
+            l2: env("synth_l2", opts.synth.l2),
+            jitter: env("synth_jitter", opts.synth.jitter),
+            seed: env("synth_seed", opts.synth.seed),
+            repeat: env("synth_repeat", opts.synth.repeat),
+        };
         let sizes_only = env("sizes", 0) == 1;
         let data = FitData {
             calibration: distill,
             ..FitData::default()
         };
+        let t1 = std::time::Instant::now();
         let tuner = (!sizes_only).then(|| Tuner::new(&float, &data, &opts).unwrap());
+        if let Some(t) = &tuner {
+            eprintln!(
+                "synthesized for distillation, per class: {:?} ({:.1} s incl. teacher logits)",
+                t.synthesized(),
+                t1.elapsed().as_secs_f64()
+            );
+        }
+        // The synthesized distillation inputs (after the calibration windows): how well the
+        // pruned model learnt them.
+        let n_syn = tuner
+            .as_ref()
+            .map_or(0, |t| t.synthesized().iter().sum::<usize>());
+        let mut sets = sets;
+        if n_syn > 0 {
+            let t = tuner.as_ref().unwrap();
+            let x = t.inputs()[t.inputs().len() - n_syn..].to_vec();
+            let probs = predict(&float, &x, 64).unwrap();
+            let truth = probs.iter().map(|o| argmax(o)).collect();
+            sets.insert(
+                0,
+                Set {
+                    name: "synfit",
+                    x,
+                    truth,
+                    probs,
+                },
+            );
+        }
         for counts in &structures {
             let mut full: Vec<usize> = a.groups.iter().map(|gr| gr.channels).collect();
             for (&gi, &k) in prunable.iter().zip(counts) {

@@ -97,7 +97,7 @@ fn unsupported(index: usize, op: &str, reason: impl Into<String>) -> CompileErro
 }
 
 /// `[batch, …]` with the IR shape's dimensions after the first right-aligned into dims 1..=3.
-fn canon(shape: &[usize], batch: usize) -> Option<[usize; 4]> {
+pub(crate) fn canon(shape: &[usize], batch: usize) -> Option<[usize; 4]> {
     if shape.is_empty() || shape[0] != 1 || shape.len() > 4 {
         return None;
     }

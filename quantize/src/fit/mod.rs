@@ -16,6 +16,7 @@ pub mod layerwise;
 pub mod prune;
 pub mod search;
 pub mod sparse;
+pub mod synth;
 
 use std::path::{Path, PathBuf};
 
@@ -89,6 +90,13 @@ pub struct FitArgs {
     /// Fine-tune on the images as they are (no shift augmentation).
     #[arg(long)]
     pub no_shift_augment: bool,
+    /// Without training labels: synthesize this many inputs per class of the float model from
+    /// the calibration samples (gradient steps on the input towards the class, kept near the
+    /// calibration data; only those the float model then puts in the class are kept) and add
+    /// them to the distillation set, so classes the calibration data never shows are still
+    /// taught (see `fit::synth`). 0 = off.
+    #[arg(long, default_value_t = 0)]
+    pub synthesize: usize,
     /// Pruning ratios to try, comma separated (fraction of channels removed per layer group).
     #[arg(long, value_delimiter = ',')]
     pub ratios: Option<Vec<f32>>,
@@ -297,6 +305,7 @@ pub fn fit_cmd(a: &FitArgs) -> Result<(), CompileError> {
     opts.bias_correction = a.bias_correction;
     opts.finetune.distill = a.distill;
     opts.finetune.temperature = a.temperature;
+    opts.synth.per_class = a.synthesize;
     if let Some(r) = &a.ratios {
         opts.ratios = r.clone();
     }
@@ -373,6 +382,13 @@ pub fn render(r: &FitResult) -> String {
         r.int8_score
             .map_or(String::new(), |v| format!(", int8 unpruned {}", pct(v)))
     ));
+    if !r.synthesized.is_empty() {
+        s.push_str(&format!(
+            "synthesized {} inputs for distillation, per class {:?}\n",
+            r.synthesized.iter().sum::<usize>(),
+            r.synthesized
+        ));
+    }
     s.push_str("\nplan per layer\n");
     s.push_str(&format!(
         "{:>4}  {:<18} {:<24} {:<6} {:>9} {:>8} {:>10}\n",

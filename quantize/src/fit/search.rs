@@ -12,6 +12,7 @@ use mote_targets::TargetProfile;
 use super::finetune::{self, FinetuneOptions, Targets};
 use super::gradual::{prune_gradually, GradualOptions};
 use super::prune::{self, Analysis};
+use super::synth::{self, SynthOptions};
 use crate::calibrate::{Calibrator, ObserverKind};
 use crate::compile::{compile, Compiled};
 use crate::error::CompileError;
@@ -87,6 +88,10 @@ pub struct FitOptions {
     pub bias_correction: bool,
     /// Show progress bars.
     pub progress: bool,
+    /// Teacher-guided input synthesis for label-free distillation ([`super::synth`]): with
+    /// `synth.per_class > 0` and no training labels, inputs synthesized from the calibration
+    /// samples for every class of the float model join the distillation set. Default: off.
+    pub synth: SynthOptions,
 }
 
 /// Default fine-tuning epochs of `mote fit`.
@@ -128,6 +133,7 @@ impl Default for FitOptions {
             observer: ObserverKind::MinMax,
             bias_correction: false,
             progress: false,
+            synth: SynthOptions::default(),
         }
     }
 }
@@ -271,6 +277,9 @@ pub struct FitResult {
     /// The chosen pruned (and fine-tuned) float graph.
     #[serde(skip)]
     pub float: Graph,
+    /// Per class of the float model: the synthesized inputs that reached it and joined the
+    /// distillation set ([`FitOptions::synth`]; empty when synthesis was off).
+    pub synthesized: Vec<usize>,
 }
 
 /// Activation ranges (min/max) of a float graph over `samples`.
@@ -529,17 +538,31 @@ pub struct Tuner {
     labels: Vec<u8>,
     teacher: Vec<Vec<f32>>,
     gradual: GradualOptions,
+    synthesized: Vec<usize>,
 }
 
 impl Tuner {
     /// On the training samples with their labels (mixed with distillation from the unpruned
     /// float model by `opts.finetune.distill`), else distillation alone on the calibration
-    /// samples (labelled with the float model's top-1, which then weighs nothing).
+    /// samples (labelled with the float model's top-1, which then weighs nothing), joined by
+    /// inputs synthesized from them for every class ([`synth::synthesize`]) when
+    /// `opts.synth.per_class > 0`.
     ///
-    /// Errors: those of [`finetune::logits`] on `float`.
+    /// Errors: those of [`finetune::logits`] and [`synth::synthesize`] on `float`.
     pub fn new(float: &Graph, data: &FitData, opts: &FitOptions) -> Result<Self, CompileError> {
+        let mut synthesized = Vec::new();
+        let mut distill_set;
         let (x, labels): (&[Sample], Option<&[u8]>) = match &data.train {
             Some((x, y)) => (x, Some(y)),
+            None if opts.synth.per_class > 0 => {
+                let s = synth::synthesize(float, &data.calibration, &opts.synth)?;
+                synthesized = s.reached;
+                distill_set = data.calibration.clone();
+                for _ in 0..opts.synth.repeat.max(1) {
+                    distill_set.extend(s.samples.iter().cloned());
+                }
+                (&distill_set, None)
+            }
             None => (&data.calibration, None),
         };
         let inshape = &float.tensors[float.inputs[0]].shape;
@@ -581,7 +604,19 @@ impl Tuner {
             labels,
             teacher,
             gradual,
+            synthesized,
         })
+    }
+
+    /// The distillation / training inputs (the calibration or training samples, then the
+    /// synthesized ones; every view of them with shift augmentation).
+    pub fn inputs(&self) -> &[Sample] {
+        &self.inputs
+    }
+
+    /// Per class: the synthesized inputs in the distillation set (empty without synthesis).
+    pub fn synthesized(&self) -> &[usize] {
+        &self.synthesized
     }
 
     /// Prunes `float` (the graph given to [`Tuner::new`]) to remove the fraction `ratios[i]`
@@ -712,6 +747,7 @@ pub fn fit(
         .map(|(_, b)| b.cand.score);
 
     // Fine-tune the best feasible pruned structures.
+    let mut synthesized = Vec::new();
     if opts.finetune.epochs > 0 && opts.finetune_top > 0 {
         // Pruning without fine-tuning says little about accuracy after it: fine-tune the
         // least-pruned structures that meet the budgets with some recipe.
@@ -724,6 +760,7 @@ pub fn fit(
         feasible.dedup();
         let chosen_ri: Vec<usize> = feasible.into_iter().take(opts.finetune_top).collect();
         let tuner = Tuner::new(float, data, opts)?;
+        synthesized = tuner.synthesized().to_vec();
         let pb = bar(chosen_ri.len(), opts.progress, "fine-tuning");
         for ri in chosen_ri {
             pb.set_message(format!("ratio {:.3}", ratios[ri]));
@@ -802,6 +839,7 @@ pub fn fit(
         compiled: b.compiled,
         graph: b.qgraph,
         float: pruned.swap_remove(ri),
+        synthesized,
     })
 }
 
