@@ -182,13 +182,7 @@ pub fn fully_connected_int8_fast(
         return Err(kernel_error("tensor length"));
     }
     check_channel_quant(multipliers, shifts).map_err(kernel_error)?;
-    let q = FcQuant {
-        multipliers,
-        shifts,
-        output_offset: p.output_offset,
-        act_min: p.act_min,
-        act_max: p.act_max,
-    };
+    let q = FcQuant::new(p, multipliers, shifts);
     fc_packed(
         isa,
         packed,
@@ -209,6 +203,19 @@ struct FcQuant<'a> {
     output_offset: i32,
     act_min: i32,
     act_max: i32,
+}
+
+impl<'a> FcQuant<'a> {
+    /// `p`'s output stage with these per-channel arrays (the caller has checked their values).
+    fn new(p: &FullyConnectedParams, multipliers: &'a [i32], shifts: &'a [i32]) -> Self {
+        FcQuant {
+            multipliers,
+            shifts,
+            output_offset: p.output_offset,
+            act_min: p.act_min,
+            act_max: p.act_max,
+        }
+    }
 }
 
 /// The matrix-kernel part of [`fully_connected_int8_fast`], for `isa` chosen by
@@ -503,13 +510,7 @@ pub(crate) fn eval(ctx: &OpCtx, #[allow(unused_mut)] mut mem: OpMem) -> Result<(
     let input = as_i8(mem.required_input(0)?);
     if let Some(isa) = fc_fast_isa(Isa::best(), p.layout == LAYOUT_PACKED, p, in_features) {
         if let Some(packed) = packed_weights(ctx, p, in_features, out_features)? {
-            let q = FcQuant {
-                multipliers,
-                shifts,
-                output_offset: p.output_offset,
-                act_min: p.act_min,
-                act_max: p.act_max,
-            };
+            let q = FcQuant::new(p, multipliers, shifts);
             let output = as_i8_mut(mem.output);
             return fc_packed(
                 isa,
@@ -650,13 +651,11 @@ fn packed_operands<'c, 'm>(
         bias_signed,
         bias_unsigned,
     };
-    let quant = FcQuant {
-        multipliers: const_slice::<i32>(consts, p.multipliers_offset, count)?,
-        shifts: const_slice::<i32>(consts, p.shifts_offset, count)?,
-        output_offset: p.output_offset,
-        act_min: p.act_min,
-        act_max: p.act_max,
-    };
+    let quant = FcQuant::new(
+        p,
+        const_slice::<i32>(consts, p.multipliers_offset, count)?,
+        const_slice::<i32>(consts, p.shifts_offset, count)?,
+    );
     let x = as_i8(mem.arena_input(tensor(0)?)?);
     let fc = PackedOperands {
         packed,

@@ -654,7 +654,7 @@ struct WindowShape {
 type WindowBand<'k> =
     dyn FnMut(u32, [usize; 4], &[i8], [usize; 4], &mut [i8]) -> Result<(), Error> + 'k;
 
-/// The driver behind [`conv2d_int8_in_place`] and [`depthwise_conv2d_int8_in_place`]: out of
+/// The driver behind [`window_op_in_place`] for CONV_2D and DEPTHWISE_CONV_2D: out of
 /// line and over a `dyn` band kernel, so that one copy serves both.
 #[inline(never)]
 fn window_in_place(
@@ -697,46 +697,44 @@ fn window_in_place(
     })
 }
 
-/// CONV_2D computed over its own input: `buf[in_at..]` holds the NHWC input, the output goes to
-/// `buf[out_at..]` (below the input for [`ShiftDirection::Down`], above for `Up`, at least
-/// [`min_shift`] bytes away). Each band of output rows is computed by `kernel` (e.g.
-/// `conv2d_int8` with the filter, bias and per-channel arrays bound), so results are the
-/// kernel's, bit for bit. Errors (never panics) on inconsistent shapes or too small a shift.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_int8_in_place(
-    p: &ConvParams,
-    input_shape: [usize; 4],
-    filter_shape: [usize; 4],
-    output_shape: [usize; 4],
-    buf: &mut [i8],
-    in_at: usize,
-    out_at: usize,
-    dir: ShiftDirection,
-    mut kernel: impl BandKernel<ConvParams>,
-) -> Result<(), Error> {
-    let w = WindowShape {
-        input: input_shape,
-        output: output_shape,
-        filter_hw: [filter_shape[1], filter_shape[2]],
-        stride: [p.stride_h as usize, p.stride_w as usize],
-        pad: [p.pad_h as usize, p.pad_w as usize],
-        dilation: [p.dilation_h as usize, p.dilation_w as usize],
-    };
-    window_in_place(
-        &w,
-        buf,
-        in_at,
-        out_at,
-        dir,
-        &mut |pad_h, is, inp, os, out| kernel.run(&ConvParams { pad_h, ..*p }, is, inp, os, out),
-    )
+/// The window parameters [`window_op_in_place`] reads from CONV_2D's and DEPTHWISE_CONV_2D's
+/// parameters, and the copy a band runs with (its own top padding).
+pub trait WindowParams: Copy {
+    /// `[stride, pad, dilation]`, each `[height, width]`.
+    fn window(&self) -> [[usize; 2]; 3];
+    /// These parameters with top padding `pad_h`.
+    fn with_pad_h(&self, pad_h: u32) -> Self;
 }
 
-/// DEPTHWISE_CONV_2D computed over its own input, like [`conv2d_int8_in_place`] (e.g. with
-/// [`depthwise_conv2d_int8`] as the band kernel).
+/// [`WindowParams`] for parameter structs with the window fields of CONV_2D.
+macro_rules! window_params {
+    ($($t:ty),*) => {$(
+        impl WindowParams for $t {
+            fn window(&self) -> [[usize; 2]; 3] {
+                [
+                    [self.stride_h as usize, self.stride_w as usize],
+                    [self.pad_h as usize, self.pad_w as usize],
+                    [self.dilation_h as usize, self.dilation_w as usize],
+                ]
+            }
+            fn with_pad_h(&self, pad_h: u32) -> Self {
+                Self { pad_h, ..*self }
+            }
+        }
+    )*};
+}
+window_params!(ConvParams, DepthwiseParams);
+
+/// CONV_2D or DEPTHWISE_CONV_2D (`p`: [`ConvParams`] or [`DepthwiseParams`]) computed over its
+/// own input: `buf[in_at..]` holds the NHWC input, the output goes to `buf[out_at..]` (below
+/// the input for [`ShiftDirection::Down`], above for `Up`, at least [`min_shift`] bytes away).
+/// Each band of output rows is computed by `kernel` (e.g. `conv2d_int8` or
+/// [`depthwise_conv2d_int8`] with the filter, bias and per-channel arrays bound) with the band's
+/// own top padding, so results are the kernel's, bit for bit. Errors (never panics) on
+/// inconsistent shapes or too small a shift.
 #[allow(clippy::too_many_arguments)]
-pub fn depthwise_conv2d_int8_in_place(
-    p: &DepthwiseParams,
+pub fn window_op_in_place<P: WindowParams>(
+    p: &P,
     input_shape: [usize; 4],
     filter_shape: [usize; 4],
     output_shape: [usize; 4],
@@ -744,15 +742,16 @@ pub fn depthwise_conv2d_int8_in_place(
     in_at: usize,
     out_at: usize,
     dir: ShiftDirection,
-    mut kernel: impl BandKernel<DepthwiseParams>,
+    mut kernel: impl BandKernel<P>,
 ) -> Result<(), Error> {
+    let [stride, pad, dilation] = p.window();
     let w = WindowShape {
         input: input_shape,
         output: output_shape,
         filter_hw: [filter_shape[1], filter_shape[2]],
-        stride: [p.stride_h as usize, p.stride_w as usize],
-        pad: [p.pad_h as usize, p.pad_w as usize],
-        dilation: [p.dilation_h as usize, p.dilation_w as usize],
+        stride,
+        pad,
+        dilation,
     };
     window_in_place(
         &w,
@@ -760,9 +759,7 @@ pub fn depthwise_conv2d_int8_in_place(
         in_at,
         out_at,
         dir,
-        &mut |pad_h, is, inp, os, out| {
-            kernel.run(&DepthwiseParams { pad_h, ..*p }, is, inp, os, out)
-        },
+        &mut |pad_h, is, inp, os, out| kernel.run(&p.with_pad_h(pad_h), is, inp, os, out),
     )
 }
 
@@ -1331,7 +1328,7 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
                 )? {
                     return Ok(());
                 }
-                conv2d_int8_in_place(p, is, fs, os, buf, in_at, out_at, dir, kernel)
+                window_op_in_place(p, is, fs, os, buf, in_at, out_at, dir, kernel)
             } else {
                 let p: &DepthwiseParams = ctx.params()?;
                 let (m, s) = channel_quant(ctx, p.multipliers_offset, p.shifts_offset, fs[3])?;
@@ -1394,8 +1391,7 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
                     feature = "arm-dsp",
                     not(all(target_arch = "arm", feature = "arm-mve"))
                 )))]
-                let done =
-                    depthwise_conv2d_int8_in_place(p, is, fs, os, buf, in_at, out_at, dir, kernel);
+                let done = window_op_in_place(p, is, fs, os, buf, in_at, out_at, dir, kernel);
                 done
             }
         }
@@ -1403,7 +1399,7 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     }
 }
 
-/// [`depthwise_conv2d_int8_in_place`] with one DSP-extension plan for every band (its per-op
+/// [`window_op_in_place`] for DEPTHWISE_CONV_2D with one DSP-extension plan for every band (its per-op
 /// preparation runs once, not once per band), or the reference kernel when the plan does not
 /// apply. Out of line: its 4 KB of scratch is on the stack only while it runs.
 #[cfg(all(
@@ -1433,7 +1429,7 @@ fn dsp_depthwise_in_place(
         }
         depthwise_conv2d_int8(bp, bis, inp, fs, filter, bias, m, s, bos, out)
     };
-    depthwise_conv2d_int8_in_place(p, is, fs, os, buf, in_at, out_at, dir, kernel)
+    window_op_in_place(p, is, fs, os, buf, in_at, out_at, dir, kernel)
 }
 
 fn dims(d: &[u32]) -> ([usize; MAX_RANK], usize) {
@@ -1720,14 +1716,14 @@ mod tests {
                     bp, bis, inp, c.fs, &c.filter, bias, &c.mult, &c.shift, bos, out,
                 )
             };
-            depthwise_conv2d_int8_in_place(dp, c.is, c.fs, c.os, buf, in_at, out_at, dir, k)
+            window_op_in_place(dp, c.is, c.fs, c.os, buf, in_at, out_at, dir, k)
         } else {
             let k = |bp: &ConvParams, bis, inp: &[i8], bos, out: &mut [i8]| {
                 conv2d_int8(
                     bp, bis, inp, c.fs, &c.filter, bias, &c.mult, &c.shift, bos, out,
                 )
             };
-            conv2d_int8_in_place(cp, c.is, c.fs, c.os, buf, in_at, out_at, dir, k)
+            window_op_in_place(cp, c.is, c.fs, c.os, buf, in_at, out_at, dir, k)
         }
     }
 
@@ -1907,7 +1903,7 @@ mod tests {
                             out,
                         )
                     };
-                    conv2d_int8_in_place(&p, is, fs, os, &mut buf, in_at, out_at, dir, k).unwrap();
+                    window_op_in_place(&p, is, fs, os, &mut buf, in_at, out_at, dir, k).unwrap();
                     assert_eq!(
                         &buf[out_at..out_at + out_len],
                         &want[..],
@@ -2125,7 +2121,7 @@ mod tests {
                     out,
                 )
             };
-            let _ = conv2d_int8_in_place(
+            let _ = window_op_in_place(
                 &pp,
                 is,
                 [2, 3, 3, 2],
