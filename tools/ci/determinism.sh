@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
+# shellcheck source=tools/ci/cortex_m_flags.sh
+. tools/ci/cortex_m_flags.sh
 T=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 export CARGO_TARGET_DIR=$T
 cases=${MOTE_DETERMINISM_CASES:-6}
@@ -54,9 +56,7 @@ for m in kws_ref_model pretrainedResnet_quant; do
         [ "$name" = mps3-an547 ] && features="--features arm-mve"
         # shellcheck disable=SC2086
         (cd examples/firmware && MOTE_MODEL="$work/$m.mote" MOTE_INPUTS="$work/$m.in" \
-            MOTE_BOARD="$name" CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS="-C target-cpu=cortex-m55 \
--C llvm-args=-unroll-runtime=false -C llvm-args=-unroll-allow-partial=false \
--C llvm-args=-unroll-threshold=100 -C llvm-args=-inline-threshold=200 -C llvm-args=-enable-machine-outliner=always" \
+            MOTE_BOARD="$name" CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS="-C target-cpu=cortex-m55 $cortex_m_size_flags" \
             timeout 900 cargo build -q --release --target "$triple" --target-dir "$T/determinism-fw" \
             $features)
         elf="$T/determinism-fw/$triple/release/mote-firmware"

@@ -24,14 +24,13 @@ trap 'rm -rf "$work"' EXIT
 # and cargo reads none for the dotted thumbv8m triple anyway), so the strict and the locating
 # builds compile the same code.
 unset CARGO_ENCODED_RUSTFLAGS
-# The size flags every Cortex-M build uses (.cargo/config.toml explains them).
-size_flags="-C llvm-args=-unroll-runtime=false -C llvm-args=-unroll-allow-partial=false \
--C llvm-args=-unroll-threshold=100 -C llvm-args=-inline-threshold=200 -C llvm-args=-enable-machine-outliner=always"
+# shellcheck source=tools/ci/cortex_m_flags.sh
+. tools/ci/cortex_m_flags.sh
 cpu_flags() {
     case $1 in
-    thumbv7em-*) echo "-C target-cpu=cortex-m4 $size_flags" ;;
-    thumbv8m.main-*) echo "-C target-cpu=cortex-m55 $size_flags" ;;
-    thumbv*) echo "$size_flags" ;;
+    thumbv7em-*) echo "-C target-cpu=cortex-m4 $cortex_m_size_flags" ;;
+    thumbv8m.main-*) echo "-C target-cpu=cortex-m55 $cortex_m_size_flags" ;;
+    thumbv*) echo "$cortex_m_size_flags" ;;
     *) echo "" ;;
     esac
 }
