@@ -1140,6 +1140,37 @@ impl<'a> StageWriter<'a> {
         self.len += k;
     }
 
+    /// Appends `left` bytes of `pad`, then `src` with every byte XOR `flip`, then `right` bytes
+    /// of `pad` (a staged row with its padding): the same bytes as [`Self::fill`],
+    /// [`Self::copy_xor`], [`Self::fill`], truncated alike if the buffer is full, in one pass.
+    #[inline]
+    pub fn padded_row(&mut self, left: usize, src: &[u8], right: usize, pad: u8, flip: u8) {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        if self.isa.is_some_and(|i| i.tier() == Tier::Avx512Vnni) {
+            let free = self.free();
+            let l = left.min(free.len());
+            let k = src.len().min(free.len() - l);
+            let r = right.min(free.len() - l - k);
+            // SAFETY: `self.isa` proves the tier; `l + k + r ≤ free.len()` bytes are writable at
+            // `free` and `k ≤ src.len()` readable at `src`; writing initializes them.
+            unsafe {
+                x86::padded_row(
+                    free.as_mut_ptr().cast::<u8>(),
+                    [l, r],
+                    src.as_ptr(),
+                    k,
+                    pad,
+                    flip,
+                )
+            };
+            self.len += l + k + r;
+            return;
+        }
+        self.fill(left, pad);
+        self.copy_xor(src, flip);
+        self.fill(right, pad);
+    }
+
     /// The bytes written so far.
     pub fn finish(self) -> &'a mut [u8] {
         // `len ≤ buf.len()` (see `free`): the split never fails.

@@ -317,6 +317,63 @@ pub(super) unsafe fn fill(tier: Tier, dst: *mut u8, n: usize, byte: u8) {
     }
 }
 
+/// `left` bytes of `pad`, `n` bytes of `src` XOR `flip`, `right` bytes of `pad`, at `dst` (one
+/// staged row with its padding; AVX-512 BW).
+///
+/// # Safety
+/// The CPU must run AVX-512 F/BW; `src` readable for `n` bytes, `dst` writable for
+/// `left + n + right`, not overlapping.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn padded_row(
+    dst: *mut u8,
+    [left, right]: [usize; 2],
+    src: *const u8,
+    n: usize,
+    pad: u8,
+    flip: u8,
+) {
+    let (p, f) = (_mm512_set1_epi8(pad as i8), _mm512_set1_epi8(flip as i8));
+    /// The first `k < 64` bytes of a 64-byte register.
+    #[inline(always)]
+    fn mask(k: usize) -> __mmask64 {
+        (u64::MAX >> (64 - k)) as __mmask64
+    }
+    // SAFETY: every access below stays in `dst .. dst + left + n + right` and `src .. src + n`
+    // (the caller's guarantee): whole 64-byte chunks while they fit, the rest masked.
+    unsafe {
+        let mut d = dst;
+        let mut i = 0;
+        while i + 64 <= left {
+            _mm512_storeu_si512(d.add(i).cast(), p);
+            i += 64;
+        }
+        if i < left {
+            _mm512_mask_storeu_epi8(d.add(i).cast(), mask(left - i), p);
+        }
+        d = d.add(left);
+        let mut i = 0;
+        while i + 64 <= n {
+            let v = _mm512_loadu_si512(src.add(i).cast());
+            _mm512_storeu_si512(d.add(i).cast(), _mm512_xor_si512(v, f));
+            i += 64;
+        }
+        if i < n {
+            let k = mask(n - i);
+            let v = _mm512_maskz_loadu_epi8(k, src.add(i).cast());
+            _mm512_mask_storeu_epi8(d.add(i).cast(), k, _mm512_xor_si512(v, f));
+        }
+        d = d.add(n);
+        let mut i = 0;
+        while i + 64 <= right {
+            _mm512_storeu_si512(d.add(i).cast(), p);
+            i += 64;
+        }
+        if i < right {
+            _mm512_mask_storeu_epi8(d.add(i).cast(), mask(right - i), p);
+        }
+    }
+}
+
 /// The pooling sum compiled for the tier (see `super::pool_sum_body`).
 ///
 /// # Safety
@@ -783,35 +840,47 @@ pub(super) mod vnni {
         let mut acc = [[bias, zero]; MR];
         // SAFETY: 16 lanes of a 16-element array.
         let swap_idx = unsafe { _mm512_loadu_si512(PAIR_SWAP.as_ptr().cast()) };
-        let mut s = 0;
-        while s < a.steps {
-            let two = s + 1 < a.steps;
-            // SAFETY: steps s (and s + 1) of the block: inside the packed matrix (checked).
-            let wa = unsafe { _mm512_loadu_si512(w.add(s * STEP).cast()) };
-            let wb = if two {
-                // SAFETY: as above.
-                unsafe { _mm512_loadu_si512(w.add((s + 1) * STEP).cast()) }
-            } else {
-                zero
+        // Whole pairs first, without a per-step test; then the odd last step, if any.
+        let pairs = a.steps / 2;
+        for p in 0..pairs {
+            let s = 2 * p;
+            // SAFETY: steps s and s + 1 < steps of the block: inside the packed matrix
+            // (checked).
+            let (wa, wb) = unsafe {
+                (
+                    _mm512_loadu_si512(w.add(s * STEP).cast()),
+                    _mm512_loadu_si512(w.add((s + 1) * STEP).cast()),
+                )
             };
             let w0 = _mm512_mask_blend_epi32(0xAAAA, wa, wb);
             let w1 = _mm512_permutex2var_epi32(wa, swap_idx, wb);
             // SAFETY: s < steps.
             let off = unsafe { a.offset::<TABLE>(s) };
             for (r, row) in acc.iter_mut().enumerate() {
-                let x8 = if two {
-                    // SAFETY: r < MR; steps s and s + 1 are the 8 bytes at `off` (the caller's
-                    // guarantee), inside the row (checked).
-                    unsafe { ptr::read_unaligned(a.ptr[r].add(off).cast::<i64>()) }
-                } else {
-                    // SAFETY: r < MR, step s inside the row (checked).
-                    i64::from(unsafe { a.load_at(r, off) }) & 0xFFFF_FFFF
-                };
+                // SAFETY: r < MR; steps s and s + 1 are the 8 bytes at `off` (the caller's
+                // guarantee), inside the row (checked).
+                let x8 = unsafe { ptr::read_unaligned(a.ptr[r].add(off).cast::<i64>()) };
                 let x = _mm512_set1_epi64(x8);
                 row[0] = _mm512_dpbusd_epi32(row[0], x, w0);
                 row[1] = _mm512_dpbusd_epi32(row[1], x, w1);
             }
-            s += 2;
+        }
+        if a.steps % 2 == 1 {
+            let s = a.steps - 1;
+            // SAFETY: step s < steps of the block: inside the packed matrix (checked).
+            let wa = unsafe { _mm512_loadu_si512(w.add(s * STEP).cast()) };
+            // Odd lanes see the (zero) bytes past step s: their weights are zero.
+            let w0 = _mm512_maskz_mov_epi32(0x5555, wa);
+            let w1 = _mm512_permutex2var_epi32(wa, swap_idx, zero);
+            // SAFETY: s < steps.
+            let off = unsafe { a.offset::<TABLE>(s) };
+            for (r, row) in acc.iter_mut().enumerate() {
+                // SAFETY: r < MR, step s inside the row (checked).
+                let x4 = i64::from(unsafe { a.load_at(r, off) }) & 0xFFFF_FFFF;
+                let x = _mm512_set1_epi64(x4);
+                row[0] = _mm512_dpbusd_epi32(row[0], x, w0);
+                row[1] = _mm512_dpbusd_epi32(row[1], x, w1);
+            }
         }
         for (r, row) in acc.iter().enumerate() {
             // Lane j: output j's two partial sums (and its bias).
@@ -820,7 +889,11 @@ pub(super) mod vnni {
             // SAFETY: outputs c0 .. c0 + count of row r (checked); the mask limits the store.
             unsafe {
                 let dst = o.ptr.add(r * o.stride + o.c0);
-                _mm_mask_storeu_epi8(dst, ((1u32 << count) - 1) as u16, bytes);
+                if count == BLOCK_N {
+                    _mm_storeu_si128(dst.cast(), bytes);
+                } else {
+                    _mm_mask_storeu_epi8(dst, ((1u32 << count) - 1) as u16, bytes);
+                }
             }
         }
     }
@@ -1112,17 +1185,19 @@ pub(super) mod vnni {
                 + (1u64 << (eo - 1))
                 + (u64::from(p.output_offset.unsigned_abs()) << eo)
                 < 1u64 << 31;
-        let round_o = if fast {
-            _mm512_set1_epi32((1i32 << (eo - 1)) + (p.output_offset << eo))
+        let round = if fast {
+            (1i32 << (eo - 1)) + (p.output_offset << eo)
         } else {
-            _mm512_setzero_si512()
+            0
         };
+        let round_o = _mm512_set1_epi32(round);
         let mut i = 0;
         if n >= TABLE_MIN && vbmi() {
             let out_stage = OutStage {
                 mo,
                 fast,
-                round_o,
+                // No overflow: |round| < 2³¹.
+                rnd_qword: _mm512_set1_epi64((1i64 << 31) + (i64::from(round) << 32)),
                 e_o,
                 mask_o,
                 half_o,
@@ -1184,7 +1259,8 @@ pub(super) mod vnni {
     struct OutStage {
         mo: __m512i,
         fast: bool,
-        round_o: __m512i,
+        /// `2³¹ + round_o·2³²` in every 64-bit lane (the short rounding's constant).
+        rnd_qword: __m512i,
         e_o: __m128i,
         mask_o: __m512i,
         half_o: __m512i,
@@ -1198,14 +1274,22 @@ pub(super) mod vnni {
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
         fn apply(&self, raw: __m512i) -> __m512i {
-            let h = high_mul_uniform(raw, self.mo);
             if self.fast {
-                let sign = _mm512_srai_epi32::<31>(h);
-                _mm512_sra_epi32(
-                    _mm512_add_epi32(_mm512_add_epi32(h, self.round_o), sign),
-                    self.e_o,
-                )
+                // As `Stage::apply`'s short rounding: `|raw| ≤ 2²⁹ + 4 < 2³⁰` (both operands
+                // small) and `h + round_o < 2³¹` (`fast`), so `2·raw·m + 2³¹ + round_o·2³²` fits
+                // 64 bits and its high half is `h + round_o`; the sign of `raw` stands for `h`'s.
+                let x2 = _mm512_add_epi32(raw, raw);
+                let pe = _mm512_add_epi64(_mm512_mul_epi32(x2, self.mo), self.rnd_qword);
+                let po = _mm512_add_epi64(
+                    _mm512_mul_epi32(_mm512_srli_epi64::<32>(x2), self.mo),
+                    self.rnd_qword,
+                );
+                // SAFETY: 16 lanes of a 16-element array.
+                let pick = unsafe { _mm512_loadu_si512(PICK_HIGH.as_ptr().cast()) };
+                let hr = _mm512_permutex2var_epi32(pe, pick, po);
+                _mm512_sra_epi32(_mm512_add_epi32(hr, _mm512_srai_epi32::<31>(raw)), self.e_o)
             } else {
+                let h = high_mul_uniform(raw, self.mo);
                 _mm512_add_epi32(
                     divide_pot_uniform(h, self.e_o, self.mask_o, self.half_o),
                     self.out_off,
