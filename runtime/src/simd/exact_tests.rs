@@ -122,12 +122,16 @@ proptest! {
     /// The matrix kernel of every tier equals a direct transcription of its definition, for both
     /// activation encodings, plain and with row lines and step offsets (implicit im2col).
     #[test]
-    fn gemm_matches_definition(c in gemm_case(), width in 1usize..=7, gap in 0usize..=9, table in any::<bool>()) {
+    fn gemm_matches_definition(c in gemm_case(), width in 1usize..=7, gap in 0usize..=9, table in any::<bool>(), run in 1usize..=4) {
         let steps = k_steps(c.k);
         let mut packed = vec![0i8; packed_len(c.n, c.k).unwrap()];
         pack_weights(&c.w, c.n, c.k, &mut packed).unwrap();
-        // Rows of `width` per line; each row's steps spread out by `gap` bytes when `table`.
-        let step_off: Vec<u32> = (0..steps).map(|s| (s * (BLOCK_K + if table { gap } else { 0 })) as u32).collect();
+        // Rows of `width` per line; when `table`, each row's steps come in runs of `run`
+        // adjacent ones (a filter row's bytes), `gap` bytes between runs.
+        let gap = if table { gap } else { 0 };
+        let step_off: Vec<u32> = (0..steps)
+            .map(|s| ((s / run) * (run * BLOCK_K + gap) + (s % run) * BLOCK_K) as u32)
+            .collect();
         let row_len = step_off.last().map_or(0, |&o| o as usize + BLOCK_K);
         let x_stride = row_len + 3;
         let y_stride = width * x_stride + gap;

@@ -642,26 +642,7 @@ pub(super) mod vnni {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
         pub(in crate::simd) fn apply(&self, acc: __m512i) -> __m128i {
             let r = if self.fast {
-                // The short rounding `(h + round + (h >> 31)) >> e` (see `fast_ok`), where
-                // h = ⌊(acc·m + 2³⁰) / 2³¹⌋ is the high product. With |acc| < 2³⁰ (`fast_ok`),
-                // `2·acc·m + 2³¹ + round·2³²` fits 64 bits and its high half is h + round: one
-                // multiply-add and a pick of high halves per lane. The sign term comes from
-                // `acc`: acc ≥ 0 gives h ≥ 0 (m ≥ 0), acc < 0 gives h ≤ 0, and when h = 0 the
-                // term changes nothing, since `round` is 2^(e−1) modulo 2^e (so
-                // ⌊(round − 1) / 2^e⌋ = ⌊round / 2^e⌋).
-                let x2 = _mm512_add_epi32(acc, acc);
-                let pe = _mm512_add_epi64(_mm512_mul_epi32(x2, self.m), self.rnd_even);
-                let po = _mm512_add_epi64(
-                    _mm512_mul_epi32(_mm512_srli_epi64::<32>(x2), self.m_odd),
-                    self.rnd_odd,
-                );
-                // SAFETY: 16 lanes of a 16-element array.
-                let pick = unsafe { _mm512_loadu_si512(PICK_HIGH.as_ptr().cast()) };
-                let hr = _mm512_permutex2var_epi32(pe, pick, po);
-                _mm512_srav_epi32(
-                    _mm512_add_epi32(hr, _mm512_srai_epi32::<31>(acc)),
-                    self.right,
-                )
+                self.short(acc)
             } else {
                 self.rounded(acc)
             };
@@ -670,6 +651,33 @@ pub(super) mod vnni {
             } else {
                 _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(r, self.lo), self.hi))
             }
+        }
+
+        /// The output stage's value before the clamp in the short rounding, which the stage
+        /// must allow (`fast`).
+        ///
+        /// The short rounding is `(h + round + (h >> 31)) >> e` (see `fast_ok`), where
+        /// h = ⌊(acc·m + 2³⁰) / 2³¹⌋ is the high product. With |acc| < 2³⁰ (`fast_ok`),
+        /// `2·acc·m + 2³¹ + round·2³²` fits 64 bits and its high half is h + round: one
+        /// multiply-add and a pick of high halves per lane. The sign term comes from `acc`:
+        /// acc ≥ 0 gives h ≥ 0 (m ≥ 0), acc < 0 gives h ≤ 0, and when h = 0 the term changes
+        /// nothing, since `round` is 2^(e−1) modulo 2^e (so ⌊(round − 1) / 2^e⌋ = ⌊round / 2^e⌋).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn short(&self, acc: __m512i) -> __m512i {
+            let x2 = _mm512_add_epi32(acc, acc);
+            let pe = _mm512_add_epi64(_mm512_mul_epi32(x2, self.m), self.rnd_even);
+            let po = _mm512_add_epi64(
+                _mm512_mul_epi32(_mm512_srli_epi64::<32>(x2), self.m_odd),
+                self.rnd_odd,
+            );
+            // SAFETY: 16 lanes of a 16-element array.
+            let pick = unsafe { _mm512_loadu_si512(PICK_HIGH.as_ptr().cast()) };
+            let hr = _mm512_permutex2var_epi32(pe, pick, po);
+            _mm512_srav_epi32(
+                _mm512_add_epi32(hr, _mm512_srai_epi32::<31>(acc)),
+                self.right,
+            )
         }
 
         /// The output stage's value before the clamp, in the general rounding (TFLM's two
@@ -916,6 +924,185 @@ pub(super) mod vnni {
         unsafe { tile_pairs::<MR, TABLE>(a, w, o, &pre.stages[0], pre.bias[0]) }
     }
 
+    /// Most reduction steps [`gemm_stationary`] keeps in registers.
+    const STATIONARY_STEPS: usize = 12;
+
+    /// The whole matrix for a short reduction of `KS` steps in runs of `SEG` adjacent ones
+    /// (a filter row's bytes; all `KS` when the steps are the row's first `4·KS` bytes): block
+    /// by block, the block's `KS` weight registers and its output stage stay in registers while
+    /// every row streams past (per step one broadcast at a constant offset from its run's start
+    /// and one `vpdpbusd`, then the output stage). Each row is an independent chain, so the
+    /// out-of-order core overlaps rows; no per-tile setup, no weight reloads. For a 3-channel
+    /// first layer (9 steps) and 1×1 convolutions of few channels, where row tiles spend more
+    /// on setup and stages than on products.
+    ///
+    /// # Safety
+    /// As [`gemm`], with `a.k_steps == KS` and `SEG` dividing `KS`, and [`runs_of`]`(a, SEG)`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn gemm_stationary<const KS: usize, const SEG: usize>(
+        a: &MatrixA,
+        w: *const i8,
+        n: usize,
+        q: &Requant,
+        o: *mut i8,
+        os: usize,
+        fast: bool,
+    ) {
+        let runs = KS / SEG;
+        // Where each run starts in a row (locals, kept in registers rather than re-read through
+        // a pointer the output stores might alias).
+        let mut starts = [0usize; STATIONARY_STEPS];
+        if let Some(t) = a.k_offsets {
+            for (g, v) in starts.iter_mut().take(runs).enumerate() {
+                // `check_gemm`: the table holds `k_steps == KS` entries.
+                *v = t.get(g * SEG).map_or(0, |&x| x as usize);
+            }
+        }
+        let bstride = KS * STEP;
+        let mut c0 = 0;
+        while c0 < n {
+            let count = (n - c0).min(BLOCK_N);
+            // SAFETY: outputs c0 .. c0 + count ≤ n (the caller's guarantee).
+            let (stage, bias) = unsafe { Stage::new(q, c0, count, fast) };
+            let mut wv = [_mm512_setzero_si512(); KS];
+            for (s, v) in wv.iter_mut().enumerate() {
+                // SAFETY: step s of block c0 / 16: inside the packed matrix (checked).
+                *v = unsafe {
+                    _mm512_loadu_si512(w.add((c0 / BLOCK_N) * bstride + s * STEP).cast())
+                };
+            }
+            let out = o.wrapping_add(c0);
+            // SAFETY: as this function's (the rows, steps and outputs checked).
+            unsafe {
+                if stage.fast && stage.full_range && count == BLOCK_N {
+                    stationary_rows::<KS, SEG, true>(a, &starts, &wv, &stage, bias, out, os, count)
+                } else {
+                    stationary_rows::<KS, SEG, false>(a, &starts, &wv, &stage, bias, out, os, count)
+                }
+            }
+            c0 += BLOCK_N;
+        }
+    }
+
+    /// The rows of one block of [`gemm_stationary`]; `PLAIN`: the short rounding, int8's own
+    /// clamp and a whole block (no tests per row).
+    ///
+    /// # Safety
+    /// As [`gemm_stationary`]; `out` is the block's first output of row 0, `count` its outputs.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn stationary_rows<const KS: usize, const SEG: usize, const PLAIN: bool>(
+        a: &MatrixA,
+        starts: &[usize; STATIONARY_STEPS],
+        wv: &[__m512i; KS],
+        stage: &Stage,
+        bias: __m512i,
+        out: *mut i8,
+        os: usize,
+        count: usize,
+    ) {
+        let stage = *stage;
+        let mut bases = a.row_offsets(0);
+        let mut r = 0;
+        // Four rows at a time, their chains interleaved; then the rest one by one.
+        while r + 4 <= a.rows {
+            let mut rows = [a.data.as_ptr(); 4];
+            for p in rows.iter_mut() {
+                // check_gemm: every row offset is inside `a.data`, and so is each of its steps.
+                *p = p.wrapping_add(bases.next().unwrap_or(0));
+            }
+            // SAFETY: rows r .. r + 4 (the caller's guarantee).
+            unsafe {
+                stationary_group::<KS, SEG, PLAIN, 4>(
+                    rows,
+                    starts,
+                    wv,
+                    &stage,
+                    bias,
+                    out.add(r * os),
+                    os,
+                    count,
+                )
+            };
+            r += 4;
+        }
+        while r < a.rows {
+            let row = a.data.as_ptr().wrapping_add(bases.next().unwrap_or(0));
+            // SAFETY: row r (the caller's guarantee).
+            unsafe {
+                stationary_group::<KS, SEG, PLAIN, 1>(
+                    [row],
+                    starts,
+                    wv,
+                    &stage,
+                    bias,
+                    out.add(r * os),
+                    os,
+                    count,
+                )
+            };
+            r += 1;
+        }
+    }
+
+    /// `R` rows of [`stationary_rows`], their reductions interleaved step by step.
+    ///
+    /// # Safety
+    /// As [`stationary_rows`]: `rows` are checked rows of the operand, `out` row 0's first
+    /// output of the block.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn stationary_group<
+        const KS: usize,
+        const SEG: usize,
+        const PLAIN: bool,
+        const R: usize,
+    >(
+        rows: [*const u8; R],
+        starts: &[usize; STATIONARY_STEPS],
+        wv: &[__m512i; KS],
+        stage: &Stage,
+        bias: __m512i,
+        out: *mut i8,
+        os: usize,
+        count: usize,
+    ) {
+        let mut acc = [bias; R];
+        for g in 0..KS / SEG {
+            let runs = rows.map(|row| row.wrapping_add(starts[g]));
+            for j in 0..SEG {
+                for (a, run) in acc.iter_mut().zip(runs) {
+                    // SAFETY: step g·SEG + j of the row, at 4j from its run's start (checked).
+                    let x4 = unsafe { ptr::read_unaligned(run.add(j * BLOCK_K).cast::<i32>()) };
+                    *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(x4), wv[g * SEG + j]);
+                }
+            }
+        }
+        let mask = ((1u32 << count) - 1) as u16;
+        for (i, a) in acc.into_iter().enumerate() {
+            // SAFETY: outputs of the row in this block (checked); the mask limits the store.
+            unsafe {
+                let dst = out.add(i * os);
+                if PLAIN {
+                    _mm_storeu_si128(dst.cast(), _mm512_cvtsepi32_epi8(stage.short(a)));
+                } else if count == BLOCK_N {
+                    _mm_storeu_si128(dst.cast(), stage.apply(a));
+                } else {
+                    _mm_mask_storeu_epi8(dst, mask, stage.apply(a));
+                }
+            }
+        }
+    }
+
+    /// Whether `a`'s steps come in runs of `seg` adjacent ones (`seg` divides `k_steps`).
+    fn runs_of(a: &MatrixA, seg: usize) -> bool {
+        a.k_offsets.is_none_or(|t| {
+            t.chunks(seg.max(1))
+                .all(|c| c.iter().enumerate().all(|(j, &o)| o == c[0] + 4 * j as u32))
+        })
+    }
+
     /// Whether consecutive reduction steps `2j`, `2j + 1` are adjacent in every row.
     fn steps_paired(a: &MatrixA) -> bool {
         a.k_offsets
@@ -953,6 +1140,65 @@ pub(super) mod vnni {
                 );
             }
             return;
+        }
+        if a.k_steps <= STATIONARY_STEPS {
+            // The longest runs of adjacent steps that divide the reduction (a table-free operand
+            // is one run).
+            let ks = a.k_steps;
+            let seg = (1..=ks)
+                .rev()
+                .find(|&d| ks % d == 0 && runs_of(a, d))
+                .unwrap_or(1);
+            macro_rules! stationary {
+                ($(($k:literal, $s:literal)),*) => {
+                    match (ks, seg) {
+                        $(($k, $s) => {
+                            // SAFETY: k_steps == KS in runs of SEG (SEG divides it; checked
+                            // just above); the operands as for the tiles.
+                            unsafe { gemm_stationary::<$k, $s>(a, w, n, q, o, os, fast) };
+                            return;
+                        })*
+                        _ => {}
+                    }
+                };
+            }
+            stationary!(
+                (1, 1),
+                (2, 1),
+                (2, 2),
+                (3, 1),
+                (3, 3),
+                (4, 1),
+                (4, 2),
+                (4, 4),
+                (5, 1),
+                (5, 5),
+                (6, 1),
+                (6, 2),
+                (6, 3),
+                (6, 6),
+                (7, 1),
+                (7, 7),
+                (8, 1),
+                (8, 2),
+                (8, 4),
+                (8, 8),
+                (9, 1),
+                (9, 3),
+                (9, 9),
+                (10, 1),
+                (10, 2),
+                (10, 5),
+                (10, 10),
+                (11, 1),
+                (11, 11),
+                (12, 1),
+                (12, 2),
+                (12, 3),
+                (12, 4),
+                (12, 6),
+                (12, 12)
+            );
         }
         if n <= BLOCK_N && steps_paired(a) {
             // SAFETY: the tiles stay inside the checked matrix; steps are paired (checked).
