@@ -668,7 +668,7 @@ pub(super) mod vnni {
             let x2 = _mm512_add_epi32(acc, acc);
             let pe = _mm512_add_epi64(_mm512_mul_epi32(x2, self.m), self.rnd_even);
             let po = _mm512_add_epi64(
-                _mm512_mul_epi32(_mm512_srli_epi64::<32>(x2), self.m_odd),
+                _mm512_mul_epi32(_mm512_shuffle_epi32::<0xF5>(x2), self.m_odd),
                 self.rnd_odd,
             );
             // SAFETY: 16 lanes of a 16-element array.
@@ -1527,7 +1527,7 @@ pub(super) mod vnni {
                 let x2 = _mm512_add_epi32(raw, raw);
                 let pe = _mm512_add_epi64(_mm512_mul_epi32(x2, self.mo), self.rnd_qword);
                 let po = _mm512_add_epi64(
-                    _mm512_mul_epi32(_mm512_srli_epi64::<32>(x2), self.mo),
+                    _mm512_mul_epi32(_mm512_shuffle_epi32::<0xF5>(x2), self.mo),
                     self.rnd_qword,
                 );
                 // SAFETY: 16 lanes of a 16-element array.
