@@ -1068,19 +1068,25 @@ pub(super) mod vnni {
         os: usize,
         count: usize,
     ) {
-        let mut acc = [bias; R];
+        // Two chains per row (even and odd steps), half as long.
+        let mut acc = [[bias, _mm512_setzero_si512()]; R];
         for g in 0..KS / SEG {
             let runs = rows.map(|row| row.wrapping_add(starts[g]));
             for j in 0..SEG {
+                let s = g * SEG + j;
                 for (a, run) in acc.iter_mut().zip(runs) {
                     // SAFETY: step g·SEG + j of the row, at 4j from its run's start (checked).
                     let x4 = unsafe { ptr::read_unaligned(run.add(j * BLOCK_K).cast::<i32>()) };
-                    *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(x4), wv[g * SEG + j]);
+                    a[s % 2] = _mm512_dpbusd_epi32(a[s % 2], _mm512_set1_epi32(x4), wv[s]);
                 }
             }
         }
         let mask = ((1u32 << count) - 1) as u16;
-        for (i, a) in acc.into_iter().enumerate() {
+        for (i, a) in acc
+            .into_iter()
+            .map(|a| _mm512_add_epi32(a[0], a[1]))
+            .enumerate()
+        {
             // SAFETY: outputs of the row in this block (checked); the mask limits the store.
             unsafe {
                 let dst = out.add(i * os);
