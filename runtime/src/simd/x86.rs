@@ -1070,8 +1070,8 @@ pub(super) mod vnni {
     ) {
         // Two chains per row (even and odd steps), half as long.
         let mut acc = [[bias, _mm512_setzero_si512()]; R];
-        for g in 0..KS / SEG {
-            let runs = rows.map(|row| row.wrapping_add(starts[g]));
+        for (g, &start) in starts.iter().enumerate().take(KS / SEG) {
+            let runs = rows.map(|row| row.wrapping_add(start));
             for j in 0..SEG {
                 let s = g * SEG + j;
                 for (a, run) in acc.iter_mut().zip(runs) {
@@ -1527,19 +1527,7 @@ pub(super) mod vnni {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
         fn apply(&self, raw: __m512i) -> __m512i {
             if self.fast {
-                // As `Stage::apply`'s short rounding: `|raw| ≤ 2²⁹ + 4 < 2³⁰` (both operands
-                // small) and `h + round_o < 2³¹` (`fast`), so `2·raw·m + 2³¹ + round_o·2³²` fits
-                // 64 bits and its high half is `h + round_o`; the sign of `raw` stands for `h`'s.
-                let x2 = _mm512_add_epi32(raw, raw);
-                let pe = _mm512_add_epi64(_mm512_mul_epi32(x2, self.mo), self.rnd_qword);
-                let po = _mm512_add_epi64(
-                    _mm512_mul_epi32(_mm512_shuffle_epi32::<0xF5>(x2), self.mo),
-                    self.rnd_qword,
-                );
-                // SAFETY: 16 lanes of a 16-element array.
-                let pick = unsafe { _mm512_loadu_si512(PICK_HIGH.as_ptr().cast()) };
-                let hr = _mm512_permutex2var_epi32(pe, pick, po);
-                _mm512_sra_epi32(_mm512_add_epi32(hr, _mm512_srai_epi32::<31>(raw)), self.e_o)
+                self.short(raw)
             } else {
                 let h = high_mul_uniform(raw, self.mo);
                 _mm512_add_epi32(
@@ -1547,6 +1535,25 @@ pub(super) mod vnni {
                     self.out_off,
                 )
             }
+        }
+
+        /// [`Self::apply`] when `fast`, without testing it.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn short(&self, raw: __m512i) -> __m512i {
+            // As `Stage::short`: `|raw| ≤ 2²⁹ + 4 < 2³⁰` (both operands small, `left_shift ≤
+            // 20`) and `h + round_o < 2³¹` (`fast`), so `2·raw·m + 2³¹ + round_o·2³²` fits 64
+            // bits and its high half is `h + round_o`; the sign of `raw` stands for `h`'s.
+            let x2 = _mm512_add_epi32(raw, raw);
+            let pe = _mm512_add_epi64(_mm512_mul_epi32(x2, self.mo), self.rnd_qword);
+            let po = _mm512_add_epi64(
+                _mm512_mul_epi32(_mm512_shuffle_epi32::<0xF5>(x2), self.mo),
+                self.rnd_qword,
+            );
+            // SAFETY: 16 lanes of a 16-element array.
+            let pick = unsafe { _mm512_loadu_si512(PICK_HIGH.as_ptr().cast()) };
+            let hr = _mm512_permutex2var_epi32(pe, pick, po);
+            _mm512_sra_epi32(_mm512_add_epi32(hr, _mm512_srai_epi32::<31>(raw)), self.e_o)
         }
     }
 
@@ -1573,11 +1580,24 @@ pub(super) mod vnni {
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
         fn new(op: &Operand) -> Table {
+            Table::mapped(op, false, 0)
+        }
+
+        /// The table of `±op.apply(x) + add` (minus when `negate`; 32-bit wrapping).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn mapped(op: &Operand, negate: bool, add: i32) -> Table {
+            let add = _mm512_set1_epi32(add);
             let mut bytes = [[0u8; 256]; 4];
             for (c, chunk) in ALL_BYTES.chunks_exact(16).enumerate() {
                 // SAFETY: 16 readable bytes.
                 let u = unsafe { _mm_loadu_si128(chunk.as_ptr().cast()) };
                 let v = op.apply(_mm512_cvtepi8_epi32(u));
+                let v = if negate {
+                    _mm512_sub_epi32(add, v)
+                } else {
+                    _mm512_add_epi32(v, add)
+                };
                 let planes = [
                     v,
                     _mm512_srli_epi32::<8>(v),
@@ -1632,6 +1652,21 @@ pub(super) mod vnni {
             offset: __m512i,
             count: __m512i,
         },
+    }
+
+    impl Operand {
+        /// `(offset, count)` when the operand is `(x + offset) << count` alone (shift mode with
+        /// no division), which [`Rescaler::Shift`] and [`table_shift`] compute directly.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn shift_only(&self) -> Option<(i32, u32)> {
+            (self.mode == OperandMode::Shift && self.e_zero).then(|| {
+                (
+                    _mm_cvtsi128_si32(_mm512_castsi512_si128(self.offset)),
+                    _mm_cvtsi128_si32(self.count) as u32,
+                )
+            })
+        }
     }
 
     impl Rescaler {
@@ -1714,6 +1749,37 @@ pub(super) mod vnni {
         out: *mut i8,
         n: usize,
     ) -> usize {
+        if o.fast {
+            // TFLM's usual pair: one operand a left shift alone, the other looked up.
+            let full = o.lo == -128 && o.hi == 127;
+            // SAFETY: the caller's guarantees; `o.fast` just checked.
+            let done = unsafe {
+                match (a_op.shift_only(), b_op.shift_only(), subtract, full) {
+                    (None, Some(sh), false, true) => {
+                        Some(table_shift::<false, true>(a_op, false, sh, o, x, y, out, n))
+                    }
+                    (None, Some(sh), true, true) => {
+                        Some(table_shift::<true, true>(a_op, false, sh, o, x, y, out, n))
+                    }
+                    (Some(sh), None, _, true) => Some(table_shift::<false, true>(
+                        b_op, subtract, sh, o, y, x, out, n,
+                    )),
+                    (None, Some(sh), false, false) => Some(table_shift::<false, false>(
+                        a_op, false, sh, o, x, y, out, n,
+                    )),
+                    (None, Some(sh), true, false) => {
+                        Some(table_shift::<true, false>(a_op, false, sh, o, x, y, out, n))
+                    }
+                    (Some(sh), None, _, false) => Some(table_shift::<false, false>(
+                        b_op, subtract, sh, o, y, x, out, n,
+                    )),
+                    _ => None,
+                }
+            };
+            if let Some(i) = done {
+                return i;
+            }
+        }
         let (ta, tb) = (Rescaler::new(a_op), Rescaler::new(b_op));
         let full = o.lo == -128 && o.hi == 127;
         let (lo, hi) = (_mm512_set1_epi8(o.lo as i8), _mm512_set1_epi8(o.hi as i8));
@@ -1741,6 +1807,94 @@ pub(super) mod vnni {
             if !full {
                 bytes = _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi);
             }
+            // SAFETY: elements i .. i + 64 ≤ n of the output.
+            unsafe { _mm512_storeu_si512(out.add(i).cast(), bytes) };
+            i += 64;
+        }
+        i
+    }
+
+    /// ADD/SUB with one operand `t` (inputs at `tx`) looked up and the other (at `hx`) a left
+    /// shift alone, `(x + offset) << count` with `(offset, count) = sh`, in one straight loop:
+    /// `raw = T(x_t) ± (u << count)` with `u = x_h + 128`, where the table holds `±t(x)`
+    /// (minus when `negate_t`) plus the shifted operand's constant `(offset − 128) << count`
+    /// (negated when `SUB`: the shifted operand is subtracted). Equal to the direct path's
+    /// `raw` modulo 2³² (shifts and sums wrap alike), hence equal; the output stage is
+    /// [`OutStage::apply`]'s short rounding, then int8's own clamp when `FULL`. Returns how
+    /// many elements it computed.
+    ///
+    /// # Safety
+    /// As [`add_sub_tables`]; `o.fast`; `FULL` when the clamp is `[-128, 127]`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+    unsafe fn table_shift<const SUB: bool, const FULL: bool>(
+        t: &Operand,
+        negate_t: bool,
+        (offset, count): (i32, u32),
+        o: &OutStage,
+        tx: *const i8,
+        hx: *const i8,
+        out: *mut i8,
+        n: usize,
+    ) -> usize {
+        let konst = (offset - 128).wrapping_shl(count);
+        let konst = if SUB { konst.wrapping_neg() } else { konst };
+        let table = Table::mapped(t, negate_t, konst);
+        let cnt = _mm_cvtsi32_si128(count as i32);
+        let (lo, hi) = (_mm512_set1_epi8(o.lo as i8), _mm512_set1_epi8(o.hi as i8));
+        let (zero, flip) = (_mm512_setzero_si512(), _mm512_set1_epi8(-128));
+        let block = |xt: __m512i, xh: __m512i| {
+            let tv = table.lookup(xt);
+            // `u = x + 128` zero-extended to 32 bits, in the table's lane order.
+            let u = unpack4([_mm512_xor_si512(xh, flip), zero, zero, zero]);
+            let mut v = [zero; 4];
+            for q in 0..4 {
+                let shifted = _mm512_sll_epi32(u[q], cnt);
+                let raw = if SUB {
+                    _mm512_sub_epi32(tv[q], shifted)
+                } else {
+                    _mm512_add_epi32(tv[q], shifted)
+                };
+                v[q] = o.short(raw);
+            }
+            let bytes = pack4(v);
+            if FULL {
+                bytes
+            } else {
+                _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi)
+            }
+        };
+        let mut i = 0;
+        // Two blocks a step: their chains interleave.
+        while i + 128 <= n {
+            // SAFETY: elements i .. i + 128 ≤ n of each operand (the caller's guarantee); all are
+            // read before the output is written (it may alias either).
+            let (xt0, xh0, xt1, xh1) = unsafe {
+                (
+                    _mm512_loadu_si512(tx.add(i).cast()),
+                    _mm512_loadu_si512(hx.add(i).cast()),
+                    _mm512_loadu_si512(tx.add(i + 64).cast()),
+                    _mm512_loadu_si512(hx.add(i + 64).cast()),
+                )
+            };
+            let (b0, b1) = (block(xt0, xh0), block(xt1, xh1));
+            // SAFETY: elements i .. i + 128 ≤ n of the output.
+            unsafe {
+                _mm512_storeu_si512(out.add(i).cast(), b0);
+                _mm512_storeu_si512(out.add(i + 64).cast(), b1);
+            }
+            i += 128;
+        }
+        while i + 64 <= n {
+            // SAFETY: elements i .. i + 64 ≤ n of each operand (the caller's guarantee); both are
+            // read before the output is written (it may alias either).
+            let (xt, xh) = unsafe {
+                (
+                    _mm512_loadu_si512(tx.add(i).cast()),
+                    _mm512_loadu_si512(hx.add(i).cast()),
+                )
+            };
+            let bytes = block(xt, xh);
             // SAFETY: elements i .. i + 64 ≤ n of the output.
             unsafe { _mm512_storeu_si512(out.add(i).cast(), bytes) };
             i += 64;
