@@ -763,22 +763,18 @@ impl PaddedInput {
         // from `r0`'s window on when `row_step` is the stride); padded row `py` is input row
         // `py − pad_h`. Counted up rather than divided per row.
         let (mut window_start, mut within) = (r0 * win.stride[0], 0usize);
-        for _ in 0..rows {
+        let row = |_: usize| {
             let py = window_start + within;
             within += 1;
             if within == step {
                 within = 0;
                 window_start += win.stride[0];
             }
-            let src = py
-                .checked_sub(win.pad[0])
+            py.checked_sub(win.pad[0])
                 .filter(|&y| y < in_h)
-                .and_then(|iy| input.get((b * in_h + iy) * in_row..)?.get(..in_row));
-            match src {
-                None => dst.fill(self.row_bytes, pad_byte),
-                Some(src) => dst.padded_row(pad_left, src, pad_right, pad_byte, flip),
-            }
-        }
+                .and_then(|iy| input.get((b * in_h + iy) * in_row..)?.get(..in_row))
+        };
+        dst.padded_rows(rows, row, [pad_left, in_row, pad_right], pad_byte, flip);
         dst.fill(SLACK, pad_byte);
     }
 }

@@ -1171,6 +1171,44 @@ impl<'a> StageWriter<'a> {
         self.fill(right, pad);
     }
 
+    /// Appends `count` staged rows, row `i` from `row(i)`: `Some(src)` is [`Self::padded_row`]
+    /// with `left` and `right` bytes of padding around `src` (`src` must hold `width` bytes), and
+    /// `None` is `left + width + right` bytes of `pad`. The same bytes as those calls one by one;
+    /// when they all fit, in one pass without the per-row bookkeeping.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn padded_rows<'s>(
+        &mut self,
+        count: usize,
+        mut row: impl FnMut(usize) -> Option<&'s [u8]>,
+        [left, width, right]: [usize; 3],
+        pad: u8,
+        flip: u8,
+    ) {
+        let row_bytes = left.saturating_add(width).saturating_add(right);
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        if self.isa.is_some_and(|i| i.tier() == Tier::Avx512Vnni)
+            && count
+                .checked_mul(row_bytes)
+                .is_some_and(|t| t <= self.remaining())
+        {
+            let free = self.free().as_mut_ptr().cast::<u8>();
+            let row = |i: usize| row(i).filter(|src| src.len() == width).map(<[u8]>::as_ptr);
+            // SAFETY: `self.isa` proves the tier; the `count` rows (`count · row_bytes` bytes,
+            // checked) are writable at `free`, and each source row holds `width` bytes (filtered:
+            // a row of another length is padding); writing initializes them.
+            unsafe { x86::padded_rows(free, count, row, [left, width, right], pad, flip) };
+            self.len += count * row_bytes;
+            return;
+        }
+        for i in 0..count {
+            match row(i) {
+                Some(src) => self.padded_row(left, src, right, pad, flip),
+                None => self.fill(row_bytes, pad),
+            }
+        }
+    }
+
     /// The bytes written so far.
     pub fn finish(self) -> &'a mut [u8] {
         // `len ≤ buf.len()` (see `free`): the split never fails.

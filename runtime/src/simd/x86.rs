@@ -323,6 +323,7 @@ pub(super) unsafe fn fill(tier: Tier, dst: *mut u8, n: usize, byte: u8) {
 /// # Safety
 /// The CPU must run AVX-512 F/BW; `src` readable for `n` bytes, `dst` writable for
 /// `left + n + right`, not overlapping.
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
 pub(super) unsafe fn padded_row(
     dst: *mut u8,
@@ -370,6 +371,36 @@ pub(super) unsafe fn padded_row(
         }
         if i < right {
             _mm512_mask_storeu_epi8(d.add(i).cast(), mask(right - i), p);
+        }
+    }
+}
+
+/// `count` staged rows of `left + width + right` bytes from `dst` on: row `i` is
+/// [`padded_row`] of `row(i)` (`width` source bytes), or all `pad` for `None`.
+///
+/// # Safety
+/// The CPU must run AVX-512 F/BW; `dst` writable for `count · (left + width + right)` bytes;
+/// every pointer `row` returns readable for `width` bytes, not overlapping `dst`'s.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn padded_rows(
+    dst: *mut u8,
+    count: usize,
+    mut row: impl FnMut(usize) -> Option<*const u8>,
+    [left, width, right]: [usize; 3],
+    pad: u8,
+    flip: u8,
+) {
+    let row_bytes = left + width + right;
+    let mut d = dst;
+    for i in 0..count {
+        // SAFETY: row i's bytes `d .. d + row_bytes` are inside the caller's `dst` range; the
+        // source as the caller guarantees.
+        unsafe {
+            match row(i) {
+                Some(src) => padded_row(d, [left, right], src, width, pad, flip),
+                None => padded_row(d, [row_bytes, 0], d, 0, pad, flip),
+            }
+            d = d.add(row_bytes);
         }
     }
 }
