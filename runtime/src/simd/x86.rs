@@ -479,6 +479,8 @@ macro_rules! tile_loop {
                 if left >= $nb {
                     // What the tiles of these blocks share (their output stages), once.
                     let pre = $prep::<$nb>($q, b * BLOCK_N, $n, $fast);
+                    // The rows' offsets, one division for the whole group rather than per tile.
+                    let mut offsets = a.row_offsets(0);
                     let mut r = 0usize;
                     while r < a.rows {
                         let mr = (a.rows - r).min($mr);
@@ -487,7 +489,7 @@ macro_rules! tile_loop {
                         match mr {
                             $($m => {
                                 let mut ptrs = [ptr::null::<u8>(); $m];
-                                for (p, off) in ptrs.iter_mut().zip(a.row_offsets(r)) {
+                                for (p, off) in ptrs.iter_mut().zip(offsets.by_ref()) {
                                     // check_gemm: every row offset is inside `a.data`.
                                     *p = a.data.as_ptr().add(off);
                                 }
