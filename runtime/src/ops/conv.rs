@@ -759,24 +759,22 @@ impl PaddedInput {
         // row_step >= 1 (stride and window rows are); `max(1)` drops the division-by-zero
         // panic path.
         let step = self.row_step.max(1);
-        for i in 0..rows {
-            // Staged row `i` is row `i % step` of output row `r0 + i / step`'s window (every
-            // row from `r0`'s window on when `row_step` is the stride); padded row `py` is input
-            // row `py − pad_h`.
-            let py = (r0 + i / step) * win.stride[0] + i % step;
-            let src = py
-                .checked_sub(win.pad[0])
-                .filter(|&y| y < in_h)
-                .and_then(|iy| input.get((b * in_h + iy) * in_row..)?.get(..in_row));
-            match src {
-                None => dst.fill(self.row_bytes, pad_byte),
-                Some(src) => {
-                    dst.fill(pad_left, pad_byte);
-                    dst.copy_xor(src, flip);
-                    dst.fill(pad_right, pad_byte);
-                }
+        // Staged row `i` is row `i % step` of output row `r0 + i / step`'s window (every row
+        // from `r0`'s window on when `row_step` is the stride); padded row `py` is input row
+        // `py − pad_h`. Counted up rather than divided per row.
+        let (mut window_start, mut within) = (r0 * win.stride[0], 0usize);
+        let row = |_: usize| {
+            let py = window_start + within;
+            within += 1;
+            if within == step {
+                within = 0;
+                window_start += win.stride[0];
             }
-        }
+            py.checked_sub(win.pad[0])
+                .filter(|&y| y < in_h)
+                .and_then(|iy| input.get((b * in_h + iy) * in_row..)?.get(..in_row))
+        };
+        dst.padded_rows(rows, row, [pad_left, in_row, pad_right], pad_byte, flip);
         dst.fill(SLACK, pad_byte);
     }
 }

@@ -122,12 +122,16 @@ proptest! {
     /// The matrix kernel of every tier equals a direct transcription of its definition, for both
     /// activation encodings, plain and with row lines and step offsets (implicit im2col).
     #[test]
-    fn gemm_matches_definition(c in gemm_case(), width in 1usize..=7, gap in 0usize..=9, table in any::<bool>()) {
+    fn gemm_matches_definition(c in gemm_case(), width in 1usize..=7, gap in 0usize..=9, table in any::<bool>(), run in 1usize..=4) {
         let steps = k_steps(c.k);
         let mut packed = vec![0i8; packed_len(c.n, c.k).unwrap()];
         pack_weights(&c.w, c.n, c.k, &mut packed).unwrap();
-        // Rows of `width` per line; each row's steps spread out by `gap` bytes when `table`.
-        let step_off: Vec<u32> = (0..steps).map(|s| (s * (BLOCK_K + if table { gap } else { 0 })) as u32).collect();
+        // Rows of `width` per line; when `table`, each row's steps come in runs of `run`
+        // adjacent ones (a filter row's bytes), `gap` bytes between runs.
+        let gap = if table { gap } else { 0 };
+        let step_off: Vec<u32> = (0..steps)
+            .map(|s| ((s / run) * (run * BLOCK_K + gap) + (s % run) * BLOCK_K) as u32)
+            .collect();
         let row_len = step_off.last().map_or(0, |&o| o as usize + BLOCK_K);
         let x_stride = row_len + 3;
         let y_stride = width * x_stride + gap;
@@ -949,6 +953,56 @@ proptest! {
                 let mut acc = x.clone();
                 add_sub_assign(isa, &p, subtract, &mut acc, &y, false).unwrap();
                 assert_eq!(acc, want_swapped, "{} in place, second", isa.name());
+            });
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// ADD and SUB on every pair of int8 inputs, with parameters whose sums fall on the output
+    /// rounding's boundaries: one operand TFLM's larger-scale input (a shift alone), the other
+    /// rescaled to a few units per step, and an output scale of a few units per step, so that
+    /// an error of one in a sum changes outputs (random inputs hit a boundary about once in
+    /// 2¹⁷ sums).
+    #[test]
+    fn add_sub_exact_at_rounding_boundaries(
+        left in 9i32..=20,
+        (m_t, m_o) in (1i32 << 30..=i32::MAX, 1i32 << 30..=i32::MAX),
+        (o_t, o_s, o_out) in (-128i32..=127, -128i32..=127, -128i32..=127),
+        e_out in 1i32..=3,
+        extra in 0i32..=2,
+        swap in any::<bool>(),
+        act in act_range(),
+    ) {
+        // The looked-up operand: (x + o)·2^left·m/2³¹ / 2^(left − 1 + extra), a few units per
+        // step; the other (y + o)·2^(left − 1) exactly.
+        let (t, sh) = ((o_t, m_t, -(left - 1 + extra)), (o_s, 1 << 30, 0));
+        let ((o1, m1, s1), (o2, m2, s2)) = if swap { (sh, t) } else { (t, sh) };
+        let p = ArithParams {
+            input1_offset: o1,
+            input2_offset: o2,
+            output_offset: o_out,
+            left_shift: left,
+            input1_multiplier: m1,
+            input1_shift: s1,
+            input2_multiplier: m2,
+            input2_shift: s2,
+            output_multiplier: m_o,
+            output_shift: -e_out,
+            activation_min: act.0,
+            activation_max: act.1,
+        };
+        let x: Vec<i8> = (0..1usize << 16).map(|i| i as u8 as i8).collect();
+        let y: Vec<i8> = (0..1usize << 16).map(|i| (i >> 8) as u8 as i8).collect();
+        for subtract in [false, true] {
+            let f = |a: i8, b: i8| if subtract { sub_element(&p, a, b) } else { add_element(&p, a, b) };
+            let want: Vec<i8> = x.iter().zip(&y).map(|(&a, &b)| f(a, b)).collect();
+            for_each_isa(|isa| {
+                let mut got = vec![0x55i8; x.len()];
+                add_sub(isa, &p, subtract, &x, &y, &mut got).unwrap();
+                assert_eq!(got, want, "{} subtract={subtract} {p:?}", isa.name());
             });
         }
     }

@@ -1140,6 +1140,75 @@ impl<'a> StageWriter<'a> {
         self.len += k;
     }
 
+    /// Appends `left` bytes of `pad`, then `src` with every byte XOR `flip`, then `right` bytes
+    /// of `pad` (a staged row with its padding): the same bytes as [`Self::fill`],
+    /// [`Self::copy_xor`], [`Self::fill`], truncated alike if the buffer is full, in one pass.
+    #[inline]
+    pub fn padded_row(&mut self, left: usize, src: &[u8], right: usize, pad: u8, flip: u8) {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        if self.isa.is_some_and(|i| i.tier() == Tier::Avx512Vnni) {
+            let free = self.free();
+            let l = left.min(free.len());
+            let k = src.len().min(free.len() - l);
+            let r = right.min(free.len() - l - k);
+            // SAFETY: `self.isa` proves the tier; `l + k + r ≤ free.len()` bytes are writable at
+            // `free` and `k ≤ src.len()` readable at `src`; writing initializes them.
+            unsafe {
+                x86::padded_row(
+                    free.as_mut_ptr().cast::<u8>(),
+                    [l, r],
+                    src.as_ptr(),
+                    k,
+                    pad,
+                    flip,
+                )
+            };
+            self.len += l + k + r;
+            return;
+        }
+        self.fill(left, pad);
+        self.copy_xor(src, flip);
+        self.fill(right, pad);
+    }
+
+    /// Appends `count` staged rows, row `i` from `row(i)`: `Some(src)` is [`Self::padded_row`]
+    /// with `left` and `right` bytes of padding around `src` (`src` must hold `width` bytes), and
+    /// `None` is `left + width + right` bytes of `pad`. The same bytes as those calls one by one;
+    /// when they all fit, in one pass without the per-row bookkeeping.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn padded_rows<'s>(
+        &mut self,
+        count: usize,
+        mut row: impl FnMut(usize) -> Option<&'s [u8]>,
+        [left, width, right]: [usize; 3],
+        pad: u8,
+        flip: u8,
+    ) {
+        let row_bytes = left.saturating_add(width).saturating_add(right);
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        if self.isa.is_some_and(|i| i.tier() == Tier::Avx512Vnni)
+            && count
+                .checked_mul(row_bytes)
+                .is_some_and(|t| t <= self.remaining())
+        {
+            let free = self.free().as_mut_ptr().cast::<u8>();
+            let row = |i: usize| row(i).filter(|src| src.len() == width).map(<[u8]>::as_ptr);
+            // SAFETY: `self.isa` proves the tier; the `count` rows (`count · row_bytes` bytes,
+            // checked) are writable at `free`, and each source row holds `width` bytes (filtered:
+            // a row of another length is padding); writing initializes them.
+            unsafe { x86::padded_rows(free, count, row, [left, width, right], pad, flip) };
+            self.len += count * row_bytes;
+            return;
+        }
+        for i in 0..count {
+            match row(i) {
+                Some(src) => self.padded_row(left, src, right, pad, flip),
+                None => self.fill(row_bytes, pad),
+            }
+        }
+    }
+
     /// The bytes written so far.
     pub fn finish(self) -> &'a mut [u8] {
         // `len ≤ buf.len()` (see `free`): the split never fails.

@@ -317,6 +317,94 @@ pub(super) unsafe fn fill(tier: Tier, dst: *mut u8, n: usize, byte: u8) {
     }
 }
 
+/// `left` bytes of `pad`, `n` bytes of `src` XOR `flip`, `right` bytes of `pad`, at `dst` (one
+/// staged row with its padding; AVX-512 BW).
+///
+/// # Safety
+/// The CPU must run AVX-512 F/BW; `src` readable for `n` bytes, `dst` writable for
+/// `left + n + right`, not overlapping.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn padded_row(
+    dst: *mut u8,
+    [left, right]: [usize; 2],
+    src: *const u8,
+    n: usize,
+    pad: u8,
+    flip: u8,
+) {
+    let (p, f) = (_mm512_set1_epi8(pad as i8), _mm512_set1_epi8(flip as i8));
+    /// The first `k < 64` bytes of a 64-byte register.
+    #[inline(always)]
+    fn mask(k: usize) -> __mmask64 {
+        (u64::MAX >> (64 - k)) as __mmask64
+    }
+    // SAFETY: every access below stays in `dst .. dst + left + n + right` and `src .. src + n`
+    // (the caller's guarantee): whole 64-byte chunks while they fit, the rest masked.
+    unsafe {
+        let mut d = dst;
+        let mut i = 0;
+        while i + 64 <= left {
+            _mm512_storeu_si512(d.add(i).cast(), p);
+            i += 64;
+        }
+        if i < left {
+            _mm512_mask_storeu_epi8(d.add(i).cast(), mask(left - i), p);
+        }
+        d = d.add(left);
+        let mut i = 0;
+        while i + 64 <= n {
+            let v = _mm512_loadu_si512(src.add(i).cast());
+            _mm512_storeu_si512(d.add(i).cast(), _mm512_xor_si512(v, f));
+            i += 64;
+        }
+        if i < n {
+            let k = mask(n - i);
+            let v = _mm512_maskz_loadu_epi8(k, src.add(i).cast());
+            _mm512_mask_storeu_epi8(d.add(i).cast(), k, _mm512_xor_si512(v, f));
+        }
+        d = d.add(n);
+        let mut i = 0;
+        while i + 64 <= right {
+            _mm512_storeu_si512(d.add(i).cast(), p);
+            i += 64;
+        }
+        if i < right {
+            _mm512_mask_storeu_epi8(d.add(i).cast(), mask(right - i), p);
+        }
+    }
+}
+
+/// `count` staged rows of `left + width + right` bytes from `dst` on: row `i` is
+/// [`padded_row`] of `row(i)` (`width` source bytes), or all `pad` for `None`.
+///
+/// # Safety
+/// The CPU must run AVX-512 F/BW; `dst` writable for `count · (left + width + right)` bytes;
+/// every pointer `row` returns readable for `width` bytes, not overlapping `dst`'s.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn padded_rows(
+    dst: *mut u8,
+    count: usize,
+    mut row: impl FnMut(usize) -> Option<*const u8>,
+    [left, width, right]: [usize; 3],
+    pad: u8,
+    flip: u8,
+) {
+    let row_bytes = left + width + right;
+    let mut d = dst;
+    for i in 0..count {
+        // SAFETY: row i's bytes `d .. d + row_bytes` are inside the caller's `dst` range; the
+        // source as the caller guarantees.
+        unsafe {
+            match row(i) {
+                Some(src) => padded_row(d, [left, right], src, width, pad, flip),
+                None => padded_row(d, [row_bytes, 0], d, 0, pad, flip),
+            }
+            d = d.add(row_bytes);
+        }
+    }
+}
+
 /// The pooling sum compiled for the tier (see `super::pool_sum_body`).
 ///
 /// # Safety
@@ -391,6 +479,8 @@ macro_rules! tile_loop {
                 if left >= $nb {
                     // What the tiles of these blocks share (their output stages), once.
                     let pre = $prep::<$nb>($q, b * BLOCK_N, $n, $fast);
+                    // The rows' offsets, one division for the whole group rather than per tile.
+                    let mut offsets = a.row_offsets(0);
                     let mut r = 0usize;
                     while r < a.rows {
                         let mr = (a.rows - r).min($mr);
@@ -399,7 +489,7 @@ macro_rules! tile_loop {
                         match mr {
                             $($m => {
                                 let mut ptrs = [ptr::null::<u8>(); $m];
-                                for (p, off) in ptrs.iter_mut().zip(a.row_offsets(r)) {
+                                for (p, off) in ptrs.iter_mut().zip(offsets.by_ref()) {
                                     // check_gemm: every row offset is inside `a.data`.
                                     *p = a.data.as_ptr().add(off);
                                 }
@@ -585,26 +675,7 @@ pub(super) mod vnni {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
         pub(in crate::simd) fn apply(&self, acc: __m512i) -> __m128i {
             let r = if self.fast {
-                // The short rounding `(h + round + (h >> 31)) >> e` (see `fast_ok`), where
-                // h = ⌊(acc·m + 2³⁰) / 2³¹⌋ is the high product. With |acc| < 2³⁰ (`fast_ok`),
-                // `2·acc·m + 2³¹ + round·2³²` fits 64 bits and its high half is h + round: one
-                // multiply-add and a pick of high halves per lane. The sign term comes from
-                // `acc`: acc ≥ 0 gives h ≥ 0 (m ≥ 0), acc < 0 gives h ≤ 0, and when h = 0 the
-                // term changes nothing, since `round` is 2^(e−1) modulo 2^e (so
-                // ⌊(round − 1) / 2^e⌋ = ⌊round / 2^e⌋).
-                let x2 = _mm512_add_epi32(acc, acc);
-                let pe = _mm512_add_epi64(_mm512_mul_epi32(x2, self.m), self.rnd_even);
-                let po = _mm512_add_epi64(
-                    _mm512_mul_epi32(_mm512_srli_epi64::<32>(x2), self.m_odd),
-                    self.rnd_odd,
-                );
-                // SAFETY: 16 lanes of a 16-element array.
-                let pick = unsafe { _mm512_loadu_si512(PICK_HIGH.as_ptr().cast()) };
-                let hr = _mm512_permutex2var_epi32(pe, pick, po);
-                _mm512_srav_epi32(
-                    _mm512_add_epi32(hr, _mm512_srai_epi32::<31>(acc)),
-                    self.right,
-                )
+                self.short(acc)
             } else {
                 self.rounded(acc)
             };
@@ -613,6 +684,33 @@ pub(super) mod vnni {
             } else {
                 _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(r, self.lo), self.hi))
             }
+        }
+
+        /// The output stage's value before the clamp in the short rounding, which the stage
+        /// must allow (`fast`).
+        ///
+        /// The short rounding is `(h + round + (h >> 31)) >> e` (see `fast_ok`), where
+        /// h = ⌊(acc·m + 2³⁰) / 2³¹⌋ is the high product. With |acc| < 2³⁰ (`fast_ok`),
+        /// `2·acc·m + 2³¹ + round·2³²` fits 64 bits and its high half is h + round: one
+        /// multiply-add and a pick of high halves per lane. The sign term comes from `acc`:
+        /// acc ≥ 0 gives h ≥ 0 (m ≥ 0), acc < 0 gives h ≤ 0, and when h = 0 the term changes
+        /// nothing, since `round` is 2^(e−1) modulo 2^e (so ⌊(round − 1) / 2^e⌋ = ⌊round / 2^e⌋).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn short(&self, acc: __m512i) -> __m512i {
+            let x2 = _mm512_add_epi32(acc, acc);
+            let pe = _mm512_add_epi64(_mm512_mul_epi32(x2, self.m), self.rnd_even);
+            let po = _mm512_add_epi64(
+                _mm512_mul_epi32(_mm512_shuffle_epi32::<0xF5>(x2), self.m_odd),
+                self.rnd_odd,
+            );
+            // SAFETY: 16 lanes of a 16-element array.
+            let pick = unsafe { _mm512_loadu_si512(PICK_HIGH.as_ptr().cast()) };
+            let hr = _mm512_permutex2var_epi32(pe, pick, po);
+            _mm512_srav_epi32(
+                _mm512_add_epi32(hr, _mm512_srai_epi32::<31>(acc)),
+                self.right,
+            )
         }
 
         /// The output stage's value before the clamp, in the general rounding (TFLM's two
@@ -783,35 +881,47 @@ pub(super) mod vnni {
         let mut acc = [[bias, zero]; MR];
         // SAFETY: 16 lanes of a 16-element array.
         let swap_idx = unsafe { _mm512_loadu_si512(PAIR_SWAP.as_ptr().cast()) };
-        let mut s = 0;
-        while s < a.steps {
-            let two = s + 1 < a.steps;
-            // SAFETY: steps s (and s + 1) of the block: inside the packed matrix (checked).
-            let wa = unsafe { _mm512_loadu_si512(w.add(s * STEP).cast()) };
-            let wb = if two {
-                // SAFETY: as above.
-                unsafe { _mm512_loadu_si512(w.add((s + 1) * STEP).cast()) }
-            } else {
-                zero
+        // Whole pairs first, without a per-step test; then the odd last step, if any.
+        let pairs = a.steps / 2;
+        for p in 0..pairs {
+            let s = 2 * p;
+            // SAFETY: steps s and s + 1 < steps of the block: inside the packed matrix
+            // (checked).
+            let (wa, wb) = unsafe {
+                (
+                    _mm512_loadu_si512(w.add(s * STEP).cast()),
+                    _mm512_loadu_si512(w.add((s + 1) * STEP).cast()),
+                )
             };
             let w0 = _mm512_mask_blend_epi32(0xAAAA, wa, wb);
             let w1 = _mm512_permutex2var_epi32(wa, swap_idx, wb);
             // SAFETY: s < steps.
             let off = unsafe { a.offset::<TABLE>(s) };
             for (r, row) in acc.iter_mut().enumerate() {
-                let x8 = if two {
-                    // SAFETY: r < MR; steps s and s + 1 are the 8 bytes at `off` (the caller's
-                    // guarantee), inside the row (checked).
-                    unsafe { ptr::read_unaligned(a.ptr[r].add(off).cast::<i64>()) }
-                } else {
-                    // SAFETY: r < MR, step s inside the row (checked).
-                    i64::from(unsafe { a.load_at(r, off) }) & 0xFFFF_FFFF
-                };
+                // SAFETY: r < MR; steps s and s + 1 are the 8 bytes at `off` (the caller's
+                // guarantee), inside the row (checked).
+                let x8 = unsafe { ptr::read_unaligned(a.ptr[r].add(off).cast::<i64>()) };
                 let x = _mm512_set1_epi64(x8);
                 row[0] = _mm512_dpbusd_epi32(row[0], x, w0);
                 row[1] = _mm512_dpbusd_epi32(row[1], x, w1);
             }
-            s += 2;
+        }
+        if a.steps % 2 == 1 {
+            let s = a.steps - 1;
+            // SAFETY: step s < steps of the block: inside the packed matrix (checked).
+            let wa = unsafe { _mm512_loadu_si512(w.add(s * STEP).cast()) };
+            // Odd lanes see the (zero) bytes past step s: their weights are zero.
+            let w0 = _mm512_maskz_mov_epi32(0x5555, wa);
+            let w1 = _mm512_permutex2var_epi32(wa, swap_idx, zero);
+            // SAFETY: s < steps.
+            let off = unsafe { a.offset::<TABLE>(s) };
+            for (r, row) in acc.iter_mut().enumerate() {
+                // SAFETY: r < MR, step s inside the row (checked).
+                let x4 = i64::from(unsafe { a.load_at(r, off) }) & 0xFFFF_FFFF;
+                let x = _mm512_set1_epi64(x4);
+                row[0] = _mm512_dpbusd_epi32(row[0], x, w0);
+                row[1] = _mm512_dpbusd_epi32(row[1], x, w1);
+            }
         }
         for (r, row) in acc.iter().enumerate() {
             // Lane j: output j's two partial sums (and its bias).
@@ -820,7 +930,11 @@ pub(super) mod vnni {
             // SAFETY: outputs c0 .. c0 + count of row r (checked); the mask limits the store.
             unsafe {
                 let dst = o.ptr.add(r * o.stride + o.c0);
-                _mm_mask_storeu_epi8(dst, ((1u32 << count) - 1) as u16, bytes);
+                if count == BLOCK_N {
+                    _mm_storeu_si128(dst.cast(), bytes);
+                } else {
+                    _mm_mask_storeu_epi8(dst, ((1u32 << count) - 1) as u16, bytes);
+                }
             }
         }
     }
@@ -841,6 +955,191 @@ pub(super) mod vnni {
     ) {
         // SAFETY: the caller's guarantee (NB = 1: the one block's stage and bias).
         unsafe { tile_pairs::<MR, TABLE>(a, w, o, &pre.stages[0], pre.bias[0]) }
+    }
+
+    /// Most reduction steps [`gemm_stationary`] keeps in registers.
+    const STATIONARY_STEPS: usize = 12;
+
+    /// The whole matrix for a short reduction of `KS` steps in runs of `SEG` adjacent ones
+    /// (a filter row's bytes; all `KS` when the steps are the row's first `4·KS` bytes): block
+    /// by block, the block's `KS` weight registers and its output stage stay in registers while
+    /// every row streams past (per step one broadcast at a constant offset from its run's start
+    /// and one `vpdpbusd`, then the output stage). Each row is an independent chain, so the
+    /// out-of-order core overlaps rows; no per-tile setup, no weight reloads. For a 3-channel
+    /// first layer (9 steps) and 1×1 convolutions of few channels, where row tiles spend more
+    /// on setup and stages than on products.
+    ///
+    /// # Safety
+    /// As [`gemm`], with `a.k_steps == KS` and `SEG` dividing `KS`, and [`runs_of`]`(a, SEG)`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn gemm_stationary<const KS: usize, const SEG: usize>(
+        a: &MatrixA,
+        w: *const i8,
+        n: usize,
+        q: &Requant,
+        o: *mut i8,
+        os: usize,
+        fast: bool,
+    ) {
+        let runs = KS / SEG;
+        // Where each run starts in a row (locals, kept in registers rather than re-read through
+        // a pointer the output stores might alias).
+        let mut starts = [0usize; STATIONARY_STEPS];
+        if let Some(t) = a.k_offsets {
+            for (g, v) in starts.iter_mut().take(runs).enumerate() {
+                // `check_gemm`: the table holds `k_steps == KS` entries.
+                *v = t.get(g * SEG).map_or(0, |&x| x as usize);
+            }
+        }
+        let bstride = KS * STEP;
+        let mut c0 = 0;
+        while c0 < n {
+            let count = (n - c0).min(BLOCK_N);
+            // SAFETY: outputs c0 .. c0 + count ≤ n (the caller's guarantee).
+            let (stage, bias) = unsafe { Stage::new(q, c0, count, fast) };
+            let mut wv = [_mm512_setzero_si512(); KS];
+            for (s, v) in wv.iter_mut().enumerate() {
+                // SAFETY: step s of block c0 / 16: inside the packed matrix (checked).
+                *v = unsafe {
+                    _mm512_loadu_si512(w.add((c0 / BLOCK_N) * bstride + s * STEP).cast())
+                };
+            }
+            let out = o.wrapping_add(c0);
+            // SAFETY: as this function's (the rows, steps and outputs checked).
+            unsafe {
+                if stage.fast && stage.full_range && count == BLOCK_N {
+                    stationary_rows::<KS, SEG, true>(a, &starts, &wv, &stage, bias, out, os, count)
+                } else {
+                    stationary_rows::<KS, SEG, false>(a, &starts, &wv, &stage, bias, out, os, count)
+                }
+            }
+            c0 += BLOCK_N;
+        }
+    }
+
+    /// The rows of one block of [`gemm_stationary`]; `PLAIN`: the short rounding, int8's own
+    /// clamp and a whole block (no tests per row).
+    ///
+    /// # Safety
+    /// As [`gemm_stationary`]; `out` is the block's first output of row 0, `count` its outputs.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn stationary_rows<const KS: usize, const SEG: usize, const PLAIN: bool>(
+        a: &MatrixA,
+        starts: &[usize; STATIONARY_STEPS],
+        wv: &[__m512i; KS],
+        stage: &Stage,
+        bias: __m512i,
+        out: *mut i8,
+        os: usize,
+        count: usize,
+    ) {
+        let stage = *stage;
+        let mut bases = a.row_offsets(0);
+        let mut r = 0;
+        // Four rows at a time, their chains interleaved; then the rest one by one.
+        while r + 4 <= a.rows {
+            let mut rows = [a.data.as_ptr(); 4];
+            for p in rows.iter_mut() {
+                // check_gemm: every row offset is inside `a.data`, and so is each of its steps.
+                *p = p.wrapping_add(bases.next().unwrap_or(0));
+            }
+            // SAFETY: rows r .. r + 4 (the caller's guarantee).
+            unsafe {
+                stationary_group::<KS, SEG, PLAIN, 4>(
+                    rows,
+                    starts,
+                    wv,
+                    &stage,
+                    bias,
+                    out.add(r * os),
+                    os,
+                    count,
+                )
+            };
+            r += 4;
+        }
+        while r < a.rows {
+            let row = a.data.as_ptr().wrapping_add(bases.next().unwrap_or(0));
+            // SAFETY: row r (the caller's guarantee).
+            unsafe {
+                stationary_group::<KS, SEG, PLAIN, 1>(
+                    [row],
+                    starts,
+                    wv,
+                    &stage,
+                    bias,
+                    out.add(r * os),
+                    os,
+                    count,
+                )
+            };
+            r += 1;
+        }
+    }
+
+    /// `R` rows of [`stationary_rows`], their reductions interleaved step by step.
+    ///
+    /// # Safety
+    /// As [`stationary_rows`]: `rows` are checked rows of the operand, `out` row 0's first
+    /// output of the block.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn stationary_group<
+        const KS: usize,
+        const SEG: usize,
+        const PLAIN: bool,
+        const R: usize,
+    >(
+        rows: [*const u8; R],
+        starts: &[usize; STATIONARY_STEPS],
+        wv: &[__m512i; KS],
+        stage: &Stage,
+        bias: __m512i,
+        out: *mut i8,
+        os: usize,
+        count: usize,
+    ) {
+        // Two chains per row (even and odd steps), half as long.
+        let mut acc = [[bias, _mm512_setzero_si512()]; R];
+        for (g, &start) in starts.iter().enumerate().take(KS / SEG) {
+            let runs = rows.map(|row| row.wrapping_add(start));
+            for j in 0..SEG {
+                let s = g * SEG + j;
+                for (a, run) in acc.iter_mut().zip(runs) {
+                    // SAFETY: step g·SEG + j of the row, at 4j from its run's start (checked).
+                    let x4 = unsafe { ptr::read_unaligned(run.add(j * BLOCK_K).cast::<i32>()) };
+                    a[s % 2] = _mm512_dpbusd_epi32(a[s % 2], _mm512_set1_epi32(x4), wv[s]);
+                }
+            }
+        }
+        let mask = ((1u32 << count) - 1) as u16;
+        for (i, a) in acc
+            .into_iter()
+            .map(|a| _mm512_add_epi32(a[0], a[1]))
+            .enumerate()
+        {
+            // SAFETY: outputs of the row in this block (checked); the mask limits the store.
+            unsafe {
+                let dst = out.add(i * os);
+                if PLAIN {
+                    _mm_storeu_si128(dst.cast(), _mm512_cvtsepi32_epi8(stage.short(a)));
+                } else if count == BLOCK_N {
+                    _mm_storeu_si128(dst.cast(), stage.apply(a));
+                } else {
+                    _mm_mask_storeu_epi8(dst, mask, stage.apply(a));
+                }
+            }
+        }
+    }
+
+    /// Whether `a`'s steps come in runs of `seg` adjacent ones (`seg` divides `k_steps`).
+    fn runs_of(a: &MatrixA, seg: usize) -> bool {
+        a.k_offsets.is_none_or(|t| {
+            t.chunks(seg.max(1))
+                .all(|c| c.iter().enumerate().all(|(j, &o)| o == c[0] + 4 * j as u32))
+        })
     }
 
     /// Whether consecutive reduction steps `2j`, `2j + 1` are adjacent in every row.
@@ -880,6 +1179,65 @@ pub(super) mod vnni {
                 );
             }
             return;
+        }
+        if a.k_steps <= STATIONARY_STEPS {
+            // The longest runs of adjacent steps that divide the reduction (a table-free operand
+            // is one run).
+            let ks = a.k_steps;
+            let seg = (1..=ks)
+                .rev()
+                .find(|&d| ks % d == 0 && runs_of(a, d))
+                .unwrap_or(1);
+            macro_rules! stationary {
+                ($(($k:literal, $s:literal)),*) => {
+                    match (ks, seg) {
+                        $(($k, $s) => {
+                            // SAFETY: k_steps == KS in runs of SEG (SEG divides it; checked
+                            // just above); the operands as for the tiles.
+                            unsafe { gemm_stationary::<$k, $s>(a, w, n, q, o, os, fast) };
+                            return;
+                        })*
+                        _ => {}
+                    }
+                };
+            }
+            stationary!(
+                (1, 1),
+                (2, 1),
+                (2, 2),
+                (3, 1),
+                (3, 3),
+                (4, 1),
+                (4, 2),
+                (4, 4),
+                (5, 1),
+                (5, 5),
+                (6, 1),
+                (6, 2),
+                (6, 3),
+                (6, 6),
+                (7, 1),
+                (7, 7),
+                (8, 1),
+                (8, 2),
+                (8, 4),
+                (8, 8),
+                (9, 1),
+                (9, 3),
+                (9, 9),
+                (10, 1),
+                (10, 2),
+                (10, 5),
+                (10, 10),
+                (11, 1),
+                (11, 11),
+                (12, 1),
+                (12, 2),
+                (12, 3),
+                (12, 4),
+                (12, 6),
+                (12, 12)
+            );
         }
         if n <= BLOCK_N && steps_paired(a) {
             // SAFETY: the tiles stay inside the checked matrix; steps are paired (checked).
@@ -1112,17 +1470,19 @@ pub(super) mod vnni {
                 + (1u64 << (eo - 1))
                 + (u64::from(p.output_offset.unsigned_abs()) << eo)
                 < 1u64 << 31;
-        let round_o = if fast {
-            _mm512_set1_epi32((1i32 << (eo - 1)) + (p.output_offset << eo))
+        let round = if fast {
+            (1i32 << (eo - 1)) + (p.output_offset << eo)
         } else {
-            _mm512_setzero_si512()
+            0
         };
+        let round_o = _mm512_set1_epi32(round);
         let mut i = 0;
         if n >= TABLE_MIN && vbmi() {
             let out_stage = OutStage {
                 mo,
                 fast,
-                round_o,
+                // No overflow: |round| < 2³¹.
+                rnd_qword: _mm512_set1_epi64((1i64 << 31) + (i64::from(round) << 32)),
                 e_o,
                 mask_o,
                 half_o,
@@ -1184,7 +1544,8 @@ pub(super) mod vnni {
     struct OutStage {
         mo: __m512i,
         fast: bool,
-        round_o: __m512i,
+        /// `2³¹ + round_o·2³²` in every 64-bit lane (the short rounding's constant).
+        rnd_qword: __m512i,
         e_o: __m128i,
         mask_o: __m512i,
         half_o: __m512i,
@@ -1198,19 +1559,34 @@ pub(super) mod vnni {
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
         fn apply(&self, raw: __m512i) -> __m512i {
-            let h = high_mul_uniform(raw, self.mo);
             if self.fast {
-                let sign = _mm512_srai_epi32::<31>(h);
-                _mm512_sra_epi32(
-                    _mm512_add_epi32(_mm512_add_epi32(h, self.round_o), sign),
-                    self.e_o,
-                )
+                self.short(raw)
             } else {
+                let h = high_mul_uniform(raw, self.mo);
                 _mm512_add_epi32(
                     divide_pot_uniform(h, self.e_o, self.mask_o, self.half_o),
                     self.out_off,
                 )
             }
+        }
+
+        /// [`Self::apply`] when `fast`, without testing it.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn short(&self, raw: __m512i) -> __m512i {
+            // As `Stage::short`: `|raw| ≤ 2²⁹ + 4 < 2³⁰` (both operands small, `left_shift ≤
+            // 20`) and `h + round_o < 2³¹` (`fast`), so `2·raw·m + 2³¹ + round_o·2³²` fits 64
+            // bits and its high half is `h + round_o`; the sign of `raw` stands for `h`'s.
+            let x2 = _mm512_add_epi32(raw, raw);
+            let pe = _mm512_add_epi64(_mm512_mul_epi32(x2, self.mo), self.rnd_qword);
+            let po = _mm512_add_epi64(
+                _mm512_mul_epi32(_mm512_shuffle_epi32::<0xF5>(x2), self.mo),
+                self.rnd_qword,
+            );
+            // SAFETY: 16 lanes of a 16-element array.
+            let pick = unsafe { _mm512_loadu_si512(PICK_HIGH.as_ptr().cast()) };
+            let hr = _mm512_permutex2var_epi32(pe, pick, po);
+            _mm512_sra_epi32(_mm512_add_epi32(hr, _mm512_srai_epi32::<31>(raw)), self.e_o)
         }
     }
 
@@ -1237,11 +1613,24 @@ pub(super) mod vnni {
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
         fn new(op: &Operand) -> Table {
+            Table::mapped(op, false, 0)
+        }
+
+        /// The table of `±op.apply(x) + add` (minus when `negate`; 32-bit wrapping).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn mapped(op: &Operand, negate: bool, add: i32) -> Table {
+            let add = _mm512_set1_epi32(add);
             let mut bytes = [[0u8; 256]; 4];
             for (c, chunk) in ALL_BYTES.chunks_exact(16).enumerate() {
                 // SAFETY: 16 readable bytes.
                 let u = unsafe { _mm_loadu_si128(chunk.as_ptr().cast()) };
                 let v = op.apply(_mm512_cvtepi8_epi32(u));
+                let v = if negate {
+                    _mm512_sub_epi32(add, v)
+                } else {
+                    _mm512_add_epi32(v, add)
+                };
                 let planes = [
                     v,
                     _mm512_srli_epi32::<8>(v),
@@ -1296,6 +1685,21 @@ pub(super) mod vnni {
             offset: __m512i,
             count: __m512i,
         },
+    }
+
+    impl Operand {
+        /// `(offset, count)` when the operand is `(x + offset) << count` alone (shift mode with
+        /// no division), which [`Rescaler::Shift`] and [`table_shift`] compute directly.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn shift_only(&self) -> Option<(i32, u32)> {
+            (self.mode == OperandMode::Shift && self.e_zero).then(|| {
+                (
+                    _mm_cvtsi128_si32(_mm512_castsi512_si128(self.offset)),
+                    _mm_cvtsi128_si32(self.count) as u32,
+                )
+            })
+        }
     }
 
     impl Rescaler {
@@ -1378,6 +1782,37 @@ pub(super) mod vnni {
         out: *mut i8,
         n: usize,
     ) -> usize {
+        if o.fast {
+            // TFLM's usual pair: one operand a left shift alone, the other looked up.
+            let full = o.lo == -128 && o.hi == 127;
+            // SAFETY: the caller's guarantees; `o.fast` just checked.
+            let done = unsafe {
+                match (a_op.shift_only(), b_op.shift_only(), subtract, full) {
+                    (None, Some(sh), false, true) => {
+                        Some(table_shift::<false, true>(a_op, false, sh, o, x, y, out, n))
+                    }
+                    (None, Some(sh), true, true) => {
+                        Some(table_shift::<true, true>(a_op, false, sh, o, x, y, out, n))
+                    }
+                    (Some(sh), None, _, true) => Some(table_shift::<false, true>(
+                        b_op, subtract, sh, o, y, x, out, n,
+                    )),
+                    (None, Some(sh), false, false) => Some(table_shift::<false, false>(
+                        a_op, false, sh, o, x, y, out, n,
+                    )),
+                    (None, Some(sh), true, false) => {
+                        Some(table_shift::<true, false>(a_op, false, sh, o, x, y, out, n))
+                    }
+                    (Some(sh), None, _, false) => Some(table_shift::<false, false>(
+                        b_op, subtract, sh, o, y, x, out, n,
+                    )),
+                    _ => None,
+                }
+            };
+            if let Some(i) = done {
+                return i;
+            }
+        }
         let (ta, tb) = (Rescaler::new(a_op), Rescaler::new(b_op));
         let full = o.lo == -128 && o.hi == 127;
         let (lo, hi) = (_mm512_set1_epi8(o.lo as i8), _mm512_set1_epi8(o.hi as i8));
@@ -1405,6 +1840,94 @@ pub(super) mod vnni {
             if !full {
                 bytes = _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi);
             }
+            // SAFETY: elements i .. i + 64 ≤ n of the output.
+            unsafe { _mm512_storeu_si512(out.add(i).cast(), bytes) };
+            i += 64;
+        }
+        i
+    }
+
+    /// ADD/SUB with one operand `t` (inputs at `tx`) looked up and the other (at `hx`) a left
+    /// shift alone, `(x + offset) << count` with `(offset, count) = sh`, in one straight loop:
+    /// `raw = T(x_t) ± (u << count)` with `u = x_h + 128`, where the table holds `±t(x)`
+    /// (minus when `negate_t`) plus the shifted operand's constant `(offset − 128) << count`
+    /// (negated when `SUB`: the shifted operand is subtracted). Equal to the direct path's
+    /// `raw` modulo 2³² (shifts and sums wrap alike), hence equal; the output stage is
+    /// [`OutStage::apply`]'s short rounding, then int8's own clamp when `FULL`. Returns how
+    /// many elements it computed.
+    ///
+    /// # Safety
+    /// As [`add_sub_tables`]; `o.fast`; `FULL` when the clamp is `[-128, 127]`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+    unsafe fn table_shift<const SUB: bool, const FULL: bool>(
+        t: &Operand,
+        negate_t: bool,
+        (offset, count): (i32, u32),
+        o: &OutStage,
+        tx: *const i8,
+        hx: *const i8,
+        out: *mut i8,
+        n: usize,
+    ) -> usize {
+        let konst = (offset - 128).wrapping_shl(count);
+        let konst = if SUB { konst.wrapping_neg() } else { konst };
+        let table = Table::mapped(t, negate_t, konst);
+        let cnt = _mm_cvtsi32_si128(count as i32);
+        let (lo, hi) = (_mm512_set1_epi8(o.lo as i8), _mm512_set1_epi8(o.hi as i8));
+        let (zero, flip) = (_mm512_setzero_si512(), _mm512_set1_epi8(-128));
+        let block = |xt: __m512i, xh: __m512i| {
+            let tv = table.lookup(xt);
+            // `u = x + 128` zero-extended to 32 bits, in the table's lane order.
+            let u = unpack4([_mm512_xor_si512(xh, flip), zero, zero, zero]);
+            let mut v = [zero; 4];
+            for q in 0..4 {
+                let shifted = _mm512_sll_epi32(u[q], cnt);
+                let raw = if SUB {
+                    _mm512_sub_epi32(tv[q], shifted)
+                } else {
+                    _mm512_add_epi32(tv[q], shifted)
+                };
+                v[q] = o.short(raw);
+            }
+            let bytes = pack4(v);
+            if FULL {
+                bytes
+            } else {
+                _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi)
+            }
+        };
+        let mut i = 0;
+        // Two blocks a step: their chains interleave.
+        while i + 128 <= n {
+            // SAFETY: elements i .. i + 128 ≤ n of each operand (the caller's guarantee); all are
+            // read before the output is written (it may alias either).
+            let (xt0, xh0, xt1, xh1) = unsafe {
+                (
+                    _mm512_loadu_si512(tx.add(i).cast()),
+                    _mm512_loadu_si512(hx.add(i).cast()),
+                    _mm512_loadu_si512(tx.add(i + 64).cast()),
+                    _mm512_loadu_si512(hx.add(i + 64).cast()),
+                )
+            };
+            let (b0, b1) = (block(xt0, xh0), block(xt1, xh1));
+            // SAFETY: elements i .. i + 128 ≤ n of the output.
+            unsafe {
+                _mm512_storeu_si512(out.add(i).cast(), b0);
+                _mm512_storeu_si512(out.add(i + 64).cast(), b1);
+            }
+            i += 128;
+        }
+        while i + 64 <= n {
+            // SAFETY: elements i .. i + 64 ≤ n of each operand (the caller's guarantee); both are
+            // read before the output is written (it may alias either).
+            let (xt, xh) = unsafe {
+                (
+                    _mm512_loadu_si512(tx.add(i).cast()),
+                    _mm512_loadu_si512(hx.add(i).cast()),
+                )
+            };
+            let bytes = block(xt, xh);
             // SAFETY: elements i .. i + 64 ≤ n of the output.
             unsafe { _mm512_storeu_si512(out.add(i).cast(), bytes) };
             i += 64;
