@@ -174,6 +174,17 @@ fn int8_weights(graph: &Graph, op: &LoweredOp) -> bool {
         .is_some_and(|w| is_int8(graph, w))
 }
 
+/// Whether `op`'s weights (input 1) are int8 or packed int4: the window ops that run in place.
+fn int8_or_int4_weights(graph: &Graph, op: &LoweredOp) -> bool {
+    int8_weights(graph, op)
+        || op
+            .inputs
+            .get(1)
+            .copied()
+            .flatten()
+            .is_some_and(|w| graph.tensor(w).dtype == crate::ir::DataType::Int4)
+}
+
 fn fusion_candidates(graph: &Graph, ops: &[LoweredOp]) -> Vec<Fusion> {
     let mut consumers: HashMap<TensorId, Vec<usize>> = HashMap::new();
     for (i, op) in ops.iter().enumerate() {
@@ -702,7 +713,9 @@ impl<'g> Problem<'g> {
                     o.extend(alias(1));
                 }
             }
-            OpKind::Conv2d | OpKind::DepthwiseConv2d if int8_weights(g, op) && is_int8(g, out) => {
+            OpKind::Conv2d | OpKind::DepthwiseConv2d
+                if int8_or_int4_weights(g, op) && is_int8(g, out) =>
+            {
                 if let Some(geom) = self.window_geometry(i) {
                     o.extend(shifts(&geom));
                 }

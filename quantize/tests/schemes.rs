@@ -135,6 +135,41 @@ fn digits_cnn_in_every_scheme() {
     }
 }
 
+/// Convolutions with packed int4 weights run in place like int8 ones (output rows written over
+/// input rows already read): the int4w digits CNN needs exactly the int8 model's arena, and
+/// gives on every test image the same bytes as the same model planned with one buffer per
+/// tensor.
+#[test]
+fn int4_convolutions_run_in_place() {
+    use mote_quantize::compile::compile_with;
+    use mote_quantize::schedule::ScheduleOptions;
+    let d = digits();
+    let int8 = quantize(&d, "int8", &[]);
+    let int4 = quantize(&d, "int4w", &[]);
+    let separate = compile_with(
+        int4.graph.clone(),
+        ScheduleOptions {
+            in_place: false,
+            ..ScheduleOptions::default()
+        },
+    )
+    .unwrap();
+    eprintln!(
+        "digits CNN arena: int8 {} B, int4w {} B ({} B with every op out of place)",
+        int8.compiled.arena_bytes, int4.compiled.arena_bytes, separate.arena_bytes
+    );
+    assert_eq!(int4.compiled.arena_bytes, int8.compiled.arena_bytes);
+    assert!(int4.compiled.arena_bytes < separate.arena_bytes);
+    let mut a = Int8Runner::new(&int4.graph, &int4.compiled).unwrap();
+    let mut b = Int8Runner::new(&int4.graph, &separate).unwrap();
+    for s in &d.test {
+        assert_eq!(
+            a.run_layers(s, false).unwrap().1,
+            b.run_layers(s, false).unwrap().1
+        );
+    }
+}
+
 #[test]
 fn mixed_precision_inserts_conversions_only_where_neighbours_differ() {
     let d = digits();

@@ -1273,6 +1273,9 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
             let (_, out) = ctx.output(0)?;
             let in_at = (inp.offset as usize).saturating_sub(hull.start);
             let out_at = (out.offset as usize).saturating_sub(hull.start);
+            if super::select::INT4 && super::int4::applies(ctx) {
+                return super::int4::eval_in_place(ctx, mem, dir, in_at, out_at);
+            }
             let is = dims4(ctx, ctx.required_input(0)?, "a 4-D NHWC input")?;
             let fs = dims4(ctx, ctx.required_input(1)?, "a 4-D filter")?;
             let os = dims4(ctx, ctx.output(0)?, "a 4-D NHWC output")?;

@@ -15,6 +15,7 @@ use super::conv::{
 };
 use super::depthwise::DepthwiseParams;
 use super::fully_connected::FullyConnectedParams;
+use super::inplace::{window_op_in_place, ShiftDirection};
 use super::{as_i8, as_i8_mut, OpCtx, OpKind, OpMem};
 use crate::error::Error;
 use crate::format::DType;
@@ -195,47 +196,14 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
             let [is, fs, os] = shapes;
             let q = channel_quant(ctx, p.multipliers_offset, p.shifts_offset, fs[0])?;
             let w = filter(ctx, &mem, fs.iter().product())?;
-            let g = Geometry {
-                stride: [p.stride_h as usize, p.stride_w as usize],
-                dilation: [p.dilation_h as usize, p.dilation_w as usize],
-                pad: [p.pad_h as usize, p.pad_w as usize],
-            };
-            let out = (p.output_offset, p.act_min, p.act_max);
-            accumulate::conv(
-                &g,
-                is,
-                input,
-                p.input_offset,
-                fs,
-                &w,
-                os,
-                as_i8_mut(mem.output),
-                |acc, c| int8_stage(acc, bias, c, q, out),
-            )
+            conv(p, is, input, fs, &w, bias, q, os, as_i8_mut(mem.output))
         }
         OpKind::DepthwiseConv2d => {
             let DepthwiseOp { p, shapes } = depthwise_op(ctx)?;
             let [is, fs, os] = shapes;
             let q = channel_quant(ctx, p.multipliers_offset, p.shifts_offset, os[3])?;
             let w = filter(ctx, &mem, fs.iter().product())?;
-            let g = Geometry {
-                stride: [p.stride_h as usize, p.stride_w as usize],
-                dilation: [p.dilation_h as usize, p.dilation_w as usize],
-                pad: [p.pad_h as usize, p.pad_w as usize],
-            };
-            let out = (p.output_offset, p.act_min, p.act_max);
-            accumulate::depthwise(
-                &g,
-                p.depth_multiplier as usize,
-                is,
-                input,
-                p.input_offset,
-                fs,
-                &w,
-                os,
-                as_i8_mut(mem.output),
-                |acc, c| int8_stage(acc, bias, c, q, out),
-            )
+            depthwise(p, is, input, fs, &w, bias, q, os, as_i8_mut(mem.output))
         }
         OpKind::FullyConnected => {
             let FcOp {
@@ -270,6 +238,122 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
         }
         _ => Err(ctx.param_error("kind (int4 weights)")),
     }
+}
+
+/// CONV_2D / DEPTHWISE_CONV_2D with int4 weights over its own input (the in-place shift modes
+/// of [`crate::format::InPlace`]): `buf[in_at..]` holds the input, the output goes to
+/// `buf[out_at..]` on the side `dir` names, band by band ([`window_op_in_place`]), each band
+/// computed by the same kernel as [`eval`]'s, so results are bit for bit those of the op run
+/// out of place. The filter is read from flash as it is (no buffer).
+pub(crate) fn eval_in_place(
+    ctx: &OpCtx,
+    mem: OpMem,
+    dir: ShiftDirection,
+    in_at: usize,
+    out_at: usize,
+) -> Result<(), Error> {
+    let bias = bias_input(ctx, &mem)?;
+    match ctx.kind {
+        OpKind::Conv2d => {
+            let ConvOp { p, shapes } = conv_op(ctx)?;
+            let [is, fs, os] = shapes;
+            let q = channel_quant(ctx, p.multipliers_offset, p.shifts_offset, fs[0])?;
+            let w = filter(ctx, &mem, fs.iter().product())?;
+            let band = |bp: &ConvParams, bis, inp: &[i8], bos, out: &mut [i8]| {
+                conv(bp, bis, inp, fs, &w, bias, q, bos, out)
+            };
+            let buf = as_i8_mut(mem.output);
+            window_op_in_place(p, is, fs, os, buf, in_at, out_at, dir, band)
+        }
+        OpKind::DepthwiseConv2d => {
+            let DepthwiseOp { p, shapes } = depthwise_op(ctx)?;
+            let [is, fs, os] = shapes;
+            let q = channel_quant(ctx, p.multipliers_offset, p.shifts_offset, os[3])?;
+            let w = filter(ctx, &mem, fs.iter().product())?;
+            let band = |bp: &DepthwiseParams, bis, inp: &[i8], bos, out: &mut [i8]| {
+                depthwise(bp, bis, inp, fs, &w, bias, q, bos, out)
+            };
+            let buf = as_i8_mut(mem.output);
+            window_op_in_place(p, is, fs, os, buf, in_at, out_at, dir, band)
+        }
+        _ => Err(ctx.param_error("kind (int4 weights in place)")),
+    }
+}
+
+/// The window geometry of CONV_2D / DEPTHWISE_CONV_2D parameters.
+fn geometry(stride: [u32; 2], dilation: [u32; 2], pad: [u32; 2]) -> Geometry {
+    Geometry {
+        stride: stride.map(|v| v as usize),
+        dilation: dilation.map(|v| v as usize),
+        pad: pad.map(|v| v as usize),
+    }
+}
+
+/// CONV_2D with int4 weights `w` (shapes checked by [`conv_op`]; a band's own shapes and top
+/// padding in the in-place modes).
+#[allow(clippy::too_many_arguments)]
+fn conv(
+    p: &ConvParams,
+    is: [usize; 4],
+    input: &[i8],
+    fs: [usize; 4],
+    w: &PackedInt4,
+    bias: Option<&[i32]>,
+    q: (&[i32], &[i32]),
+    os: [usize; 4],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let g = geometry(
+        [p.stride_h, p.stride_w],
+        [p.dilation_h, p.dilation_w],
+        [p.pad_h, p.pad_w],
+    );
+    let out = (p.output_offset, p.act_min, p.act_max);
+    accumulate::conv(
+        &g,
+        is,
+        input,
+        p.input_offset,
+        fs,
+        w,
+        os,
+        output,
+        |acc, c| int8_stage(acc, bias, c, q, out),
+    )
+}
+
+/// DEPTHWISE_CONV_2D with int4 weights `w` (as [`conv`]).
+#[allow(clippy::too_many_arguments)]
+fn depthwise(
+    p: &DepthwiseParams,
+    is: [usize; 4],
+    input: &[i8],
+    fs: [usize; 4],
+    w: &PackedInt4,
+    bias: Option<&[i32]>,
+    q: (&[i32], &[i32]),
+    os: [usize; 4],
+    output: &mut [i8],
+) -> Result<(), Error> {
+    let g = geometry(
+        [p.stride_h, p.stride_w],
+        [p.dilation_h, p.dilation_w],
+        [p.pad_h, p.pad_w],
+    );
+    let out = (p.output_offset, p.act_min, p.act_max);
+    let m = p.depth_multiplier as usize;
+    accumulate::depthwise(
+        &g,
+        m,
+        is,
+        input,
+        p.input_offset,
+        fs,
+        w,
+        os,
+        output,
+        |acc, c| int8_stage(acc, bias, c, q, out),
+    )
 }
 
 /// Packs int8 values (each in `[-8, 7]`) two per byte in [`DType::Int4`] order; `None` if a
