@@ -159,6 +159,43 @@ pub fn kws_mfcc(clip: &[f32]) -> Vec<f32> {
     out
 }
 
+/// `audio` sampled at `from` Hz, resampled to `to` Hz (e.g. speech recorded or synthesized at
+/// 22.05, 44.1 or 48 kHz, for the front end's [`SAMPLE_RATE`]). Band-limited interpolation: a
+/// Hann-windowed sinc with 16 zero crossings on each side, its cutoff at 95 % of the lower
+/// Nyquist frequency, so content above the new Nyquist frequency is filtered out rather than
+/// folded into the band. Unchanged when the rates are equal (or either is 0).
+pub fn resample(audio: &[f32], from: usize, to: usize) -> Vec<f32> {
+    if from == to || from == 0 || to == 0 || audio.is_empty() {
+        return audio.to_vec();
+    }
+    const ZEROS: f64 = 16.0;
+    let step = from as f64 / to as f64;
+    // Cutoff as a fraction of the input rate's Nyquist frequency.
+    let cutoff = 0.95 * (to as f64 / from as f64).min(1.0);
+    let half = ZEROS / cutoff;
+    let len = audio.len() * to / from;
+    (0..len)
+        .map(|i| {
+            let centre = i as f64 * step;
+            let lo = (centre - half).ceil().max(0.0) as usize;
+            let hi = ((centre + half).floor() as usize).min(audio.len() - 1);
+            let mut acc = 0.0;
+            for (k, &x) in audio.iter().enumerate().take(hi + 1).skip(lo) {
+                let d = k as f64 - centre;
+                let t = d * cutoff;
+                let sinc = if t.abs() < 1e-12 {
+                    1.0
+                } else {
+                    (PI * t).sin() / (PI * t)
+                };
+                let window = 0.5 + 0.5 * (PI * d / half).cos();
+                acc += f64::from(x) * cutoff * sinc * window;
+            }
+            acc as f32
+        })
+        .collect()
+}
+
 /// MFCC windows of `audio` (16 kHz): one 1-s clip every `hop` samples.
 pub fn kws_windows(audio: &[f32], hop: usize) -> Vec<Vec<f32>> {
     let mut v = Vec::new();
@@ -461,5 +498,38 @@ mod tests {
         let f = kws_mfcc(&clip);
         assert_eq!(f.len(), 490);
         assert!(f.iter().all(|v| v.is_finite()));
+    }
+
+    /// A tone at `hz` sampled at `rate`, `secs` long.
+    fn tone(hz: f64, rate: usize, secs: f64) -> Vec<f32> {
+        (0..(rate as f64 * secs) as usize)
+            .map(|i| (0.5 * (2.0 * PI * hz * i as f64 / rate as f64).sin()) as f32)
+            .collect()
+    }
+
+    #[test]
+    fn resampling_keeps_the_band_and_removes_what_would_fold() {
+        // Equal rates: unchanged.
+        let a = tone(440.0, 16_000, 0.1);
+        assert_eq!(resample(&a, 16_000, 16_000), a);
+        for from in [22_050, 44_100, 48_000, 8_000] {
+            // A 1-kHz tone comes out as the same tone sampled at 16 kHz (away from the ends).
+            let r = resample(&tone(1000.0, from, 0.5), from, 16_000);
+            assert_eq!(r.len(), 8_000, "{from}");
+            let want = tone(1000.0, 16_000, 0.5);
+            let err = r[200..7_800]
+                .iter()
+                .zip(&want[200..7_800])
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(err < 0.01, "{from} Hz: max error {err}");
+        }
+        // A 10-kHz tone above the new Nyquist frequency (8 kHz) is filtered out, not folded
+        // to 6 kHz as point sampling or linear interpolation would.
+        for from in [22_050, 44_100, 48_000] {
+            let r = resample(&tone(10_000.0, from, 0.5), from, 16_000);
+            let rms = (r[200..7_800].iter().map(|v| v * v).sum::<f32>() / 7_600.0).sqrt();
+            assert!(rms < 0.01, "{from} Hz: rms {rms}");
+        }
     }
 }

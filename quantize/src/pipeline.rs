@@ -468,12 +468,7 @@ pub fn wav_samples(
         })?;
         let (audio, rate) =
             frontend::read_wav_pcm16(&bytes).map_err(|e| bad(format!("{}: {e}", f.display())))?;
-        if rate as usize != frontend::SAMPLE_RATE {
-            return Err(bad(format!(
-                "{}: {rate} Hz, expected 16000 Hz",
-                f.display()
-            )));
-        }
+        let audio = frontend::resample(&audio, rate as usize, frontend::SAMPLE_RATE);
         let w = frontend::kws_windows_augmented(
             &audio,
             frontend::SAMPLE_RATE / 10,
@@ -547,8 +542,8 @@ pub struct QuantizeArgs {
     /// calibration data of the ONNX input's NCHW shape is transposed).
     pub model: std::path::PathBuf,
     /// Calibration samples: an .npy batch (float32), a raw float32 file, or a folder of them;
-    /// or, for a keyword-spotting model with a 49 × 10 MFCC input, 16-kHz 16-bit PCM `.wav`
-    /// audio (a file or a folder of them), cut into 1-s MLPerf Tiny MFCC windows every 100 ms.
+    /// or, for a keyword-spotting model with a 49 × 10 MFCC input, 16-bit PCM `.wav`
+    /// audio (a file or a folder of them; other rates than 16 kHz are resampled), cut into 1-s MLPerf Tiny MFCC windows every 100 ms.
     #[arg(long)]
     pub calibration: std::path::PathBuf,
     /// With `.wav` calibration audio: also calibrate on this many randomly perturbed copies of
