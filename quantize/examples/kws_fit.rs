@@ -26,6 +26,12 @@
 //! the FC's weights alone, `lsqft=E` adds E epochs of distillation (default 0)), `sizes=1` (only flash / arena of every structure × plan, no fine-tuning), `held=0`
 //! (do not score on the held-out sets: selection on the validation set only).
 //!
+//! More audio: `extra=A.wav,B.wav` adds the windows of these files (any sample rate; e.g.
+//! text-to-speech keywords from `tools/tts_keywords.py`) and of `extra_copies` augmented
+//! copies (default 2) to the distillation set; `evalextra=C.wav,...` scores every candidate on
+//! their windows too (sets `extra0`, `extra1`, ...). `strip=1` compiles without tensor names
+//! (the int8 reference whose half is the flash budget too).
+//!
 //! Teacher-guided input synthesis (`mote_quantize::fit::synth`): `synth=N` adds N inputs per
 //! class, synthesized from the distillation windows, to the distillation set (`synth_steps`,
 //! `synth_lr`, `synth_l2`, `synth_jitter`, `synth_seed`, `synth_repeat` set its options). In the
@@ -410,8 +416,20 @@ mod run {
         let hop: usize = env("hop", 1600);
         let copies: usize = env("copies", 8);
         let speed: f32 = env("speed", 0.0);
-        let distill =
+        let mut distill =
             kws_windows_augmented(fit_audio, hop, copies, &AudioAugment { speed, ..aug }, 3);
+        // `extra=A.wav,B.wav`: more distillation audio (any sample rate, resampled to 16 kHz),
+        // e.g. text-to-speech keywords from `tools/data/tts_keywords.py`; `extra_copies`
+        // augmented copies of each (default 2).
+        if let Some(list) = arg("extra") {
+            for path in list.split(',') {
+                let (a, rate) = read_wav_pcm16(&std::fs::read(path).unwrap()).unwrap();
+                let a = mote_quantize::frontend::resample(&a, rate as usize, 16000);
+                let w = kws_windows_augmented(&a, hop, env("extra_copies", 2), &aug, 11);
+                eprintln!("extra distillation audio {path}: {} windows", w.len());
+                distill.extend(w);
+            }
+        }
         let val_aug = AudioAugment { speed: 0.1, ..aug };
         let mut val: Vec<Vec<f32>> = Vec::new();
         if cut < cal_audio.len() {
@@ -454,6 +472,17 @@ mod run {
             Vec::new()
         };
         let mut sets = vec![("val", val)];
+        // `evalextra=A.wav`: another scored set (e.g. held-apart text-to-speech keywords).
+        for (i, path) in arg("evalextra")
+            .iter()
+            .flat_map(|l| l.split(','))
+            .enumerate()
+        {
+            let (a, rate) = read_wav_pcm16(&std::fs::read(path).unwrap()).unwrap();
+            let a = mote_quantize::frontend::resample(&a, rate as usize, 16000);
+            let name: &'static str = Box::leak(format!("extra{i}").into_boxed_str());
+            sets.push((name, kws_windows(&a, 1600)));
+        }
         if !syn.is_empty() {
             sets.push(("syn", syn));
         }
@@ -515,9 +544,16 @@ mod run {
         }
         let target = mote_quantize::bench::target_by_id("stm32l4r5").unwrap();
         let r0 = calibrate_ranges_with(&float, &cal, ObserverKind::Mse).unwrap();
-        let c0 = mote_quantize::compile::compile(
+        // `strip=1`: compile without tensor names (the int8 reference too).
+        let strip = |mut g: Graph| {
+            if env("strip", 0) == 1 {
+                g.tensors.iter_mut().for_each(|t| t.name.clear());
+            }
+            g
+        };
+        let c0 = mote_quantize::compile::compile(strip(
             mote_quantize::ptq::quantize_int8(&float, &r0).unwrap(),
-        )
+        ))
         .unwrap();
         let (fb, rb) = (c0.bytes.len() / 2, 24_279 / 2);
         eprintln!(
@@ -662,13 +698,24 @@ mod run {
             if !sizes_only {
                 for s in &sets {
                     let o = predict(&pf, &s.x, 64).unwrap();
-                    let pairs: Vec<(usize, usize)> = o
+                    let pairs: Vec<String> = o
                         .iter()
                         .zip(&s.truth)
-                        .filter(|(a, t)| argmax(a) != **t)
-                        .map(|(a, t)| (*t, argmax(a)))
+                        .zip(&s.probs)
+                        .filter(|((a, t), _)| argmax(a) != **t)
+                        .map(|((a, t), p)| {
+                            let m = p.iter().copied().fold(f32::MIN, f32::max);
+                            let second = p
+                                .iter()
+                                .copied()
+                                .filter(|&v| v < m)
+                                .fold(f32::MIN, f32::max);
+                            format!("({t}->{} teacher {:.2}/{:.2})", argmax(a), m, second)
+                        })
                         .collect();
-                    eprintln!("  {} disagreements (float, pruned): {pairs:?}", s.name);
+                    if pairs.len() <= 30 {
+                        eprintln!("  {} disagreements (float, pruned): {pairs:?}", s.name);
+                    }
                     line += &format!(
                         " | float {} {} kl {:.4}",
                         s.name,
@@ -681,7 +728,7 @@ mod run {
             let ranges = calibrate_ranges_with(&pf, &cal, ObserverKind::Mse).unwrap();
             for plan in &plans {
                 let pn = per_node(&pf, plan);
-                let mut qg = mote_quantize::ptq::quantize_mixed(&pf, &ranges, &pn).unwrap();
+                let mut qg = strip(mote_quantize::ptq::quantize_mixed(&pf, &ranges, &pn).unwrap());
                 let mut c = mote_quantize::compile::compile(qg.clone()).unwrap();
                 if !sizes_only {
                     let exec = FloatExecutor::new(&pf, default_device());
