@@ -688,6 +688,26 @@ fn check_conv(c: &WindowCase, add: &ArithParams, residual_seed: u64) {
                     isa.name()
                 );
             }
+            // `conv_packed` checks what its kernels rely on itself (its matrix kernel calls skip
+            // the requantization value scan): an out-of-range shift, and a filter whose channels
+            // are not the input's, are errors.
+            let mut got = vec![0i8; want.len()];
+            let mut bad_shift = c.shift.clone();
+            let at = residual_seed as usize % bad_shift.len();
+            bad_shift[at] = 31;
+            let io = ConvIo::Split {
+                input: &c.input,
+                output: &mut got,
+            };
+            let r = conv_packed(isa, &pf, &p, [is, fs, os], &c.mult, &bad_shift, io, None);
+            assert!(r.is_err(), "{} out-of-range shift", isa.name());
+            let grouped = [fs[0], fs[1], fs[2], fs[3] + 1];
+            let io = ConvIo::Split {
+                input: &c.input,
+                output: &mut got,
+            };
+            let r = conv_packed(isa, &pf, &p, [is, grouped, os], &c.mult, &c.shift, io, None);
+            assert!(r.is_err(), "{} filter channels", isa.name());
         });
     }
 }
