@@ -84,7 +84,9 @@ fn gemm_case() -> impl Strategy<Value = GemmCase> {
     (
         prop_oneof![3 => 1usize..=20, 1 => Just(1usize)],
         prop_oneof![3 => 1usize..=70, 1 => 71usize..=160],
-        1usize..=80,
+        // Sometimes 45 to 60 steps: around the AVX-512 16-output kernel's limit (48) for
+        // arranging its pair registers once per call.
+        prop_oneof![6 => 1usize..=80, 1 => 177usize..=240],
         any::<bool>(),
     )
         .prop_flat_map(|(rows, n, k, per_tensor)| {
