@@ -22,7 +22,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::arith::ArithParams;
 use super::conv::{
-    channel_quant, conv2d_int8_fast, dims4, kernel_error, packed_filter, ConvParams,
+    channel_quant_validated, conv2d_int8_fast, dims4, kernel_error, packed_filter, ConvParams,
 };
 use super::inplace::{add_residual, BandKernel, RowGeometry};
 use super::{as_i8, as_i8_mut, as_typed, OpCtx, OpKind, OpMem};
@@ -522,8 +522,11 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem, f: &OpFlags) -> Result<(), Error> {
         filter2: f2,
         ..
     } = blk.shapes;
-    let (m1, s1) = channel_quant(ctx, blk.p1.multipliers_offset, blk.p1.shifts_offset, f1[0])?;
-    let (m2, s2) = channel_quant(ctx, blk.p2.multipliers_offset, blk.p2.shifts_offset, f2[0])?;
+    // `validate` checked both (each convolution through CONV_2D's own `validate`).
+    let (m1, s1) =
+        channel_quant_validated(ctx, blk.p1.multipliers_offset, blk.p1.shifts_offset, f1[0])?;
+    let (m2, s2) =
+        channel_quant_validated(ctx, blk.p2.multipliers_offset, blk.p2.shifts_offset, f2[0])?;
     let packed1 = packed_filter(ctx, &blk.p1, f1)?;
     let packed2 = packed_filter(ctx, &blk.p2, f2)?;
     let w1 = as_i8(mem.required_input(1)?);

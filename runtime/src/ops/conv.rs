@@ -1022,9 +1022,6 @@ pub(crate) fn conv_packed_in(
     stage_limit: usize,
 ) -> Result<(), Error> {
     let [input_shape, filter_shape, output_shape] = shapes;
-    if conv_fast_isa(Some(isa), true, p, shapes).is_none() {
-        return Err(kernel_error("no fast kernel for this convolution"));
-    }
     check_conv(p, input_shape, filter_shape, output_shape).map_err(kernel_error)?;
     let in_len = elements4(input_shape).ok_or(kernel_error("input length"))?;
     let out_len = elements4(output_shape).ok_or(kernel_error("output length"))?;
@@ -1058,6 +1055,13 @@ pub(crate) fn conv_packed_in(
     let [out_c, f_h, f_w, _] = filter_shape;
     let [_, out_h, out_w, _] = output_shape;
     let seg = Segments::of(filter_shape, p.dilation_w).ok_or(kernel_error("filter size"))?;
+    let steps = seg.k() / simd::BLOCK_K;
+    // [`conv_fast_isa`]'s conditions (the caller usually checked them, but this is public), from
+    // the segments and staging geometry computed here anyway: one group, a step count in range,
+    // and a staging geometry (within `stage_limit` ≤ STAGE_BYTES, so within STAGE_BYTES too).
+    if input_shape[3] != filter_shape[3] || !(1..=MAX_STEPS).contains(&steps) {
+        return Err(kernel_error("no fast kernel for this convolution"));
+    }
     if multipliers.len() != out_c || !packed.fits(out_c, seg.k()) {
         return Err(kernel_error("per-channel array length"));
     }
@@ -1069,6 +1073,8 @@ pub(crate) fn conv_packed_in(
         return Ok(());
     }
     let enc = isa.tier().encoding();
+    // `check_channel_quant` above checked the multipliers and shifts: the matrix kernel calls
+    // below skip that per-output scan (`gemm_checked_quant`), once per band.
     let q = simd::Requant {
         bias: Some(packed.bias(enc)),
         multipliers,
@@ -1077,7 +1083,6 @@ pub(crate) fn conv_packed_in(
         act_min: p.act_min,
         act_max: p.act_max,
     };
-    let steps = seg.k() / simd::BLOCK_K;
     let (stride_h, stride_w) = (p.stride_h as usize, p.stride_w as usize);
     let (dil_h, dil_w) = (p.dilation_h as usize, p.dilation_w as usize);
     let pointwise = [f_h, f_w, stride_h, stride_w] == [1; 4]
@@ -1098,7 +1103,7 @@ pub(crate) fn conv_packed_in(
                 k_steps: steps,
                 k_offsets: None,
             };
-            return simd::gemm(isa, &a, packed.weights, out_c, &q, output, out_c);
+            return simd::gemm_checked_quant(isa, &a, packed.weights, out_c, &q, output, out_c);
         }
     }
     // Where each reduction step reads, relative to the window's first byte.
@@ -1163,7 +1168,7 @@ pub(crate) fn conv_packed_in(
                 match epilogue {
                     None => {
                         let out = io.output(span);
-                        simd::gemm(isa, &a, packed.weights, out_c, &q, out, out_c)?;
+                        simd::gemm_checked_quant(isa, &a, packed.weights, out_c, &q, out, out_c)?;
                     }
                     Some(e) => {
                         // A tile of outputs at a time: the convolution into `tile`, then the ADD.
@@ -1176,7 +1181,15 @@ pub(crate) fn conv_packed_in(
                             let conv = tile
                                 .get_mut(..rows * out_c)
                                 .ok_or(kernel_error("epilogue tile"))?;
-                            simd::gemm(isa, &sub, packed.weights, out_c, &q, conv, out_c)?;
+                            simd::gemm_checked_quant(
+                                isa,
+                                &sub,
+                                packed.weights,
+                                out_c,
+                                &q,
+                                conv,
+                                out_c,
+                            )?;
                             let s = span.start + first * out_c;
                             let out = io.output(s..s + rows * out_c);
                             match e.residual {
@@ -1223,6 +1236,24 @@ pub(crate) fn channel_quant<'a>(
     let m = ctx.const_array::<i32>(multipliers_offset, count)?;
     let s = ctx.const_array::<i32>(shifts_offset, count)?;
     check_channel_quant(m, s).map_err(|f| ctx.param_error(f))?;
+    Ok((m, s))
+}
+
+/// [`channel_quant`] on the invoke path of an op whose `validate` ran [`channel_quant`] on the
+/// same offsets and count: the arrays only, without the per-channel value scan. Relies on the
+/// invariant that `Model::from_bytes` validated every op over the model's bytes, which the
+/// model borrows immutably (so they cannot have changed since): the values are the ones
+/// `validate` accepted. Every access stays checked (a missing or short array is still an
+/// error), and the host kernels check the values again in their public entry points
+/// ([`conv_packed`], [`conv2d_int8`]), once per call rather than once per op and per call.
+pub(crate) fn channel_quant_validated<'a>(
+    ctx: &OpCtx<'a>,
+    multipliers_offset: u32,
+    shifts_offset: u32,
+    count: usize,
+) -> Result<(&'a [i32], &'a [i32]), Error> {
+    let m = ctx.const_array::<i32>(multipliers_offset, count)?;
+    let s = ctx.const_array::<i32>(shifts_offset, count)?;
     Ok((m, s))
 }
 
@@ -1331,7 +1362,9 @@ pub(crate) fn kernel_name(ctx: &OpCtx) -> &'static str {
 pub(crate) fn eval(ctx: &OpCtx, mem: OpMem) -> Result<(), Error> {
     let p: &ConvParams = ctx.params()?;
     let [is, fs, os] = conv_shapes(ctx, p)?;
-    let (multipliers, shifts) = channel_quant(ctx, p.multipliers_offset, p.shifts_offset, fs[0])?;
+    // `validate` checked them (channel_quant); every kernel below checks them again.
+    let (multipliers, shifts) =
+        channel_quant_validated(ctx, p.multipliers_offset, p.shifts_offset, fs[0])?;
     let input = as_i8(mem.required_input(0)?);
     let filter = as_i8(mem.required_input(1)?);
     let bias = bias_input(ctx, &mem)?;

@@ -15,9 +15,9 @@ use core::mem::size_of;
 
 use super::arith::ArithParams;
 use super::conv::{
-    bias_input, channel_quant, check_axis, check_channel_quant, check_quant, conv_fast_isa,
-    conv_packed, dims4, dot_offset, elements4, kernel_error, packed_filter, requantize, segment,
-    valid_taps, AddEpilogue, ConvIo, ConvParams,
+    bias_input, channel_quant_validated, check_axis, check_channel_quant, check_quant,
+    conv_fast_isa, conv_packed, dims4, dot_offset, elements4, kernel_error, packed_filter,
+    requantize, segment, valid_taps, AddEpilogue, ConvIo, ConvParams,
 };
 use super::inplace::add_residual;
 use super::{as_i8, as_i8_mut, OpCtx, OpKind, OpMem};
@@ -331,8 +331,9 @@ pub(crate) fn eval(ctx: &OpCtx, mem: OpMem, f: &OpFlags) -> Result<(), Error> {
     let is = dims4(ctx, ctx.required_input(0)?, "a 4-D NHWC input")?;
     let fs = dims4(ctx, ctx.required_input(1)?, "a 4-D OHWI filter")?;
     let os = dims4(ctx, ctx.output(0)?, "a 4-D NHWC output")?;
+    // `validate` checked them (through CONV_2D's own `validate`).
     let (multipliers, shifts) =
-        channel_quant(ctx, conv.multipliers_offset, conv.shifts_offset, fs[0])?;
+        channel_quant_validated(ctx, conv.multipliers_offset, conv.shifts_offset, fs[0])?;
     let input = as_i8(mem.required_input(0)?);
     let filter = as_i8(mem.required_input(1)?);
     let bias = bias_input(ctx, &mem)?;

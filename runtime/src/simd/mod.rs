@@ -1247,6 +1247,9 @@ impl Stage<'_> {
 /// [`STAGE_CAPACITY`]), sized in steps so that small ops use little stack. Nothing is cleared:
 /// the buffer is written through [`StageWriter`]s.
 pub fn with_stage<R>(need: usize, f: impl FnOnce(&mut Stage) -> R) -> R {
+    // Not inlined: each size in a frame of its own, so that a small stage's call does not
+    // probe (and reserve) the largest one's pages.
+    #[inline(never)]
     fn run<const N: usize, R>(f: impl FnOnce(&mut Stage) -> R) -> R {
         let mut buf = [const { MaybeUninit::<u8>::uninit() }; N];
         f(&mut Stage { buf: &mut buf })
@@ -1257,6 +1260,14 @@ pub fn with_stage<R>(need: usize, f: impl FnOnce(&mut Stage) -> R) -> R {
         run::<{ 8 * 1024 }, R>(f)
     } else if need <= 16 * 1024 {
         run::<{ 16 * 1024 }, R>(f)
+    } else if need <= 20 * 1024 {
+        // The classes above 16 KiB are as fine as the common sizes need: a frame of more than
+        // a page is probed page by page on every call (the 4 KiB-apart probes also compete
+        // for one L1 set), so a 20 KiB stage (a 32×32×16 input's padded rows) saves the probes
+        // of 11 pages over STAGE_CAPACITY.
+        run::<{ 20 * 1024 }, R>(f)
+    } else if need <= 32 * 1024 {
+        run::<{ 32 * 1024 }, R>(f)
     } else {
         run::<STAGE_CAPACITY, R>(f)
     }
@@ -1276,7 +1287,38 @@ pub fn with_segment_offsets<R>(
     f: impl FnOnce(&[u32]) -> R,
 ) -> Option<R> {
     let len = count.checked_mul(per_seg).filter(|&l| l <= MAX_OFFSETS)?;
-    let mut buf = [const { MaybeUninit::<u32>::uninit() }; MAX_OFFSETS];
+    // A small table (most convolutions: 3 segments of a few dozen steps) in a frame that needs
+    // no page-by-page stack probes; the rest in the full one.
+    // Each in a frame of its own (not inlined here), so that the small one is not probed.
+    #[inline(never)]
+    fn in_table<const N: usize, R>(
+        len: usize,
+        per_seg: usize,
+        seg_start: impl Fn(usize) -> usize,
+        f: impl FnOnce(&[u32]) -> R,
+    ) -> Option<R> {
+        let mut buf = [const { MaybeUninit::<u32>::uninit() }; N];
+        segment_offsets_in(&mut buf, len, per_seg, seg_start, f)
+    }
+    if len <= SMALL_OFFSETS {
+        in_table::<SMALL_OFFSETS, R>(len, per_seg, seg_start, f)
+    } else {
+        in_table::<MAX_OFFSETS, R>(len, per_seg, seg_start, f)
+    }
+}
+
+/// Entries of [`with_segment_offsets`]'s small table (1 KiB).
+const SMALL_OFFSETS: usize = 256;
+
+/// [`with_segment_offsets`] in `buf` (`len` ≤ its length, a multiple of `per_seg`).
+#[inline(always)]
+fn segment_offsets_in<R>(
+    buf: &mut [MaybeUninit<u32>],
+    len: usize,
+    per_seg: usize,
+    seg_start: impl Fn(usize) -> usize,
+    f: impl FnOnce(&[u32]) -> R,
+) -> Option<R> {
     let table = buf.get_mut(..len)?;
     if per_seg > 0 {
         for (g, seg) in table.chunks_exact_mut(per_seg).enumerate() {

@@ -867,7 +867,7 @@ pub(super) mod vnni {
     /// As [`tile`] with `NB = 1`; moreover steps `2j` and `2j + 1` are 4 bytes apart in every row.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile_pairs<const MR: usize, const TABLE: bool>(
+    unsafe fn tile_pairs<const MR: usize, const TABLE: bool, const PRE: bool>(
         a: &Rows<MR>,
         w: *const i8,
         o: Out,
@@ -886,15 +886,18 @@ pub(super) mod vnni {
         for p in 0..pairs {
             let s = 2 * p;
             // SAFETY: steps s and s + 1 < steps of the block: inside the packed matrix
-            // (checked).
+            // (checked), or (`PRE`) registers s and s + 1 of the arranged pairs.
             let (wa, wb) = unsafe {
                 (
                     _mm512_loadu_si512(w.add(s * STEP).cast()),
                     _mm512_loadu_si512(w.add((s + 1) * STEP).cast()),
                 )
             };
-            let w0 = _mm512_mask_blend_epi32(0xAAAA, wa, wb);
-            let w1 = _mm512_permutex2var_epi32(wa, swap_idx, wb);
+            let (w0, w1) = if PRE {
+                (wa, wb)
+            } else {
+                pair_of(wa, wb, swap_idx)
+            };
             // SAFETY: s < steps.
             let off = unsafe { a.offset::<TABLE>(s) };
             for (r, row) in acc.iter_mut().enumerate() {
@@ -908,11 +911,19 @@ pub(super) mod vnni {
         }
         if a.steps % 2 == 1 {
             let s = a.steps - 1;
-            // SAFETY: step s < steps of the block: inside the packed matrix (checked).
-            let wa = unsafe { _mm512_loadu_si512(w.add(s * STEP).cast()) };
-            // Odd lanes see the (zero) bytes past step s: their weights are zero.
-            let w0 = _mm512_maskz_mov_epi32(0x5555, wa);
-            let w1 = _mm512_permutex2var_epi32(wa, swap_idx, zero);
+            let (w0, w1) = if PRE {
+                // SAFETY: registers s and s + 1 of the arranged pairs (see `pair_weights`).
+                unsafe {
+                    (
+                        _mm512_loadu_si512(w.add(s * STEP).cast()),
+                        _mm512_loadu_si512(w.add((s + 1) * STEP).cast()),
+                    )
+                }
+            } else {
+                // SAFETY: step s < steps of the block: inside the packed matrix (checked).
+                let wa = unsafe { _mm512_loadu_si512(w.add(s * STEP).cast()) };
+                last_of(wa, swap_idx)
+            };
             // SAFETY: s < steps.
             let off = unsafe { a.offset::<TABLE>(s) };
             for (r, row) in acc.iter_mut().enumerate() {
@@ -954,7 +965,81 @@ pub(super) mod vnni {
         pre: &Prep<NB>,
     ) {
         // SAFETY: the caller's guarantee (NB = 1: the one block's stage and bias).
-        unsafe { tile_pairs::<MR, TABLE>(a, w, o, &pre.stages[0], pre.bias[0]) }
+        unsafe { tile_pairs::<MR, TABLE, false>(a, w, o, &pre.stages[0], pre.bias[0]) }
+    }
+
+    /// [`tile_pairs_nb`] over weights [`pair_weights`] arranged (`w` their first register).
+    ///
+    /// # Safety
+    /// As [`tile_pairs`], with `w` holding the `2·⌈steps / 2⌉` arranged registers.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn tile_pairs_pre_nb<const MR: usize, const NB: usize, const TABLE: bool>(
+        a: &Rows<MR>,
+        w: *const i8,
+        _bstride: usize,
+        _q: &Requant,
+        o: Out,
+        pre: &Prep<NB>,
+    ) {
+        // SAFETY: the caller's guarantee (NB = 1: the one block's stage and bias).
+        unsafe { tile_pairs::<MR, TABLE, true>(a, w, o, &pre.stages[0], pre.bias[0]) }
+    }
+
+    /// The two weight registers [`tile_pairs`] multiplies a pair of steps by: the blend of the
+    /// steps' weights `wa` (step `s`) and `wb` (step `s + 1`), and the swapped other step.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn pair_of(wa: __m512i, wb: __m512i, swap_idx: __m512i) -> (__m512i, __m512i) {
+        (
+            _mm512_mask_blend_epi32(0xAAAA, wa, wb),
+            _mm512_permutex2var_epi32(wa, swap_idx, wb),
+        )
+    }
+
+    /// [`pair_of`] for an odd last step `wa`: odd lanes see the (zero) bytes past it, so their
+    /// weights are zero.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn last_of(wa: __m512i, swap_idx: __m512i) -> (__m512i, __m512i) {
+        let zero = _mm512_setzero_si512();
+        (
+            _mm512_maskz_mov_epi32(0x5555, wa),
+            _mm512_permutex2var_epi32(wa, swap_idx, zero),
+        )
+    }
+
+    /// Most reduction steps whose pair registers [`gemm`] arranges once per call.
+    const PAIR_STEPS: usize = 48;
+
+    /// The weight registers of [`tile_pairs`] for one block of `steps ≤ PAIR_STEPS` steps
+    /// (`w` its packed weights), arranged once per call rather than once per tile: registers
+    /// `2p`, `2p + 1` are [`pair_of`] steps `2p`, `2p + 1`, and an odd last step's are
+    /// [`last_of`] it.
+    ///
+    /// # Safety
+    /// `w` holds `steps` packed steps of 64 bytes.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn pair_weights(w: *const i8, steps: usize, out: &mut [__m512i; PAIR_STEPS]) {
+        // SAFETY: 16 lanes of a 16-element array.
+        let swap_idx = unsafe { _mm512_loadu_si512(PAIR_SWAP.as_ptr().cast()) };
+        // SAFETY (the loads): steps s < `steps` (the caller's guarantee).
+        let load = |s: usize| unsafe { _mm512_loadu_si512(w.add(s * STEP).cast()) };
+        let steps = steps.min(PAIR_STEPS);
+        for (p, regs) in out.chunks_exact_mut(2).take(steps / 2).enumerate() {
+            let (w0, w1) = pair_of(load(2 * p), load(2 * p + 1), swap_idx);
+            regs[0] = w0;
+            regs[1] = w1;
+        }
+        if steps % 2 == 1 {
+            let (w0, w1) = last_of(load(steps - 1), swap_idx);
+            // `steps` is odd and at most PAIR_STEPS (even): `steps - 1 + 1 < PAIR_STEPS`.
+            if let Some(regs) = out.get_mut(steps - 1..steps + 1) {
+                regs[0] = w0;
+                regs[1] = w1;
+            }
+        }
     }
 
     /// Most reduction steps [`gemm_stationary`] keeps in registers.
@@ -1238,6 +1323,32 @@ pub(super) mod vnni {
                 (12, 6),
                 (12, 12)
             );
+        }
+        if n <= BLOCK_N && steps_paired(a) && a.k_steps <= PAIR_STEPS {
+            // The pair registers arranged once (a 16-output layer's 8-row tiles otherwise
+            // rearrange them per tile: a blend and a permute per pair).
+            let mut pw = [_mm512_setzero_si512(); PAIR_STEPS];
+            // SAFETY: the block's `k_steps` packed steps (checked).
+            unsafe { pair_weights(w, a.k_steps, &mut pw) };
+            let pw = pw.as_ptr().cast::<i8>();
+            // SAFETY: the tiles stay inside the checked matrix; steps are paired (checked); the
+            // weights are the `2·⌈k_steps / 2⌉ ≤ PAIR_STEPS` arranged registers (n ≤ 16: one
+            // block, so `tile_loop!` never offsets `pw`).
+            unsafe {
+                tile_loop!(
+                    a,
+                    pw,
+                    n,
+                    q,
+                    o,
+                    os,
+                    fast,
+                    tile_pairs_pre_nb,
+                    prep,
+                    [(1, 8, [1, 2, 3, 4, 5, 6, 7, 8])]
+                );
+            }
+            return;
         }
         if n <= BLOCK_N && steps_paired(a) {
             // SAFETY: the tiles stay inside the checked matrix; steps are paired (checked).
