@@ -327,7 +327,8 @@ pub fn pool_int8_fast(
             if count == 0 {
                 return;
             }
-            average_finish(acc, count, p, out);
+            // `count · 128 ≤ i32::MAX` (validation), as `pool_average_finish` requires.
+            simd::pool_average_finish(isa, acc, count, p.act_min, p.act_max, out);
         } else {
             let acc = &mut maxima[..depth];
             acc.fill(i8::MIN);
@@ -339,37 +340,6 @@ pub fn pool_int8_fast(
             }
         }
     });
-}
-
-/// The output stage of the SIMD average pool: `out[c]` = `acc[c] / count` rounded half away from
-/// zero with C truncating division (as TFLM), clamped to the activation range.
-#[inline]
-fn average_finish(acc: &[i32], count: i32, p: &PoolParams, out: &mut [i8]) {
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    {
-        // The division in f64, which vectorizes (integer division does not): for |n| < 2^32 and
-        // 1 ≤ d < 2^31 the quotient's rounding error (< |n/d| · 2^-53 < 2^-21 / d) is smaller
-        // than its distance (≥ 1/d) to any other integer, so truncating it gives n / d exactly.
-        // `a ± count/2` is exact in f64 and equals TFLM's int32 sum, which validation keeps from
-        // overflowing (`count · 128 ≤ i32::MAX`); `a = 0` gives `count/2 / count = 0` either way.
-        let d = f64::from(count);
-        let half = f64::from(count / 2);
-        for (o, &a) in out.iter_mut().zip(acc) {
-            let a = f64::from(a);
-            let q = ((a + half.copysign(a)) / d) as i32;
-            *o = q.max(p.act_min).min(p.act_max).clamp(-128, 127) as i8;
-        }
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    for (o, &a) in out.iter_mut().zip(acc) {
-        // C truncating division, as TFLM (validation keeps the sum far from overflow).
-        let avg = if a > 0 {
-            a.wrapping_add(count / 2) / count
-        } else {
-            a.wrapping_sub(count / 2) / count
-        };
-        *o = avg.max(p.act_min).min(p.act_max).clamp(-128, 127) as i8;
-    }
 }
 
 /// The kernel a pooling op runs on this CPU: a SIMD tier's name or `reference`.
