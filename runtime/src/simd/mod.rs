@@ -1072,12 +1072,16 @@ pub(crate) fn pool_average_finish_body(acc: &[i32], count: i32, lo: i32, hi: i32
     {
         let d = f64::from(count);
         let half = f64::from(count / 2);
+        let (lo_f, hi_f) = (f64::from(lo), f64::from(hi));
         for (o, &a) in out.iter_mut().zip(acc) {
             let a = f64::from(a);
             let n = if a > 0.0 { a + half } else { a - half };
-            // `as` truncates toward zero; the quotient is within ±129, so it never saturates.
-            let q = (n / d) as i32;
-            *o = q.max(lo).min(hi) as i8;
+            // Clamping before truncating equals clamping after (truncation is monotonic and
+            // keeps the integer bounds), and makes the conversion a plain vector one.
+            let x = (n / d).max(lo_f).min(hi_f);
+            // SAFETY: `x` is finite (`d ≥ 1`, `n` finite) and inside `-128.0..=127.0`.
+            let q: i32 = unsafe { x.to_int_unchecked() };
+            *o = q as i8;
         }
     }
     #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
