@@ -993,8 +993,8 @@ pub fn pool_max(isa: Isa, pixels: &[i8], acc: &mut [i8]) {
 /// Channels a pooling body keeps in one register block.
 const POOL_BLOCK: usize = 16;
 
-/// The body of [`pool_sum`], compiled once per tier with its target features: blocks of 16
-/// channels stay in one vector register across the row's pixels.
+/// The body of [`pool_sum`], compiled once per tier with its target features: blocks of 64 (then
+/// 16) channels stay in vector registers across the row's pixels.
 #[inline(always)]
 pub(crate) fn pool_sum_body(pixels: &[i8], acc: &mut [i32]) {
     let n = acc.len();
