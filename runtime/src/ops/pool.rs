@@ -294,6 +294,46 @@ pub fn pool_int8_fast(
         pool_int(average, p, input_shape, input, output_shape, output);
         return;
     };
+    // Few channels (global pooling heads among others) keep small accumulators: no kilobytes of
+    // zeroing per call.
+    if depth <= SMALL_FAST_CHANNELS {
+        pool_int8_simd::<SMALL_FAST_CHANNELS>(
+            isa,
+            average,
+            p,
+            input_shape,
+            input,
+            output_shape,
+            output,
+        )
+    } else {
+        pool_int8_simd::<MAX_FAST_CHANNELS>(
+            isa,
+            average,
+            p,
+            input_shape,
+            input,
+            output_shape,
+            output,
+        )
+    }
+}
+
+/// Channel counts up to which [`pool_int8_fast`] uses small accumulator arrays.
+const SMALL_FAST_CHANNELS: usize = 64;
+
+/// [`pool_int8_fast`] on `isa` with accumulators for `N` channels (pixels of more channels
+/// leave the output untouched; the caller picks `N ≥ depth`).
+fn pool_int8_simd<const N: usize>(
+    isa: Isa,
+    average: bool,
+    p: &PoolParams,
+    input_shape: [usize; 4],
+    input: &[i8],
+    output_shape: [usize; 4],
+    output: &mut [i8],
+) {
+    let depth = input_shape[3];
     let Some((n_in, n_out)) = lens(input_shape, output_shape) else {
         return;
     };
@@ -301,8 +341,8 @@ pub fn pool_int8_fast(
         return;
     };
     let row = input_shape[2] * depth;
-    let mut sums = [0i32; MAX_FAST_CHANNELS];
-    let mut maxima = [0i8; MAX_FAST_CHANNELS];
+    let mut sums = [0i32; N];
+    let mut maxima = [0i8; N];
     for_each_window(p, input_shape, output_shape, |o, ys, xs, base| {
         let Some(out) = output.get_mut(o..o + depth) else {
             return;
@@ -310,26 +350,31 @@ pub fn pool_int8_fast(
         // The window's rows: `xs.len` whole pixels each.
         let rows = (0..ys.len).filter_map(|dy| input.get(base + dy * row..)?.get(..xs.len * depth));
         if average {
-            let acc = &mut sums[..depth];
+            let Some(acc) = sums.get_mut(..depth) else {
+                return;
+            };
             acc.fill(0);
-            for r in rows {
-                simd::pool_sum(isa, r, acc);
+            if xs.len * depth == row {
+                // The window spans whole input rows (global pooling among others): its rows are
+                // one contiguous run of pixels, summed in one pass.
+                if let Some(run) = input.get(base..base + ys.len * row) {
+                    simd::pool_sum(isa, run, acc);
+                }
+            } else {
+                for r in rows {
+                    simd::pool_sum(isa, r, acc);
+                }
             }
             let count = i32::try_from(ys.len.saturating_mul(xs.len)).unwrap_or(0);
             if count == 0 {
                 return;
             }
-            for (o, &a) in out.iter_mut().zip(acc.iter()) {
-                // C truncating division, as TFLM (validation keeps the sum far from overflow).
-                let avg = if a > 0 {
-                    a.wrapping_add(count / 2) / count
-                } else {
-                    a.wrapping_sub(count / 2) / count
-                };
-                *o = avg.max(p.act_min).min(p.act_max).clamp(-128, 127) as i8;
-            }
+            // `count · 128 ≤ i32::MAX` (validation), as `pool_average_finish` requires.
+            simd::pool_average_finish(isa, acc, count, p.act_min, p.act_max, out);
         } else {
-            let acc = &mut maxima[..depth];
+            let Some(acc) = maxima.get_mut(..depth) else {
+                return;
+            };
             acc.fill(i8::MIN);
             for r in rows {
                 simd::pool_max(isa, r, acc);

@@ -71,8 +71,57 @@ fn exp_of_diff(p: &SoftmaxParams, diff: i32) -> i32 {
     exp_on_negative_values(rescaled, SCALED_DIFF_INTEGER_BITS)
 }
 
-/// Reference softmax of one row (int8 in, int8 or int16 out).
+/// Longest row whose exponentials [`softmax_row`] keeps between its two passes (host builds).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub const CACHED_ROW: usize = 64;
+
+/// Softmax of one row (int8 in, int8 or int16 out). On hosts, rows of up to [`CACHED_ROW`]
+/// values evaluate each exponential once ([`softmax_row_cached`]) instead of once per pass.
 pub fn softmax_row<T: SoftmaxOutput>(p: &SoftmaxParams, input: &[i8], output: &mut [T]) {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if input.len() <= CACHED_ROW {
+        softmax_row_cached(p, input, output);
+        return;
+    }
+    softmax_row_reference(p, input, output)
+}
+
+/// [`softmax_row_reference`] for rows of up to [`CACHED_ROW`] values (longer rows: the
+/// reference), with each exponential computed once and kept for the output pass; same results,
+/// bit for bit.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub fn softmax_row_cached<T: SoftmaxOutput>(p: &SoftmaxParams, input: &[i8], output: &mut [T]) {
+    if input.len() > CACHED_ROW {
+        softmax_row_reference(p, input, output);
+        return;
+    }
+    let max_in_row = input.iter().copied().max().unwrap_or(i8::MIN) as i32;
+    // The exponential of each value whose difference is at least `diff_min` (others unused).
+    let mut exps = [0i32; CACHED_ROW];
+    let mut sum_of_exps: i32 = 0; // Q12.19
+    for (e, &x) in exps.iter_mut().zip(input) {
+        let diff = x as i32 - max_in_row;
+        if diff >= p.diff_min {
+            *e = exp_of_diff(p, diff);
+            sum_of_exps = sum_of_exps.wrapping_add(rescale(*e, 0, ACCUMULATION_INTEGER_BITS));
+        }
+    }
+    let (shifted_scale, num_bits_over_unit) =
+        get_reciprocal(sum_of_exps, ACCUMULATION_INTEGER_BITS);
+    let exponent = num_bits_over_unit + 31 - T::BITS;
+    for ((o, &x), &e) in output.iter_mut().zip(input).zip(exps.iter()) {
+        let diff = x as i32 - max_in_row;
+        *o = if diff >= p.diff_min {
+            let unsat = rounding_divide_by_pot(fp_mul(shifted_scale, e), exponent);
+            T::from_i32(unsat.wrapping_add(T::MIN).clamp(T::MIN, T::MAX))
+        } else {
+            T::from_i32(T::MIN)
+        };
+    }
+}
+
+/// Reference softmax of one row (int8 in, int8 or int16 out).
+pub fn softmax_row_reference<T: SoftmaxOutput>(p: &SoftmaxParams, input: &[i8], output: &mut [T]) {
     let max_in_row = input.iter().copied().max().unwrap_or(i8::MIN) as i32;
     let mut sum_of_exps: i32 = 0; // Q12.19
     for &x in input {
@@ -316,5 +365,43 @@ mod tests {
         }
         let mut none = [0i8; 0];
         softmax_int8(&params(1.0, 0.1), 0, &[], &mut none).unwrap();
+    }
+
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// The cached row (one exponential per value) equals the reference for int8 and int16
+        /// outputs, on any row length up to past [`CACHED_ROW`] and any valid params.
+        #[test]
+        fn cached_row_matches_reference(
+            row in proptest::collection::vec(proptest::prelude::any::<i8>(), 0..=CACHED_ROW + 3),
+            beta_scale in prop_oneof_scales(),
+            diff_min_cut in 0i32..=300,
+        ) {
+            let mut p = params(1.0, beta_scale);
+            if diff_min_cut < 255 {
+                p.diff_min = p.diff_min.max(-diff_min_cut);
+            }
+            let (mut want8, mut got8) = (std::vec![0i8; row.len()], std::vec![0x55i8; row.len()]);
+            softmax_row_reference(&p, &row, &mut want8);
+            softmax_row_cached(&p, &row, &mut got8);
+            proptest::prop_assert_eq!(&got8, &want8);
+            let (mut want16, mut got16) =
+                (std::vec![0i16; row.len()], std::vec![0x55i16; row.len()]);
+            softmax_row_reference(&p, &row, &mut want16);
+            softmax_row_cached(&p, &row, &mut got16);
+            proptest::prop_assert_eq!(&got16, &want16);
+            let mut via_dispatch = std::vec![0x55i8; row.len()];
+            softmax_row(&p, &row, &mut via_dispatch);
+            proptest::prop_assert_eq!(&via_dispatch, &want8);
+        }
+    }
+
+    /// Input scales (times beta) from tiny to large, as real models use.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    fn prop_oneof_scales() -> impl proptest::strategy::Strategy<Value = f64> {
+        use proptest::strategy::Strategy;
+        (-12.0f64..4.0).prop_map(f64::exp2)
     }
 }

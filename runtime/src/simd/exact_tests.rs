@@ -1083,6 +1083,52 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Global and whole-row average pooling (windows spanning full input rows, summed as one
+    /// contiguous run; the exact f64 division of the output stage): every tier equals the
+    /// reference, including large windows of extreme values (rounding ties, big sums).
+    #[test]
+    fn whole_row_average_pool_matches_reference(
+        (batches, in_h, in_w, depth) in (1usize..=2, 1usize..=40, 1usize..=40, prop_oneof![1usize..=20, Just(64usize), 21usize..=130]),
+        f_h_extra in 0u32..=3,
+        global in any::<bool>(),
+        s_h in 1u32..=3,
+        act in act_range(),
+        fill in prop_oneof![Just(None), Just(Some(i8::MIN)), Just(Some(i8::MAX)), Just(Some(-1i8)), (any::<i8>()).prop_map(Some)],
+        seed in any::<u64>(),
+    ) {
+        // `global`: one output pixel whose window is the whole plane; else full-width windows
+        // of height up to `in_h` sliding down the rows.
+        let f_w = in_w as u32;
+        let f_h = if global { in_h as u32 + f_h_extra } else { (in_h as u32).min(1 + f_h_extra) };
+        let out_h = if global { 1 } else { (in_h - f_h as usize) / s_h as usize + 1 };
+        let p = PoolParams {
+            stride_h: s_h, stride_w: 1, filter_h: f_h, filter_w: f_w, pad_h: 0, pad_w: 0,
+            act_min: act.0, act_max: act.1, act_min_f: 0.0, act_max_f: 0.0,
+        };
+        let is = [batches, in_h, in_w, depth];
+        let os = [batches, out_h, 1, depth];
+        let mut r = seed;
+        let input: Vec<i8> = (0..is.iter().product())
+            .map(|i| {
+                r = r.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                // Mostly the fill value (when set), with some noise to make ties and near-ties.
+                match fill { Some(v) if i % 7 != 3 => v, _ => (r >> 33) as i8 }
+            })
+            .collect();
+        let n_out: usize = os.iter().product();
+        let mut want = vec![0i8; n_out];
+        average_pool_int8(&p, is, &input, os, &mut want);
+        for_each_isa(|isa| {
+            let mut got = vec![0x55i8; n_out];
+            pool_int8_fast(Some(isa), true, &p, is, &input, os, &mut got);
+            assert_eq!(got, want, "{} {is:?} -> {os:?}", isa.name());
+        });
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
     /// Staging: [`StageWriter::padded_rows`] (on AVX-512, written in aligned 64-byte chunks)

@@ -993,35 +993,104 @@ pub fn pool_max(isa: Isa, pixels: &[i8], acc: &mut [i8]) {
 /// Channels a pooling body keeps in one register block.
 const POOL_BLOCK: usize = 16;
 
-/// The body of [`pool_sum`], compiled once per tier with its target features: blocks of 16
-/// channels stay in one vector register across the row's pixels.
+/// The body of [`pool_sum`], compiled once per tier with its target features: blocks of 64 (then
+/// 16) channels stay in vector registers across the row's pixels.
 #[inline(always)]
 pub(crate) fn pool_sum_body(pixels: &[i8], acc: &mut [i32]) {
     let n = acc.len();
     if n == 0 {
         return;
     }
-    for (c0, block) in acc.chunks_mut(POOL_BLOCK).enumerate() {
-        let c0 = c0 * POOL_BLOCK;
+    // Blocks of 64 channels first (four vectors' worth of independent sums per pixel on wide
+    // tiers), then of 16, then the rest; the same wrapping additions in any case.
+    let wide = n / POOL_WIDE_BLOCK * POOL_WIDE_BLOCK;
+    let (acc_wide, acc_rest) = acc.split_at_mut(wide);
+    for (b, block) in acc_wide.chunks_exact_mut(POOL_WIDE_BLOCK).enumerate() {
+        if let Ok(block) = <&mut [i32; POOL_WIDE_BLOCK]>::try_from(block) {
+            pool_sum_block(pixels, n, b * POOL_WIDE_BLOCK, block);
+        }
+    }
+    for (c0, block) in acc_rest.chunks_mut(POOL_BLOCK).enumerate() {
+        let c0 = wide + c0 * POOL_BLOCK;
         if let Ok(block) = <&mut [i32; POOL_BLOCK]>::try_from(&mut *block) {
-            let mut a = *block;
-            for px in pixels.chunks_exact(n) {
-                if let Some(Ok(p)) = px
-                    .get(c0..c0 + POOL_BLOCK)
-                    .map(<&[i8; POOL_BLOCK]>::try_from)
-                {
-                    for (a, &v) in a.iter_mut().zip(p) {
-                        *a = a.wrapping_add(i32::from(v));
-                    }
-                }
-            }
-            *block = a;
+            pool_sum_block(pixels, n, c0, block);
         } else {
             for px in pixels.chunks_exact(n) {
                 for (a, &v) in block.iter_mut().zip(&px[c0.min(px.len())..]) {
                     *a = a.wrapping_add(i32::from(v));
                 }
             }
+        }
+    }
+}
+
+/// Channels a pooling sum keeps in registers at once before falling back to [`POOL_BLOCK`].
+const POOL_WIDE_BLOCK: usize = 64;
+
+/// `block[i] += Σₚ pixels[p · n + c0 + i]` over every whole `n`-channel pixel of `pixels`.
+#[inline(always)]
+fn pool_sum_block<const W: usize>(pixels: &[i8], n: usize, c0: usize, block: &mut [i32; W]) {
+    let mut a = *block;
+    for px in pixels.chunks_exact(n) {
+        if let Some(Ok(p)) = px.get(c0..c0 + W).map(<&[i8; W]>::try_from) {
+            for (a, &v) in a.iter_mut().zip(p) {
+                *a = a.wrapping_add(i32::from(v));
+            }
+        }
+    }
+    *block = a;
+}
+
+/// `out[c]` = `acc[c] / count` rounded half away from zero with C truncating division (TFLM's
+/// integer average), clamped to `lo..=hi` (within `-128..=127`). Requires `count ≥ 1` and
+/// `|acc[c]| + count/2 < 2^32` (true of int8 sums that do not overflow int32, which pooling
+/// validation guarantees); other `count`s leave `out` untouched.
+pub fn pool_average_finish(isa: Isa, acc: &[i32], count: i32, lo: i32, hi: i32, out: &mut [i8]) {
+    match isa.tier() {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        // SAFETY: `isa` proves the CPU runs the tier's instructions; the body is safe Rust.
+        Tier::Sse41 | Tier::Avx2 | Tier::Avx512Vnni => unsafe {
+            x86::pool_average_finish(isa.tier(), acc, count, lo, hi, out)
+        },
+        #[allow(unreachable_patterns)]
+        _ => pool_average_finish_body(acc, count, lo, hi, out),
+    }
+}
+
+/// The body of [`pool_average_finish`]: the division in f64, which vectorizes (integer division
+/// does not). For |x| < 2^32 and 1 ≤ d < 2^31 the quotient's rounding error
+/// (< |x/d| · 2^-53 < 2^-21 / d) is smaller than its distance (≥ 1/d) to any other integer, so
+/// truncating it gives the C quotient exactly; `a ± count/2` is exact in f64, and `a = 0` gives
+/// `(count/2) / count = 0` whatever the sign.
+#[inline(always)]
+pub(crate) fn pool_average_finish_body(acc: &[i32], count: i32, lo: i32, hi: i32, out: &mut [i8]) {
+    if count < 1 {
+        return;
+    }
+    let (lo, hi) = (lo.max(-128), hi.min(127));
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        let d = f64::from(count);
+        let half = f64::from(count / 2);
+        let (lo_f, hi_f) = (f64::from(lo), f64::from(hi));
+        for (o, &a) in out.iter_mut().zip(acc) {
+            let a = f64::from(a);
+            let n = if a > 0.0 { a + half } else { a - half };
+            // Clamping before truncating equals clamping after (truncation is monotonic and
+            // keeps the integer bounds), and makes the conversion a plain vector one.
+            let x = (n / d).max(lo_f).min(hi_f);
+            // SAFETY: `x` is finite (`d ≥ 1`, `n` finite) and inside `-128.0..=127.0`.
+            let q: i32 = unsafe { x.to_int_unchecked() };
+            *o = q as i8;
+        }
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        // No fast f64 on microcontrollers: C truncating division.
+        let half = count / 2;
+        for (o, &a) in out.iter_mut().zip(acc) {
+            let q = if a > 0 { a + half } else { a - half } / count;
+            *o = q.max(lo).min(hi) as i8;
         }
     }
 }

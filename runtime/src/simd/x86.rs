@@ -432,6 +432,40 @@ pub(super) unsafe fn pool_sum(tier: Tier, pixels: &[i8], acc: &mut [i32]) {
     }
 }
 
+/// The average pool's output stage compiled for the tier (see `super::pool_average_finish_body`).
+///
+/// # Safety
+/// The CPU must run `tier`.
+pub(super) unsafe fn pool_average_finish(
+    tier: Tier,
+    acc: &[i32],
+    count: i32,
+    lo: i32,
+    hi: i32,
+    out: &mut [i8],
+) {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn avx512(acc: &[i32], count: i32, lo: i32, hi: i32, out: &mut [i8]) {
+        super::pool_average_finish_body(acc, count, lo, hi, out)
+    }
+    #[target_feature(enable = "avx2")]
+    fn avx2(acc: &[i32], count: i32, lo: i32, hi: i32, out: &mut [i8]) {
+        super::pool_average_finish_body(acc, count, lo, hi, out)
+    }
+    #[target_feature(enable = "sse4.1")]
+    fn sse41(acc: &[i32], count: i32, lo: i32, hi: i32, out: &mut [i8]) {
+        super::pool_average_finish_body(acc, count, lo, hi, out)
+    }
+    // SAFETY: the caller guarantees the tier's features; the bodies are safe Rust.
+    unsafe {
+        match tier {
+            Tier::Avx512Vnni => avx512(acc, count, lo, hi, out),
+            Tier::Avx2 => avx2(acc, count, lo, hi, out),
+            _ => sse41(acc, count, lo, hi, out),
+        }
+    }
+}
+
 /// The pooling maximum compiled for the tier (see `super::pool_max_body`).
 ///
 /// # Safety
