@@ -477,7 +477,7 @@ fn kws_agreement(
 /// the choice): 53 % uniform structured pruning (30 of 64 channels kept per group), int4
 /// weights, 6 epochs of distillation.
 ///
-/// It does not pass: 15,664 / 18,952 bytes flash, 7,510 / 12,139 bytes arena, H1 39/42 =
+/// It does not pass: 15,664 / 18,952 bytes flash, 4,326 / 12,139 bytes arena (7,510 before int4 convolutions ran in place), H1 39/42 =
 /// 92.86 %, H2 188/202 = 93.07 %, H3 176/199 = 88.44 % (181 s). With `examples/kws_fit.rs`,
 /// every structure and precision plan fitted the same way ends at 39/42 on H1 and 188/202 on
 /// H2 (H3 84.4–88.4 %): 30, 36 or 40 channels per group × int8, int4 weights everywhere,
