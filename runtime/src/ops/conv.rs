@@ -1233,8 +1233,7 @@ pub(crate) fn channel_quant<'a>(
     shifts_offset: u32,
     count: usize,
 ) -> Result<(&'a [i32], &'a [i32]), Error> {
-    let m = ctx.const_array::<i32>(multipliers_offset, count)?;
-    let s = ctx.const_array::<i32>(shifts_offset, count)?;
+    let (m, s) = channel_quant_validated(ctx, multipliers_offset, shifts_offset, count)?;
     check_channel_quant(m, s).map_err(|f| ctx.param_error(f))?;
     Ok((m, s))
 }

@@ -79,11 +79,18 @@ pub const CACHED_ROW: usize = 64;
 /// values evaluate each exponential once ([`softmax_row_cached`]) instead of once per pass.
 pub fn softmax_row<T: SoftmaxOutput>(p: &SoftmaxParams, input: &[i8], output: &mut [T]) {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    if input.len() <= CACHED_ROW {
-        softmax_row_cached(p, input, output);
-        return;
-    }
+    return softmax_row_cached(p, input, output);
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     softmax_row_reference(p, input, output)
+}
+
+/// One output of the row: the value's exponential `exp` (Q0.31) scaled by the row's
+/// reciprocal, shifted down by `exponent`, offset to `T`'s range and clamped (TFLM's output
+/// pass).
+#[inline(always)]
+fn scaled_output<T: SoftmaxOutput>(shifted_scale: i32, exp: i32, exponent: i32) -> T {
+    let unsat = rounding_divide_by_pot(fp_mul(shifted_scale, exp), exponent);
+    T::from_i32(unsat.wrapping_add(T::MIN).clamp(T::MIN, T::MAX))
 }
 
 /// [`softmax_row_reference`] for rows of up to [`CACHED_ROW`] values (longer rows: the
@@ -112,8 +119,7 @@ pub fn softmax_row_cached<T: SoftmaxOutput>(p: &SoftmaxParams, input: &[i8], out
     for ((o, &x), &e) in output.iter_mut().zip(input).zip(exps.iter()) {
         let diff = x as i32 - max_in_row;
         *o = if diff >= p.diff_min {
-            let unsat = rounding_divide_by_pot(fp_mul(shifted_scale, e), exponent);
-            T::from_i32(unsat.wrapping_add(T::MIN).clamp(T::MIN, T::MAX))
+            scaled_output(shifted_scale, e, exponent)
         } else {
             T::from_i32(T::MIN)
         };
@@ -141,9 +147,7 @@ pub fn softmax_row_reference<T: SoftmaxOutput>(p: &SoftmaxParams, input: &[i8], 
     for (o, &x) in output.iter_mut().zip(input) {
         let diff = x as i32 - max_in_row;
         *o = if diff >= p.diff_min {
-            let unsat =
-                rounding_divide_by_pot(fp_mul(shifted_scale, exp_of_diff(p, diff)), exponent);
-            T::from_i32(unsat.wrapping_add(T::MIN).clamp(T::MIN, T::MAX))
+            scaled_output(shifted_scale, exp_of_diff(p, diff), exponent)
         } else {
             T::from_i32(T::MIN)
         };
