@@ -238,25 +238,40 @@ fn shift_bias(g: &mut Graph, bid: usize, sum: &[f64], count: &[u64]) -> bool {
     changed
 }
 
+/// Data-driven refinements of a quantized model, on its calibration samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refinements {
+    /// Round int4 weights by GPTQ ([`ptq::gptq`]) instead of to nearest.
+    pub gptq: bool,
+    /// Correct each layer's bias by the mean error of its output ([`correct_biases`]).
+    pub bias_correction: bool,
+}
+
 /// Quantizes an imported float graph with the per-node precisions `choose` picks for the
-/// prepared float graph (see `ptq::quantize_mixed`), optionally with [`correct_biases`] (on
-/// the calibration samples), and measures it.
+/// prepared float graph (see `ptq::quantize_mixed`), with the [`Refinements`] asked for (on the
+/// calibration samples), and measures it.
 pub fn quantize_graph_scheme(
     graph: &Graph,
     calibration: &[Sample],
     heldout: &[Sample],
     observer: ObserverKind,
     choose: impl FnOnce(&Graph) -> Result<Vec<ptq::Precision>, CompileError>,
-    bias_correction: bool,
+    refine: Refinements,
     progress: bool,
 ) -> Result<Quantized, CompileError> {
     let fg = float::prepare(graph)?;
     let exec = FloatExecutor::new(&fg, float::default_device());
     let cal = calibrate(&exec, calibration, observer, progress)?;
     let per_node = choose(&fg)?;
-    let mut qg = ptq::quantize_mixed(&fg, &cal.ranges(observer), &per_node)?;
+    let rounded = if refine.gptq && per_node.contains(&ptq::Precision::Int4Weights) {
+        ptq::gptq::gptq_int4(&fg, &per_node, calibration)?
+    } else {
+        fg.clone()
+    };
+    let mut qg = ptq::quantize_mixed(&rounded, &cal.ranges(observer), &per_node)?;
+    drop(rounded);
     let mut compiled = compile(qg.clone())?;
-    if bias_correction {
+    if refine.bias_correction {
         qg = correct_biases(&exec, &qg, &compiled, calibration)?;
         compiled = compile(qg.clone())?;
     }
@@ -566,6 +581,11 @@ pub struct QuantizeArgs {
     /// Correct each layer's bias by the mean error of its output over the calibration samples.
     #[arg(long)]
     pub bias_correction: bool,
+    /// Round int4 weights to nearest instead of by GPTQ on the calibration samples (the
+    /// default: each rounding error is carried onto the weights not yet rounded, so the layer's
+    /// outputs stay close to the float ones).
+    #[arg(long)]
+    pub no_gptq: bool,
     /// Per-layer override `N=PRECISION` (node `N` of the prepared float graph, as numbered in
     /// the per-layer report), repeatable: e.g. `--scheme int4w --layer 0=int8`.
     #[arg(long = "layer")]
@@ -670,7 +690,10 @@ pub fn quantize_cmd(a: &QuantizeArgs) -> Result<(), CompileError> {
         &held,
         a.observer,
         |fg| choose_precisions(fg, &a.scheme, &a.layers),
-        a.bias_correction,
+        Refinements {
+            gptq: !a.no_gptq,
+            bias_correction: a.bias_correction,
+        },
         !a.quiet,
     )?;
     std::fs::write(&a.output, &q.compiled.bytes).map_err(|source| CompileError::Io {

@@ -16,7 +16,9 @@ use mote_quantize::fidelity::Report;
 use mote_quantize::float::{self, FloatExecutor};
 use mote_quantize::frontend::{kws_windows, kws_windows_augmented, read_wav_pcm16, AudioAugment};
 use mote_quantize::ir::Graph;
-use mote_quantize::pipeline::{compare_published, fidelity, quantize_graph_scheme, Sample};
+use mote_quantize::pipeline::{
+    compare_published, fidelity, quantize_graph_scheme, Refinements, Sample,
+};
 use mote_quantize::ptq::Precision;
 use mote_quantize::tflite;
 
@@ -212,7 +214,10 @@ fn quantize(g: &Graph, cal: &[Sample], held: &[(&str, Vec<Sample>)], r: Recipe) 
         &[],
         r.observer,
         |fg| Ok(Precision::Int8.for_graph(fg)),
-        r.bias_correction,
+        Refinements {
+            bias_correction: r.bias_correction,
+            ..Refinements::default()
+        },
         false,
     )
     .unwrap();

@@ -125,7 +125,7 @@ fn resnet_float32_matches_litert() {
 /// mote runtime against LiteRT's float32 outputs: max relative difference ≤ `tol`.
 fn check_f16(name: &str, tol: f32) {
     use mote_quantize::calibrate::ObserverKind;
-    use mote_quantize::pipeline::{choose_precisions, quantize_graph_scheme};
+    use mote_quantize::pipeline::{choose_precisions, quantize_graph_scheme, Refinements};
     let dir = root().join("tests/fixtures/float");
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
@@ -145,7 +145,7 @@ fn check_f16(name: &str, tol: f32) {
         &samples,
         ObserverKind::MinMax,
         |fg| choose_precisions(fg, "f16", &[]),
-        false,
+        Refinements::default(),
         false,
     )
     .unwrap_or_else(|e| panic!("{name}: {e}"));

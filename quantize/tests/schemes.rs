@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use mote_quantize::calibrate::ObserverKind;
 use mote_quantize::fidelity::{argmax, Int8Runner};
 use mote_quantize::ir::{DataType, Operator};
-use mote_quantize::pipeline::{choose_precisions, quantize_graph_scheme, Quantized, Sample};
+use mote_quantize::pipeline::{
+    choose_precisions, quantize_graph_scheme, Quantized, Refinements, Sample,
+};
 use mote_quantize::ptq::Precision;
 use mote_quantize::tflite;
 
@@ -49,6 +51,10 @@ fn digits() -> Digits {
 }
 
 fn quantize(d: &Digits, scheme: &str, layers: &[String]) -> Quantized {
+    quantize_refined(d, scheme, layers, Refinements::default())
+}
+
+fn quantize_refined(d: &Digits, scheme: &str, layers: &[String], r: Refinements) -> Quantized {
     let g = tflite::import(&read("digits_cnn_float.tflite")).unwrap();
     quantize_graph_scheme(
         &g,
@@ -56,10 +62,77 @@ fn quantize(d: &Digits, scheme: &str, layers: &[String]) -> Quantized {
         &d.test,
         ObserverKind::MinMax,
         |fg| choose_precisions(fg, scheme, layers),
-        false,
+        r,
         false,
     )
     .unwrap_or_else(|e| panic!("{scheme}: {e}"))
+}
+
+/// GPTQ rounding of int4 weights (`ptq::gptq`): the rounded float weights sit exactly on the
+/// int4 grid the quantizer then picks (so the `.mote` holds GPTQ's integers), and the model's
+/// outputs on held-out digits are closer to the float model's than with rounding to nearest.
+#[test]
+fn gptq_int4_rounding_keeps_its_grid_and_brings_outputs_closer() {
+    use mote_quantize::ptq::{gptq::gptq_int4, quantize_weights_int4};
+    let d = digits();
+    let fg =
+        mote_quantize::float::prepare(&tflite::import(&read("digits_cnn_float.tflite")).unwrap())
+            .unwrap();
+    let per_node = choose_precisions(&fg, "int4w", &[]).unwrap();
+    let rounded = gptq_int4(&fg, &per_node, &d.cal).unwrap();
+    let mut changed = 0;
+    for (i, n) in fg.nodes.iter().enumerate() {
+        let mac = matches!(
+            n.op,
+            Operator::Conv2d(_) | Operator::DepthwiseConv2d(_) | Operator::FullyConnected { .. }
+        );
+        if per_node[i] != Precision::Int4Weights || !mac {
+            continue;
+        }
+        let Some(Some(w)) = n.inputs.get(1).copied() else {
+            continue;
+        };
+        let axis = if matches!(n.op, Operator::DepthwiseConv2d(_)) {
+            3
+        } else {
+            0
+        };
+        let f32s = |t: &mote_quantize::ir::Tensor| -> Vec<f32> {
+            bytemuck::pod_collect_to_vec(t.data.as_deref().unwrap())
+        };
+        let (orig, new) = (f32s(&fg.tensors[w]), f32s(&rounded.tensors[w]));
+        let shape = &fg.tensors[w].shape;
+        let (q, scales) = quantize_weights_int4(&new, shape, axis);
+        let inner: usize = shape[axis + 1..].iter().product();
+        for (k, (&v, &qv)) in new.iter().zip(&q).enumerate() {
+            let s = scales[(k / inner) % shape[axis]];
+            assert!(
+                (v - f32::from(qv) * s).abs() <= 1e-6 * s.abs(),
+                "node {i} weight {k}: {v} is not on its int4 grid"
+            );
+        }
+        // Not plain nearest rounding of the original weights.
+        let (q0, _) = quantize_weights_int4(&orig, shape, axis);
+        changed += q.iter().zip(&q0).filter(|(a, b)| a != b).count();
+    }
+    assert!(changed > 0, "GPTQ changed no integer");
+    let nearest = quantize(&d, "int4w", &[]);
+    let gptq = quantize_refined(
+        &d,
+        "int4w",
+        &[],
+        Refinements {
+            gptq: true,
+            ..Refinements::default()
+        },
+    );
+    let (s0, s1) = (nearest.report.output_sqnr_db, gptq.report.output_sqnr_db);
+    eprintln!(
+        "digits int4w output SQNR: nearest {s0:.2} dB, GPTQ {s1:.2} dB; accuracy {:.2} % / {:.2} %; {changed} integers changed",
+        100.0 * accuracy(&nearest, &d),
+        100.0 * accuracy(&gptq, &d)
+    );
+    assert!(s1 > s0, "GPTQ {s1:.2} dB ≤ nearest {s0:.2} dB");
 }
 
 /// Top-1 accuracy of the compiled model on the test set, run on the mote runtime.
@@ -187,7 +260,7 @@ fn int4_convolutions_run_in_place() {
             &windows,
             ObserverKind::MinMax,
             |fg| choose_precisions(fg, scheme, &[]),
-            false,
+            Refinements::default(),
             false,
         )
         .unwrap()

@@ -169,22 +169,29 @@ fn weight_axes(g: &Graph, ids: &[TensorId]) -> Vec<Option<usize>> {
         .collect()
 }
 
-/// `fake_quant(w) − w` for symmetric per-channel quantization to `bits` along `axis`.
+/// `fake_quant(w) − w` for symmetric per-channel quantization to `bits` along `axis`, with the
+/// scales the quantizer uses: `max|w| / qmax` above 4 bits (int8), the error-minimizing
+/// [`crate::ptq::clipped_scales`] at 4 bits and below.
 fn fake_quant_delta(w: &[f32], shape: &[usize], axis: usize, bits: u8) -> Vec<f32> {
-    let qmax = ((1u32 << (bits.clamp(2, 16) - 1)) - 1) as f32;
+    let qmax = (1i32 << (bits.clamp(2, 16) - 1)) - 1;
     let channels = shape.get(axis).copied().unwrap_or(1).max(1);
     let inner: usize = shape.iter().skip(axis + 1).product::<usize>().max(1);
-    let mut amax = vec![0f32; channels];
-    for (i, &v) in w.iter().enumerate() {
-        let c = (i / inner) % channels;
-        amax[c] = amax[c].max(v.abs());
-    }
+    let scales: Vec<f32> = if bits <= 4 {
+        crate::ptq::clipped_scales(w, shape, axis, qmax)
+    } else {
+        let mut amax = vec![0f32; channels];
+        for (i, &v) in w.iter().enumerate() {
+            let c = (i / inner) % channels;
+            amax[c] = amax[c].max(v.abs());
+        }
+        amax.iter().map(|&a| a / qmax as f32).collect()
+    };
+    let qmax = qmax as f32;
     w.iter()
         .enumerate()
         .map(|(i, &v)| {
-            let a = amax[(i / inner) % channels];
-            if a > 0.0 {
-                let s = a / qmax;
+            let s = scales[(i / inner) % channels];
+            if s > 0.0 {
                 (v / s).round().clamp(-qmax, qmax) * s - v
             } else {
                 0.0

@@ -112,6 +112,11 @@ pub struct FitArgs {
     /// calibration samples).
     #[arg(long)]
     pub bias_correction: bool,
+    /// Round int4 weights to nearest instead of by GPTQ on the calibration samples (the
+    /// default: each rounding error is carried onto the weights not yet rounded, so the layer's
+    /// outputs stay close to the float ones).
+    #[arg(long)]
+    pub no_gptq: bool,
     /// Draw the explored candidates and their Pareto front as an SVG.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
@@ -303,6 +308,7 @@ pub fn fit_cmd(a: &FitArgs) -> Result<(), CompileError> {
     opts.per_layer = a.per_layer;
     opts.observer = a.observer;
     opts.bias_correction = a.bias_correction;
+    opts.gptq = !a.no_gptq;
     opts.finetune.distill = a.distill;
     opts.finetune.temperature = a.temperature;
     opts.synth.per_class = a.synthesize;

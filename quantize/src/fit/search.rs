@@ -86,6 +86,10 @@ pub struct FitOptions {
     /// scored without it (it changes no size, only the bias values, and costs a compile and a
     /// pass over the samples per layer with a bias).
     pub bias_correction: bool,
+    /// Round int4 weights by GPTQ ([`crate::ptq::gptq`], on the calibration samples used for
+    /// ranges) in every candidate with int4 weights that meets the budgets (default: on); off,
+    /// they are rounded to nearest.
+    pub gptq: bool,
     /// Show progress bars.
     pub progress: bool,
     /// Teacher-guided input synthesis for label-free distillation ([`super::synth`]): with
@@ -132,6 +136,7 @@ impl Default for FitOptions {
             max_calibration: 100,
             observer: ObserverKind::MinMax,
             bias_correction: false,
+            gptq: true,
             progress: false,
             synth: SynthOptions::default(),
         }
@@ -409,6 +414,15 @@ struct Structure {
     uniform: bool,
 }
 
+/// What [`build`] refines in a candidate that meets the budgets, on the calibration samples
+/// (the ones used for ranges): GPTQ rounding of int4 weights, then bias correction.
+#[derive(Clone, Copy)]
+struct Refine<'a> {
+    samples: &'a [Sample],
+    gptq: bool,
+    bias_correction: bool,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn build(
     pf: &Graph,
@@ -420,17 +434,25 @@ fn build(
     data: &FitData,
     truth: &[usize],
     finetuned: bool,
-    bias_samples: Option<&[Sample]>,
+    refine: Refine<'_>,
 ) -> Result<Built, CompileError> {
     let per_node = recipe.per_node(pf);
     let mut qg = ptq::quantize_mixed(pf, ranges, &per_node)?;
     let mut compiled = compile(qg.clone())?;
     let mut m = measure(&compiled, target)?;
-    if let Some(samples) = bias_samples.filter(|_| budget.met(&m)) {
-        let exec = FloatExecutor::new(pf, default_device());
-        let wrapped: Vec<Vec<Vec<f32>>> = samples.iter().map(|s| vec![s.clone()]).collect();
-        qg = crate::pipeline::correct_biases(&exec, &qg, &compiled, &wrapped)?;
-        compiled = compile(qg.clone())?;
+    let gptq = refine.gptq && per_node.contains(&ptq::Precision::Int4Weights);
+    if budget.met(&m) && (gptq || refine.bias_correction) {
+        let wrapped: Vec<Vec<Vec<f32>>> = refine.samples.iter().map(|s| vec![s.clone()]).collect();
+        if gptq {
+            let rounded = ptq::gptq::gptq_int4(pf, &per_node, &wrapped)?;
+            qg = ptq::quantize_mixed(&rounded, ranges, &per_node)?;
+            compiled = compile(qg.clone())?;
+        }
+        if refine.bias_correction {
+            let exec = FloatExecutor::new(pf, default_device());
+            qg = crate::pipeline::correct_biases(&exec, &qg, &compiled, &wrapped)?;
+            compiled = compile(qg.clone())?;
+        }
         m = measure(&compiled, target)?;
     }
     let outs = run_quantized(&qg, &compiled, &data.eval)?;
@@ -670,7 +692,11 @@ pub fn fit(
         .take(opts.max_calibration.max(1))
         .cloned()
         .collect();
-    let bias = opts.bias_correction.then_some(cal.as_slice());
+    let refine = Refine {
+        samples: &cal,
+        gptq: opts.gptq,
+        bias_correction: opts.bias_correction,
+    };
     let float_outs = finetune::predict(float, &data.eval, 64)?;
     let float_top: Vec<usize> = float_outs.iter().map(|o| argmax(o)).collect();
     let (metric, truth): (&'static str, Vec<usize>) = match &data.eval_labels {
@@ -724,7 +750,7 @@ pub fn fit(
         for &recipe in &opts.recipes {
             pb.set_message(format!("ratio {:.3} {}", st.ratio, recipe.name()));
             match build(
-                &pf, st, recipe, &ranges, target, &budget, data, &truth, false, bias,
+                &pf, st, recipe, &ranges, target, &budget, data, &truth, false, refine,
             ) {
                 Ok(b) => built.push((ri, b)),
                 Err(e) => {
@@ -788,7 +814,7 @@ pub fn fit(
                     data,
                     &truth,
                     true,
-                    bias,
+                    refine,
                 )?;
                 replaced.push((ri, b));
             }
