@@ -1632,6 +1632,7 @@ pub(super) mod vnni {
                 mask_o,
                 half_o,
                 out_off,
+                output_offset: p.output_offset,
                 lo: p.activation_min,
                 hi: p.activation_max,
             };
@@ -1695,6 +1696,8 @@ pub(super) mod vnni {
         mask_o: __m512i,
         half_o: __m512i,
         out_off: __m512i,
+        /// The output offset (as `out_off`'s lanes).
+        output_offset: i32,
         lo: i32,
         hi: i32,
     }
@@ -1733,6 +1736,29 @@ pub(super) mod vnni {
             let hr = _mm512_permutex2var_epi32(pe, pick, po);
             _mm512_sra_epi32(_mm512_add_epi32(hr, _mm512_srai_epi32::<31>(raw)), self.e_o)
         }
+
+        /// [`Self::short`] of `raw` given `x2 = 2·raw` (exact: `|raw| < 2³⁰`, so `x2` has
+        /// `raw`'s sign). `FLOOR` leaves out the sign term, for a clamp whose bottom is at or
+        /// above the output offset: the term only changes results for `h < 0`, where both
+        /// `RoundingDivideByPOT(h, e)` and `⌊(h + 2^(e−1)) / 2^e⌋` are ≤ 0 (`fast`: e ≥ 1), so
+        /// both results are at most the offset and the clamp raises them to its bottom alike.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn short_doubled<const FLOOR: bool>(&self, x2: __m512i) -> __m512i {
+            let pe = _mm512_add_epi64(_mm512_mul_epi32(x2, self.mo), self.rnd_qword);
+            let po = _mm512_add_epi64(
+                _mm512_mul_epi32(_mm512_shuffle_epi32::<0xF5>(x2), self.mo),
+                self.rnd_qword,
+            );
+            // SAFETY: 16 lanes of a 16-element array.
+            let pick = unsafe { _mm512_loadu_si512(PICK_HIGH.as_ptr().cast()) };
+            let hr = _mm512_permutex2var_epi32(pe, pick, po);
+            if FLOOR {
+                _mm512_sra_epi32(hr, self.e_o)
+            } else {
+                _mm512_sra_epi32(_mm512_add_epi32(hr, _mm512_srai_epi32::<31>(x2)), self.e_o)
+            }
+        }
     }
 
     /// A rescaled ADD operand as a table: byte plane `k` holds byte `k` of the rescaled value of
@@ -1758,13 +1784,14 @@ pub(super) mod vnni {
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
         fn new(op: &Operand) -> Table {
-            Table::mapped(op, false, 0)
+            Table::mapped(op, false, 0, false)
         }
 
-        /// The table of `±op.apply(x) + add` (minus when `negate`; 32-bit wrapping).
+        /// The table of `±op.apply(x) + add` (minus when `negate`; 32-bit wrapping), doubled
+        /// (modulo 2³²) when `double`.
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-        fn mapped(op: &Operand, negate: bool, add: i32) -> Table {
+        fn mapped(op: &Operand, negate: bool, add: i32, double: bool) -> Table {
             let add = _mm512_set1_epi32(add);
             let mut bytes = [[0u8; 256]; 4];
             for (c, chunk) in ALL_BYTES.chunks_exact(16).enumerate() {
@@ -1776,6 +1803,7 @@ pub(super) mod vnni {
                 } else {
                     _mm512_add_epi32(v, add)
                 };
+                let v = if double { _mm512_add_epi32(v, v) } else { v };
                 let planes = [
                     v,
                     _mm512_srli_epi32::<8>(v),
@@ -1807,6 +1835,14 @@ pub(super) mod vnni {
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
         fn lookup(&self, idx: __m512i) -> [__m512i; 4] {
+            unpack4(self.planes_of(idx))
+        }
+
+        /// The byte planes of 64 inputs' table entries (plane `k`, byte `j`: byte `k` of input
+        /// `j`'s entry), before [`unpack4`].
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+        fn planes_of(&self, idx: __m512i) -> [__m512i; 4] {
             let high = _mm512_movepi8_mask(idx);
             let mut p = [_mm512_setzero_si512(); 4];
             for (out, t) in p.iter_mut().zip(&self.planes) {
@@ -1815,7 +1851,7 @@ pub(super) mod vnni {
                 let r = _mm512_mask2_permutex2var_epi8(t[2], idx, high, t[3]);
                 *out = _mm512_mask2_permutex2var_epi8(t[0], r, !high, t[1]);
             }
-            unpack4(p)
+            p
         }
     }
 
@@ -1928,8 +1964,48 @@ pub(super) mod vnni {
         n: usize,
     ) -> usize {
         if o.fast {
-            // TFLM's usual pair: one operand a left shift alone, the other looked up.
             let full = o.lo == -128 && o.hi == 127;
+            let floor = o.lo >= o.output_offset;
+            // The word form: the doubled shift count reaches the high 16 bits.
+            let words = |sh: (i32, u32)| (15..=29).contains(&sh.1);
+            macro_rules! words {
+                ($t:expr, $neg:expr, $sh:expr, $tx:expr, $hx:expr, $sub:literal) => {
+                    match (full, floor) {
+                        (true, true) => table_shift_words::<$sub, true, true>(
+                            $t, $neg, $sh, o, $tx, $hx, out, n,
+                        ),
+                        (true, false) => table_shift_words::<$sub, true, false>(
+                            $t, $neg, $sh, o, $tx, $hx, out, n,
+                        ),
+                        (false, true) => table_shift_words::<$sub, false, true>(
+                            $t, $neg, $sh, o, $tx, $hx, out, n,
+                        ),
+                        (false, false) => table_shift_words::<$sub, false, false>(
+                            $t, $neg, $sh, o, $tx, $hx, out, n,
+                        ),
+                    }
+                };
+            }
+            // SAFETY: the caller's guarantees; `o.fast` just checked; `full` and `floor`
+            // describe `o`'s clamp; the shift counts are in the word form's range.
+            let done = unsafe {
+                match (a_op.shift_only(), b_op.shift_only(), subtract) {
+                    (None, Some(sh), false) if words(sh) => {
+                        Some(words!(a_op, false, sh, x, y, false))
+                    }
+                    (None, Some(sh), true) if words(sh) => {
+                        Some(words!(a_op, false, sh, x, y, true))
+                    }
+                    (Some(sh), None, _) if words(sh) => {
+                        Some(words!(b_op, subtract, sh, y, x, false))
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(i) = done {
+                return i;
+            }
+            // TFLM's usual pair: one operand a left shift alone, the other looked up.
             // SAFETY: the caller's guarantees; `o.fast` just checked.
             let done = unsafe {
                 match (a_op.shift_only(), b_op.shift_only(), subtract, full) {
@@ -1992,6 +2068,107 @@ pub(super) mod vnni {
         i
     }
 
+    /// [`table_shift`] in doubled values and 16-bit halves: the table holds `2·T(x_t)` and the
+    /// shifted operand is `u << (count + 1)`, so the sums are `2·raw`, which the output stage
+    /// doubles anyway ([`OutStage::short_doubled`]); and as `u << (count + 1)` has 16 low zero
+    /// bits (`count + 1 ≥ 16`), it is added to the high 16-bit halves of the table's values
+    /// alone (`hi16(T + S) = hi16(T) + hi16(S)` modulo 2¹⁶, no carry from the low halves),
+    /// between [`unpack4`]'s two levels, where those halves are words in order. Sums equal
+    /// [`table_shift`]'s doubled modulo 2³² (and `|raw| < 2³⁰`), hence the same outputs.
+    /// `FLOOR`: the clamp's bottom is at or above the output offset. Returns how many elements
+    /// it computed.
+    ///
+    /// # Safety
+    /// As [`add_sub_tables`]; `o.fast`; `FULL` when the clamp is `[-128, 127]`, `FLOOR` only
+    /// when `o.lo ≥ o.output_offset`; `15 ≤ count ≤ 29`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+    unsafe fn table_shift_words<const SUB: bool, const FULL: bool, const FLOOR: bool>(
+        t: &Operand,
+        negate_t: bool,
+        (offset, count): (i32, u32),
+        o: &OutStage,
+        tx: *const i8,
+        hx: *const i8,
+        out: *mut i8,
+        n: usize,
+    ) -> usize {
+        let konst = (offset - 128).wrapping_shl(count);
+        let konst = if SUB { konst.wrapping_neg() } else { konst };
+        let table = Table::mapped(t, negate_t, konst, true);
+        // `u << (count + 1)`'s high half is `u << (count − 15)` (u < 2⁸, count ≤ 29: no bits
+        // beyond 32 are lost that the 32-bit form keeps).
+        let cnt = _mm_cvtsi32_si128(count as i32 - 15);
+        let (lo, hi) = (_mm512_set1_epi8(o.lo as i8), _mm512_set1_epi8(o.hi as i8));
+        let (zero, flip) = (_mm512_setzero_si512(), _mm512_set1_epi8(-128));
+        let block = |xt: __m512i, xh: __m512i| {
+            let p = table.planes_of(xt);
+            // `u = x + 128` as words, in the order of the planes' first-level unpacks.
+            let u = _mm512_xor_si512(xh, flip);
+            let (s_lo, s_hi) = (
+                _mm512_sll_epi16(_mm512_unpacklo_epi8(u, zero), cnt),
+                _mm512_sll_epi16(_mm512_unpackhi_epi8(u, zero), cnt),
+            );
+            let w_lo = _mm512_unpacklo_epi8(p[0], p[1]);
+            let w_hi = _mm512_unpackhi_epi8(p[0], p[1]);
+            let v_lo = _mm512_unpacklo_epi8(p[2], p[3]);
+            let v_hi = _mm512_unpackhi_epi8(p[2], p[3]);
+            let (v_lo, v_hi) = if SUB {
+                (_mm512_sub_epi16(v_lo, s_lo), _mm512_sub_epi16(v_hi, s_hi))
+            } else {
+                (_mm512_add_epi16(v_lo, s_lo), _mm512_add_epi16(v_hi, s_hi))
+            };
+            let x2 = [
+                _mm512_unpacklo_epi16(w_lo, v_lo),
+                _mm512_unpackhi_epi16(w_lo, v_lo),
+                _mm512_unpacklo_epi16(w_hi, v_hi),
+                _mm512_unpackhi_epi16(w_hi, v_hi),
+            ];
+            let bytes = pack4(x2.map(|v| o.short_doubled::<FLOOR>(v)));
+            if FULL {
+                bytes
+            } else {
+                _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi)
+            }
+        };
+        let mut i = 0;
+        // Two blocks a step: their chains interleave.
+        while i + 128 <= n {
+            // SAFETY: elements i .. i + 128 ≤ n of each operand (the caller's guarantee); all are
+            // read before the output is written (it may alias either).
+            let (xt0, xh0, xt1, xh1) = unsafe {
+                (
+                    _mm512_loadu_si512(tx.add(i).cast()),
+                    _mm512_loadu_si512(hx.add(i).cast()),
+                    _mm512_loadu_si512(tx.add(i + 64).cast()),
+                    _mm512_loadu_si512(hx.add(i + 64).cast()),
+                )
+            };
+            let (b0, b1) = (block(xt0, xh0), block(xt1, xh1));
+            // SAFETY: elements i .. i + 128 ≤ n of the output.
+            unsafe {
+                _mm512_storeu_si512(out.add(i).cast(), b0);
+                _mm512_storeu_si512(out.add(i + 64).cast(), b1);
+            }
+            i += 128;
+        }
+        while i + 64 <= n {
+            // SAFETY: elements i .. i + 64 ≤ n of each operand (the caller's guarantee); both are
+            // read before the output is written (it may alias either).
+            let (xt, xh) = unsafe {
+                (
+                    _mm512_loadu_si512(tx.add(i).cast()),
+                    _mm512_loadu_si512(hx.add(i).cast()),
+                )
+            };
+            let bytes = block(xt, xh);
+            // SAFETY: elements i .. i + 64 ≤ n of the output.
+            unsafe { _mm512_storeu_si512(out.add(i).cast(), bytes) };
+            i += 64;
+        }
+        i
+    }
+
     /// ADD/SUB with one operand `t` (inputs at `tx`) looked up and the other (at `hx`) a left
     /// shift alone, `(x + offset) << count` with `(offset, count) = sh`, in one straight loop:
     /// `raw = T(x_t) ± (u << count)` with `u = x_h + 128`, where the table holds `±t(x)`
@@ -2017,7 +2194,7 @@ pub(super) mod vnni {
     ) -> usize {
         let konst = (offset - 128).wrapping_shl(count);
         let konst = if SUB { konst.wrapping_neg() } else { konst };
-        let table = Table::mapped(t, negate_t, konst);
+        let table = Table::mapped(t, negate_t, konst, false);
         let cnt = _mm_cvtsi32_si128(count as i32);
         let (lo, hi) = (_mm512_set1_epi8(o.lo as i8), _mm512_set1_epi8(o.hi as i8));
         let (zero, flip) = (_mm512_setzero_si512(), _mm512_set1_epi8(-128));
