@@ -527,6 +527,39 @@ proptest! {
     }
 }
 
+/// `c` with a fused ReLU's clamp (`clamp` picks which): int8's own range at output offset −128
+/// (TFLite's usual ReLU output), the bottom at the output offset with a top of 127 or lower, a
+/// bottom above the offset, or (the matrix kernels must keep the sign term there) one just below.
+fn relu_clamped(mut c: WindowCase, clamp: u8, top: i32) -> WindowCase {
+    let zp = c.zp_out;
+    (c.zp_out, c.act) = match clamp {
+        0 => (-128, (-128, 127)),
+        1 => (zp, (zp, 127)),
+        2 => (zp, (zp, top.max(zp))),
+        3 => (zp, (top.max(zp), 127)),
+        _ => (zp.max(-127), (zp.max(-127) - 1, 127)),
+    };
+    c
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(250))]
+
+    /// CONV_2D with fused-ReLU clamps (see [`relu_clamped`]), whose AVX-512 output stages leave
+    /// out the rounding's sign term: every tier equals the reference kernel, at random and at
+    /// ResNet shapes.
+    #[test]
+    fn conv_relu_clamps_match_reference(
+        c in prop_oneof![conv_case(), resnet_conv_case()],
+        clamp in 0u8..5,
+        top in -128i32..=127,
+        add in add_params(),
+        residual_seed in any::<u64>(),
+    ) {
+        check_conv(&relu_clamped(c, clamp, top), &add, residual_seed);
+    }
+}
+
 /// The body of `conv_matches_reference`.
 fn check_conv(c: &WindowCase, add: &ArithParams, residual_seed: u64) {
     {

@@ -501,7 +501,13 @@ fn no_prep<const NB: usize>(_q: &Requant, _c0: usize, _n: usize, _fast: bool) {}
 /// with what `$prep::<NB>` made once per group of blocks (shared by all its row tiles).
 macro_rules! tile_loop {
     ($a:expr, $w:expr, $n:expr, $q:expr, $o:expr, $os:expr, $fast:expr, $tile:ident, $prep:ident,
-     [$(($nb:literal, $mr:literal, [$($m:literal),*])),*]) => {{
+     $list:tt) => {
+        tile_loop!(@with { false }, $a, $w, $n, $q, $o, $os, $fast, $tile, $prep, $list)
+    };
+    // `$x`: `$tile`'s fourth generic argument (`FLOOR` for the AVX-512 VNNI tiles, unused by
+    // the others), after `MR, NB, TABLE`.
+    (@with $x:tt, $a:expr, $w:expr, $n:expr, $q:expr, $o:expr, $os:expr, $fast:expr,
+     $tile:ident, $prep:ident, [$(($nb:literal, $mr:literal, [$($m:literal),*])),*]) => {{
         let a: &MatrixA = $a;
         let blocks = $n.div_ceil(BLOCK_N);
         let bstride = a.k_steps * STEP;
@@ -529,9 +535,9 @@ macro_rules! tile_loop {
                                 }
                                 let rows = Rows { ptr: ptrs, koff, steps: a.k_steps };
                                 if koff.is_null() {
-                                    $tile::<$m, $nb, false>(&rows, w, bstride, $q, out, &pre);
+                                    $tile::<$m, $nb, false, $x>(&rows, w, bstride, $q, out, &pre);
                                 } else {
-                                    $tile::<$m, $nb, true>(&rows, w, bstride, $q, out, &pre);
+                                    $tile::<$m, $nb, true, $x>(&rows, w, bstride, $q, out, &pre);
                                 }
                             })*
                             _ => {}
@@ -604,6 +610,12 @@ pub(super) mod vnni {
             && e_max <= 30
             && h < 1u64 << 30
             && h + (1u64 << (e_max - 1)) + (off << e_max) < 1u64 << 31
+    }
+
+    /// Whether a kernel call's output stages may leave out the short rounding's sign term
+    /// (`FLOOR`, see [`Stage::short_c`]): the clamp's bottom is at or above the output offset.
+    fn floor_ok(q: &Requant) -> bool {
+        q.act_min >= q.output_offset
     }
 
     /// Lanes `c0 .. c0 + count` of a per-output array (one entry: every lane), zero elsewhere.
@@ -708,8 +720,16 @@ pub(super) mod vnni {
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
         pub(in crate::simd) fn apply(&self, acc: __m512i) -> __m128i {
+            self.apply_c::<false>(acc)
+        }
+
+        /// [`Stage::apply`]; `FLOOR` (for a clamp whose bottom is at or above the output
+        /// offset only) with the short rounding's sign term left out ([`Stage::short_c`]).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn apply_c<const FLOOR: bool>(&self, acc: __m512i) -> __m128i {
             let r = if self.fast {
-                self.short(acc)
+                self.short_c::<FLOOR>(acc)
             } else {
                 self.rounded(acc)
             };
@@ -729,9 +749,15 @@ pub(super) mod vnni {
         /// multiply-add and a pick of high halves per lane. The sign term comes from `acc`:
         /// acc ≥ 0 gives h ≥ 0 (m ≥ 0), acc < 0 gives h ≤ 0, and when h = 0 the term changes
         /// nothing, since `round` is 2^(e−1) modulo 2^e (so ⌊(round − 1) / 2^e⌋ = ⌊round / 2^e⌋).
+        ///
+        /// `FLOOR` leaves out the sign term, for a clamp whose bottom is at
+        /// or above the output offset (a fused ReLU; [`floor_ok`]): the term only changes
+        /// results for h < 0, where both `RoundingDivideByPOT(h, e)` and `⌊(h + 2^(e−1)) /
+        /// 2^e⌋` are ≤ 0 (e ≥ 1), so both results are at most the offset and the clamp raises
+        /// them to its bottom alike.
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-        fn short(&self, acc: __m512i) -> __m512i {
+        fn short_c<const FLOOR: bool>(&self, acc: __m512i) -> __m512i {
             let x2 = _mm512_add_epi32(acc, acc);
             let pe = _mm512_add_epi64(_mm512_mul_epi32(x2, self.m), self.rnd_even);
             let po = _mm512_add_epi64(
@@ -741,10 +767,14 @@ pub(super) mod vnni {
             // SAFETY: 16 lanes of a 16-element array.
             let pick = unsafe { _mm512_loadu_si512(PICK_HIGH.as_ptr().cast()) };
             let hr = _mm512_permutex2var_epi32(pe, pick, po);
-            _mm512_srav_epi32(
-                _mm512_add_epi32(hr, _mm512_srai_epi32::<31>(acc)),
-                self.right,
-            )
+            if FLOOR {
+                _mm512_srav_epi32(hr, self.right)
+            } else {
+                _mm512_srav_epi32(
+                    _mm512_add_epi32(hr, _mm512_srai_epi32::<31>(acc)),
+                    self.right,
+                )
+            }
         }
 
         /// The output stage's value before the clamp, in the general rounding (TFLM's two
@@ -813,7 +843,7 @@ pub(super) mod vnni {
     /// `MR` rows × `NB` blocks of 16 outputs.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool>(
+    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool, const FLOOR: bool>(
         a: &Rows<MR>,
         w: *const i8,
         bstride: usize,
@@ -869,7 +899,7 @@ pub(super) mod vnni {
                 unsafe { Stage::new(q, c, count, fast) }.0
             };
             for (r, row) in acc.iter().enumerate() {
-                let bytes = stage.apply(row[j]);
+                let bytes = stage.apply_c::<FLOOR>(row[j]);
                 // SAFETY: outputs c0 + 16j .. + count < n of row r (checked); the mask limits
                 // the store to `count` bytes.
                 unsafe {
@@ -901,7 +931,7 @@ pub(super) mod vnni {
     /// As [`tile`] with `NB = 1`; moreover steps `2j` and `2j + 1` are 4 bytes apart in every row.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile_pairs<const MR: usize, const TABLE: bool, const PRE: bool>(
+    unsafe fn tile_pairs<const MR: usize, const TABLE: bool, const PRE: bool, const FLOOR: bool>(
         a: &Rows<MR>,
         w: *const i8,
         o: Out,
@@ -971,7 +1001,7 @@ pub(super) mod vnni {
         for (r, row) in acc.iter().enumerate() {
             // Lane j: output j's two partial sums (and its bias).
             let sums = _mm512_add_epi32(row[0], _mm512_shuffle_epi32::<0xB1>(row[1]));
-            let bytes = stage.apply(sums);
+            let bytes = stage.apply_c::<FLOOR>(sums);
             // SAFETY: outputs c0 .. c0 + count of row r (checked); the mask limits the store.
             unsafe {
                 let dst = o.ptr.add(r * o.stride + o.c0);
@@ -990,7 +1020,12 @@ pub(super) mod vnni {
     /// As [`tile_pairs`].
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile_pairs_nb<const MR: usize, const NB: usize, const TABLE: bool>(
+    unsafe fn tile_pairs_nb<
+        const MR: usize,
+        const NB: usize,
+        const TABLE: bool,
+        const FLOOR: bool,
+    >(
         a: &Rows<MR>,
         w: *const i8,
         _bstride: usize,
@@ -999,7 +1034,7 @@ pub(super) mod vnni {
         pre: &Prep<NB>,
     ) {
         // SAFETY: the caller's guarantee (NB = 1: the one block's stage and bias).
-        unsafe { tile_pairs::<MR, TABLE, false>(a, w, o, &pre.stages[0], pre.bias[0]) }
+        unsafe { tile_pairs::<MR, TABLE, false, FLOOR>(a, w, o, &pre.stages[0], pre.bias[0]) }
     }
 
     /// [`tile_pairs_nb`] over weights [`pair_weights`] arranged (`w` their first register).
@@ -1008,7 +1043,12 @@ pub(super) mod vnni {
     /// As [`tile_pairs`], with `w` holding the `2·⌈steps / 2⌉` arranged registers.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile_pairs_pre_nb<const MR: usize, const NB: usize, const TABLE: bool>(
+    unsafe fn tile_pairs_pre_nb<
+        const MR: usize,
+        const NB: usize,
+        const TABLE: bool,
+        const FLOOR: bool,
+    >(
         a: &Rows<MR>,
         w: *const i8,
         _bstride: usize,
@@ -1017,7 +1057,7 @@ pub(super) mod vnni {
         pre: &Prep<NB>,
     ) {
         // SAFETY: the caller's guarantee (NB = 1: the one block's stage and bias).
-        unsafe { tile_pairs::<MR, TABLE, true>(a, w, o, &pre.stages[0], pre.bias[0]) }
+        unsafe { tile_pairs::<MR, TABLE, true, FLOOR>(a, w, o, &pre.stages[0], pre.bias[0]) }
     }
 
     /// The two weight registers [`tile_pairs`] multiplies a pair of steps by: the blend of the
@@ -1092,7 +1132,7 @@ pub(super) mod vnni {
     /// As [`gemm`], with `a.k_steps == KS` and `SEG` dividing `KS`, and [`runs_of`]`(a, SEG)`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn gemm_stationary<const KS: usize, const SEG: usize>(
+    unsafe fn gemm_stationary<const KS: usize, const SEG: usize, const FLOOR: bool>(
         a: &MatrixA,
         w: *const i8,
         n: usize,
@@ -1128,9 +1168,13 @@ pub(super) mod vnni {
             // SAFETY: as this function's (the rows, steps and outputs checked).
             unsafe {
                 if stage.fast && stage.full_range && count == BLOCK_N {
-                    stationary_rows::<KS, SEG, true>(a, &starts, &wv, &stage, bias, out, os, count)
+                    stationary_rows::<KS, SEG, true, FLOOR>(
+                        a, &starts, &wv, &stage, bias, out, os, count,
+                    )
                 } else {
-                    stationary_rows::<KS, SEG, false>(a, &starts, &wv, &stage, bias, out, os, count)
+                    stationary_rows::<KS, SEG, false, FLOOR>(
+                        a, &starts, &wv, &stage, bias, out, os, count,
+                    )
                 }
             }
             c0 += BLOCK_N;
@@ -1144,7 +1188,12 @@ pub(super) mod vnni {
     /// As [`gemm_stationary`]; `out` is the block's first output of row 0, `count` its outputs.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    unsafe fn stationary_rows<const KS: usize, const SEG: usize, const PLAIN: bool>(
+    unsafe fn stationary_rows<
+        const KS: usize,
+        const SEG: usize,
+        const PLAIN: bool,
+        const FLOOR: bool,
+    >(
         a: &MatrixA,
         starts: &[usize; STATIONARY_STEPS],
         wv: &[__m512i; KS],
@@ -1166,7 +1215,7 @@ pub(super) mod vnni {
             }
             // SAFETY: rows r .. r + 4 (the caller's guarantee).
             unsafe {
-                stationary_group::<KS, SEG, PLAIN, 4>(
+                stationary_group::<KS, SEG, PLAIN, FLOOR, 4>(
                     rows,
                     starts,
                     wv,
@@ -1183,7 +1232,7 @@ pub(super) mod vnni {
             let row = a.data.as_ptr().wrapping_add(bases.next().unwrap_or(0));
             // SAFETY: row r (the caller's guarantee).
             unsafe {
-                stationary_group::<KS, SEG, PLAIN, 1>(
+                stationary_group::<KS, SEG, PLAIN, FLOOR, 1>(
                     [row],
                     starts,
                     wv,
@@ -1209,6 +1258,7 @@ pub(super) mod vnni {
         const KS: usize,
         const SEG: usize,
         const PLAIN: bool,
+        const FLOOR: bool,
         const R: usize,
     >(
         rows: [*const u8; R],
@@ -1243,11 +1293,11 @@ pub(super) mod vnni {
             unsafe {
                 let dst = out.add(i * os);
                 if PLAIN {
-                    _mm_storeu_si128(dst.cast(), _mm512_cvtsepi32_epi8(stage.short(a)));
+                    _mm_storeu_si128(dst.cast(), _mm512_cvtsepi32_epi8(stage.short_c::<FLOOR>(a)));
                 } else if count == BLOCK_N {
-                    _mm_storeu_si128(dst.cast(), stage.apply(a));
+                    _mm_storeu_si128(dst.cast(), stage.apply_c::<FLOOR>(a));
                 } else {
-                    _mm_mask_storeu_epi8(dst, mask, stage.apply(a));
+                    _mm_mask_storeu_epi8(dst, mask, stage.apply_c::<FLOOR>(a));
                 }
             }
         }
@@ -1277,6 +1327,30 @@ pub(super) mod vnni {
         o: *mut i8,
         os: usize,
     ) {
+        // SAFETY: the caller's guarantees; `FLOOR` exactly when `floor_ok`.
+        unsafe {
+            if floor_ok(q) {
+                gemm_in::<true>(a, w, n, q, o, os)
+            } else {
+                gemm_in::<false>(a, w, n, q, o, os)
+            }
+        }
+    }
+
+    /// [`gemm`] with output stages `FLOOR` ([`Stage::short_c`]).
+    ///
+    /// # Safety
+    /// As [`gemm`]; `FLOOR` only when [`floor_ok`].
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn gemm_in<const FLOOR: bool>(
+        a: &MatrixA,
+        w: *const i8,
+        n: usize,
+        q: &Requant,
+        o: *mut i8,
+        os: usize,
+    ) {
         // Σ x·w over the reduction: x ≤ 255 (unsigned bytes), |w| ≤ 128.
         let fast = fast_ok(q, (a.k_steps as u64) * 4 * 255 * 128);
         if a.rows == 1 {
@@ -1285,6 +1359,7 @@ pub(super) mod vnni {
             // SAFETY: tiles stay inside the checked matrix (see `tile`).
             unsafe {
                 tile_loop!(
+                    @with { FLOOR },
                     a,
                     w,
                     n,
@@ -1313,7 +1388,7 @@ pub(super) mod vnni {
                         $(($k, $s) => {
                             // SAFETY: k_steps == KS in runs of SEG (SEG divides it; checked
                             // just above); the operands as for the tiles.
-                            unsafe { gemm_stationary::<$k, $s>(a, w, n, q, o, os, fast) };
+                            unsafe { gemm_stationary::<$k, $s, FLOOR>(a, w, n, q, o, os, fast) };
                             return;
                         })*
                         _ => {}
@@ -1370,6 +1445,7 @@ pub(super) mod vnni {
             // block, so `tile_loop!` never offsets `pw`).
             unsafe {
                 tile_loop!(
+                    @with { FLOOR },
                     a,
                     pw,
                     n,
@@ -1388,6 +1464,7 @@ pub(super) mod vnni {
             // SAFETY: the tiles stay inside the checked matrix; steps are paired (checked).
             unsafe {
                 tile_loop!(
+                    @with { FLOOR },
                     a,
                     w,
                     n,
@@ -1410,6 +1487,7 @@ pub(super) mod vnni {
             // SAFETY: tiles stay inside the checked matrix (see `tile`).
             unsafe {
                 tile_loop!(
+                    @with { FLOOR },
                     a,
                     w,
                     n,
@@ -1427,6 +1505,7 @@ pub(super) mod vnni {
         // SAFETY: tiles stay inside the checked matrix (see `tile`).
         unsafe {
             tile_loop!(
+                @with { FLOOR },
                 a,
                 w,
                 n,
@@ -2678,7 +2757,7 @@ mod avx2 {
     /// `MR` rows × `NB` blocks of 16 outputs.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool>(
+    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool, const _F: bool>(
         a: &Rows<MR>,
         w: *const i8,
         bstride: usize,
@@ -3070,7 +3149,7 @@ mod sse41 {
     /// `MR` rows × 16 outputs, one row at a time (their output stage prepared once).
     #[inline]
     #[target_feature(enable = "sse4.1")]
-    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool>(
+    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool, const _F: bool>(
         a: &Rows<MR>,
         w: *const i8,
         bstride: usize,
