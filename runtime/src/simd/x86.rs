@@ -1925,10 +1925,11 @@ pub(super) mod vnni {
             let high = _mm512_movepi8_mask(idx);
             let mut p = [_mm512_setzero_si512(); 4];
             for (out, t) in p.iter_mut().zip(&self.planes) {
-                // Inputs with bit 7 set from entries 128..256; the others keep their index
-                // and then read entries 0..128.
-                let r = _mm512_mask2_permutex2var_epi8(t[2], idx, high, t[3]);
-                *out = _mm512_mask2_permutex2var_epi8(t[0], r, !high, t[1]);
+                // Both halves looked up independently (bit 7 of the index ignored), then the
+                // inputs with bit 7 set take entries 128..256.
+                let lo = _mm512_permutex2var_epi8(t[0], idx, t[1]);
+                let hi = _mm512_permutex2var_epi8(t[2], idx, t[3]);
+                *out = _mm512_mask_blend_epi8(high, lo, hi);
             }
             p
         }
