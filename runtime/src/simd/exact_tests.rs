@@ -527,6 +527,39 @@ proptest! {
     }
 }
 
+/// `c` with a fused ReLU's clamp (`clamp` picks which): int8's own range at output offset −128
+/// (TFLite's usual ReLU output), the bottom at the output offset with a top of 127 or lower, a
+/// bottom above the offset, or (the matrix kernels must keep the sign term there) one just below.
+fn relu_clamped(mut c: WindowCase, clamp: u8, top: i32) -> WindowCase {
+    let zp = c.zp_out;
+    (c.zp_out, c.act) = match clamp {
+        0 => (-128, (-128, 127)),
+        1 => (zp, (zp, 127)),
+        2 => (zp, (zp, top.max(zp))),
+        3 => (zp, (top.max(zp), 127)),
+        _ => (zp.max(-127), (zp.max(-127) - 1, 127)),
+    };
+    c
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(250))]
+
+    /// CONV_2D with fused-ReLU clamps (see [`relu_clamped`]), whose AVX-512 output stages leave
+    /// out the rounding's sign term: every tier equals the reference kernel, at random and at
+    /// ResNet shapes.
+    #[test]
+    fn conv_relu_clamps_match_reference(
+        c in prop_oneof![conv_case(), resnet_conv_case()],
+        clamp in 0u8..5,
+        top in -128i32..=127,
+        add in add_params(),
+        residual_seed in any::<u64>(),
+    ) {
+        check_conv(&relu_clamped(c, clamp, top), &add, residual_seed);
+    }
+}
+
 /// The body of `conv_matches_reference`.
 fn check_conv(c: &WindowCase, add: &ArithParams, residual_seed: u64) {
     {
@@ -1025,6 +1058,67 @@ proptest! {
                 let mut got = vec![0x55i8; x.len()];
                 add_sub(isa, &p, subtract, &x, &y, &mut got).unwrap();
                 assert_eq!(got, want, "{} subtract={subtract} {p:?}", isa.name());
+            });
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// ADD and SUB with a fused ReLU / ReLU6 (the clamp's bottom at the output offset, or int8's
+    /// own range with the offset at −128, as TFLite quantizes ReLU outputs), on every pair of
+    /// int8 inputs, with sums on the output rounding's boundaries (as
+    /// `add_sub_exact_at_rounding_boundaries`): the AVX-512 table path leaves out the output
+    /// stage's sign term for these clamps, and its 16-bit form takes left shifts from 16 on.
+    #[test]
+    fn add_sub_relu_exact_at_rounding_boundaries(
+        left in prop_oneof![3 => 16i32..=20, 1 => 9i32..=15],
+        (m_t, m_o) in (1i32 << 30..=i32::MAX, 1i32 << 30..=i32::MAX),
+        (o_t, o_s, o_out) in (-128i32..=127, -128i32..=127, -128i32..=127),
+        e_out in 1i32..=3,
+        extra in 0i32..=2,
+        swap in any::<bool>(),
+        clamp in 0u8..5,
+        top in -128i32..=127,
+    ) {
+        let (t, sh) = ((o_t, m_t, -(left - 1 + extra)), (o_s, 1 << 30, 0));
+        let ((o1, m1, s1), (o2, m2, s2)) = if swap { (sh, t) } else { (t, sh) };
+        // ReLU with TFLite's usual zero point; ReLU at any zero point; ReLU6-like tops; a
+        // bottom above the offset; and one just below it (where the sign term still counts).
+        let (o_out, lo, hi) = match clamp {
+            0 => (-128, -128, 127),
+            1 => (o_out, o_out, 127),
+            2 => (o_out, o_out, top.max(o_out)),
+            3 => (o_out, top.max(o_out), 127),
+            _ => (o_out.max(-127), o_out.max(-127) - 1, 127),
+        };
+        let p = ArithParams {
+            input1_offset: o1,
+            input2_offset: o2,
+            output_offset: o_out,
+            left_shift: left,
+            input1_multiplier: m1,
+            input1_shift: s1,
+            input2_multiplier: m2,
+            input2_shift: s2,
+            output_multiplier: m_o,
+            output_shift: -e_out,
+            activation_min: lo,
+            activation_max: hi,
+        };
+        let x: Vec<i8> = (0..1usize << 16).map(|i| i as u8 as i8).collect();
+        let y: Vec<i8> = (0..1usize << 16).map(|i| (i >> 8) as u8 as i8).collect();
+        for subtract in [false, true] {
+            let f = |a: i8, b: i8| if subtract { sub_element(&p, a, b) } else { add_element(&p, a, b) };
+            let want: Vec<i8> = x.iter().zip(&y).map(|(&a, &b)| f(a, b)).collect();
+            for_each_isa(|isa| {
+                let mut got = vec![0x55i8; x.len()];
+                add_sub(isa, &p, subtract, &x, &y, &mut got).unwrap();
+                assert_eq!(got, want, "{} subtract={subtract} {p:?}", isa.name());
+                let mut acc = y.clone();
+                add_sub_assign(isa, &p, subtract, &mut acc, &x, false).unwrap();
+                assert_eq!(acc, want, "{} in place subtract={subtract} {p:?}", isa.name());
             });
         }
     }

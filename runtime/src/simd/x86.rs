@@ -501,7 +501,13 @@ fn no_prep<const NB: usize>(_q: &Requant, _c0: usize, _n: usize, _fast: bool) {}
 /// with what `$prep::<NB>` made once per group of blocks (shared by all its row tiles).
 macro_rules! tile_loop {
     ($a:expr, $w:expr, $n:expr, $q:expr, $o:expr, $os:expr, $fast:expr, $tile:ident, $prep:ident,
-     [$(($nb:literal, $mr:literal, [$($m:literal),*])),*]) => {{
+     $list:tt) => {
+        tile_loop!(@with { false }, $a, $w, $n, $q, $o, $os, $fast, $tile, $prep, $list)
+    };
+    // `$x`: `$tile`'s fourth generic argument (`FLOOR` for the AVX-512 VNNI tiles, unused by
+    // the others), after `MR, NB, TABLE`.
+    (@with $x:tt, $a:expr, $w:expr, $n:expr, $q:expr, $o:expr, $os:expr, $fast:expr,
+     $tile:ident, $prep:ident, [$(($nb:literal, $mr:literal, [$($m:literal),*])),*]) => {{
         let a: &MatrixA = $a;
         let blocks = $n.div_ceil(BLOCK_N);
         let bstride = a.k_steps * STEP;
@@ -529,9 +535,9 @@ macro_rules! tile_loop {
                                 }
                                 let rows = Rows { ptr: ptrs, koff, steps: a.k_steps };
                                 if koff.is_null() {
-                                    $tile::<$m, $nb, false>(&rows, w, bstride, $q, out, &pre);
+                                    $tile::<$m, $nb, false, $x>(&rows, w, bstride, $q, out, &pre);
                                 } else {
-                                    $tile::<$m, $nb, true>(&rows, w, bstride, $q, out, &pre);
+                                    $tile::<$m, $nb, true, $x>(&rows, w, bstride, $q, out, &pre);
                                 }
                             })*
                             _ => {}
@@ -604,6 +610,12 @@ pub(super) mod vnni {
             && e_max <= 30
             && h < 1u64 << 30
             && h + (1u64 << (e_max - 1)) + (off << e_max) < 1u64 << 31
+    }
+
+    /// Whether a kernel call's output stages may leave out the short rounding's sign term
+    /// (`FLOOR`, see [`Stage::short_c`]): the clamp's bottom is at or above the output offset.
+    fn floor_ok(q: &Requant) -> bool {
+        q.act_min >= q.output_offset
     }
 
     /// Lanes `c0 .. c0 + count` of a per-output array (one entry: every lane), zero elsewhere.
@@ -708,8 +720,16 @@ pub(super) mod vnni {
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
         pub(in crate::simd) fn apply(&self, acc: __m512i) -> __m128i {
+            self.apply_c::<false>(acc)
+        }
+
+        /// [`Stage::apply`]; `FLOOR` (for a clamp whose bottom is at or above the output
+        /// offset only) with the short rounding's sign term left out ([`Stage::short_c`]).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn apply_c<const FLOOR: bool>(&self, acc: __m512i) -> __m128i {
             let r = if self.fast {
-                self.short(acc)
+                self.short_c::<FLOOR>(acc)
             } else {
                 self.rounded(acc)
             };
@@ -729,9 +749,15 @@ pub(super) mod vnni {
         /// multiply-add and a pick of high halves per lane. The sign term comes from `acc`:
         /// acc ≥ 0 gives h ≥ 0 (m ≥ 0), acc < 0 gives h ≤ 0, and when h = 0 the term changes
         /// nothing, since `round` is 2^(e−1) modulo 2^e (so ⌊(round − 1) / 2^e⌋ = ⌊round / 2^e⌋).
+        ///
+        /// `FLOOR` leaves out the sign term, for a clamp whose bottom is at
+        /// or above the output offset (a fused ReLU; [`floor_ok`]): the term only changes
+        /// results for h < 0, where both `RoundingDivideByPOT(h, e)` and `⌊(h + 2^(e−1)) /
+        /// 2^e⌋` are ≤ 0 (e ≥ 1), so both results are at most the offset and the clamp raises
+        /// them to its bottom alike.
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-        fn short(&self, acc: __m512i) -> __m512i {
+        fn short_c<const FLOOR: bool>(&self, acc: __m512i) -> __m512i {
             let x2 = _mm512_add_epi32(acc, acc);
             let pe = _mm512_add_epi64(_mm512_mul_epi32(x2, self.m), self.rnd_even);
             let po = _mm512_add_epi64(
@@ -741,10 +767,14 @@ pub(super) mod vnni {
             // SAFETY: 16 lanes of a 16-element array.
             let pick = unsafe { _mm512_loadu_si512(PICK_HIGH.as_ptr().cast()) };
             let hr = _mm512_permutex2var_epi32(pe, pick, po);
-            _mm512_srav_epi32(
-                _mm512_add_epi32(hr, _mm512_srai_epi32::<31>(acc)),
-                self.right,
-            )
+            if FLOOR {
+                _mm512_srav_epi32(hr, self.right)
+            } else {
+                _mm512_srav_epi32(
+                    _mm512_add_epi32(hr, _mm512_srai_epi32::<31>(acc)),
+                    self.right,
+                )
+            }
         }
 
         /// The output stage's value before the clamp, in the general rounding (TFLM's two
@@ -813,7 +843,7 @@ pub(super) mod vnni {
     /// `MR` rows × `NB` blocks of 16 outputs.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool>(
+    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool, const FLOOR: bool>(
         a: &Rows<MR>,
         w: *const i8,
         bstride: usize,
@@ -869,7 +899,7 @@ pub(super) mod vnni {
                 unsafe { Stage::new(q, c, count, fast) }.0
             };
             for (r, row) in acc.iter().enumerate() {
-                let bytes = stage.apply(row[j]);
+                let bytes = stage.apply_c::<FLOOR>(row[j]);
                 // SAFETY: outputs c0 + 16j .. + count < n of row r (checked); the mask limits
                 // the store to `count` bytes.
                 unsafe {
@@ -901,7 +931,7 @@ pub(super) mod vnni {
     /// As [`tile`] with `NB = 1`; moreover steps `2j` and `2j + 1` are 4 bytes apart in every row.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile_pairs<const MR: usize, const TABLE: bool, const PRE: bool>(
+    unsafe fn tile_pairs<const MR: usize, const TABLE: bool, const PRE: bool, const FLOOR: bool>(
         a: &Rows<MR>,
         w: *const i8,
         o: Out,
@@ -971,7 +1001,7 @@ pub(super) mod vnni {
         for (r, row) in acc.iter().enumerate() {
             // Lane j: output j's two partial sums (and its bias).
             let sums = _mm512_add_epi32(row[0], _mm512_shuffle_epi32::<0xB1>(row[1]));
-            let bytes = stage.apply(sums);
+            let bytes = stage.apply_c::<FLOOR>(sums);
             // SAFETY: outputs c0 .. c0 + count of row r (checked); the mask limits the store.
             unsafe {
                 let dst = o.ptr.add(r * o.stride + o.c0);
@@ -990,7 +1020,12 @@ pub(super) mod vnni {
     /// As [`tile_pairs`].
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile_pairs_nb<const MR: usize, const NB: usize, const TABLE: bool>(
+    unsafe fn tile_pairs_nb<
+        const MR: usize,
+        const NB: usize,
+        const TABLE: bool,
+        const FLOOR: bool,
+    >(
         a: &Rows<MR>,
         w: *const i8,
         _bstride: usize,
@@ -999,7 +1034,7 @@ pub(super) mod vnni {
         pre: &Prep<NB>,
     ) {
         // SAFETY: the caller's guarantee (NB = 1: the one block's stage and bias).
-        unsafe { tile_pairs::<MR, TABLE, false>(a, w, o, &pre.stages[0], pre.bias[0]) }
+        unsafe { tile_pairs::<MR, TABLE, false, FLOOR>(a, w, o, &pre.stages[0], pre.bias[0]) }
     }
 
     /// [`tile_pairs_nb`] over weights [`pair_weights`] arranged (`w` their first register).
@@ -1008,7 +1043,12 @@ pub(super) mod vnni {
     /// As [`tile_pairs`], with `w` holding the `2·⌈steps / 2⌉` arranged registers.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn tile_pairs_pre_nb<const MR: usize, const NB: usize, const TABLE: bool>(
+    unsafe fn tile_pairs_pre_nb<
+        const MR: usize,
+        const NB: usize,
+        const TABLE: bool,
+        const FLOOR: bool,
+    >(
         a: &Rows<MR>,
         w: *const i8,
         _bstride: usize,
@@ -1017,7 +1057,7 @@ pub(super) mod vnni {
         pre: &Prep<NB>,
     ) {
         // SAFETY: the caller's guarantee (NB = 1: the one block's stage and bias).
-        unsafe { tile_pairs::<MR, TABLE, true>(a, w, o, &pre.stages[0], pre.bias[0]) }
+        unsafe { tile_pairs::<MR, TABLE, true, FLOOR>(a, w, o, &pre.stages[0], pre.bias[0]) }
     }
 
     /// The two weight registers [`tile_pairs`] multiplies a pair of steps by: the blend of the
@@ -1092,7 +1132,7 @@ pub(super) mod vnni {
     /// As [`gemm`], with `a.k_steps == KS` and `SEG` dividing `KS`, and [`runs_of`]`(a, SEG)`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn gemm_stationary<const KS: usize, const SEG: usize>(
+    unsafe fn gemm_stationary<const KS: usize, const SEG: usize, const FLOOR: bool>(
         a: &MatrixA,
         w: *const i8,
         n: usize,
@@ -1128,9 +1168,13 @@ pub(super) mod vnni {
             // SAFETY: as this function's (the rows, steps and outputs checked).
             unsafe {
                 if stage.fast && stage.full_range && count == BLOCK_N {
-                    stationary_rows::<KS, SEG, true>(a, &starts, &wv, &stage, bias, out, os, count)
+                    stationary_rows::<KS, SEG, true, FLOOR>(
+                        a, &starts, &wv, &stage, bias, out, os, count,
+                    )
                 } else {
-                    stationary_rows::<KS, SEG, false>(a, &starts, &wv, &stage, bias, out, os, count)
+                    stationary_rows::<KS, SEG, false, FLOOR>(
+                        a, &starts, &wv, &stage, bias, out, os, count,
+                    )
                 }
             }
             c0 += BLOCK_N;
@@ -1144,7 +1188,12 @@ pub(super) mod vnni {
     /// As [`gemm_stationary`]; `out` is the block's first output of row 0, `count` its outputs.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    unsafe fn stationary_rows<const KS: usize, const SEG: usize, const PLAIN: bool>(
+    unsafe fn stationary_rows<
+        const KS: usize,
+        const SEG: usize,
+        const PLAIN: bool,
+        const FLOOR: bool,
+    >(
         a: &MatrixA,
         starts: &[usize; STATIONARY_STEPS],
         wv: &[__m512i; KS],
@@ -1166,7 +1215,7 @@ pub(super) mod vnni {
             }
             // SAFETY: rows r .. r + 4 (the caller's guarantee).
             unsafe {
-                stationary_group::<KS, SEG, PLAIN, 4>(
+                stationary_group::<KS, SEG, PLAIN, FLOOR, 4>(
                     rows,
                     starts,
                     wv,
@@ -1183,7 +1232,7 @@ pub(super) mod vnni {
             let row = a.data.as_ptr().wrapping_add(bases.next().unwrap_or(0));
             // SAFETY: row r (the caller's guarantee).
             unsafe {
-                stationary_group::<KS, SEG, PLAIN, 1>(
+                stationary_group::<KS, SEG, PLAIN, FLOOR, 1>(
                     [row],
                     starts,
                     wv,
@@ -1209,6 +1258,7 @@ pub(super) mod vnni {
         const KS: usize,
         const SEG: usize,
         const PLAIN: bool,
+        const FLOOR: bool,
         const R: usize,
     >(
         rows: [*const u8; R],
@@ -1243,11 +1293,11 @@ pub(super) mod vnni {
             unsafe {
                 let dst = out.add(i * os);
                 if PLAIN {
-                    _mm_storeu_si128(dst.cast(), _mm512_cvtsepi32_epi8(stage.short(a)));
+                    _mm_storeu_si128(dst.cast(), _mm512_cvtsepi32_epi8(stage.short_c::<FLOOR>(a)));
                 } else if count == BLOCK_N {
-                    _mm_storeu_si128(dst.cast(), stage.apply(a));
+                    _mm_storeu_si128(dst.cast(), stage.apply_c::<FLOOR>(a));
                 } else {
-                    _mm_mask_storeu_epi8(dst, mask, stage.apply(a));
+                    _mm_mask_storeu_epi8(dst, mask, stage.apply_c::<FLOOR>(a));
                 }
             }
         }
@@ -1277,6 +1327,30 @@ pub(super) mod vnni {
         o: *mut i8,
         os: usize,
     ) {
+        // SAFETY: the caller's guarantees; `FLOOR` exactly when `floor_ok`.
+        unsafe {
+            if floor_ok(q) {
+                gemm_in::<true>(a, w, n, q, o, os)
+            } else {
+                gemm_in::<false>(a, w, n, q, o, os)
+            }
+        }
+    }
+
+    /// [`gemm`] with output stages `FLOOR` ([`Stage::short_c`]).
+    ///
+    /// # Safety
+    /// As [`gemm`]; `FLOOR` only when [`floor_ok`].
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn gemm_in<const FLOOR: bool>(
+        a: &MatrixA,
+        w: *const i8,
+        n: usize,
+        q: &Requant,
+        o: *mut i8,
+        os: usize,
+    ) {
         // Σ x·w over the reduction: x ≤ 255 (unsigned bytes), |w| ≤ 128.
         let fast = fast_ok(q, (a.k_steps as u64) * 4 * 255 * 128);
         if a.rows == 1 {
@@ -1285,6 +1359,7 @@ pub(super) mod vnni {
             // SAFETY: tiles stay inside the checked matrix (see `tile`).
             unsafe {
                 tile_loop!(
+                    @with { FLOOR },
                     a,
                     w,
                     n,
@@ -1313,7 +1388,7 @@ pub(super) mod vnni {
                         $(($k, $s) => {
                             // SAFETY: k_steps == KS in runs of SEG (SEG divides it; checked
                             // just above); the operands as for the tiles.
-                            unsafe { gemm_stationary::<$k, $s>(a, w, n, q, o, os, fast) };
+                            unsafe { gemm_stationary::<$k, $s, FLOOR>(a, w, n, q, o, os, fast) };
                             return;
                         })*
                         _ => {}
@@ -1370,6 +1445,7 @@ pub(super) mod vnni {
             // block, so `tile_loop!` never offsets `pw`).
             unsafe {
                 tile_loop!(
+                    @with { FLOOR },
                     a,
                     pw,
                     n,
@@ -1388,6 +1464,7 @@ pub(super) mod vnni {
             // SAFETY: the tiles stay inside the checked matrix; steps are paired (checked).
             unsafe {
                 tile_loop!(
+                    @with { FLOOR },
                     a,
                     w,
                     n,
@@ -1410,6 +1487,7 @@ pub(super) mod vnni {
             // SAFETY: tiles stay inside the checked matrix (see `tile`).
             unsafe {
                 tile_loop!(
+                    @with { FLOOR },
                     a,
                     w,
                     n,
@@ -1427,6 +1505,7 @@ pub(super) mod vnni {
         // SAFETY: tiles stay inside the checked matrix (see `tile`).
         unsafe {
             tile_loop!(
+                @with { FLOOR },
                 a,
                 w,
                 n,
@@ -1632,6 +1711,7 @@ pub(super) mod vnni {
                 mask_o,
                 half_o,
                 out_off,
+                output_offset: p.output_offset,
                 lo: p.activation_min,
                 hi: p.activation_max,
             };
@@ -1695,6 +1775,8 @@ pub(super) mod vnni {
         mask_o: __m512i,
         half_o: __m512i,
         out_off: __m512i,
+        /// The output offset (as `out_off`'s lanes).
+        output_offset: i32,
         lo: i32,
         hi: i32,
     }
@@ -1733,6 +1815,29 @@ pub(super) mod vnni {
             let hr = _mm512_permutex2var_epi32(pe, pick, po);
             _mm512_sra_epi32(_mm512_add_epi32(hr, _mm512_srai_epi32::<31>(raw)), self.e_o)
         }
+
+        /// [`Self::short`] of `raw` given `x2 = 2·raw` (exact: `|raw| < 2³⁰`, so `x2` has
+        /// `raw`'s sign). `FLOOR` leaves out the sign term, for a clamp whose bottom is at or
+        /// above the output offset: the term only changes results for `h < 0`, where both
+        /// `RoundingDivideByPOT(h, e)` and `⌊(h + 2^(e−1)) / 2^e⌋` are ≤ 0 (`fast`: e ≥ 1), so
+        /// both results are at most the offset and the clamp raises them to its bottom alike.
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn short_doubled<const FLOOR: bool>(&self, x2: __m512i) -> __m512i {
+            let pe = _mm512_add_epi64(_mm512_mul_epi32(x2, self.mo), self.rnd_qword);
+            let po = _mm512_add_epi64(
+                _mm512_mul_epi32(_mm512_shuffle_epi32::<0xF5>(x2), self.mo),
+                self.rnd_qword,
+            );
+            // SAFETY: 16 lanes of a 16-element array.
+            let pick = unsafe { _mm512_loadu_si512(PICK_HIGH.as_ptr().cast()) };
+            let hr = _mm512_permutex2var_epi32(pe, pick, po);
+            if FLOOR {
+                _mm512_sra_epi32(hr, self.e_o)
+            } else {
+                _mm512_sra_epi32(_mm512_add_epi32(hr, _mm512_srai_epi32::<31>(x2)), self.e_o)
+            }
+        }
     }
 
     /// A rescaled ADD operand as a table: byte plane `k` holds byte `k` of the rescaled value of
@@ -1758,13 +1863,14 @@ pub(super) mod vnni {
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
         fn new(op: &Operand) -> Table {
-            Table::mapped(op, false, 0)
+            Table::mapped(op, false, 0, false)
         }
 
-        /// The table of `±op.apply(x) + add` (minus when `negate`; 32-bit wrapping).
+        /// The table of `±op.apply(x) + add` (minus when `negate`; 32-bit wrapping), doubled
+        /// (modulo 2³²) when `double`.
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-        fn mapped(op: &Operand, negate: bool, add: i32) -> Table {
+        fn mapped(op: &Operand, negate: bool, add: i32, double: bool) -> Table {
             let add = _mm512_set1_epi32(add);
             let mut bytes = [[0u8; 256]; 4];
             for (c, chunk) in ALL_BYTES.chunks_exact(16).enumerate() {
@@ -1776,6 +1882,7 @@ pub(super) mod vnni {
                 } else {
                     _mm512_add_epi32(v, add)
                 };
+                let v = if double { _mm512_add_epi32(v, v) } else { v };
                 let planes = [
                     v,
                     _mm512_srli_epi32::<8>(v),
@@ -1807,15 +1914,24 @@ pub(super) mod vnni {
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
         fn lookup(&self, idx: __m512i) -> [__m512i; 4] {
+            unpack4(self.planes_of(idx))
+        }
+
+        /// The byte planes of 64 inputs' table entries (plane `k`, byte `j`: byte `k` of input
+        /// `j`'s entry), before [`unpack4`].
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+        fn planes_of(&self, idx: __m512i) -> [__m512i; 4] {
             let high = _mm512_movepi8_mask(idx);
             let mut p = [_mm512_setzero_si512(); 4];
             for (out, t) in p.iter_mut().zip(&self.planes) {
-                // Inputs with bit 7 set from entries 128..256; the others keep their index
-                // and then read entries 0..128.
-                let r = _mm512_mask2_permutex2var_epi8(t[2], idx, high, t[3]);
-                *out = _mm512_mask2_permutex2var_epi8(t[0], r, !high, t[1]);
+                // Both halves looked up independently (bit 7 of the index ignored), then the
+                // inputs with bit 7 set take entries 128..256.
+                let lo = _mm512_permutex2var_epi8(t[0], idx, t[1]);
+                let hi = _mm512_permutex2var_epi8(t[2], idx, t[3]);
+                *out = _mm512_mask_blend_epi8(high, lo, hi);
             }
-            unpack4(p)
+            p
         }
     }
 
@@ -1928,8 +2044,48 @@ pub(super) mod vnni {
         n: usize,
     ) -> usize {
         if o.fast {
-            // TFLM's usual pair: one operand a left shift alone, the other looked up.
             let full = o.lo == -128 && o.hi == 127;
+            let floor = o.lo >= o.output_offset;
+            // The word form: the doubled shift count reaches the high 16 bits.
+            let words = |sh: (i32, u32)| (15..=29).contains(&sh.1);
+            macro_rules! words {
+                ($t:expr, $neg:expr, $sh:expr, $tx:expr, $hx:expr, $sub:literal) => {
+                    match (full, floor) {
+                        (true, true) => table_shift_words::<$sub, true, true>(
+                            $t, $neg, $sh, o, $tx, $hx, out, n,
+                        ),
+                        (true, false) => table_shift_words::<$sub, true, false>(
+                            $t, $neg, $sh, o, $tx, $hx, out, n,
+                        ),
+                        (false, true) => table_shift_words::<$sub, false, true>(
+                            $t, $neg, $sh, o, $tx, $hx, out, n,
+                        ),
+                        (false, false) => table_shift_words::<$sub, false, false>(
+                            $t, $neg, $sh, o, $tx, $hx, out, n,
+                        ),
+                    }
+                };
+            }
+            // SAFETY: the caller's guarantees; `o.fast` just checked; `full` and `floor`
+            // describe `o`'s clamp; the shift counts are in the word form's range.
+            let done = unsafe {
+                match (a_op.shift_only(), b_op.shift_only(), subtract) {
+                    (None, Some(sh), false) if words(sh) => {
+                        Some(words!(a_op, false, sh, x, y, false))
+                    }
+                    (None, Some(sh), true) if words(sh) => {
+                        Some(words!(a_op, false, sh, x, y, true))
+                    }
+                    (Some(sh), None, _) if words(sh) => {
+                        Some(words!(b_op, subtract, sh, y, x, false))
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(i) = done {
+                return i;
+            }
+            // TFLM's usual pair: one operand a left shift alone, the other looked up.
             // SAFETY: the caller's guarantees; `o.fast` just checked.
             let done = unsafe {
                 match (a_op.shift_only(), b_op.shift_only(), subtract, full) {
@@ -1992,6 +2148,107 @@ pub(super) mod vnni {
         i
     }
 
+    /// [`table_shift`] in doubled values and 16-bit halves: the table holds `2·T(x_t)` and the
+    /// shifted operand is `u << (count + 1)`, so the sums are `2·raw`, which the output stage
+    /// doubles anyway ([`OutStage::short_doubled`]); and as `u << (count + 1)` has 16 low zero
+    /// bits (`count + 1 ≥ 16`), it is added to the high 16-bit halves of the table's values
+    /// alone (`hi16(T + S) = hi16(T) + hi16(S)` modulo 2¹⁶, no carry from the low halves),
+    /// between [`unpack4`]'s two levels, where those halves are words in order. Sums equal
+    /// [`table_shift`]'s doubled modulo 2³² (and `|raw| < 2³⁰`), hence the same outputs.
+    /// `FLOOR`: the clamp's bottom is at or above the output offset. Returns how many elements
+    /// it computed.
+    ///
+    /// # Safety
+    /// As [`add_sub_tables`]; `o.fast`; `FULL` when the clamp is `[-128, 127]`, `FLOOR` only
+    /// when `o.lo ≥ o.output_offset`; `15 ≤ count ≤ 29`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+    unsafe fn table_shift_words<const SUB: bool, const FULL: bool, const FLOOR: bool>(
+        t: &Operand,
+        negate_t: bool,
+        (offset, count): (i32, u32),
+        o: &OutStage,
+        tx: *const i8,
+        hx: *const i8,
+        out: *mut i8,
+        n: usize,
+    ) -> usize {
+        let konst = (offset - 128).wrapping_shl(count);
+        let konst = if SUB { konst.wrapping_neg() } else { konst };
+        let table = Table::mapped(t, negate_t, konst, true);
+        // `u << (count + 1)`'s high half is `u << (count − 15)` (u < 2⁸, count ≤ 29: no bits
+        // beyond 32 are lost that the 32-bit form keeps).
+        let cnt = _mm_cvtsi32_si128(count as i32 - 15);
+        let (lo, hi) = (_mm512_set1_epi8(o.lo as i8), _mm512_set1_epi8(o.hi as i8));
+        let (zero, flip) = (_mm512_setzero_si512(), _mm512_set1_epi8(-128));
+        let block = |xt: __m512i, xh: __m512i| {
+            let p = table.planes_of(xt);
+            // `u = x + 128` as words, in the order of the planes' first-level unpacks.
+            let u = _mm512_xor_si512(xh, flip);
+            let (s_lo, s_hi) = (
+                _mm512_sll_epi16(_mm512_unpacklo_epi8(u, zero), cnt),
+                _mm512_sll_epi16(_mm512_unpackhi_epi8(u, zero), cnt),
+            );
+            let w_lo = _mm512_unpacklo_epi8(p[0], p[1]);
+            let w_hi = _mm512_unpackhi_epi8(p[0], p[1]);
+            let v_lo = _mm512_unpacklo_epi8(p[2], p[3]);
+            let v_hi = _mm512_unpackhi_epi8(p[2], p[3]);
+            let (v_lo, v_hi) = if SUB {
+                (_mm512_sub_epi16(v_lo, s_lo), _mm512_sub_epi16(v_hi, s_hi))
+            } else {
+                (_mm512_add_epi16(v_lo, s_lo), _mm512_add_epi16(v_hi, s_hi))
+            };
+            let x2 = [
+                _mm512_unpacklo_epi16(w_lo, v_lo),
+                _mm512_unpackhi_epi16(w_lo, v_lo),
+                _mm512_unpacklo_epi16(w_hi, v_hi),
+                _mm512_unpackhi_epi16(w_hi, v_hi),
+            ];
+            let bytes = pack4(x2.map(|v| o.short_doubled::<FLOOR>(v)));
+            if FULL {
+                bytes
+            } else {
+                _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi)
+            }
+        };
+        let mut i = 0;
+        // Two blocks a step: their chains interleave.
+        while i + 128 <= n {
+            // SAFETY: elements i .. i + 128 ≤ n of each operand (the caller's guarantee); all are
+            // read before the output is written (it may alias either).
+            let (xt0, xh0, xt1, xh1) = unsafe {
+                (
+                    _mm512_loadu_si512(tx.add(i).cast()),
+                    _mm512_loadu_si512(hx.add(i).cast()),
+                    _mm512_loadu_si512(tx.add(i + 64).cast()),
+                    _mm512_loadu_si512(hx.add(i + 64).cast()),
+                )
+            };
+            let (b0, b1) = (block(xt0, xh0), block(xt1, xh1));
+            // SAFETY: elements i .. i + 128 ≤ n of the output.
+            unsafe {
+                _mm512_storeu_si512(out.add(i).cast(), b0);
+                _mm512_storeu_si512(out.add(i + 64).cast(), b1);
+            }
+            i += 128;
+        }
+        while i + 64 <= n {
+            // SAFETY: elements i .. i + 64 ≤ n of each operand (the caller's guarantee); both are
+            // read before the output is written (it may alias either).
+            let (xt, xh) = unsafe {
+                (
+                    _mm512_loadu_si512(tx.add(i).cast()),
+                    _mm512_loadu_si512(hx.add(i).cast()),
+                )
+            };
+            let bytes = block(xt, xh);
+            // SAFETY: elements i .. i + 64 ≤ n of the output.
+            unsafe { _mm512_storeu_si512(out.add(i).cast(), bytes) };
+            i += 64;
+        }
+        i
+    }
+
     /// ADD/SUB with one operand `t` (inputs at `tx`) looked up and the other (at `hx`) a left
     /// shift alone, `(x + offset) << count` with `(offset, count) = sh`, in one straight loop:
     /// `raw = T(x_t) ± (u << count)` with `u = x_h + 128`, where the table holds `±t(x)`
@@ -2017,7 +2274,7 @@ pub(super) mod vnni {
     ) -> usize {
         let konst = (offset - 128).wrapping_shl(count);
         let konst = if SUB { konst.wrapping_neg() } else { konst };
-        let table = Table::mapped(t, negate_t, konst);
+        let table = Table::mapped(t, negate_t, konst, false);
         let cnt = _mm_cvtsi32_si128(count as i32);
         let (lo, hi) = (_mm512_set1_epi8(o.lo as i8), _mm512_set1_epi8(o.hi as i8));
         let (zero, flip) = (_mm512_setzero_si512(), _mm512_set1_epi8(-128));
@@ -2501,7 +2758,7 @@ mod avx2 {
     /// `MR` rows × `NB` blocks of 16 outputs.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool>(
+    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool, const _F: bool>(
         a: &Rows<MR>,
         w: *const i8,
         bstride: usize,
@@ -2893,7 +3150,7 @@ mod sse41 {
     /// `MR` rows × 16 outputs, one row at a time (their output stage prepared once).
     #[inline]
     #[target_feature(enable = "sse4.1")]
-    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool>(
+    unsafe fn tile<const MR: usize, const NB: usize, const TABLE: bool, const _F: bool>(
         a: &Rows<MR>,
         w: *const i8,
         bstride: usize,
