@@ -19,7 +19,11 @@
 //! `temp`, `qat` (fake-quantized weight bits during fine-tuning), `hop` (distillation window
 //! hop in samples, default 1600 = 100 ms), `copies` (augmented copies of the distillation
 //! audio, default 8), `speed` (speed perturbation of those copies), `seed`, `steps` (gradual
-//! pruning), `comp=1` (one-shot pruning with the removed channels' mean
+//! pruning), `select=ablate` (channels chosen by `fit::recover::ablation_scores` on the
+//! calibration windows and those of `seldata=A.wav,...` every `selhop` samples), `removed=FILE`
+//! (lines `G c1 c2 ...`: channels removed from group G), `ft=E` (E epochs of distillation on
+//! top of `comp`), a plan ending in `g` (int4 weights rounded by GPTQ), `comp=1` (one-shot
+//! pruning with the removed channels' mean
 //! activations folded into the next layer's bias, no fine-tuning), `lsq=1` (one-shot pruning
 //! with every pointwise conv / FC refitted by ridge least squares to the float model's
 //! pre-activations on the distillation windows (`hop`, `copies`, `speed`), `lambda` = ridge towards the float weights, `lsqfc=0` leaves
@@ -53,6 +57,7 @@ mod run {
     use mote_quantize::fit::finetune::{predict, FinetuneOptions};
     use mote_quantize::fit::layerwise::ratios_of;
     use mote_quantize::fit::prune;
+    use mote_quantize::fit::recover;
     use mote_quantize::fit::search::{
         calibrate_ranges_with, measure, run_quantized, FitData, FitOptions, Tuner,
     };
@@ -125,245 +130,6 @@ mod run {
 
     fn pct((a, n): (usize, usize)) -> String {
         format!("{a}/{n} {:.2}%", 100.0 * a as f64 / n.max(1) as f64)
-    }
-
-    /// Bias compensation of one-shot pruning: every removed channel's mean activation (over
-    /// `cal` and positions, as the consumer reads it) times the consumer's weights is added to
-    /// the consumer's bias, so the next layer sees the removed channels' average contribution.
-    fn compensate(
-        orig: &Graph,
-        pruned: &mut Graph,
-        a: &prune::Analysis,
-        plan: &prune::PrunePlan,
-        cal: &[Vec<f32>],
-    ) {
-        let exec = FloatExecutor::new(orig, default_device());
-        let mut sums: std::collections::BTreeMap<usize, Vec<f64>> = Default::default();
-        for x in cal {
-            let v = exec.run(std::slice::from_ref(x)).unwrap();
-            for gr in &a.groups {
-                for &n in &gr.consumers {
-                    let Some(Some(t)) = orig.nodes[n].inputs.first().copied() else {
-                        continue;
-                    };
-                    let Some(vals) = v[t].as_ref() else { continue };
-                    let e = sums.entry(t).or_insert_with(|| vec![0.0; gr.channels]);
-                    for (i, &y) in vals.iter().enumerate() {
-                        e[i % gr.channels] += f64::from(y);
-                    }
-                }
-            }
-        }
-        let f32s = |b: &[u8]| -> Vec<f32> {
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        };
-        for (gi, gr) in a.groups.iter().enumerate() {
-            let Some(Some(kept)) = plan.keep.get(gi) else {
-                continue;
-            };
-            let removed: Vec<usize> = (0..gr.channels).filter(|c| !kept.contains(c)).collect();
-            for &n in &gr.consumers {
-                let node = &orig.nodes[n];
-                let (Some(Some(t)), Some(Some(w))) =
-                    (node.inputs.first().copied(), node.inputs.get(1).copied())
-                else {
-                    continue;
-                };
-                let Some(sum) = sums.get(&t) else { continue };
-                let per = (orig.tensors[t].elements() / gr.channels * cal.len()) as f64;
-                let wv = f32s(orig.tensors[w].data.as_deref().unwrap_or(&[]));
-                let outs = orig.tensors[w].shape[0];
-                let cin = wv.len() / outs;
-                let delta: Vec<f64> = (0..outs)
-                    .map(|o| {
-                        removed
-                            .iter()
-                            .map(|&c| f64::from(wv[o * cin + c]) * sum[c] / per)
-                            .sum()
-                    })
-                    .collect();
-                // The consumer's own output channels may be pruned too.
-                let out_keep: Vec<usize> = a
-                    .groups
-                    .iter()
-                    .enumerate()
-                    .find(|(_, g2)| g2.producers.contains(&n))
-                    .and_then(|(j, _)| plan.keep.get(j).cloned().flatten())
-                    .unwrap_or_else(|| (0..outs).collect());
-                let Some(Some(pb)) = pruned.nodes[n].inputs.get(2).copied() else {
-                    continue;
-                };
-                let mut bv = f32s(pruned.tensors[pb].data.as_deref().unwrap_or(&[]));
-                for (j, &o) in out_keep.iter().enumerate() {
-                    if let Some(x) = bv.get_mut(j) {
-                        *x += delta[o] as f32;
-                    }
-                }
-                pruned.tensors[pb].data = Some(bv.iter().flat_map(|x| x.to_le_bytes()).collect());
-            }
-        }
-    }
-
-    /// Pruning by feature reconstruction (He et al. 2017; ThiNet): in node order, every
-    /// 1×1 CONV_2D and FULLY_CONNECTED of the pruned graph gets new weights and bias by ridge
-    /// least squares, so that on `cal` its pre-activation output (from the already refitted
-    /// pruned model's input) reproduces the float model's pre-activation output of that node
-    /// (restricted to its kept output channels). No labels involved.
-    fn reconstruct(
-        orig: &Graph,
-        pruned: &mut Graph,
-        a: &prune::Analysis,
-        plan: &prune::PrunePlan,
-        cal: &[Vec<f32>],
-        lambda: f64,
-        refit_fc: bool,
-    ) {
-        let f32s = |b: &[u8]| -> Vec<f32> {
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        };
-        let fexec = FloatExecutor::new(orig, default_device());
-        let fvals: Vec<_> = cal
-            .iter()
-            .map(|x| fexec.run(std::slice::from_ref(x)).unwrap())
-            .collect();
-        for n in 0..pruned.nodes.len() {
-            let pointwise = match &pruned.nodes[n].op {
-                Operator::FullyConnected { .. } => refit_fc,
-                Operator::Conv2d(_) => {
-                    let w = pruned.nodes[n].inputs.get(1).copied().flatten();
-                    w.is_some_and(|w| {
-                        let s = &pruned.tensors[w].shape;
-                        s.len() == 4 && s[1] == 1 && s[2] == 1
-                    })
-                }
-                _ => false,
-            };
-            if !pointwise {
-                continue;
-            }
-            let (Some(Some(xt)), Some(Some(wt))) = (
-                pruned.nodes[n].inputs.first().copied(),
-                pruned.nodes[n].inputs.get(1).copied(),
-            ) else {
-                continue;
-            };
-            let Some(Some(bt)) = pruned.nodes[n].inputs.get(2).copied() else {
-                continue;
-            };
-            let (Some(Some(fxt)), Some(Some(fwt)), Some(Some(fbt))) = (
-                orig.nodes[n].inputs.first().copied(),
-                orig.nodes[n].inputs.get(1).copied(),
-                orig.nodes[n].inputs.get(2).copied(),
-            ) else {
-                continue;
-            };
-            let fw = f32s(orig.tensors[fwt].data.as_deref().unwrap_or(&[]));
-            let fb = f32s(orig.tensors[fbt].data.as_deref().unwrap_or(&[]));
-            let fouts = orig.tensors[fwt].shape[0];
-            let fin = fw.len() / fouts;
-            let outs = pruned.tensors[wt].shape[0];
-            let pw_len = pruned.tensors[wt].elements();
-            let din = pw_len / outs;
-            let out_keep: Vec<usize> = a
-                .groups
-                .iter()
-                .enumerate()
-                .find(|(_, g2)| g2.producers.contains(&n))
-                .and_then(|(j, _)| plan.keep.get(j).cloned().flatten())
-                .unwrap_or_else(|| (0..fouts).collect());
-            assert_eq!(out_keep.len(), outs, "node {n}: kept outputs");
-            let pexec = FloatExecutor::new(pruned, default_device());
-            let d = din + 1;
-            let mut xtx = vec![0.0f64; d * d];
-            let mut xty = vec![0.0f64; d * outs];
-            let mut row = vec![0.0f64; d];
-            for (x, fv) in cal.iter().zip(&fvals) {
-                let pv = pexec.run(std::slice::from_ref(x)).unwrap();
-                let px = pv[xt].as_ref().unwrap();
-                let fx = fv[fxt].as_ref().unwrap();
-                let positions = px.len() / din;
-                assert_eq!(fx.len() / fin, positions, "node {n}: positions");
-                for p in 0..positions {
-                    for (r, &v) in row.iter_mut().zip(&px[p * din..(p + 1) * din]) {
-                        *r = f64::from(v);
-                    }
-                    row[din] = 1.0;
-                    let fxp = &fx[p * fin..(p + 1) * fin];
-                    for (j, &o) in out_keep.iter().enumerate() {
-                        let y = f64::from(fb[o])
-                            + fw[o * fin..(o + 1) * fin]
-                                .iter()
-                                .zip(fxp)
-                                .map(|(&w, &v)| f64::from(w) * f64::from(v))
-                                .sum::<f64>();
-                        for (i, &r) in row.iter().enumerate() {
-                            xty[i * outs + j] += r * y;
-                        }
-                    }
-                    for i in 0..d {
-                        for k in 0..d {
-                            xtx[i * d + k] += row[i] * row[k];
-                        }
-                    }
-                }
-            }
-            // Ridge on the weights (not the bias), relative to the mean diagonal, towards the
-            // pruned layer's own (float) weights: directions the calibration audio does not
-            // excite keep the float model's weights.
-            let w0 = f32s(pruned.tensors[wt].data.as_deref().unwrap_or(&[]));
-            let tr = (0..din).map(|i| xtx[i * d + i]).sum::<f64>() / din.max(1) as f64;
-            for i in 0..din {
-                xtx[i * d + i] += lambda * tr + 1e-12;
-                for j in 0..outs {
-                    xty[i * outs + j] += lambda * tr * f64::from(w0[j * din + i]);
-                }
-            }
-            xtx[din * d + din] += 1e-12;
-            let sol = cholesky_solve(&xtx, &xty, d, outs);
-            let mut w = vec![0.0f32; outs * din];
-            let mut b = vec![0.0f32; outs];
-            for j in 0..outs {
-                for i in 0..din {
-                    w[j * din + i] = sol[i * outs + j] as f32;
-                }
-                b[j] = sol[din * outs + j] as f32;
-            }
-            pruned.tensors[wt].data = Some(w.iter().flat_map(|x| x.to_le_bytes()).collect());
-            pruned.tensors[bt].data = Some(b.iter().flat_map(|x| x.to_le_bytes()).collect());
-        }
-    }
-
-    /// Solves `A X = B` for symmetric positive definite `A` (`d`×`d`) and `B` (`d`×`m`), both
-    /// row-major, by Cholesky.
-    fn cholesky_solve(a: &[f64], b: &[f64], d: usize, m: usize) -> Vec<f64> {
-        let mut l = vec![0.0f64; d * d];
-        for i in 0..d {
-            for j in 0..=i {
-                let s: f64 =
-                    a[i * d + j] - (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum::<f64>();
-                l[i * d + j] = if i == j {
-                    s.max(1e-18).sqrt()
-                } else {
-                    s / l[j * d + j]
-                };
-            }
-        }
-        let mut x = b.to_vec();
-        for c in 0..m {
-            for i in 0..d {
-                let s: f64 = (0..i).map(|k| l[i * d + k] * x[k * m + c]).sum();
-                x[i * m + c] = (x[i * m + c] - s) / l[i * d + i];
-            }
-            for i in (0..d).rev() {
-                let s: f64 = (i + 1..d).map(|k| l[k * d + i] * x[k * m + c]).sum();
-                x[i * m + c] = (x[i * m + c] - s) / l[i * d + i];
-            }
-        }
-        x
     }
 
     struct Set {
@@ -563,6 +329,14 @@ mod run {
         );
         let a = prune::analyze(&float);
         let prunable = a.prunable();
+        // The channel-selection windows of `select=ablate`: the calibration windows and those
+        // of `seldata=A.wav,...` (any sample rate).
+        let mut sel = cal.clone();
+        for path in arg("seldata").iter().flat_map(|l| l.split(',')) {
+            let (x, rate) = read_wav_pcm16(&std::fs::read(path).unwrap()).unwrap();
+            let x = mote_quantize::frontend::resample(&x, rate as usize, 16000);
+            sel.extend(kws_windows(&x, env("selhop", 1600)));
+        }
         let structures: Vec<Vec<usize>> = match arg("counts") {
             Some(s) => s
                 .split(';')
@@ -645,22 +419,73 @@ mod run {
             }
             let ratios = ratios_of(&a, &full);
             let t1 = std::time::Instant::now();
-            let pf = match &tuner {
-                Some(t) => t.prune_and_tune(&float, &ratios).unwrap().0,
-                None => prune::apply(&float, &a, &a.plan(&float, &ratios)).unwrap(),
+            // `select=ablate`: channels chosen by ablation (`fit::recover::ablation_scores`)
+            // on the calibration windows plus those of `seldata=A.wav,...` (hop `selhop`),
+            // instead of by weight norm.
+            // `removed=FILE`: lines `G c1 c2 ...`, the channels removed from group G (e.g. an
+            // earlier ablation's choice, from its log).
+            let plan_for = || {
+                if let Some(path) = arg("removed") {
+                    let text = std::fs::read_to_string(path).unwrap();
+                    let mut keep: Vec<Option<Vec<usize>>> = vec![None; a.groups.len()];
+                    for line in text.lines() {
+                        let v: Vec<usize> = line
+                            .split_whitespace()
+                            .map(|x| x.parse().unwrap())
+                            .collect();
+                        if let Some((&gi, rm)) = v.split_first() {
+                            keep[gi] = Some(
+                                (0..a.groups[gi].channels)
+                                    .filter(|c| !rm.contains(c))
+                                    .collect(),
+                            );
+                        }
+                    }
+                    prune::PrunePlan { keep }
+                } else if arg("select").as_deref() == Some("ablate") {
+                    let means = recover::channel_means(&float, &a, &sel).unwrap();
+                    let scores = recover::ablation_scores(&float, &a, &sel, &means).unwrap();
+                    for (gi, sc) in scores.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
+                        eprintln!("ablation scores, group {gi}: {sc:?}");
+                    }
+                    a.plan_scored(&ratios, &scores)
+                } else {
+                    a.plan(&float, &ratios)
+                }
+            };
+            // `ft=E`: E epochs of distillation on top of a one-shot pruning (the float
+            // model's outputs on the distillation windows as targets).
+            let distill_on_top = |p: Graph, e: usize| {
+                if e == 0 {
+                    return p;
+                }
+                let teacher = predict(&float, &data.calibration, 64).unwrap();
+                let fo = FinetuneOptions {
+                    epochs: e,
+                    ..opts.finetune
+                };
+                mote_quantize::fit::finetune::finetune(
+                    &p,
+                    &data.calibration,
+                    &mote_quantize::fit::finetune::Targets::Teacher(&teacher),
+                    &fo,
+                )
+                .unwrap()
+                .0
             };
             let pf = if env("comp", 0) == 1 {
-                // One-shot pruning with bias compensation (no fine-tuning).
-                let plan = a.plan(&float, &ratios);
+                // One-shot pruning with bias compensation (`ft` epochs of distillation on top).
+                let plan = plan_for();
                 let mut p = prune::apply(&float, &a, &plan).unwrap();
-                compensate(&float, &mut p, &a, &plan, &cal);
-                p
+                let means = recover::channel_means(&float, &a, &cal).unwrap();
+                recover::compensate(&float, &mut p, &a, &plan, &means);
+                distill_on_top(p, env("ft", 0))
             } else if env("lsq", 0) == 1 {
                 // One-shot pruning with feature reconstruction (ridge least squares per
                 // pointwise conv / FC against the float model's pre-activations).
-                let plan = a.plan(&float, &ratios);
+                let plan = plan_for();
                 let mut p = prune::apply(&float, &a, &plan).unwrap();
-                reconstruct(
+                recover::reconstruct(
                     &float,
                     &mut p,
                     &a,
@@ -668,28 +493,15 @@ mod run {
                     &data.calibration,
                     env("lambda", 1e-3),
                     env("lsqfc", 1) == 1,
-                );
-                // `lsqft=E`: E epochs of distillation on top (the float model's outputs on
-                // the distillation windows as targets).
-                let e: usize = env("lsqft", 0);
-                if e > 0 {
-                    let teacher = predict(&float, &data.calibration, 64).unwrap();
-                    let fo = FinetuneOptions {
-                        epochs: e,
-                        ..opts.finetune
-                    };
-                    p = mote_quantize::fit::finetune::finetune(
-                        &p,
-                        &data.calibration,
-                        &mote_quantize::fit::finetune::Targets::Teacher(&teacher),
-                        &fo,
-                    )
-                    .unwrap()
-                    .0;
-                }
-                p
+                )
+                .unwrap();
+                // `lsqft=E`: E epochs of distillation on top.
+                distill_on_top(p, env("lsqft", 0))
             } else {
-                pf
+                match &tuner {
+                    Some(t) => t.prune_and_tune(&float, &ratios).unwrap().0,
+                    None => prune::apply(&float, &a, &a.plan(&float, &ratios)).unwrap(),
+                }
             };
             let mut line = format!(
                 "counts {counts:?} ({:.1} s tune)",
@@ -727,8 +539,20 @@ mod run {
             println!("{line}");
             let ranges = calibrate_ranges_with(&pf, &cal, ObserverKind::Mse).unwrap();
             for plan in &plans {
-                let pn = per_node(&pf, plan);
-                let mut qg = strip(mote_quantize::ptq::quantize_mixed(&pf, &ranges, &pn).unwrap());
+                // A plan ending in `g`: int4 weights rounded by GPTQ on the calibration
+                // windows.
+                let (digits, gptq) = match plan.strip_suffix('g') {
+                    Some(d) => (d, true),
+                    None => (plan.as_str(), false),
+                };
+                let pn = per_node(&pf, digits);
+                let pq = if gptq {
+                    let wrapped: Vec<Vec<Vec<f32>>> = cal.iter().map(|s| vec![s.clone()]).collect();
+                    mote_quantize::ptq::gptq::gptq_int4(&pf, &pn, &wrapped).unwrap()
+                } else {
+                    pf.clone()
+                };
+                let mut qg = strip(mote_quantize::ptq::quantize_mixed(&pq, &ranges, &pn).unwrap());
                 let mut c = mote_quantize::compile::compile(qg.clone()).unwrap();
                 if !sizes_only {
                     let exec = FloatExecutor::new(&pf, default_device());

@@ -14,6 +14,7 @@ pub mod front;
 pub mod gradual;
 pub mod layerwise;
 pub mod prune;
+pub mod recover;
 pub mod search;
 pub mod sparse;
 pub mod synth;
@@ -117,6 +118,15 @@ pub struct FitArgs {
     /// outputs stay close to the float ones).
     #[arg(long)]
     pub no_gptq: bool,
+    /// How each pruned structure's channels are chosen: weight-norm (the largest filters) or
+    /// ablation (the channels whose removal alone changes the outputs on the calibration
+    /// samples most; one forward pass over them per channel).
+    #[arg(long, default_value = "weight-norm")]
+    pub select: search::Selection,
+    /// Recover each pruned structure by layer-wise least squares to the float model's
+    /// pre-activations on the calibration samples, instead of fine-tuning it.
+    #[arg(long)]
+    pub reconstruct: bool,
     /// Draw the explored candidates and their Pareto front as an SVG.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
@@ -309,6 +319,8 @@ pub fn fit_cmd(a: &FitArgs) -> Result<(), CompileError> {
     opts.observer = a.observer;
     opts.bias_correction = a.bias_correction;
     opts.gptq = !a.no_gptq;
+    opts.selection = a.select;
+    opts.reconstruct = a.reconstruct;
     opts.finetune.distill = a.distill;
     opts.finetune.temperature = a.temperature;
     opts.synth.per_class = a.synthesize;

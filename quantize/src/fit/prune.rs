@@ -383,22 +383,47 @@ impl Analysis {
     /// important channels (at least one). Groups past the end of `ratios` and frozen groups keep
     /// everything.
     pub fn plan(&self, g: &Graph, ratios: &[f32]) -> PrunePlan {
-        let counts: Vec<usize> = self
-            .groups
+        self.plan_counts(g, &self.counts_for(ratios))
+    }
+
+    /// Channels kept per group for `ratios` (see [`kept_channels`]).
+    fn counts_for(&self, ratios: &[f32]) -> Vec<usize> {
+        self.groups
             .iter()
             .enumerate()
             .map(|(i, gr)| {
                 let r = ratios.get(i).copied().unwrap_or(0.0).clamp(0.0, 1.0);
                 kept_channels(gr.channels, r)
             })
-            .collect();
-        self.plan_counts(g, &counts)
+            .collect()
     }
 
     /// A plan keeping, in every prunable group `i`, the `counts[i]` most important channels
     /// (clamped to `1..=channels`). Groups past the end of `counts` and frozen groups keep
     /// everything.
     pub fn plan_counts(&self, g: &Graph, counts: &[usize]) -> PrunePlan {
+        self.plan_counts_by(counts, |_, gr| importance(g, gr))
+    }
+
+    /// A plan keeping, in every prunable group `i`, the `ceil(channels × (1 − ratios[i]))`
+    /// channels with the highest `scores[i]` (e.g. [`super::recover::ablation_scores`]; a
+    /// group without scores keeps its lowest-numbered channels).
+    pub fn plan_scored(&self, ratios: &[f32], scores: &[Vec<f32>]) -> PrunePlan {
+        self.plan_counts_by(&self.counts_for(ratios), |i, gr| {
+            scores
+                .get(i)
+                .filter(|s| s.len() == gr.channels)
+                .cloned()
+                .unwrap_or_else(|| (0..gr.channels).map(|c| -(c as f32)).collect())
+        })
+    }
+
+    /// [`Analysis::plan_counts`] with the channel scores of `score(group index, group)`.
+    fn plan_counts_by(
+        &self,
+        counts: &[usize],
+        score: impl Fn(usize, &ChannelGroup) -> Vec<f32>,
+    ) -> PrunePlan {
         let keep = self
             .groups
             .iter()
@@ -412,7 +437,7 @@ impl Analysis {
                 if !gr.prunable() || k >= gr.channels {
                     return None;
                 }
-                let score = importance(g, gr);
+                let score = score(i, gr);
                 let mut idx: Vec<usize> = (0..gr.channels).collect();
                 idx.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(a.cmp(&b)));
                 let mut kept: Vec<usize> = idx[..k].to_vec();

@@ -12,6 +12,7 @@ use mote_targets::TargetProfile;
 use super::finetune::{self, FinetuneOptions, Targets};
 use super::gradual::{prune_gradually, GradualOptions};
 use super::prune::{self, Analysis};
+use super::recover;
 use super::synth::{self, SynthOptions};
 use crate::calibrate::{Calibrator, ObserverKind};
 use crate::compile::{compile, Compiled};
@@ -90,6 +91,13 @@ pub struct FitOptions {
     /// ranges) in every candidate with int4 weights that meets the budgets (default: on); off,
     /// they are rounded to nearest.
     pub gptq: bool,
+    /// How each structure's channels are chosen (default: by weight norm).
+    pub selection: Selection,
+    /// Recover every pruned structure by layer-wise least squares to the float model's
+    /// pre-activations on the calibration samples ([`recover::reconstruct`]) instead of
+    /// fine-tuning (default: off). Distillation by gradient steps drifts where the calibration
+    /// samples do not constrain the network; this keeps what each kept channel computes.
+    pub reconstruct: bool,
     /// Show progress bars.
     pub progress: bool,
     /// Teacher-guided input synthesis for label-free distillation ([`super::synth`]): with
@@ -97,6 +105,33 @@ pub struct FitOptions {
     /// samples for every class of the float model join the distillation set. Default: off.
     pub synth: SynthOptions,
 }
+
+/// How a pruned structure's channels are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Selection {
+    /// The channels whose filters have the largest L2 norms ([`prune::importance`]).
+    #[default]
+    WeightNorm,
+    /// The channels whose removal alone costs the most: KL divergence of the outputs from the
+    /// float model's on the calibration samples ([`recover::ablation_scores`]; one forward
+    /// pass over them per prunable channel).
+    Ablation,
+}
+
+impl std::str::FromStr for Selection {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "weight-norm" => Ok(Selection::WeightNorm),
+            "ablation" => Ok(Selection::Ablation),
+            _ => Err(format!("{s}: expected weight-norm or ablation")),
+        }
+    }
+}
+
+/// Ridge of [`recover::reconstruct`] in the search (relative to the mean input energy).
+const RIDGE: f64 = 1e-3;
 
 /// Default fine-tuning epochs of `mote fit`.
 pub const DEFAULT_EPOCHS: usize = 60;
@@ -137,6 +172,8 @@ impl Default for FitOptions {
             observer: ObserverKind::MinMax,
             bias_correction: false,
             gptq: true,
+            selection: Selection::WeightNorm,
+            reconstruct: false,
             progress: false,
             synth: SynthOptions::default(),
         }
@@ -697,6 +734,16 @@ pub fn fit(
         gptq: opts.gptq,
         bias_correction: opts.bias_correction,
     };
+    let scores = match opts.selection {
+        Selection::WeightNorm => None,
+        Selection::Ablation => {
+            let pb = bar(1, opts.progress, "ablation");
+            let means = recover::channel_means(float, &analysis, &cal)?;
+            let s = recover::ablation_scores(float, &analysis, &cal, &means)?;
+            pb.finish_and_clear();
+            Some(s)
+        }
+    };
     let float_outs = finetune::predict(float, &data.eval, 64)?;
     let float_top: Vec<usize> = float_outs.iter().map(|o| argmax(o)).collect();
     let (metric, truth): (&'static str, Vec<usize>) = match &data.eval_labels {
@@ -744,8 +791,14 @@ pub fn fit(
     let mut pruned: Vec<Graph> = Vec::new();
     let mut unavailable: Vec<(String, String)> = Vec::new();
     for (ri, st) in structures.iter().enumerate() {
-        let plan = analysis.plan(float, &st.group_ratios);
-        let pf = prune::apply(float, &analysis, &plan)?;
+        let plan = match &scores {
+            Some(s) => analysis.plan_scored(&st.group_ratios, s),
+            None => analysis.plan(float, &st.group_ratios),
+        };
+        let mut pf = prune::apply(float, &analysis, &plan)?;
+        if opts.reconstruct && plan.keep.iter().any(Option::is_some) {
+            recover::reconstruct(float, &mut pf, &analysis, &plan, &cal, RIDGE, true)?;
+        }
         let ranges = calibrate_ranges_with(&pf, &cal, opts.observer)?;
         for &recipe in &opts.recipes {
             pb.set_message(format!("ratio {:.3} {}", st.ratio, recipe.name()));
@@ -774,7 +827,7 @@ pub fn fit(
 
     // Fine-tune the best feasible pruned structures.
     let mut synthesized = Vec::new();
-    if opts.finetune.epochs > 0 && opts.finetune_top > 0 {
+    if opts.finetune.epochs > 0 && opts.finetune_top > 0 && !opts.reconstruct {
         // Pruning without fine-tuning says little about accuracy after it: fine-tune the
         // least-pruned structures that meet the budgets with some recipe.
         let mut feasible: Vec<usize> = built

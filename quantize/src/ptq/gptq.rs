@@ -374,7 +374,9 @@ fn inverse_cholesky_upper(h: &[f64], d: usize) -> Option<Vec<f64>> {
     Some(u)
 }
 
-fn cholesky_lower(a: &[f64], d: usize) -> Option<Vec<f64>> {
+/// The lower-triangular `L` with `L Lᵀ = A` for symmetric positive definite `A` (`d × d`,
+/// row-major); `None` if `A` is not positive definite.
+pub(crate) fn cholesky_lower(a: &[f64], d: usize) -> Option<Vec<f64>> {
     let mut l = vec![0.0f64; d * d];
     for i in 0..d {
         for j in 0..=i {
