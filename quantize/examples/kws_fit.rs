@@ -191,7 +191,13 @@ mod run {
             for path in list.split(',') {
                 let (a, rate) = read_wav_pcm16(&std::fs::read(path).unwrap()).unwrap();
                 let a = mote_quantize::frontend::resample(&a, rate as usize, 16000);
-                let w = kws_windows_augmented(&a, hop, env("extra_copies", 2), &aug, 11);
+                let w = kws_windows_augmented(
+                    &a,
+                    env("extrahop", hop),
+                    env("extra_copies", 2),
+                    &aug,
+                    11,
+                );
                 eprintln!("extra distillation audio {path}: {} windows", w.len());
                 distill.extend(w);
             }
@@ -537,7 +543,14 @@ mod run {
                 }
             }
             println!("{line}");
-            let ranges = calibrate_ranges_with(&pf, &cal, ObserverKind::Mse).unwrap();
+            // `qcal=all`: ranges, GPTQ and bias correction on the distillation windows (with
+            // `extra=` audio) instead of the calibration windows.
+            let qcal = if arg("qcal").as_deref() == Some("all") {
+                &data.calibration
+            } else {
+                &cal
+            };
+            let ranges = calibrate_ranges_with(&pf, qcal, ObserverKind::Mse).unwrap();
             for plan in &plans {
                 // A plan ending in `g`: int4 weights rounded by GPTQ on the calibration
                 // windows.
@@ -547,7 +560,8 @@ mod run {
                 };
                 let pn = per_node(&pf, digits);
                 let pq = if gptq {
-                    let wrapped: Vec<Vec<Vec<f32>>> = cal.iter().map(|s| vec![s.clone()]).collect();
+                    let wrapped: Vec<Vec<Vec<f32>>> =
+                        qcal.iter().map(|s| vec![s.clone()]).collect();
                     mote_quantize::ptq::gptq::gptq_int4(&pf, &pn, &wrapped).unwrap()
                 } else {
                     pf.clone()
@@ -556,7 +570,8 @@ mod run {
                 let mut c = mote_quantize::compile::compile(qg.clone()).unwrap();
                 if !sizes_only {
                     let exec = FloatExecutor::new(&pf, default_device());
-                    let wrapped: Vec<Vec<Vec<f32>>> = cal.iter().map(|s| vec![s.clone()]).collect();
+                    let wrapped: Vec<Vec<Vec<f32>>> =
+                        qcal.iter().map(|s| vec![s.clone()]).collect();
                     qg = mote_quantize::pipeline::correct_biases(&exec, &qg, &c, &wrapped).unwrap();
                     c = mote_quantize::compile::compile(qg.clone()).unwrap();
                 }

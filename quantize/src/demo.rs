@@ -150,6 +150,7 @@ pub fn run() -> Result<DemoReport, CompileError> {
         eval: val,
         eval_labels: Some(val_y),
         train: Some((train, train_y)),
+        recover: Vec::new(),
     };
     let budget = Budget {
         flash: Some(FLASH_BUDGET),

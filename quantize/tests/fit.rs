@@ -87,6 +87,7 @@ fn digits_half_pruned_and_fine_tuned_loses_at_most_one_point() {
         eval: Vec::new(),
         eval_labels: None,
         train: Some((train.clone(), TRAIN_LABELS.to_vec())),
+        recover: Vec::new(),
     };
     let mut opts = FitOptions::default();
     opts.finetune.epochs = EPOCHS;
@@ -234,6 +235,7 @@ fn fit_meets_budgets_and_the_file_runs_bit_exact() {
         eval: val,
         eval_labels: Some(val_y),
         train: Some((train, train_y)),
+        recover: Vec::new(),
     };
     let target = mote_quantize::bench::target_by_id("nrf52840").unwrap();
     // The unpruned int8 model takes 14,832 bytes of flash and 2,560 of arena.
@@ -599,9 +601,9 @@ fn kws_fits_half_flash_and_half_tflm_arena() {
     let aug = AudioAugment::default();
     // Calibration / distillation: windows every 100 ms of the first 5 s plus those of 8
     // perturbed copies of that audio (the KWS recipe of `tests/fidelity_table.rs`).
-    let mut cal = kws_windows_augmented(cal_audio, 1600, 8, &aug, 3);
-    // Plus spoken keywords anyone can make: 120 keywords from espeak-ng
-    // (`tools/tts_keywords.py`), windows every 300 ms.
+    let cal = kws_windows_augmented(cal_audio, 1600, 8, &aug, 3);
+    // For pruning recovery only: spoken keywords anyone can make, 120 keywords from espeak-ng
+    // (`tools/tts_keywords.py`), windows every 100 ms (every third in channel ablation).
     let tts = std::env::temp_dir().join(format!("mote-kws-tts-{}.wav", std::process::id()));
     let made = std::process::Command::new("python3")
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/tts_keywords.py"))
@@ -617,7 +619,7 @@ fn kws_fits_half_flash_and_half_tflm_arena() {
         mote_quantize::frontend::read_wav_pcm16(&std::fs::read(&tts).unwrap()).unwrap();
     let _ = std::fs::remove_file(&tts);
     assert_eq!(rate, 16000);
-    cal.extend(kws_windows(&keywords, 4800));
+    let recover = kws_windows(&keywords, 1600);
     // What the search scores candidates on: calibration-side audio only.
     let speed = AudioAugment { speed: 0.1, ..aug };
     let select: Vec<Vec<f32>> = augment_audio(cal_audio, 4, &speed, 500)
@@ -646,6 +648,7 @@ fn kws_fits_half_flash_and_half_tflm_arena() {
         eval: select,
         eval_labels: None,
         train: None,
+        recover,
     };
     let target = mote_quantize::bench::target_by_id("stm32l4r5").unwrap();
     let budget = Budget {
@@ -661,6 +664,7 @@ fn kws_fits_half_flash_and_half_tflm_arena() {
         ..FitOptions::default()
     };
     opts.shift_augment = false;
+    opts.max_ablation = data.recover.len().div_ceil(3);
     opts.observer = mote_quantize::calibrate::ObserverKind::Mse;
     opts.bias_correction = true;
     opts.max_calibration = data.calibration.len();

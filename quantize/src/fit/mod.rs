@@ -127,6 +127,11 @@ pub struct FitArgs {
     /// pre-activations on the calibration samples, instead of fine-tuning it.
     #[arg(long)]
     pub reconstruct: bool,
+    /// More samples (same formats as `--calibration`) for `--select ablation` and
+    /// `--reconstruct` only, never for quantization ranges: inputs that show what the model
+    /// must keep but do not look like deployment inputs (e.g. synthesized keywords).
+    #[arg(long, value_name = "DATA")]
+    pub recover_data: Option<PathBuf>,
     /// Draw the explored candidates and their Pareto front as an SVG.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
@@ -300,11 +305,16 @@ pub fn fit_cmd(a: &FitArgs) -> Result<(), CompileError> {
         }
         _ => None,
     };
+    let recover = match &a.recover_data {
+        Some(p) => flat(load_samples(p, elements)?),
+        None => Vec::new(),
+    };
     let data = FitData {
         calibration,
         eval,
         eval_labels,
         train,
+        recover,
     };
     let mut opts = FitOptions {
         progress: !a.quiet && !a.json,

@@ -51,6 +51,11 @@ pub struct FitData {
     /// Labelled training samples for supervised fine-tuning (else: distillation on
     /// `calibration`).
     pub train: Option<(Vec<Sample>, Vec<u8>)>,
+    /// More samples for recovering pruned structures only (channel ablation and least-squares
+    /// reconstruction, with [`FitOptions::selection`] / [`FitOptions::reconstruct`]), e.g. inputs
+    /// that show what the model must keep but do not look like deployment inputs (synthesized
+    /// speech). Never used for activation ranges, GPTQ or bias correction.
+    pub recover: Vec<Sample>,
 }
 
 /// Search settings.
@@ -98,6 +103,10 @@ pub struct FitOptions {
     /// fine-tuning (default: off). Distillation by gradient steps drifts where the calibration
     /// samples do not constrain the network; this keeps what each kept channel computes.
     pub reconstruct: bool,
+    /// At most this many of [`FitData::recover`]'s samples (evenly strided) join the
+    /// calibration samples in channel ablation (default 1000): its cost is one forward pass
+    /// over them per prunable channel.
+    pub max_ablation: usize,
     /// Show progress bars.
     pub progress: bool,
     /// Teacher-guided input synthesis for label-free distillation ([`super::synth`]): with
@@ -174,6 +183,7 @@ impl Default for FitOptions {
             gptq: true,
             selection: Selection::WeightNorm,
             reconstruct: false,
+            max_ablation: 1000,
             progress: false,
             synth: SynthOptions::default(),
         }
@@ -734,12 +744,21 @@ pub fn fit(
         gptq: opts.gptq,
         bias_correction: opts.bias_correction,
     };
+    // Pruning recovery sees the calibration samples and `data.recover`; ablation at most
+    // `max_ablation` of the latter (evenly strided).
+    let recovery: Vec<Sample> = cal.iter().chain(&data.recover).cloned().collect();
     let scores = match opts.selection {
         Selection::WeightNorm => None,
         Selection::Ablation => {
             let pb = bar(1, opts.progress, "ablation");
-            let means = recover::channel_means(float, &analysis, &cal)?;
-            let s = recover::ablation_scores(float, &analysis, &cal, &means)?;
+            let stride = data.recover.len().div_ceil(opts.max_ablation.max(1)).max(1);
+            let set: Vec<Sample> = cal
+                .iter()
+                .chain(data.recover.iter().step_by(stride))
+                .cloned()
+                .collect();
+            let means = recover::channel_means(float, &analysis, &set)?;
+            let s = recover::ablation_scores(float, &analysis, &set, &means)?;
             pb.finish_and_clear();
             Some(s)
         }
@@ -797,7 +816,7 @@ pub fn fit(
         };
         let mut pf = prune::apply(float, &analysis, &plan)?;
         if opts.reconstruct && plan.keep.iter().any(Option::is_some) {
-            recover::reconstruct(float, &mut pf, &analysis, &plan, &cal, RIDGE, true)?;
+            recover::reconstruct(float, &mut pf, &analysis, &plan, &recovery, RIDGE, true)?;
         }
         let ranges = calibrate_ranges_with(&pf, &cal, opts.observer)?;
         for &recipe in &opts.recipes {
