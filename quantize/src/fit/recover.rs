@@ -77,6 +77,16 @@ pub fn channel_means(
     Ok(sums)
 }
 
+/// The output channels node `n` (with `outs` of them unpruned) keeps under `plan`.
+fn kept_outputs(a: &Analysis, plan: &PrunePlan, n: usize, outs: usize) -> Vec<usize> {
+    a.groups
+        .iter()
+        .enumerate()
+        .find(|(_, g)| g.producers.contains(&n))
+        .and_then(|(j, _)| plan.keep.get(j).cloned().flatten())
+        .unwrap_or_else(|| (0..outs).collect())
+}
+
 /// Adds to every consumer's bias in `pruned` (= [`prune::apply`] of `float` for `plan`) what
 /// the removed channels contributed on average: `Σ_removed w[o, ·, c] · mean[c]`.
 pub fn compensate(
@@ -117,13 +127,7 @@ pub fn compensate(
                 })
                 .collect();
             // The consumer's own output channels may be pruned too.
-            let out_keep: Vec<usize> = a
-                .groups
-                .iter()
-                .enumerate()
-                .find(|(_, g2)| g2.producers.contains(&n))
-                .and_then(|(j, _)| plan.keep.get(j).cloned().flatten())
-                .unwrap_or_else(|| (0..outs).collect());
+            let out_keep = kept_outputs(a, plan, n, outs);
             let Some(Some(pb)) = pruned.nodes[n].inputs.get(2).copied() else {
                 continue;
             };
@@ -253,13 +257,7 @@ pub fn reconstruct(
         let fin = fw.len() / fouts;
         let outs = pruned.tensors[wt].shape[0].max(1);
         let din = pruned.tensors[wt].elements() / outs;
-        let out_keep: Vec<usize> = a
-            .groups
-            .iter()
-            .enumerate()
-            .find(|(_, g2)| g2.producers.contains(&n))
-            .and_then(|(j, _)| plan.keep.get(j).cloned().flatten())
-            .unwrap_or_else(|| (0..fouts).collect());
+        let out_keep = kept_outputs(a, plan, n, fouts);
         if out_keep.len() != outs {
             return Err(bad(n, pruned, "kept output channels do not match the plan"));
         }

@@ -18,7 +18,7 @@
 
 use crate::error::CompileError;
 use crate::float::{default_device, FloatExecutor};
-use crate::ir::{Graph, Operator, Padding};
+use crate::ir::{Conv2dOptions, Graph, Operator, Padding};
 
 use super::{clipped_scales, f32s, Precision};
 
@@ -35,29 +35,51 @@ struct Layer {
     h: Vec<Vec<f64>>,
 }
 
-/// The geometry of a layer's input patches.
+/// The window geometry of a convolution: NHWC input `in_hw × c`, `k` kernel, output `out_hw`;
+/// `pad` = (top, left).
+struct Window {
+    in_hw: (usize, usize),
+    c: usize,
+    k: (usize, usize),
+    stride: (usize, usize),
+    dilation: (usize, usize),
+    pad: (usize, usize),
+    out_hw: (usize, usize),
+}
+
+impl Window {
+    /// For NHWC input shape `xs`, OHWI (or 1HWC) filter shape `ws`, output shape `os`.
+    fn new(o: &Conv2dOptions, xs: &[usize], ws: &[usize], os: &[usize]) -> Window {
+        Window {
+            in_hw: (xs[1], xs[2]),
+            c: xs[3],
+            k: (ws[1], ws[2]),
+            stride: (o.stride_h, o.stride_w),
+            dilation: (o.dilation_h, o.dilation_w),
+            pad: (
+                leading_pad(o.padding, xs[1], ws[1], o.stride_h, o.dilation_h),
+                leading_pad(o.padding, xs[2], ws[2], o.stride_w, o.dilation_w),
+            ),
+            out_hw: (os[1], os[2]),
+        }
+    }
+
+    /// The input pixel (row-major index) kernel tap `(ky, kx)` of output `(oy, ox)` reads,
+    /// `None` in the padding.
+    fn pixel(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<usize> {
+        let iy = (oy * self.stride.0 + ky * self.dilation.0).checked_sub(self.pad.0)?;
+        let ix = (ox * self.stride.1 + kx * self.dilation.1).checked_sub(self.pad.1)?;
+        (iy < self.in_hw.0 && ix < self.in_hw.1).then_some(iy * self.in_hw.1 + ix)
+    }
+}
+
+/// The input patches of a layer.
 enum Patches {
-    /// Every output pixel reads a `kh × kw × c` window (OHWI order); `pad` = (top, left).
-    Conv {
-        in_hw: (usize, usize),
-        c: usize,
-        k: (usize, usize),
-        stride: (usize, usize),
-        dilation: (usize, usize),
-        pad: (usize, usize),
-        out_hw: (usize, usize),
-    },
-    /// Depthwise: a `kh × kw` window of one input channel per output channel.
-    Depthwise {
-        in_hw: (usize, usize),
-        c: usize,
-        mult: usize,
-        k: (usize, usize),
-        stride: (usize, usize),
-        dilation: (usize, usize),
-        pad: (usize, usize),
-        out_hw: (usize, usize),
-    },
+    /// Every output pixel reads a `kh × kw × c` window (OHWI order).
+    Conv(Window),
+    /// Depthwise: a `kh × kw` window of one input channel per output channel
+    /// (`depth_multiplier` outputs per input channel).
+    Depthwise(Window, usize),
     /// FULLY_CONNECTED: rows of `d` inputs.
     Rows,
 }
@@ -105,44 +127,22 @@ pub fn gptq_int4(
         let xs = &float.tensors[*x].shape;
         let ws = &float.tensors[*w].shape;
         let out = n.outputs.first().map(|&o| float.tensors[o].shape.clone());
-        let hw = |s: &[usize]| (s[1], s[2]);
         let (patches, d, groups) = match (&n.op, xs.len(), ws.len(), out) {
-            (Operator::Conv2d(o), 4, 4, Some(os)) if os.len() == 4 && ws[3] == xs[3] => {
-                let pad = (
-                    leading_pad(o.padding, xs[1], ws[1], o.stride_h, o.dilation_h),
-                    leading_pad(o.padding, xs[2], ws[2], o.stride_w, o.dilation_w),
-                );
-                let p = Patches::Conv {
-                    in_hw: hw(xs),
-                    c: xs[3],
-                    k: (ws[1], ws[2]),
-                    stride: (o.stride_h, o.stride_w),
-                    dilation: (o.dilation_h, o.dilation_w),
-                    pad,
-                    out_hw: hw(&os),
-                };
-                (p, ws[1] * ws[2] * ws[3], 1)
-            }
+            (Operator::Conv2d(o), 4, 4, Some(os)) if os.len() == 4 && ws[3] == xs[3] => (
+                Patches::Conv(Window::new(o, xs, ws, &os)),
+                ws[1] * ws[2] * ws[3],
+                1,
+            ),
             (Operator::DepthwiseConv2d(o), 4, 4, Some(os)) if os.len() == 4 => {
                 let mult = o.depth_multiplier.max(1);
                 if ws[3] != xs[3] * mult {
                     return Err(unsupported(i, float, "depthwise channels do not match"));
                 }
-                let pad = (
-                    leading_pad(o.padding, xs[1], ws[1], o.stride_h, o.dilation_h),
-                    leading_pad(o.padding, xs[2], ws[2], o.stride_w, o.dilation_w),
-                );
-                let p = Patches::Depthwise {
-                    in_hw: hw(xs),
-                    c: xs[3],
-                    mult,
-                    k: (ws[1], ws[2]),
-                    stride: (o.stride_h, o.stride_w),
-                    dilation: (o.dilation_h, o.dilation_w),
-                    pad,
-                    out_hw: hw(&os),
-                };
-                (p, ws[1] * ws[2], ws[3])
+                (
+                    Patches::Depthwise(Window::new(o, xs, ws, &os), mult),
+                    ws[1] * ws[2],
+                    ws[3],
+                )
             }
             (Operator::FullyConnected { .. }, _, 2, _) => (Patches::Rows, ws[1], 1),
             (Operator::Conv2d(_) | Operator::DepthwiseConv2d(_), ..) => {
@@ -241,28 +241,17 @@ fn accumulate(layer: &mut Layer, p: &Patches, x: &[f32], patch: &mut Vec<f64>) {
                 add(&mut layer.h[0], patch);
             }
         }
-        Patches::Conv {
-            in_hw,
-            c,
-            k,
-            stride,
-            dilation,
-            pad,
-            out_hw,
-        } => {
-            for oy in 0..out_hw.0 {
-                for ox in 0..out_hw.1 {
+        Patches::Conv(ref w) => {
+            for oy in 0..w.out_hw.0 {
+                for ox in 0..w.out_hw.1 {
                     patch.clear();
-                    for ky in 0..k.0 {
-                        for kx in 0..k.1 {
-                            let iy = (oy * stride.0 + ky * dilation.0).checked_sub(pad.0);
-                            let ix = (ox * stride.1 + kx * dilation.1).checked_sub(pad.1);
-                            match (iy, ix) {
-                                (Some(iy), Some(ix)) if iy < in_hw.0 && ix < in_hw.1 => {
-                                    let base = (iy * in_hw.1 + ix) * c;
-                                    patch.extend(x[base..base + c].iter().map(|&v| f64::from(v)));
-                                }
-                                _ => patch.extend(std::iter::repeat_n(0.0, c)),
+                    for ky in 0..w.k.0 {
+                        for kx in 0..w.k.1 {
+                            match w.pixel(oy, ox, ky, kx) {
+                                Some(p) => patch.extend(
+                                    x[p * w.c..(p + 1) * w.c].iter().map(|&v| f64::from(v)),
+                                ),
+                                None => patch.extend(std::iter::repeat_n(0.0, w.c)),
                             }
                         }
                     }
@@ -270,30 +259,15 @@ fn accumulate(layer: &mut Layer, p: &Patches, x: &[f32], patch: &mut Vec<f64>) {
                 }
             }
         }
-        Patches::Depthwise {
-            in_hw,
-            c,
-            mult,
-            k,
-            stride,
-            dilation,
-            pad,
-            out_hw,
-        } => {
-            for oy in 0..out_hw.0 {
-                for ox in 0..out_hw.1 {
-                    for ch in 0..c {
+        Patches::Depthwise(ref w, mult) => {
+            for oy in 0..w.out_hw.0 {
+                for ox in 0..w.out_hw.1 {
+                    for ch in 0..w.c {
                         patch.clear();
-                        for ky in 0..k.0 {
-                            for kx in 0..k.1 {
-                                let iy = (oy * stride.0 + ky * dilation.0).checked_sub(pad.0);
-                                let ix = (ox * stride.1 + kx * dilation.1).checked_sub(pad.1);
-                                patch.push(match (iy, ix) {
-                                    (Some(iy), Some(ix)) if iy < in_hw.0 && ix < in_hw.1 => {
-                                        f64::from(x[(iy * in_hw.1 + ix) * c + ch])
-                                    }
-                                    _ => 0.0,
-                                });
+                        for ky in 0..w.k.0 {
+                            for kx in 0..w.k.1 {
+                                let v = w.pixel(oy, ox, ky, kx).map_or(0.0, |p| x[p * w.c + ch]);
+                                patch.push(f64::from(v));
                             }
                         }
                         for m in 0..mult {
