@@ -2148,6 +2148,53 @@ pub(super) mod vnni {
         i
     }
 
+    /// The loop of [`table_shift`] and [`table_shift_words`] over `n` elements of the operands
+    /// at `$tx`, `$hx` into `$out`, 64 at a time (two interleaved blocks a step while 128 are
+    /// left), each block computed by `$block(x_t, x_h)`; evaluates to how many it computed.
+    /// A macro, not a function taking a closure, so the block stays inlined in the caller's
+    /// target features.
+    macro_rules! two_operand_blocks {
+        ($n:expr, $tx:expr, $hx:expr, $out:expr, $block:expr) => {{
+            let (n, tx, hx, out, block) = ($n, $tx, $hx, $out, $block);
+            let mut i = 0;
+            // Two blocks a step: their chains interleave.
+            while i + 128 <= n {
+                // SAFETY: elements i .. i + 128 ≤ n of each operand (the caller's guarantee); all are
+                // read before the output is written (it may alias either).
+                let (xt0, xh0, xt1, xh1) = unsafe {
+                    (
+                        _mm512_loadu_si512(tx.add(i).cast()),
+                        _mm512_loadu_si512(hx.add(i).cast()),
+                        _mm512_loadu_si512(tx.add(i + 64).cast()),
+                        _mm512_loadu_si512(hx.add(i + 64).cast()),
+                    )
+                };
+                let (b0, b1) = (block(xt0, xh0), block(xt1, xh1));
+                // SAFETY: elements i .. i + 128 ≤ n of the output.
+                unsafe {
+                    _mm512_storeu_si512(out.add(i).cast(), b0);
+                    _mm512_storeu_si512(out.add(i + 64).cast(), b1);
+                }
+                i += 128;
+            }
+            while i + 64 <= n {
+                // SAFETY: elements i .. i + 64 ≤ n of each operand (the caller's guarantee); both are
+                // read before the output is written (it may alias either).
+                let (xt, xh) = unsafe {
+                    (
+                        _mm512_loadu_si512(tx.add(i).cast()),
+                        _mm512_loadu_si512(hx.add(i).cast()),
+                    )
+                };
+                let bytes = block(xt, xh);
+                // SAFETY: elements i .. i + 64 ≤ n of the output.
+                unsafe { _mm512_storeu_si512(out.add(i).cast(), bytes) };
+                i += 64;
+            }
+            i
+        }};
+    }
+
     /// [`table_shift`] in doubled values and 16-bit halves: the table holds `2·T(x_t)` and the
     /// shifted operand is `u << (count + 1)`, so the sums are `2·raw`, which the output stage
     /// doubles anyway ([`OutStage::short_doubled`]); and as `u << (count + 1)` has 16 low zero
@@ -2211,42 +2258,7 @@ pub(super) mod vnni {
                 _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi)
             }
         };
-        let mut i = 0;
-        // Two blocks a step: their chains interleave.
-        while i + 128 <= n {
-            // SAFETY: elements i .. i + 128 ≤ n of each operand (the caller's guarantee); all are
-            // read before the output is written (it may alias either).
-            let (xt0, xh0, xt1, xh1) = unsafe {
-                (
-                    _mm512_loadu_si512(tx.add(i).cast()),
-                    _mm512_loadu_si512(hx.add(i).cast()),
-                    _mm512_loadu_si512(tx.add(i + 64).cast()),
-                    _mm512_loadu_si512(hx.add(i + 64).cast()),
-                )
-            };
-            let (b0, b1) = (block(xt0, xh0), block(xt1, xh1));
-            // SAFETY: elements i .. i + 128 ≤ n of the output.
-            unsafe {
-                _mm512_storeu_si512(out.add(i).cast(), b0);
-                _mm512_storeu_si512(out.add(i + 64).cast(), b1);
-            }
-            i += 128;
-        }
-        while i + 64 <= n {
-            // SAFETY: elements i .. i + 64 ≤ n of each operand (the caller's guarantee); both are
-            // read before the output is written (it may alias either).
-            let (xt, xh) = unsafe {
-                (
-                    _mm512_loadu_si512(tx.add(i).cast()),
-                    _mm512_loadu_si512(hx.add(i).cast()),
-                )
-            };
-            let bytes = block(xt, xh);
-            // SAFETY: elements i .. i + 64 ≤ n of the output.
-            unsafe { _mm512_storeu_si512(out.add(i).cast(), bytes) };
-            i += 64;
-        }
-        i
+        two_operand_blocks!(n, tx, hx, out, block)
     }
 
     /// ADD/SUB with one operand `t` (inputs at `tx`) looked up and the other (at `hx`) a left
@@ -2299,42 +2311,7 @@ pub(super) mod vnni {
                 _mm512_min_epi8(_mm512_max_epi8(bytes, lo), hi)
             }
         };
-        let mut i = 0;
-        // Two blocks a step: their chains interleave.
-        while i + 128 <= n {
-            // SAFETY: elements i .. i + 128 ≤ n of each operand (the caller's guarantee); all are
-            // read before the output is written (it may alias either).
-            let (xt0, xh0, xt1, xh1) = unsafe {
-                (
-                    _mm512_loadu_si512(tx.add(i).cast()),
-                    _mm512_loadu_si512(hx.add(i).cast()),
-                    _mm512_loadu_si512(tx.add(i + 64).cast()),
-                    _mm512_loadu_si512(hx.add(i + 64).cast()),
-                )
-            };
-            let (b0, b1) = (block(xt0, xh0), block(xt1, xh1));
-            // SAFETY: elements i .. i + 128 ≤ n of the output.
-            unsafe {
-                _mm512_storeu_si512(out.add(i).cast(), b0);
-                _mm512_storeu_si512(out.add(i + 64).cast(), b1);
-            }
-            i += 128;
-        }
-        while i + 64 <= n {
-            // SAFETY: elements i .. i + 64 ≤ n of each operand (the caller's guarantee); both are
-            // read before the output is written (it may alias either).
-            let (xt, xh) = unsafe {
-                (
-                    _mm512_loadu_si512(tx.add(i).cast()),
-                    _mm512_loadu_si512(hx.add(i).cast()),
-                )
-            };
-            let bytes = block(xt, xh);
-            // SAFETY: elements i .. i + 64 ≤ n of the output.
-            unsafe { _mm512_storeu_si512(out.add(i).cast(), bytes) };
-            i += 64;
-        }
-        i
+        two_operand_blocks!(n, tx, hx, out, block)
     }
 
     /// Depthwise, 64 channels at a time: groups of four taps interleaved byte-wise, so that
