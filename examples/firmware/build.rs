@@ -71,7 +71,7 @@ fn main() {
          /// Bytes of every output, back to back.\n\
          pub const OUTPUT_BYTES: usize = {output_bytes};\n\
          /// The embedded model, 16-byte aligned.\n\
-         #[cfg(not(feature = \"baseline\"))]\n\
+         #[cfg(not(any(feature = \"baseline\", feature = \"aot\")))]\n\
          pub fn model() -> &'static [u8] {{ mote_runtime::include_model!({model:?}) }}\n\
          /// The input cases.\n\
          pub static INPUTS: [u8; {n}] = *include_bytes!({inputs:?});\n",
@@ -80,15 +80,34 @@ fn main() {
         n = inputs.len(),
     );
     fs::write(out.join("model.rs"), generated).unwrap();
+
+    // The ahead-of-time model (feature `aot`): its ops as direct kernel calls.
+    let aot = if env::var_os("CARGO_FEATURE_AOT").is_some() {
+        let model = aligned(&model_bytes);
+        let model = Model::from_bytes(&bytemuck::cast_slice(&model)[..model_bytes.len()])
+            .unwrap_or_else(|e| panic!("{model_path}: not a valid .mote file: {e}"));
+        mote_runtime::aot::rust_source(&model)
+            .unwrap_or_else(|e| panic!("{model_path}: cannot be compiled ahead of time: {e}"))
+            .code
+    } else {
+        String::new()
+    };
+    fs::write(out.join("aot.rs"), aot).unwrap();
+}
+
+/// `bytes` in 16-byte aligned storage (as the runtime reads a model).
+fn aligned(bytes: &[u8]) -> Vec<u128> {
+    let mut aligned = vec![0u128; bytes.len().div_ceil(16)];
+    let view: &mut [u8] = bytemuck::cast_slice_mut(&mut aligned);
+    view[..bytes.len()].copy_from_slice(bytes);
+    aligned
 }
 
 /// Arena, input and output bytes of the model, read with the runtime's own validating reader.
 fn model_sizes(bytes: &[u8], path: &str) -> (usize, usize, usize) {
     // Model::from_bytes wants 16-byte aligned bytes.
-    let mut aligned = vec![0u128; bytes.len().div_ceil(16)];
-    let view: &mut [u8] = bytemuck::cast_slice_mut(&mut aligned);
-    view[..bytes.len()].copy_from_slice(bytes);
-    let model = Model::from_bytes(&view[..bytes.len()])
+    let aligned = aligned(bytes);
+    let model = Model::from_bytes(&bytemuck::cast_slice(&aligned)[..bytes.len()])
         .unwrap_or_else(|e| panic!("{path}: not a valid .mote file: {e}"));
     let input: usize = (0..model.input_count())
         .map(|i| model.input(i).map_or(0, |d| d.bytes as usize))

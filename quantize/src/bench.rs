@@ -75,6 +75,11 @@ pub struct BenchArgs {
     /// With --board: write the outputs of every case, raw, back to back, to this file.
     #[arg(long, value_name = "OUT", requires = "board")]
     pub output: Option<PathBuf>,
+    /// With --board: run the model compiled ahead of time (`mote_runtime::aot`: its ops as
+    /// direct kernel calls, no interpreter in flash; a .tflite is planned without ops in place,
+    /// so the arena is larger).
+    #[arg(long, requires = "board")]
+    pub aot: bool,
 }
 
 /// Arguments of `mote targets`.
@@ -111,6 +116,7 @@ pub fn bench_cmd(args: &BenchArgs) -> Result<(), CompileError> {
             args.input.as_deref(),
             args.output.as_deref(),
             args.json,
+            args.aot,
         );
     }
     let target = args.target.as_deref().map(target_by_id).transpose()?;

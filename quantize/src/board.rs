@@ -135,6 +135,9 @@ pub struct BoardOptions {
     pub target_dir: PathBuf,
     /// Limit for one qemu run.
     pub timeout: Duration,
+    /// Build the model ahead of time (`mote_runtime::aot`, firmware feature `aot`) instead of
+    /// with the interpreter. The `.mote` file must be planned without ops in place or fused.
+    pub aot: bool,
 }
 
 impl Default for BoardOptions {
@@ -149,6 +152,7 @@ impl Default for BoardOptions {
             firmware_dir,
             target_dir,
             timeout: Duration::from_secs(300),
+            aot: false,
         }
     }
 }
@@ -321,8 +325,13 @@ pub fn run_on_board(
         path: inputs_path.clone(),
         source,
     })?;
-    // Link only the model's operator families and dtypes (runtime/src/ops/select.rs).
-    let features = model_features(model)?;
+    // Link only the model's operator families and dtypes (runtime/src/ops/select.rs), or, ahead
+    // of time, only the kernels its generated code calls.
+    let features = if opts.aot {
+        vec!["aot".to_string()]
+    } else {
+        model_features(model)?
+    };
     let features: Vec<&str> = features.iter().map(String::as_str).collect();
     let elf = build_firmware(board, model, &inputs_path, &features, opts)?;
     let _ = std::fs::remove_file(&inputs_path);
@@ -333,12 +342,16 @@ pub fn run_on_board(
         log: log.clone(),
     })?;
     let sizes = elf_sizes(&elf)?;
-    let model_bytes = std::fs::metadata(model)
-        .map_err(|source| BoardError::Io {
-            path: model.to_path_buf(),
-            source,
-        })?
-        .len();
+    let model_bytes = if opts.aot {
+        aot_const_bytes(model)? as u64
+    } else {
+        std::fs::metadata(model)
+            .map_err(|source| BoardError::Io {
+                path: model.to_path_buf(),
+                source,
+            })?
+            .len()
+    };
     Ok(BoardRun {
         board,
         outputs: report.outputs,
@@ -498,18 +511,60 @@ fn parse_elf_sizes(b: &[u8]) -> Option<ElfSizes> {
     Some(sizes)
 }
 
-/// The firmware features that link exactly what the `.mote` file at `model` needs: `select-ops`
-/// and its `op-*` / `dtype-*` families (`mote_runtime::ops::select`).
-pub fn model_features(model: &Path) -> Result<Vec<String>, BoardError> {
+/// The `.mote` file at `model`, read and validated.
+fn read_model(model: &Path) -> Result<crate::write::AlignedBytes, BoardError> {
     let bytes = std::fs::read(model).map_err(|source| BoardError::Io {
         path: model.to_path_buf(),
         source,
     })?;
-    let aligned = crate::write::AlignedBytes::new(&bytes);
-    let m = mote_runtime::Model::from_bytes(aligned.as_slice()).map_err(|e| BoardError::Io {
+    Ok(crate::write::AlignedBytes::new(&bytes))
+}
+
+fn invalid_model(model: &Path, e: mote_runtime::Error) -> BoardError {
+    BoardError::Io {
         path: model.to_path_buf(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-    })?;
+    }
+}
+
+/// The flash bytes of the `.mote` file at `model` compiled ahead of time: its constants and
+/// parameters (`mote_runtime::aot::AotSource::const_bytes`).
+fn aot_const_bytes(model: &Path) -> Result<usize, BoardError> {
+    let aligned = read_model(model)?;
+    let m =
+        mote_runtime::Model::from_bytes(aligned.as_slice()).map_err(|e| invalid_model(model, e))?;
+    mote_runtime::aot::rust_source(&m)
+        .map(|s| s.const_bytes)
+        .map_err(|e| invalid_model(model, e))
+}
+
+/// Why `model` cannot be compiled ahead of time (`e` from `mote_runtime::aot::rust_source`), as
+/// a usage error naming the op and what to do instead.
+pub fn aot_error(
+    model: &mote_runtime::Model,
+    e: mote_runtime::Error,
+) -> crate::error::CompileError {
+    let what = match e {
+        mote_runtime::Error::UnsupportedOp { op, .. } => format!(
+            "op {op} ({}) is not covered by ahead-of-time code, which runs int8 CONV_2D, \
+             DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE, SQUEEZE \
+             and SOFTMAX",
+            model.op_kind(op as usize).map_or("?", |k| k.name())
+        ),
+        e => e.to_string(),
+    };
+    crate::error::CompileError::Usage(format!(
+        "cannot compile the model ahead of time: {what}; run it with the interpreter (without \
+         --aot / --emit-aot)"
+    ))
+}
+
+/// The firmware features that link exactly what the `.mote` file at `model` needs: `select-ops`
+/// and its `op-*` / `dtype-*` families (`mote_runtime::ops::select`).
+pub fn model_features(model: &Path) -> Result<Vec<String>, BoardError> {
+    let aligned = read_model(model)?;
+    let m =
+        mote_runtime::Model::from_bytes(aligned.as_slice()).map_err(|e| invalid_model(model, e))?;
     Ok(std::iter::once("select-ops")
         .chain(mote_runtime::ops::select::required_features(&m))
         .map(String::from)
@@ -524,6 +579,7 @@ pub fn bench_board_cmd(
     input: Option<&Path>,
     output: Option<&Path>,
     json: bool,
+    aot: bool,
 ) -> Result<(), crate::error::CompileError> {
     use crate::error::CompileError;
     let io = |path: &Path, source| CompileError::Io {
@@ -537,9 +593,18 @@ pub fn bench_board_cmd(
     let mote = if bytes.starts_with(b"MOTE") {
         crate::write::AlignedBytes::new(&bytes)
     } else {
-        crate::compile::compile_tflite(&bytes)?.aligned()
+        let mut options = crate::compile::CompileOptions::default();
+        if aot {
+            // Ahead-of-time code has no in-place or fused ops (`mote_runtime::aot`).
+            options.schedule = crate::schedule::ScheduleOptions::plain();
+        }
+        crate::compile::compile_tflite_opts(&bytes, options)?.aligned()
     };
     let m = mote_runtime::Model::from_bytes(mote.as_slice())?;
+    if aot {
+        // Refuse what ahead-of-time code does not cover before building anything.
+        mote_runtime::aot::rust_source(&m).map_err(|e| aot_error(&m, e))?;
+    }
     let case_bytes: usize = (0..m.input_count())
         .map(|i| m.input(i).map_or(0, |d| d.bytes as usize))
         .sum();
@@ -554,7 +619,10 @@ pub fn bench_board_cmd(
             inputs.len()
         )));
     }
-    let opts = BoardOptions::default();
+    let opts = BoardOptions {
+        aot,
+        ..BoardOptions::default()
+    };
     std::fs::create_dir_all(&opts.target_dir).map_err(|e| io(&opts.target_dir, e))?;
     let stem = model
         .file_stem()
@@ -577,6 +645,7 @@ pub fn bench_board_cmd(
             "board": b.name,
             "core": b.core,
             "kernels": b.kernels,
+            "aot": aot,
             "cases": run.outputs.len(),
             "instructions": run.instructions.first().copied().unwrap_or(0),
             "instructions_per_case": run.instructions,
@@ -597,11 +666,12 @@ pub fn bench_board_cmd(
         return Ok(());
     }
     println!(
-        "{} on {} ({}, {} kernels, qemu -icount: instructions, deterministic)",
+        "{} on {} ({}, {} kernels{}, qemu -icount: instructions, deterministic)",
         model.display(),
         b.name,
         b.core,
-        b.kernels
+        b.kernels,
+        if aot { ", compiled ahead of time" } else { "" }
     );
     for (i, (n, o)) in run.instructions.iter().zip(&run.outputs).enumerate() {
         println!("case {i}: {n} instructions, output {}", hex(o));

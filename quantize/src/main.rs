@@ -40,7 +40,7 @@ enum Command {
         /// The .tflite model.
         input: PathBuf,
         /// Where to write the .mote file.
-        #[arg(short, long, required_unless_present_any = ["emit_rust", "emit_c"])]
+        #[arg(short, long, required_unless_present_any = ["emit_rust", "emit_c", "emit_aot"])]
         output: Option<PathBuf>,
         /// Also write the model as Rust source: an aligned byte array and `ARENA_BYTES`.
         #[arg(long, value_name = "FILE.rs")]
@@ -48,6 +48,15 @@ enum Command {
         /// Also write the model as a C header: an aligned array and `<NAME>_ARENA_BYTES`.
         #[arg(long, value_name = "FILE.h")]
         emit_c: Option<PathBuf>,
+        /// Also write the model compiled ahead of time, as a Rust module whose ops call the
+        /// kernels directly (`mote_runtime::aot`: the smallest firmware, no interpreter). Implies
+        /// --plain.
+        #[arg(long, value_name = "FILE.rs")]
+        emit_aot: Option<PathBuf>,
+        /// Plan the arena without ops in place or fused: every tensor in its own bytes (a larger
+        /// arena, simpler code).
+        #[arg(long)]
+        plain: bool,
         /// Weight layout: `compact` (smallest; microcontrollers) or `host-simd` (adds weights
         /// packed for the x86-64/aarch64 SIMD kernels, about twice the weight bytes). Default:
         /// the one --target suits, else compact.
@@ -151,13 +160,15 @@ fn convert(
     output: Option<&Path>,
     emit_rust: Option<&Path>,
     emit_c: Option<&Path>,
+    emit_aot: Option<&Path>,
+    plain: bool,
     layout: WeightLayout,
 ) -> Result<(), CompileError> {
-    let compiled: Compiled = compile_model(
-        input,
-        &read_file(input)?,
-        CompileOptions::with_layout(layout),
-    )?;
+    let mut options = CompileOptions::with_layout(layout);
+    if plain || emit_aot.is_some() {
+        options.schedule = mote_quantize::schedule::ScheduleOptions::plain();
+    }
+    let compiled: Compiled = compile_model(input, &read_file(input)?, options)?;
     let aligned = compiled.aligned();
     let model = Model::from_bytes(aligned.as_slice())?;
     let features: Vec<&str> = mote_runtime::ops::select::required_features(&model).collect();
@@ -174,6 +185,15 @@ fn convert(
         emit_rust,
         emit_c,
     )?);
+    if let Some(path) = emit_aot {
+        let source = mote_runtime::aot::rust_source(&model)
+            .map_err(|e| mote_quantize::board::aot_error(&model, e))?;
+        std::fs::write(path, source.code).map_err(|e| CompileError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        written.push(path.display().to_string());
+    }
     let r = inspect::report(&model);
     println!(
         "{} -> {}: {} ops, flash {} bytes, arena {} bytes, {} MACs",
@@ -298,6 +318,8 @@ fn main() -> ExitCode {
             output,
             emit_rust,
             emit_c,
+            emit_aot,
+            plain,
             layout,
             target,
         } => weight_layout(layout.as_deref(), target.as_deref()).and_then(|layout| {
@@ -306,6 +328,8 @@ fn main() -> ExitCode {
                 output.as_deref(),
                 emit_rust.as_deref(),
                 emit_c.as_deref(),
+                emit_aot.as_deref(),
+                *plain,
                 layout,
             )
         }),

@@ -30,6 +30,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod aot;
 #[cfg(feature = "capi")]
 pub mod capi;
 pub mod crc32;

@@ -4,7 +4,8 @@
 # emulators, then runs
 #  1. the bare-metal firmware on Cortex-M4 (MPS2-AN386), M55 (MPS3-AN547), M3 (LM3S6965) and
 #     M0 (micro:bit) under qemu-system-arm: a few golden cases of KWS, ResNet-8, AD (M4, M55)
-#     and hello_world, outputs byte-identical to TFLM's (quantize/tests/boards.rs);
+#     and hello_world, outputs byte-identical to TFLM's (quantize/tests/boards.rs); KWS, AD and
+#     hello_world also compiled ahead of time (mote_runtime::aot, no interpreter linked);
 #  2. the C API: examples/c/host.c, linked against libmote_runtime.a with only mote.h, runs every
 #     golden case of the four models on the host and, cross-compiled, on aarch64 Linux
 #     (qemu-aarch64), byte-identical to TFLM's;
@@ -15,7 +16,9 @@
 #  5. the Helium (MVE) kernels' bit-exactness on the Cortex-M55 (examples/firmware/mve-test:
 #     random shapes and the model layers against the reference kernels, qemu-system-arm).
 # The firmware step also runs `mote bench --board` on KWS and checks the `.text` of the runtime
-# and kernels in the M4 KWS firmware (quantize/tests/boards.rs, qemu_board_mote_bench_cli_kws).
+# and kernels in the M4 KWS firmware (quantize/tests/boards.rs, qemu_board_mote_bench_cli_kws):
+# with the interpreter against a regression ceiling, ahead of time (`--aot`) against the 16 KB
+# goal (qemu_board_mote_bench_cli_kws_aot).
 # Every step fails the script on any difference and is time-bounded; at the end it prints the
 # instructions per inference (qemu -icount, deterministic) of every board and model.
 set -euo pipefail

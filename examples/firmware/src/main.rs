@@ -148,7 +148,7 @@ fn fail(what: &str) -> ! {
     loop {}
 }
 
-#[cfg(not(feature = "baseline"))]
+#[cfg(not(any(feature = "baseline", feature = "aot")))]
 mod run {
     use mote_runtime::{Interpreter, Model};
 
@@ -201,6 +201,59 @@ mod run {
             cortex_m_semihosting::hprintln!("op {} {} ticks={}", i, name, end - start);
         }
         Ok([load_stack, invoke_stack])
+    }
+}
+
+/// The model compiled ahead of time (`mote_runtime::aot`): the same report, with the generated
+/// module's `invoke` and `invoke_op` in place of the interpreter's (and no model to load).
+#[cfg(all(feature = "aot", not(feature = "baseline")))]
+mod run {
+    // (`ARENA_BYTES` and `CONST_BYTES` are for other firmware: here the arena's size comes from
+    // model.rs, the same value.)
+    #[allow(dead_code)]
+    mod model {
+        include!(concat!(env!("OUT_DIR"), "/aot.rs"));
+    }
+
+    pub fn all_cases(
+        arena: &mut [u8],
+        outputs: &mut [u8],
+        mut report: impl FnMut(usize, u64, &[u8]),
+    ) -> Result<[usize; 2], &'static str> {
+        use super::stack;
+        let mut invoke_stack = 0;
+        for (case, input) in super::INPUTS.chunks_exact(super::INPUT_BYTES).enumerate() {
+            let mut at = 0;
+            for (offset, len) in model::INPUTS {
+                let dst = arena.get_mut(offset..offset + len).ok_or("input")?;
+                dst.copy_from_slice(input.get(at..at + len).ok_or("input")?);
+                at += len;
+            }
+            if case == 0 {
+                stack::paint();
+            }
+            let sp = stack::pointer();
+            let start = super::ticks();
+            model::invoke(arena).map_err(|_| "invoke failed")?;
+            let end = super::ticks();
+            if case == 0 {
+                invoke_stack = sp.saturating_sub(stack::deepest());
+            }
+            let mut at = 0;
+            for (offset, len) in model::OUTPUTS {
+                let src = arena.get(offset..offset + len).ok_or("output")?;
+                outputs[at..at + len].copy_from_slice(src);
+                at += len;
+            }
+            report(case, end - start, outputs);
+        }
+        for (i, name) in model::OPS.iter().enumerate() {
+            let start = super::ticks();
+            model::invoke_op(arena, i).map_err(|_| "invoke failed")?;
+            let end = super::ticks();
+            cortex_m_semihosting::hprintln!("op {} {} ticks={}", i, name, end - start);
+        }
+        Ok([0, invoke_stack])
     }
 }
 

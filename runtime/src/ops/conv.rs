@@ -1284,7 +1284,7 @@ pub(crate) fn bias_input<'a>(ctx: &OpCtx, mem: &OpMem<'a>) -> Result<Option<&'a 
 }
 
 /// Tensor shapes of a convolution, checked against each other and the parameters.
-fn conv_shapes(ctx: &OpCtx, p: &ConvParams) -> Result<[[usize; 4]; 3], Error> {
+pub(crate) fn conv_shapes(ctx: &OpCtx, p: &ConvParams) -> Result<[[usize; 4]; 3], Error> {
     let [is, fs, os] = int8_window_shapes(ctx, "a 4-D OHWI filter")?;
     check_conv(p, is, fs, os).map_err(|f| ctx.param_error(f))?;
     Ok([is, fs, os])

@@ -416,7 +416,7 @@ pub(crate) fn depthwise_staged(
 }
 
 /// Tensor shapes of a depthwise convolution, checked against each other and the parameters.
-fn depthwise_shapes(ctx: &OpCtx, p: &DepthwiseParams) -> Result<[[usize; 4]; 3], Error> {
+pub(crate) fn depthwise_shapes(ctx: &OpCtx, p: &DepthwiseParams) -> Result<[[usize; 4]; 3], Error> {
     let [is, fs, os] = int8_window_shapes(ctx, "a 4-D 1×H×W×(C·M) filter")?;
     check_depthwise(p, is, fs, os).map_err(|f| ctx.param_error(f))?;
     Ok([is, fs, os])

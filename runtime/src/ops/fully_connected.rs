@@ -455,7 +455,7 @@ fn fc_shapes(ctx: &OpCtx, p: &FullyConnectedParams) -> Result<(usize, usize, usi
 /// `Model::from_bytes`, and a loaded model never changes (its bytes are borrowed immutably).
 /// The kernels still check every length and parameter they rely on, so an op that skipped
 /// validation gets an error, never a panic. Spares ~70 instructions per FULLY_CONNECTED invoke (callgrind).
-fn fc_dims(ctx: &OpCtx) -> Result<(usize, usize, usize), Error> {
+pub(crate) fn fc_dims(ctx: &OpCtx) -> Result<(usize, usize, usize), Error> {
     let weights = ctx.required_input(1)?;
     let (out_features, in_features) = match weights.1.dims() {
         &[o, i] if o > 0 && i > 0 => (o as usize, i as usize),

@@ -470,7 +470,7 @@ pub fn max_pool_f32(
     });
 }
 
-fn shape4(t: &TensorDesc) -> [usize; 4] {
+pub(crate) fn shape4(t: &TensorDesc) -> [usize; 4] {
     let d = t.dims();
     let g = |i: usize| d.get(i).copied().unwrap_or(0) as usize;
     [g(0), g(1), g(2), g(3)]

@@ -4,7 +4,9 @@
 //! [`Interpreter::new`], writes the inputs, runs [`Interpreter::invoke`] and reads the outputs.
 //! The model bytes, the arena and the inputs are read through `read_volatile`, so the optimiser
 //! knows nothing about them: every operator kernel (every family, int8, int16, packed int4 and
-//! float; checked at compile time below) and every validation branch stays reachable.
+//! float; checked at compile time below) and every validation branch stays reachable. It also
+//! calls every function of ahead-of-time code (`mote_runtime::aot`) on descriptors read the same
+//! way.
 //!
 //! The `#[panic_handler]` calls `mote_panic_path_reachable`, a symbol that exists nowhere. If
 //! any panic path (a bounds check, an `unwrap`, a division by zero, an overflow check of a
@@ -66,6 +68,7 @@ fn main() -> ! {
         (bytes, &mut arena[..len])
     };
     let _ = run(model_bytes, arena);
+    let _ = run_aot(arena);
     loop {
         core::hint::spin_loop();
     }
@@ -97,6 +100,72 @@ fn run(bytes: &[u8], arena: &mut [u8]) -> Result<(), mote_runtime::Error> {
     // SAFETY: a volatile write of a plain `u8` static.
     unsafe { write_volatile(addr_of_mut!(SINK), acc) };
     Ok(())
+}
+
+/// Descriptors of ahead-of-time ops (`mote_runtime::aot`), read through volatile loads so that
+/// the optimiser sees none of their shapes, offsets or slices.
+mod aot_ops {
+    use mote_runtime::aot::{FcOp, Place, PoolOp, SoftmaxOp, WindowOp};
+
+    const PLACE: Place = Place {
+        op: 0,
+        input: (0, 0),
+        output: (0, 0),
+    };
+    pub static mut WINDOW: WindowOp<'static> = WindowOp {
+        place: PLACE,
+        params: &[],
+        shapes: [[0; 4]; 3],
+        filter: &[],
+        bias: None,
+        multipliers: &[],
+        shifts: &[],
+    };
+    pub static mut FC: FcOp<'static> = FcOp {
+        place: PLACE,
+        params: &[],
+        dims: [0; 3],
+        weights: &[],
+        bias: None,
+        multipliers: &[],
+        shifts: &[],
+    };
+    pub static mut POOL: PoolOp<'static> = PoolOp {
+        place: PLACE,
+        params: &[],
+        average: true,
+        shapes: [[0; 4]; 2],
+    };
+    pub static mut SOFTMAX: SoftmaxOp<'static> = SoftmaxOp {
+        place: PLACE,
+        params: &[],
+        depth: 0,
+    };
+    pub static mut COPY: Place = PLACE;
+}
+
+/// Every function ahead-of-time code calls, on descriptors the optimiser cannot see.
+fn run_aot(arena: &mut [u8]) -> Result<(), mote_runtime::Error> {
+    use mote_runtime::aot;
+    // SAFETY: single-threaded; plain loads of statics nothing else writes.
+    let (w, f, p, s, c) = unsafe {
+        (
+            read_volatile(addr_of!(aot_ops::WINDOW)),
+            read_volatile(addr_of!(aot_ops::FC)),
+            read_volatile(addr_of!(aot_ops::POOL)),
+            read_volatile(addr_of!(aot_ops::SOFTMAX)),
+            read_volatile(addr_of!(aot_ops::COPY)),
+        )
+    };
+    aot::conv2d_int8(arena, &w)?;
+    aot::depthwise_conv2d_int8(arena, &w)?;
+    aot::fully_connected_int8(arena, &f)?;
+    aot::pool_int8(arena, &p)?;
+    aot::softmax_int8(arena, &s)?;
+    aot::copy(arena, &c)?;
+    // SAFETY: a volatile read of a plain `u8` static.
+    let op = unsafe { read_volatile(addr_of!(SINK)) };
+    Err(aot::no_such_op(usize::from(op)))
 }
 
 #[panic_handler]

@@ -1,0 +1,123 @@
+//! Ahead-of-time code generation (`mote_runtime::aot::rust_source`) on the shared models: what it
+//! writes for KWS, and what it refuses (a plan with ops in place, an op it does not cover) with
+//! an error naming the op. The generated code itself runs on the emulated boards
+//! (`tests/boards.rs`, `check_with(.., true)`), byte-identical to TFLM's outputs.
+
+use std::path::PathBuf;
+
+use mote_quantize::compile::{compile_tflite, compile_tflite_opts, CompileOptions};
+use mote_quantize::schedule::ScheduleOptions;
+use mote_runtime::aot::rust_source;
+use mote_runtime::{Error, Model, OpKind};
+
+fn shared(model: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/models")
+        .join(format!("{model}.tflite"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn plain() -> CompileOptions {
+    CompileOptions {
+        schedule: ScheduleOptions::plain(),
+        ..CompileOptions::default()
+    }
+}
+
+#[test]
+fn kws_becomes_one_direct_kernel_call_per_op() {
+    let compiled = compile_tflite_opts(&shared("kws_ref_model"), plain()).unwrap();
+    let aligned = compiled.aligned();
+    let model = Model::from_bytes(aligned.as_slice()).unwrap();
+    let src = rust_source(&model).unwrap();
+    let code = &src.code;
+    assert!(code.contains(&format!(
+        "pub const ARENA_BYTES: usize = {};",
+        model.arena_bytes()
+    )));
+    let input = model.input(0).unwrap();
+    assert!(code.contains(&format!(
+        "pub const INPUTS: [(usize, usize); 1] = [({}, {})];",
+        input.offset, input.bytes
+    )));
+    // One arm per op, each calling the kernel of its kind with its own descriptor.
+    let calls = [
+        (OpKind::Conv2d, "aot::conv2d_int8"),
+        (OpKind::DepthwiseConv2d, "aot::depthwise_conv2d_int8"),
+        (OpKind::AveragePool2d, "aot::pool_int8"),
+        (OpKind::Reshape, "aot::copy"),
+        (OpKind::FullyConnected, "aot::fully_connected_int8"),
+        (OpKind::Softmax, "aot::softmax_int8"),
+    ];
+    for i in 0..model.ops().len() {
+        let kind = model.op_kind(i).unwrap();
+        let call = calls.iter().find(|(k, _)| *k == kind).unwrap().1;
+        let arm = format!("        {i} => {call}(arena, &OP{i}),");
+        assert!(code.contains(&arm), "no `{arm}` in the generated code");
+        assert!(
+            code.contains(&format!("static OP{i}: ")),
+            "op {i}'s descriptor"
+        );
+    }
+    // The constants: every weight and bias byte of the model, plus multipliers, shifts and
+    // parameters; fewer bytes than the .mote file (no tensor table, op table or names).
+    let weights: usize = (0..model.tensors().len())
+        .filter_map(|t| model.const_data(t))
+        .map(<[u8]>::len)
+        .sum();
+    assert!(
+        src.const_bytes > weights && src.const_bytes < model.file_bytes(),
+        "{} B of constants; weights and biases {weights} B, file {} B",
+        src.const_bytes,
+        model.file_bytes()
+    );
+    // The first conv's filter, byte for byte, as `W0`.
+    let filter = model
+        .const_data(model.op_io(0).unwrap().0[1] as usize)
+        .unwrap();
+    let first: Vec<String> = filter[..8].iter().map(|&b| (b as i8).to_string()).collect();
+    let w0 = format!(
+        "static W0: [i8; {}] = [\n    {},",
+        filter.len(),
+        first.join(", ")
+    );
+    assert!(code.contains(&w0), "W0 holds the filter: no `{w0}`");
+}
+
+#[test]
+fn a_plan_with_ops_in_place_is_refused() {
+    // The default plan runs KWS's depthwise and pointwise convolutions in place.
+    let compiled = compile_tflite(&shared("kws_ref_model")).unwrap();
+    let aligned = compiled.aligned();
+    let model = Model::from_bytes(aligned.as_slice()).unwrap();
+    match rust_source(&model) {
+        Err(Error::InvalidField { field, .. }) => {
+            assert!(field.contains("plain plan"), "{field}")
+        }
+        other => panic!("expected a refusal naming the plan, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_op_without_aot_code_is_refused_by_index_and_kind() {
+    let compiled = compile_tflite_opts(&shared("pretrainedResnet_quant"), plain()).unwrap();
+    let aligned = compiled.aligned();
+    let model = Model::from_bytes(aligned.as_slice()).unwrap();
+    let first_add = (0..model.ops().len())
+        .find(|&i| model.op_kind(i) == Some(OpKind::Add))
+        .unwrap();
+    assert_eq!(
+        rust_source(&model),
+        Err(Error::UnsupportedOp {
+            op: first_add as u32,
+            kind: OpKind::Add as u16
+        })
+    );
+    let message = mote_quantize::board::aot_error(&model, rust_source(&model).unwrap_err());
+    assert!(
+        message
+            .to_string()
+            .contains(&format!("op {first_add} (ADD)")),
+        "{message}"
+    );
+}

@@ -1,0 +1,300 @@
+//! Ahead-of-time compiled models: a model as Rust code that calls the kernels directly, for the
+//! smallest firmware (as Edge Impulse's EON compiler does for TFLite Micro).
+//!
+//! The interpreter ([`crate::Interpreter`]) reads any `.mote` file at run time: it validates the
+//! file, decodes each op and dispatches to a kernel family, all of which is code in flash. An
+//! ahead-of-time model does that work on the host instead. [`rust_source`] (feature `std`) reads
+//! a `.mote` file with the same validation and writes a Rust module holding the constants as
+//! typed arrays, one descriptor per op ([`WindowOp`], [`FcOp`], ...: every shape, offset and
+//! parameter fixed) and one `invoke_op` function whose arms call the functions of this module.
+//! The firmware then links only the kernels the model runs, and none of the reader, validation
+//! or dispatch:
+//!
+//! ```ignore
+//! mod kws { include!(concat!(env!("OUT_DIR"), "/kws_aot.rs")); }
+//! static mut ARENA: mote_runtime::Arena<{ kws::ARENA_BYTES }> = mote_runtime::Arena::new();
+//! let arena = unsafe { &mut ARENA.0 };
+//! let (at, len) = kws::INPUTS[0];
+//! arena[at..at + len].copy_from_slice(&features);
+//! kws::invoke(arena)?;
+//! ```
+//!
+//! What it covers: int8 models of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D,
+//! MAX_POOL_2D, RESHAPE, SQUEEZE and SOFTMAX, planned without ops in place or fused (`mote
+//! convert --plain`, `mote bench --aot`). Anything else is refused by [`rust_source`] with an
+//! error naming the op. On cores with the DSP extension (feature `arm-dsp`) the ops run the DSP
+//! kernels only, without the reference kernels as a fallback; an op whose shapes those kernels
+//! do not take returns [`Error::UnsupportedOp`] from `invoke_op` (use the interpreter for such
+//! a model). Elsewhere the same kernels as the interpreter's run. Outputs are the interpreter's,
+//! byte for byte.
+//!
+//! The functions below never panic: lengths that do not match give an [`Error`].
+
+use crate::error::{Error, Location};
+use crate::ops::conv::ConvParams;
+use crate::ops::depthwise::DepthwiseParams;
+use crate::ops::fully_connected::FullyConnectedParams;
+use crate::ops::pool::PoolParams;
+use crate::ops::softmax::SoftmaxParams;
+use crate::ops::{as_i8, as_i8_mut, OpKind};
+
+#[cfg(feature = "std")]
+mod generate;
+#[cfg(feature = "std")]
+pub use generate::{rust_source, AotSource};
+
+/// An op's input and output bytes in the arena, as [`io`] splits them.
+type Io<'a> = (&'a [u8], &'a mut [u8]);
+
+/// Splits `arena` into op `op`'s input bytes (`input`: offset and length) and its output bytes,
+/// which must not overlap (an ahead-of-time plan has no op in place).
+#[inline]
+fn io(
+    arena: &mut [u8],
+    op: u32,
+    input: (usize, usize),
+    output: (usize, usize),
+) -> Result<Io<'_>, Error> {
+    let bad = Error::InvalidField {
+        at: Location::Op(op),
+        field: "AOT input and output bytes",
+    };
+    let (i_end, o_end) = (input.0 + input.1, output.0 + output.1);
+    if output.0 >= i_end {
+        let (lo, hi) = arena.split_at_mut_checked(output.0).ok_or(bad)?;
+        let x = lo.get(input.0..i_end).ok_or(bad)?;
+        let y = hi.get_mut(..output.1).ok_or(bad)?;
+        Ok((x, y))
+    } else if input.0 >= o_end {
+        let (lo, hi) = arena.split_at_mut_checked(input.0).ok_or(bad)?;
+        let y = lo.get_mut(output.0..o_end).ok_or(bad)?;
+        let x = hi.get(..input.1).ok_or(bad)?;
+        Ok((x, y))
+    } else {
+        Err(bad)
+    }
+}
+
+/// An op's parameter struct from its words (as the `.mote` file stores them).
+#[inline]
+fn params<T: bytemuck::Pod>(op: u32, words: &[u32]) -> Result<&T, Error> {
+    bytemuck::try_from_bytes(bytemuck::cast_slice(words)).map_err(|_| Error::InvalidField {
+        at: Location::Op(op),
+        field: "AOT params",
+    })
+}
+
+/// The error of `invoke_op` for an index past the model's ops.
+pub fn no_such_op(op: usize) -> Error {
+    Error::InvalidField {
+        at: Location::Op(u32::try_from(op).unwrap_or(u32::MAX)),
+        field: "op index",
+    }
+}
+
+/// The error for an op whose shapes this build's kernels do not take (see the module
+/// documentation).
+#[cfg_attr(not(feature = "arm-dsp"), allow(dead_code))]
+fn no_kernel(op: u32, kind: OpKind) -> Error {
+    Error::UnsupportedOp {
+        op,
+        kind: kind as u16,
+    }
+}
+
+/// Where an op reads and writes: its index and its input's and output's bytes in the arena
+/// (offset and length).
+#[derive(Debug, Clone, Copy)]
+pub struct Place {
+    /// The op's index in execution order (for errors).
+    pub op: u32,
+    /// The input's offset and length in the arena.
+    pub input: (usize, usize),
+    /// The output's offset and length in the arena (not overlapping the input).
+    pub output: (usize, usize),
+}
+
+impl Place {
+    fn io<'a>(&self, arena: &'a mut [u8]) -> Result<Io<'a>, Error> {
+        io(arena, self.op, self.input, self.output)
+    }
+}
+
+/// A CONV_2D or DEPTHWISE_CONV_2D op, int8, with everything fixed.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowOp<'a> {
+    /// Where it reads and writes.
+    pub place: Place,
+    /// Its parameter words ([`ConvParams`] or [`DepthwiseParams`]).
+    pub params: &'a [u32],
+    /// The input's, the filter's (OHWI, or `1×H×W×C` for depthwise) and the output's shapes.
+    pub shapes: [[usize; 4]; 3],
+    /// The filter.
+    pub filter: &'a [i8],
+    /// The bias, one per output channel.
+    pub bias: Option<&'a [i32]>,
+    /// Per-channel output multipliers (Q31).
+    pub multipliers: &'a [i32],
+    /// Per-channel output shifts.
+    pub shifts: &'a [i32],
+}
+
+/// A FULLY_CONNECTED op, int8, reference weight layout, with everything fixed.
+#[derive(Debug, Clone, Copy)]
+pub struct FcOp<'a> {
+    /// Where it reads and writes.
+    pub place: Place,
+    /// Its parameter words ([`FullyConnectedParams`]).
+    pub params: &'a [u32],
+    /// Batches, input features and output features.
+    pub dims: [usize; 3],
+    /// The weights, `[out, in]`.
+    pub weights: &'a [i8],
+    /// The bias, one per output.
+    pub bias: Option<&'a [i32]>,
+    /// Output multipliers (Q31): one, or one per output.
+    pub multipliers: &'a [i32],
+    /// Output shifts, as many as multipliers.
+    pub shifts: &'a [i32],
+}
+
+/// An AVERAGE_POOL_2D or MAX_POOL_2D op, int8.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOp<'a> {
+    /// Where it reads and writes.
+    pub place: Place,
+    /// Its parameter words ([`PoolParams`]).
+    pub params: &'a [u32],
+    /// AVERAGE_POOL_2D (else MAX_POOL_2D).
+    pub average: bool,
+    /// The input's and the output's shapes.
+    pub shapes: [[usize; 4]; 2],
+}
+
+/// A SOFTMAX op, int8 in and out.
+#[derive(Debug, Clone, Copy)]
+pub struct SoftmaxOp<'a> {
+    /// Where it reads and writes.
+    pub place: Place,
+    /// Its parameter words ([`SoftmaxParams`]).
+    pub params: &'a [u32],
+    /// Values per row.
+    pub depth: usize,
+}
+
+/// Runs a CONV_2D op (one group).
+#[inline(never)]
+pub fn conv2d_int8(arena: &mut [u8], w: &WindowOp) -> Result<(), Error> {
+    let op = w.place.op;
+    let p: &ConvParams = params(op, w.params)?;
+    let (x, y) = w.place.io(arena)?;
+    let [is, fs, os] = w.shapes;
+    let (x, y) = (as_i8(x), as_i8_mut(y));
+    let (filter, bias, m, s) = (w.filter, w.bias, w.multipliers, w.shifts);
+    #[cfg(all(target_arch = "arm", feature = "arm-mve"))]
+    if crate::simd::mve::conv2d_int8(p, is, x, fs, filter, bias, m, s, os, y).is_some() {
+        return Ok(());
+    }
+    #[cfg(feature = "arm-dsp")]
+    {
+        crate::simd::arm_dsp::conv2d_int8(p, is, x, fs, filter, bias, m, s, os, y)
+            .ok_or(no_kernel(op, OpKind::Conv2d))
+    }
+    #[cfg(not(feature = "arm-dsp"))]
+    {
+        let isa = crate::simd::Isa::best();
+        crate::ops::conv::conv2d_int8_fast(isa, None, p, is, x, fs, filter, bias, m, s, os, y)
+    }
+}
+
+/// Runs a DEPTHWISE_CONV_2D op.
+#[inline(never)]
+pub fn depthwise_conv2d_int8(arena: &mut [u8], w: &WindowOp) -> Result<(), Error> {
+    let op = w.place.op;
+    let p: &DepthwiseParams = params(op, w.params)?;
+    let (x, y) = w.place.io(arena)?;
+    let [is, fs, os] = w.shapes;
+    let (x, y) = (as_i8(x), as_i8_mut(y));
+    let (filter, bias, m, s) = (w.filter, w.bias, w.multipliers, w.shifts);
+    #[cfg(all(target_arch = "arm", feature = "arm-mve"))]
+    if crate::simd::mve::depthwise_conv2d_int8(p, is, x, fs, filter, bias, m, s, os, y).is_some() {
+        return Ok(());
+    }
+    #[cfg(feature = "arm-dsp")]
+    {
+        crate::simd::arm_dsp::depthwise_conv2d_int8(p, is, x, fs, filter, bias, m, s, os, y)
+            .ok_or(no_kernel(op, OpKind::DepthwiseConv2d))
+    }
+    #[cfg(not(feature = "arm-dsp"))]
+    {
+        let isa = crate::simd::Isa::best();
+        crate::ops::depthwise::depthwise_conv2d_int8_fast(
+            isa, p, is, x, fs, filter, bias, m, s, os, y,
+        )
+    }
+}
+
+/// Runs a FULLY_CONNECTED op.
+#[inline(never)]
+pub fn fully_connected_int8(arena: &mut [u8], f: &FcOp) -> Result<(), Error> {
+    let op = f.place.op;
+    let p: &FullyConnectedParams = params(op, f.params)?;
+    let (x, y) = f.place.io(arena)?;
+    let [b, i, o] = f.dims;
+    let (x, y) = (as_i8(x), as_i8_mut(y));
+    let (w, bias, m, s) = (f.weights, f.bias, f.multipliers, f.shifts);
+    #[cfg(all(target_arch = "arm", feature = "arm-mve"))]
+    if crate::simd::mve::fully_connected_int8(p, b, i, o, x, w, bias, m, s, y).is_some() {
+        return Ok(());
+    }
+    #[cfg(feature = "arm-dsp")]
+    {
+        crate::simd::arm_dsp::fully_connected_int8(p, b, i, o, x, w, bias, m, s, y)
+            .ok_or(no_kernel(op, OpKind::FullyConnected))
+    }
+    #[cfg(not(feature = "arm-dsp"))]
+    {
+        let isa = crate::simd::Isa::best();
+        crate::ops::fully_connected::fully_connected_int8_fast(
+            isa, None, p, b, i, o, x, w, bias, m, s, y,
+        )
+    }
+}
+
+/// Runs an AVERAGE_POOL_2D or MAX_POOL_2D op.
+#[inline(never)]
+pub fn pool_int8(arena: &mut [u8], q: &PoolOp) -> Result<(), Error> {
+    let op = q.place.op;
+    let p: &PoolParams = params(op, q.params)?;
+    let (x, y) = q.place.io(arena)?;
+    let [is, os] = q.shapes;
+    let (x, y) = (as_i8(x), as_i8_mut(y));
+    let elements = |s: [usize; 4]| s.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if elements(is) != Some(x.len()) || elements(os) != Some(y.len()) {
+        return Err(no_kernel(op, OpKind::AveragePool2d));
+    }
+    crate::ops::pool::pool_int8_fast(crate::simd::Isa::best(), q.average, p, is, x, os, y);
+    Ok(())
+}
+
+/// Runs a SOFTMAX op.
+#[inline(never)]
+pub fn softmax_int8(arena: &mut [u8], s: &SoftmaxOp) -> Result<(), Error> {
+    let p: &SoftmaxParams = params(s.place.op, s.params)?;
+    let (x, y) = s.place.io(arena)?;
+    crate::ops::softmax::softmax_int8::<i8>(p, s.depth, as_i8(x), as_i8_mut(y))
+}
+
+/// Runs a RESHAPE or SQUEEZE into other bytes: a copy.
+#[inline(never)]
+pub fn copy(arena: &mut [u8], place: &Place) -> Result<(), Error> {
+    let (x, y) = place.io(arena)?;
+    if x.len() != y.len() {
+        return Err(Error::InvalidField {
+            at: Location::Op(place.op),
+            field: "AOT copy lengths",
+        });
+    }
+    y.copy_from_slice(x);
+    Ok(())
+}
