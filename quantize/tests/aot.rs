@@ -59,6 +59,8 @@ fn kws_becomes_one_direct_kernel_call_per_op() {
             "op {i}'s descriptor"
         );
     }
+    // The DSP kernels take every op of KWS: no reference kernel is linked on a DSP build.
+    assert!(!code.contains("_with_reference"), "a reference fallback");
     // The constants: every weight and bias byte of the model, plus multipliers, shifts and
     // parameters; fewer bytes than the .mote file (no tensor table, op table or names).
     let weights: usize = (0..model.tensors().len())
@@ -120,4 +122,29 @@ fn an_op_without_aot_code_is_refused_by_index_and_kind() {
             .contains(&format!("op {first_add} (ADD)")),
         "{message}"
     );
+}
+
+/// An op the DSP kernels do not take runs the variant that falls back to the reference kernel
+/// (linked only then); one they take runs the fast kernel alone.
+#[test]
+fn ops_the_dsp_kernels_do_not_take_get_the_reference_fallback() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ops");
+    for (model, want) in [
+        // Depth multiplier 2: no DSP depthwise kernel.
+        (
+            "dw_m2_valid_s2",
+            "aot::depthwise_conv2d_int8_with_reference",
+        ),
+        ("dw_m1_same_s1_relu6", "aot::depthwise_conv2d_int8(arena"),
+        // The DSP convolution takes any clamp.
+        ("conv_valid_s2_relu6", "aot::conv2d_int8(arena"),
+        ("fc_relu", "aot::fully_connected_int8(arena"),
+    ] {
+        let tflite = std::fs::read(fixtures.join(format!("{model}.tflite"))).unwrap();
+        let compiled = compile_tflite_opts(&tflite, plain()).unwrap();
+        let aligned = compiled.aligned();
+        let m = Model::from_bytes(aligned.as_slice()).unwrap();
+        let code = rust_source(&m).unwrap().code;
+        assert!(code.contains(want), "{model}: no `{want}` in\n{code}");
+    }
 }

@@ -80,12 +80,13 @@ fn check_with(board_name: &str, model: &str, aot: bool) -> u64 {
         .copied()
         .collect();
 
-    let tflite = std::fs::read(
-        root()
-            .join("../shared/models")
-            .join(format!("{model}.tflite")),
-    )
-    .expect("shared model");
+    // A shared model (`shared:FILE`) or a fixture of the repository.
+    let path = meta["model"].as_str().expect("model");
+    let path = match path.strip_prefix("shared:") {
+        Some(file) => root().join("../shared/models").join(file),
+        None => root().join(path),
+    };
+    let tflite = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let compiled = if aot {
         compile_tflite_opts(&tflite, plain()).expect("compiles")
     } else {
@@ -167,6 +168,30 @@ fn qemu_board_m4_mps2_an386_mlperf_tiny() {
     // Ahead of time (DSP kernels only, no reference fallback in the firmware).
     check_with("mps2-an386", "kws_ref_model", true);
     check_with("mps2-an386", "ad01_int8", true);
+}
+
+/// Single-op models compiled ahead of time on the Cortex-M4: the DSP kernels where they take the
+/// op, the reference fallback where they do not (depth multiplier 2, channels not a multiple of
+/// 4), dilation, padding, pooling, SOFTMAX, SQUEEZE; outputs byte-identical to TFLM's.
+#[test]
+#[ignore = "needs qemu-system-arm and the thumbv7em target (run by targets/boards/ci.sh)"]
+fn qemu_board_m4_aot_single_ops() {
+    for model in [
+        "dw_m2_valid_s2",
+        "dw_nonsquare_3x1",
+        "dw_dil2_valid_relu6",
+        "conv_dil2_same",
+        "conv_nobias",
+        "fc_per_tensor_nobias_keepdims",
+        "fc_batch4",
+        "maxpool_3x3_same_s2",
+        "avgpool_2x2_same_s2",
+        "softmax_3d",
+        "squeeze_patched",
+        "net_cnn",
+    ] {
+        check_with("mps2-an386", model, true);
+    }
 }
 
 #[test]

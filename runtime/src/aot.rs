@@ -3,7 +3,7 @@
 //!
 //! The interpreter ([`crate::Interpreter`]) reads any `.mote` file at run time: it validates the
 //! file, decodes each op and dispatches to a kernel family, all of which is code in flash. An
-//! ahead-of-time model does that work on the host instead. [`rust_source`] (feature `std`) reads
+//! ahead-of-time model does that work on the host instead. `rust_source` (feature `std`) reads
 //! a `.mote` file with the same validation and writes a Rust module holding the constants as
 //! typed arrays, one descriptor per op ([`WindowOp`], [`FcOp`], ...: every shape, offset and
 //! parameter fixed) and one `invoke_op` function whose arms call the functions of this module.
@@ -21,12 +21,13 @@
 //!
 //! What it covers: int8 models of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D,
 //! MAX_POOL_2D, RESHAPE, SQUEEZE and SOFTMAX, planned without ops in place or fused (`mote
-//! convert --plain`, `mote bench --aot`). Anything else is refused by [`rust_source`] with an
-//! error naming the op. On cores with the DSP extension (feature `arm-dsp`) the ops run the DSP
-//! kernels only, without the reference kernels as a fallback; an op whose shapes those kernels
-//! do not take returns [`Error::UnsupportedOp`] from `invoke_op` (use the interpreter for such
-//! a model). Elsewhere the same kernels as the interpreter's run. Outputs are the interpreter's,
-//! byte for byte.
+//! convert --plain`, `mote bench --aot`). Anything else is refused by `rust_source` with an
+//! error naming the op. The kernels are the interpreter's, so outputs are its own, byte for
+//! byte. On cores with the DSP extension (feature `arm-dsp`) an op runs the DSP (or Helium)
+//! kernel, and the reference kernel of its family is linked only when some op needs it:
+//! `rust_source` runs the DSP kernels' own applicability checks on each op's shapes and
+//! parameters (their portable stand-ins run on the host) and calls the `_with_reference`
+//! variant of the functions below only for ops those kernels do not take.
 //!
 //! The functions below never panic: lengths that do not match give an [`Error`].
 
@@ -182,9 +183,23 @@ pub struct SoftmaxOp<'a> {
     pub depth: usize,
 }
 
-/// Runs a CONV_2D op (one group).
+/// Runs a CONV_2D op (one group) with the fastest kernel of this build. On a DSP build that
+/// kernel must take the op's shapes (else [`Error::UnsupportedOp`]); `rust_source` checks
+/// that and calls [`conv2d_int8_with_reference`] for ops it does not take.
 #[inline(never)]
 pub fn conv2d_int8(arena: &mut [u8], w: &WindowOp) -> Result<(), Error> {
+    conv::<false>(arena, w)
+}
+
+/// [`conv2d_int8`], falling back to the reference kernel (also linked then) where the DSP
+/// kernels do not take the op's shapes.
+#[inline(never)]
+pub fn conv2d_int8_with_reference(arena: &mut [u8], w: &WindowOp) -> Result<(), Error> {
+    conv::<true>(arena, w)
+}
+
+#[inline(always)]
+fn conv<const FALLBACK: bool>(arena: &mut [u8], w: &WindowOp) -> Result<(), Error> {
     let op = w.place.op;
     let p: &ConvParams = params(op, w.params)?;
     let (x, y) = w.place.io(arena)?;
@@ -197,19 +212,34 @@ pub fn conv2d_int8(arena: &mut [u8], w: &WindowOp) -> Result<(), Error> {
     }
     #[cfg(feature = "arm-dsp")]
     {
-        crate::simd::arm_dsp::conv2d_int8(p, is, x, fs, filter, bias, m, s, os, y)
-            .ok_or(no_kernel(op, OpKind::Conv2d))
+        let dsp = crate::simd::arm_dsp::conv2d_int8(p, is, x, fs, filter, bias, m, s, os, y);
+        if dsp.is_some() {
+            return Ok(());
+        }
+        if !FALLBACK {
+            return Err(no_kernel(op, OpKind::Conv2d));
+        }
     }
-    #[cfg(not(feature = "arm-dsp"))]
-    {
-        let isa = crate::simd::Isa::best();
-        crate::ops::conv::conv2d_int8_fast(isa, None, p, is, x, fs, filter, bias, m, s, os, y)
-    }
+    let isa = crate::simd::Isa::best();
+    crate::ops::conv::conv2d_int8_fast(isa, None, p, is, x, fs, filter, bias, m, s, os, y)
 }
 
-/// Runs a DEPTHWISE_CONV_2D op.
+/// Runs a DEPTHWISE_CONV_2D op with the fastest kernel of this build (as [`conv2d_int8`]).
 #[inline(never)]
 pub fn depthwise_conv2d_int8(arena: &mut [u8], w: &WindowOp) -> Result<(), Error> {
+    depthwise::<false>(arena, w)
+}
+
+/// [`depthwise_conv2d_int8`], falling back to the reference kernel where the DSP kernels do not
+/// take the op (depth multiplier above 1, channels not a multiple of 4, a clamp other than
+/// `[-128, 127]`, ...).
+#[inline(never)]
+pub fn depthwise_conv2d_int8_with_reference(arena: &mut [u8], w: &WindowOp) -> Result<(), Error> {
+    depthwise::<true>(arena, w)
+}
+
+#[inline(always)]
+fn depthwise<const FALLBACK: bool>(arena: &mut [u8], w: &WindowOp) -> Result<(), Error> {
     let op = w.place.op;
     let p: &DepthwiseParams = params(op, w.params)?;
     let (x, y) = w.place.io(arena)?;
@@ -222,21 +252,34 @@ pub fn depthwise_conv2d_int8(arena: &mut [u8], w: &WindowOp) -> Result<(), Error
     }
     #[cfg(feature = "arm-dsp")]
     {
-        crate::simd::arm_dsp::depthwise_conv2d_int8(p, is, x, fs, filter, bias, m, s, os, y)
-            .ok_or(no_kernel(op, OpKind::DepthwiseConv2d))
+        let dsp =
+            crate::simd::arm_dsp::depthwise_conv2d_int8(p, is, x, fs, filter, bias, m, s, os, y);
+        if dsp.is_some() {
+            return Ok(());
+        }
+        if !FALLBACK {
+            return Err(no_kernel(op, OpKind::DepthwiseConv2d));
+        }
     }
-    #[cfg(not(feature = "arm-dsp"))]
-    {
-        let isa = crate::simd::Isa::best();
-        crate::ops::depthwise::depthwise_conv2d_int8_fast(
-            isa, p, is, x, fs, filter, bias, m, s, os, y,
-        )
-    }
+    let isa = crate::simd::Isa::best();
+    crate::ops::depthwise::depthwise_conv2d_int8_fast(isa, p, is, x, fs, filter, bias, m, s, os, y)
 }
 
-/// Runs a FULLY_CONNECTED op.
+/// Runs a FULLY_CONNECTED op with the fastest kernel of this build (as [`conv2d_int8`]).
 #[inline(never)]
 pub fn fully_connected_int8(arena: &mut [u8], f: &FcOp) -> Result<(), Error> {
+    fc::<false>(arena, f)
+}
+
+/// [`fully_connected_int8`], falling back to the reference kernel where the DSP kernels do not
+/// take the op (asymmetric weights, more than 1024 inputs).
+#[inline(never)]
+pub fn fully_connected_int8_with_reference(arena: &mut [u8], f: &FcOp) -> Result<(), Error> {
+    fc::<true>(arena, f)
+}
+
+#[inline(always)]
+fn fc<const FALLBACK: bool>(arena: &mut [u8], f: &FcOp) -> Result<(), Error> {
     let op = f.place.op;
     let p: &FullyConnectedParams = params(op, f.params)?;
     let (x, y) = f.place.io(arena)?;
@@ -249,16 +292,18 @@ pub fn fully_connected_int8(arena: &mut [u8], f: &FcOp) -> Result<(), Error> {
     }
     #[cfg(feature = "arm-dsp")]
     {
-        crate::simd::arm_dsp::fully_connected_int8(p, b, i, o, x, w, bias, m, s, y)
-            .ok_or(no_kernel(op, OpKind::FullyConnected))
+        let dsp = crate::simd::arm_dsp::fully_connected_int8(p, b, i, o, x, w, bias, m, s, y);
+        if dsp.is_some() {
+            return Ok(());
+        }
+        if !FALLBACK {
+            return Err(no_kernel(op, OpKind::FullyConnected));
+        }
     }
-    #[cfg(not(feature = "arm-dsp"))]
-    {
-        let isa = crate::simd::Isa::best();
-        crate::ops::fully_connected::fully_connected_int8_fast(
-            isa, None, p, b, i, o, x, w, bias, m, s, y,
-        )
-    }
+    let isa = crate::simd::Isa::best();
+    crate::ops::fully_connected::fully_connected_int8_fast(
+        isa, None, p, b, i, o, x, w, bias, m, s, y,
+    )
 }
 
 /// Runs an AVERAGE_POOL_2D or MAX_POOL_2D op.

@@ -3,6 +3,7 @@
 use core::fmt::Write;
 use std::format;
 use std::string::String;
+use std::vec;
 use std::vec::Vec;
 
 use crate::error::Error;
@@ -11,6 +12,7 @@ use crate::ops::conv::ConvParams;
 use crate::ops::depthwise::DepthwiseParams;
 use crate::ops::fully_connected::FullyConnectedParams;
 use crate::ops::{conv, depthwise, fully_connected, pool, OpCtx, OpKind};
+use crate::simd::arm_dsp;
 use crate::Model;
 
 /// Values per line of the array literals.
@@ -48,30 +50,21 @@ impl Source {
         format!("&P{i}")
     }
 
-    /// Constant int8 input `k` of the op as `static {prefix}{op}`; returns a reference to it.
-    fn const_i8(&mut self, ctx: &OpCtx, k: usize, prefix: &str) -> Result<String, Error> {
-        let t = ctx.required_input(k)?;
-        ctx.expect_dtype(t, DType::Int8)?;
-        let bytes = ctx.const_input(k)?.ok_or_else(|| unsupported(ctx))?;
-        let values: Vec<i8> = bytes.iter().map(|&b| b as i8).collect();
-        let name = format!("{prefix}{}", ctx.index);
-        self.array(&name, "i8", 1, &values);
-        Ok(format!("&{name}"))
+    /// The op's weights as `static W{op}`; returns a reference to them.
+    fn weights(&mut self, ctx: &OpCtx, values: &[i8]) -> String {
+        let name = format!("W{}", ctx.index);
+        self.array(&name, "i8", 1, values);
+        format!("&{name}")
     }
 
-    /// The op's optional int32 bias (input 2) as `static B{op}`: `Some(&B{op})` or `None`.
-    fn bias(&mut self, ctx: &OpCtx) -> Result<String, Error> {
-        if ctx.input_count() < 3 {
-            return Ok("None".into());
-        }
-        let Some(t) = ctx.input(2)? else {
-            return Ok("None".into());
+    /// The op's bias as `static B{op}`: `Some(&B{op})`, or `None` without one.
+    fn bias(&mut self, ctx: &OpCtx, values: Option<&[i32]>) -> String {
+        let Some(values) = values else {
+            return "None".into();
         };
-        ctx.expect_dtype(t, DType::Int32)?;
-        let bytes = ctx.const_input(2)?.ok_or_else(|| unsupported(ctx))?;
         let i = ctx.index;
-        self.i32s(&format!("B{i}"), &words_i32(bytes));
-        Ok(format!("Some(&B{i})"))
+        self.i32s(&format!("B{i}"), values);
+        format!("Some(&B{i})")
     }
 
     fn i32s(&mut self, name: &str, values: &[i32]) {
@@ -102,6 +95,43 @@ fn words_i32(bytes: &[u8]) -> Vec<i32> {
         .chunks_exact(4)
         .map(|w| i32::from_le_bytes([w[0], w[1], w[2], w[3]]))
         .collect()
+}
+
+/// Constant int8 input `k` of the op (its weights).
+fn const_i8(ctx: &OpCtx, k: usize) -> Result<Vec<i8>, Error> {
+    let t = ctx.required_input(k)?;
+    ctx.expect_dtype(t, DType::Int8)?;
+    let bytes = ctx.const_input(k)?.ok_or_else(|| unsupported(ctx))?;
+    Ok(bytes.iter().map(|&b| b as i8).collect())
+}
+
+/// The op's optional constant int32 bias (input 2).
+fn bias_values(ctx: &OpCtx) -> Result<Option<Vec<i32>>, Error> {
+    if ctx.input_count() < 3 {
+        return Ok(None);
+    }
+    let Some(t) = ctx.input(2)? else {
+        return Ok(None);
+    };
+    ctx.expect_dtype(t, DType::Int32)?;
+    let bytes = ctx.const_input(2)?.ok_or_else(|| unsupported(ctx))?;
+    Ok(Some(words_i32(bytes)))
+}
+
+/// Elements of a shape.
+fn elements(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// The function of `super` that runs an op of family `name` (`conv2d_int8`, ...): the fast
+/// kernel alone when the DSP-extension kernel takes the op (`dsp`), else the variant that falls
+/// back to the reference kernel on DSP builds.
+fn kernel(name: &str, dsp: bool) -> String {
+    if dsp {
+        name.into()
+    } else {
+        format!("{name}_with_reference")
+    }
 }
 
 /// The error for an op (or a form of it) that ahead-of-time code does not cover.
@@ -155,15 +185,31 @@ fn op_call(src: &mut Source, ctx: &OpCtx) -> Result<String, Error> {
                 return Err(unsupported(ctx));
             }
             let (m, s) = conv::channel_quant(ctx, p.multipliers_offset, p.shifts_offset, fs[0])?;
-            let fields = window_fields(src, ctx, [is, fs, os], m, s)?;
-            src.op(i, "WindowOp", &fields, "conv2d_int8")
+            let (w, b) = (const_i8(ctx, 1)?, bias_values(ctx)?);
+            // The DSP kernel's own checks, on its portable stand-in (the input's values do not
+            // matter to them).
+            let (x, mut y) = (vec![0i8; elements(&is)], vec![0i8; elements(&os)]);
+            let b_ref = b.as_deref();
+            let dsp = arm_dsp::conv2d_int8(p, is, &x, fs, &w, b_ref, m, s, os, &mut y).is_some();
+            let fields = window_fields(src, ctx, [is, fs, os], &w, b_ref, m, s)?;
+            src.op(i, "WindowOp", &fields, &kernel("conv2d_int8", dsp))
         }
         OpKind::DepthwiseConv2d => {
             let p: &DepthwiseParams = ctx.params()?;
             let [is, fs, os] = depthwise::depthwise_shapes(ctx, p)?;
             let (m, s) = conv::channel_quant(ctx, p.multipliers_offset, p.shifts_offset, fs[3])?;
-            let fields = window_fields(src, ctx, [is, fs, os], m, s)?;
-            src.op(i, "WindowOp", &fields, "depthwise_conv2d_int8")
+            let (w, b) = (const_i8(ctx, 1)?, bias_values(ctx)?);
+            let (x, mut y) = (vec![0i8; elements(&is)], vec![0i8; elements(&os)]);
+            let b_ref = b.as_deref();
+            let dsp = arm_dsp::depthwise_conv2d_int8(p, is, &x, fs, &w, b_ref, m, s, os, &mut y)
+                .is_some();
+            let fields = window_fields(src, ctx, [is, fs, os], &w, b_ref, m, s)?;
+            src.op(
+                i,
+                "WindowOp",
+                &fields,
+                &kernel("depthwise_conv2d_int8", dsp),
+            )
         }
         OpKind::FullyConnected => {
             let p: &FullyConnectedParams = ctx.params()?;
@@ -172,14 +218,20 @@ fn op_call(src: &mut Source, ctx: &OpCtx) -> Result<String, Error> {
             let m = ctx.const_array::<i32>(p.multipliers_offset, count)?;
             let s = ctx.const_array::<i32>(p.shifts_offset, count)?;
             let place = place(ctx)?;
-            let (w, b) = (src.const_i8(ctx, 1, "W")?, src.bias(ctx)?);
+            let (w, b) = (const_i8(ctx, 1)?, bias_values(ctx)?);
+            let (x, mut y) = (vec![0i8; batches * ins], vec![0i8; batches * outs]);
+            let b_ref = b.as_deref();
+            let dsp =
+                arm_dsp::fully_connected_int8(p, batches, ins, outs, &x, &w, b_ref, m, s, &mut y)
+                    .is_some();
+            let (w, b) = (src.weights(ctx, &w), src.bias(ctx, b_ref));
             let q = src.channel_quant(ctx, m, s);
             let p = src.params(ctx);
             let dims = [batches, ins, outs];
             let fields = format!(
                 "place: {place}, params: {p}, dims: {dims:?}, weights: {w}, bias: {b}, {q}"
             );
-            src.op(i, "FcOp", &fields, "fully_connected_int8")
+            src.op(i, "FcOp", &fields, &kernel("fully_connected_int8", dsp))
         }
         OpKind::AveragePool2d | OpKind::MaxPool2d => {
             let shapes = [
@@ -220,11 +272,13 @@ fn window_fields(
     src: &mut Source,
     ctx: &OpCtx,
     shapes: [[usize; 4]; 3],
+    filter: &[i8],
+    bias: Option<&[i32]>,
     m: &[i32],
     s: &[i32],
 ) -> Result<String, Error> {
     let place = place(ctx)?;
-    let (w, b) = (src.const_i8(ctx, 1, "W")?, src.bias(ctx)?);
+    let (w, b) = (src.weights(ctx, filter), src.bias(ctx, bias));
     let q = src.channel_quant(ctx, m, s);
     let p = src.params(ctx);
     Ok(format!(
