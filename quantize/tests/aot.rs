@@ -148,3 +148,27 @@ fn ops_the_dsp_kernels_do_not_take_get_the_reference_fallback() {
         assert!(code.contains(want), "{model}: no `{want}` in\n{code}");
     }
 }
+
+/// The modules `mote-runtime`'s host test runs (`runtime/tests/aot_host.rs`) are what the
+/// generator writes today. To regenerate one:
+/// `mote convert quantize/tests/fixtures/ops/NAME.tflite --emit-aot runtime/tests/fixtures/aot/NAME.rs`.
+#[test]
+fn committed_aot_modules_are_current() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    for name in ["net_cnn", "dw_m2_valid_s2"] {
+        let tflite = root.join(format!("quantize/tests/fixtures/ops/{name}.tflite"));
+        let compiled = compile_tflite_opts(&std::fs::read(&tflite).unwrap(), plain()).unwrap();
+        let aligned = compiled.aligned();
+        let model = Model::from_bytes(aligned.as_slice()).unwrap();
+        let code = rust_source(&model).unwrap().code;
+        let committed = root.join(format!("runtime/tests/fixtures/aot/{name}.rs"));
+        assert_eq!(
+            std::fs::read_to_string(&committed).unwrap(),
+            code,
+            "{} is stale: regenerate it with `mote convert {} --emit-aot {}`",
+            committed.display(),
+            tflite.display(),
+            committed.display()
+        );
+    }
+}

@@ -26,7 +26,7 @@
 //!   shift), `VQRDMULH` (exactly `SaturatingRoundingDoublingHighMul`), and `VRSHL` by the right
 //!   shift after subtracting 1 from negative values (round half away from zero, as
 //!   `RoundingDivideByPOT`), then `VSTRB.32` narrowing stores. Convolutions accumulate
-//!   [`CHUNK`] output channels (with `off·Σ w + bias` added) before requantizing them.
+//!   `CHUNK` output channels (with `off·Σ w + bias` added) before requantizing them.
 //!   FULLY_CONNECTED (few outputs) requantizes in scalar code: `ops::conv::requantize`.
 //!
 //! `arm-mve` needs `-C target-cpu=cortex-m55`: without it the assembler rejects the instructions.
