@@ -61,30 +61,28 @@ fn check(m: Module) {
     assert!((m.invoke)(&mut arena[..m.arena_bytes / 2]).is_err());
 }
 
+/// The [`Module`] of generated module `$m`.
+macro_rules! module {
+    ($m:ident) => {
+        Module {
+            name: stringify!($m),
+            arena_bytes: $m::ARENA_BYTES,
+            inputs: &$m::INPUTS,
+            outputs: &$m::OUTPUTS,
+            ops: $m::OPS.len(),
+            const_bytes: $m::CONST_BYTES,
+            invoke: $m::invoke,
+            invoke_op: $m::invoke_op,
+        }
+    };
+}
+
 #[test]
 fn a_small_cnn_ahead_of_time_matches_tflm() {
-    check(Module {
-        name: "net_cnn",
-        arena_bytes: net_cnn::ARENA_BYTES,
-        inputs: &net_cnn::INPUTS,
-        outputs: &net_cnn::OUTPUTS,
-        ops: net_cnn::OPS.len(),
-        const_bytes: net_cnn::CONST_BYTES,
-        invoke: net_cnn::invoke,
-        invoke_op: net_cnn::invoke_op,
-    });
+    check(module!(net_cnn));
 }
 
 #[test]
 fn depth_multiplier_two_ahead_of_time_matches_tflm() {
-    check(Module {
-        name: "dw_m2_valid_s2",
-        arena_bytes: dw_m2_valid_s2::ARENA_BYTES,
-        inputs: &dw_m2_valid_s2::INPUTS,
-        outputs: &dw_m2_valid_s2::OUTPUTS,
-        ops: dw_m2_valid_s2::OPS.len(),
-        const_bytes: dw_m2_valid_s2::CONST_BYTES,
-        invoke: dw_m2_valid_s2::invoke,
-        invoke_op: dw_m2_valid_s2::invoke_op,
-    });
+    check(module!(dw_m2_valid_s2));
 }

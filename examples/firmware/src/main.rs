@@ -3,6 +3,9 @@
 //!
 //! The model, its exact arena size and the inputs come from `build.rs` (`MOTE_MODEL`,
 //! `MOTE_INPUTS`, `MOTE_BOARD`). The arena is a `static` of exactly `Model::arena_bytes()`.
+//! With the feature `aot`, `build.rs` compiles the model ahead of time
+//! (`mote_runtime::aot::rust_source`) and the firmware calls the generated `invoke` instead of
+//! the interpreter: no model is loaded (`stack load=0`), and the report is the same.
 //!
 //! Cost: SysTick counts the core clock. Under `qemu-system-arm -icount shift=0` every instruction
 //! advances virtual time by 1 ns, so ticks are proportional to executed instructions; the
