@@ -547,8 +547,8 @@ pub fn aot_error(
     let what = match e {
         mote_runtime::Error::UnsupportedOp { op, .. } => format!(
             "op {op} ({}) is not covered by ahead-of-time code, which runs int8 CONV_2D, \
-             DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE, SQUEEZE \
-             and SOFTMAX",
+             DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, ADD, SUB, MUL, \
+             RELU, RELU6, LOGISTIC, TANH, RESHAPE, SQUEEZE and SOFTMAX",
             model.op_kind(op as usize).map_or("?", |k| k.name())
         ),
         e => e.to_string(),

@@ -102,25 +102,46 @@ fn a_plan_with_ops_in_place_is_refused() {
 
 #[test]
 fn an_op_without_aot_code_is_refused_by_index_and_kind() {
-    let compiled = compile_tflite_opts(&shared("pretrainedResnet_quant"), plain()).unwrap();
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ops");
+    let tflite = std::fs::read(fixtures.join("concat_last_2.tflite")).unwrap();
+    let compiled = compile_tflite_opts(&tflite, plain()).unwrap();
     let aligned = compiled.aligned();
     let model = Model::from_bytes(aligned.as_slice()).unwrap();
-    let first_add = (0..model.ops().len())
-        .find(|&i| model.op_kind(i) == Some(OpKind::Add))
+    let concat = (0..model.ops().len())
+        .find(|&i| model.op_kind(i) == Some(OpKind::Concatenation))
         .unwrap();
     assert_eq!(
         rust_source(&model),
         Err(Error::UnsupportedOp {
-            op: first_add as u32,
-            kind: OpKind::Add as u16
+            op: concat as u32,
+            kind: OpKind::Concatenation as u16
         })
     );
     let message = mote_quantize::board::aot_error(&model, rust_source(&model).unwrap_err());
     assert!(
         message
             .to_string()
-            .contains(&format!("op {first_add} (ADD)")),
+            .contains(&format!("op {concat} (CONCATENATION)")),
         "{message}"
+    );
+}
+
+/// ResNet-8's residual ADDs read two arena tensors; both lie outside the output's bytes.
+#[test]
+fn resnet_adds_read_two_arena_operands() {
+    let compiled = compile_tflite_opts(&shared("pretrainedResnet_quant"), plain()).unwrap();
+    let aligned = compiled.aligned();
+    let model = Model::from_bytes(aligned.as_slice()).unwrap();
+    let code = rust_source(&model).unwrap().code;
+    let adds = (0..model.ops().len())
+        .filter(|&i| model.op_kind(i) == Some(OpKind::Add))
+        .count();
+    assert_eq!(adds, 3);
+    assert_eq!(code.matches("aot::add_int8(arena, &OP").count(), adds);
+    assert_eq!(
+        code.matches("inputs: [aot::Operand::Arena(").count(),
+        adds,
+        "{code}"
     );
 }
 
@@ -139,6 +160,10 @@ fn ops_the_dsp_kernels_do_not_take_get_the_reference_fallback() {
         // The DSP convolution takes any clamp.
         ("conv_valid_s2_relu6", "aot::conv2d_int8(arena"),
         ("fc_relu", "aot::fully_connected_int8(arena"),
+        // Element-wise ops, a constant operand as an array.
+        ("add_const", "aot::Operand::Const(&X0_1)"),
+        ("mul_bcast_4d", "aot::mul_int8(arena"),
+        ("relu6", "aot::relu6_int8(arena"),
     ] {
         let tflite = std::fs::read(fixtures.join(format!("{model}.tflite"))).unwrap();
         let compiled = compile_tflite_opts(&tflite, plain()).unwrap();
@@ -155,7 +180,7 @@ fn ops_the_dsp_kernels_do_not_take_get_the_reference_fallback() {
 #[test]
 fn committed_aot_modules_are_current() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    for name in ["net_cnn", "dw_m2_valid_s2"] {
+    for name in ["net_cnn", "dw_m2_valid_s2", "add_const", "tanh"] {
         let tflite = root.join(format!("quantize/tests/fixtures/ops/{name}.tflite"));
         let compiled = compile_tflite_opts(&std::fs::read(&tflite).unwrap(), plain()).unwrap();
         let aligned = compiled.aligned();

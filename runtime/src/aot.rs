@@ -20,7 +20,7 @@
 //! ```
 //!
 //! What it covers: int8 models of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D,
-//! MAX_POOL_2D, RESHAPE, SQUEEZE and SOFTMAX, planned without ops in place or fused (`mote
+//! MAX_POOL_2D, ADD, SUB, MUL, RELU, RELU6, LOGISTIC, TANH, RESHAPE, SQUEEZE and SOFTMAX, planned without ops in place or fused (`mote
 //! convert --plain`, `mote bench --aot`). Anything else is refused by `rust_source` with an
 //! error naming the op. The kernels are the interpreter's, so outputs are its own, byte for
 //! byte. On cores with the DSP extension (feature `arm-dsp`) an op runs the DSP (or Helium)
@@ -32,6 +32,8 @@
 //! The functions below never panic: lengths that do not match give an [`Error`].
 
 use crate::error::{Error, Location};
+use crate::ops::activation;
+use crate::ops::arith::ArithParams;
 use crate::ops::conv::ConvParams;
 use crate::ops::depthwise::DepthwiseParams;
 use crate::ops::fully_connected::FullyConnectedParams;
@@ -47,8 +49,53 @@ pub use generate::{rust_source, AotSource};
 /// An op's input and output bytes in the arena, as [`io`] splits them.
 type Io<'a> = (&'a [u8], &'a mut [u8]);
 
+/// The error for arena bytes an op cannot have (out of the arena, or an input overlapping the
+/// output: an ahead-of-time plan has no op in place).
+fn bad_bytes(op: u32) -> Error {
+    Error::InvalidField {
+        at: Location::Op(op),
+        field: "AOT input and output bytes",
+    }
+}
+
+/// `arena` split around an op's output bytes (`output`: offset and length): the bytes below
+/// it, the output and the bytes above it.
+struct Split<'a> {
+    below: &'a [u8],
+    output: &'a mut [u8],
+    above: &'a [u8],
+    above_start: usize,
+}
+
+impl<'a> Split<'a> {
+    fn new(arena: &'a mut [u8], op: u32, output: (usize, usize)) -> Result<Self, Error> {
+        let (below, rest) = arena.split_at_mut_checked(output.0).ok_or(bad_bytes(op))?;
+        let (output_bytes, above) = rest.split_at_mut_checked(output.1).ok_or(bad_bytes(op))?;
+        Ok(Split {
+            below,
+            output: output_bytes,
+            above,
+            above_start: output.0 + output.1,
+        })
+    }
+
+    /// The input bytes `input` (offset and length), wholly below or wholly above the output.
+    fn input(&self, op: u32, input: (usize, usize)) -> Result<&'a [u8], Error> {
+        let (start, end) = (input.0, input.0 + input.1);
+        let bytes = if end <= self.below.len() {
+            self.below.get(start..end)
+        } else if start >= self.above_start {
+            let at = start - self.above_start;
+            self.above.get(at..at + input.1)
+        } else {
+            None
+        };
+        bytes.ok_or(bad_bytes(op))
+    }
+}
+
 /// Splits `arena` into op `op`'s input bytes (`input`: offset and length) and its output bytes,
-/// which must not overlap (an ahead-of-time plan has no op in place).
+/// which must not overlap.
 #[inline]
 fn io(
     arena: &mut [u8],
@@ -56,24 +103,9 @@ fn io(
     input: (usize, usize),
     output: (usize, usize),
 ) -> Result<Io<'_>, Error> {
-    let bad = Error::InvalidField {
-        at: Location::Op(op),
-        field: "AOT input and output bytes",
-    };
-    let (i_end, o_end) = (input.0 + input.1, output.0 + output.1);
-    if output.0 >= i_end {
-        let (lo, hi) = arena.split_at_mut_checked(output.0).ok_or(bad)?;
-        let x = lo.get(input.0..i_end).ok_or(bad)?;
-        let y = hi.get_mut(..output.1).ok_or(bad)?;
-        Ok((x, y))
-    } else if input.0 >= o_end {
-        let (lo, hi) = arena.split_at_mut_checked(input.0).ok_or(bad)?;
-        let y = lo.get_mut(output.0..o_end).ok_or(bad)?;
-        let x = hi.get(..input.1).ok_or(bad)?;
-        Ok((x, y))
-    } else {
-        Err(bad)
-    }
+    let split = Split::new(arena, op, output)?;
+    let x = split.input(op, input)?;
+    Ok((x, split.output))
 }
 
 /// An op's parameter struct from its words (as the `.mote` file stores them).
@@ -328,6 +360,132 @@ pub fn softmax_int8(arena: &mut [u8], s: &SoftmaxOp) -> Result<(), Error> {
     let p: &SoftmaxParams = params(s.place.op, s.params)?;
     let (x, y) = s.place.io(arena)?;
     crate::ops::softmax::softmax_int8::<i8>(p, s.depth, as_i8(x), as_i8_mut(y))
+}
+
+/// An input of an element-wise op: bytes in the arena (offset and length) or constant values.
+#[derive(Debug, Clone, Copy)]
+pub enum Operand<'a> {
+    /// Offset and length in the arena (not overlapping the output).
+    Arena(usize, usize),
+    /// Constant values.
+    Const(&'a [i8]),
+}
+
+/// An ADD, SUB or MUL op, int8, with broadcasting.
+#[derive(Debug, Clone, Copy)]
+pub struct ArithOp<'a> {
+    /// The op's index in execution order (for errors).
+    pub op: u32,
+    /// Its parameter words ([`ArithParams`]).
+    pub params: &'a [u32],
+    /// Its two inputs.
+    pub inputs: [Operand<'a>; 2],
+    /// The output's offset and length in the arena.
+    pub output: (usize, usize),
+    /// The shapes of the two inputs and the output (ranks may differ: broadcasting).
+    pub shapes: [&'a [usize]; 3],
+}
+
+impl<'a> ArithOp<'a> {
+    /// The parameters, both inputs and the output, from `arena`.
+    #[allow(clippy::type_complexity)]
+    fn bind<'b>(
+        &self,
+        arena: &'b mut [u8],
+    ) -> Result<(&'a ArithParams, [&'b [i8]; 2], &'b mut [i8]), Error>
+    where
+        'a: 'b,
+    {
+        let p: &ArithParams = params(self.op, self.params)?;
+        let split = Split::new(arena, self.op, self.output)?;
+        let operand = |o: Operand<'a>| -> Result<&'b [i8], Error> {
+            match o {
+                Operand::Arena(at, len) => split.input(self.op, (at, len)).map(as_i8),
+                Operand::Const(values) => Ok(values),
+            }
+        };
+        let [a, b] = self.inputs;
+        let inputs = [operand(a)?, operand(b)?];
+        Ok((p, inputs, as_i8_mut(split.output)))
+    }
+}
+
+/// Runs an ADD op.
+#[inline(never)]
+pub fn add_int8(arena: &mut [u8], a: &ArithOp) -> Result<(), Error> {
+    let (p, [x, y], out) = a.bind(arena)?;
+    let [sx, sy, so] = a.shapes;
+    let isa = crate::simd::Isa::best();
+    crate::ops::arith::add_sub_int8_fast(isa, p, false, sx, x, sy, y, so, out)
+}
+
+/// Runs a SUB op.
+#[inline(never)]
+pub fn sub_int8(arena: &mut [u8], a: &ArithOp) -> Result<(), Error> {
+    let (p, [x, y], out) = a.bind(arena)?;
+    let [sx, sy, so] = a.shapes;
+    let isa = crate::simd::Isa::best();
+    crate::ops::arith::add_sub_int8_fast(isa, p, true, sx, x, sy, y, so, out)
+}
+
+/// Runs a MUL op.
+#[inline(never)]
+pub fn mul_int8(arena: &mut [u8], a: &ArithOp) -> Result<(), Error> {
+    let (p, [x, y], out) = a.bind(arena)?;
+    let [sx, sy, so] = a.shapes;
+    crate::ops::arith::mul_int8(p, sx, x, sy, y, so, out)
+}
+
+/// A RELU, RELU6, LOGISTIC or TANH op, int8 in and out.
+#[derive(Debug, Clone, Copy)]
+pub struct UnaryOp<'a> {
+    /// Where it reads and writes (as many bytes).
+    pub place: Place,
+    /// Its parameter words ([`activation::ReluParams`], [`activation::Relu6Params`] or
+    /// [`activation::SigmoidParams`]).
+    pub params: &'a [u32],
+}
+
+impl UnaryOp<'_> {
+    /// Runs `kernel` with the op's parameters on its input and output.
+    #[inline(always)]
+    fn run<P: bytemuck::Pod>(
+        &self,
+        arena: &mut [u8],
+        kernel: impl FnOnce(&P, &[i8], &mut [i8]),
+    ) -> Result<(), Error> {
+        let p: &P = params(self.place.op, self.params)?;
+        let (x, y) = self.place.io(arena)?;
+        if x.len() != y.len() {
+            return Err(bad_bytes(self.place.op));
+        }
+        kernel(p, as_i8(x), as_i8_mut(y));
+        Ok(())
+    }
+}
+
+/// Runs a RELU op.
+#[inline(never)]
+pub fn relu_int8(arena: &mut [u8], u: &UnaryOp) -> Result<(), Error> {
+    u.run(arena, activation::relu_int8)
+}
+
+/// Runs a RELU6 op.
+#[inline(never)]
+pub fn relu6_int8(arena: &mut [u8], u: &UnaryOp) -> Result<(), Error> {
+    u.run(arena, activation::relu6_int8)
+}
+
+/// Runs a LOGISTIC op.
+#[inline(never)]
+pub fn logistic_int8(arena: &mut [u8], u: &UnaryOp) -> Result<(), Error> {
+    u.run(arena, activation::logistic_int8)
+}
+
+/// Runs a TANH op.
+#[inline(never)]
+pub fn tanh_int8(arena: &mut [u8], u: &UnaryOp) -> Result<(), Error> {
+    u.run(arena, activation::tanh_int8)
 }
 
 /// Runs a RESHAPE or SQUEEZE into other bytes: a copy.

@@ -118,6 +118,11 @@ fn bias_values(ctx: &OpCtx) -> Result<Option<Vec<i32>>, Error> {
     Ok(Some(words_i32(bytes)))
 }
 
+/// A tensor's shape.
+fn dims(t: &TensorDesc) -> Vec<usize> {
+    t.dims().iter().map(|&d| d as usize).collect()
+}
+
 /// Elements of a shape.
 fn elements(shape: &[usize]) -> usize {
     shape.iter().product()
@@ -250,6 +255,60 @@ fn op_call(src: &mut Source, ctx: &OpCtx) -> Result<String, Error> {
             let p = src.params(ctx);
             let fields = format!("place: {place}, params: {p}, depth: {depth}");
             src.op(i, "SoftmaxOp", &fields, "softmax_int8")
+        }
+        OpKind::Add | OpKind::Sub | OpKind::Mul => {
+            let output = ctx.output(0)?;
+            ctx.expect_dtype(output, DType::Int8)?;
+            let out = arena_range(ctx, output)?;
+            let mut operands = Vec::new();
+            let mut shapes = Vec::new();
+            for k in 0..2 {
+                let t = ctx.required_input(k)?;
+                ctx.expect_dtype(t, DType::Int8)?;
+                shapes.push(dims(t.1));
+                operands.push(match t.1.storage() {
+                    Some(Storage::Const) => {
+                        let name = format!("X{i}_{k}");
+                        src.array(&name, "i8", 1, &const_i8(ctx, k)?);
+                        format!("aot::Operand::Const(&{name})")
+                    }
+                    _ => {
+                        let (at, len) = arena_range(ctx, t)?;
+                        if at < out.0 + out.1 && out.0 < at + len {
+                            return Err(ctx
+                                .param_error("output overlaps an input (AOT needs a plain plan)"));
+                        }
+                        format!("aot::Operand::Arena({at}, {len})")
+                    }
+                });
+            }
+            shapes.push(dims(output.1));
+            let p = src.params(ctx);
+            let fields = format!(
+                "op: {i}, params: {p}, inputs: [{}], output: {out:?}, shapes: [&{:?}, &{:?}, &{:?}]",
+                operands.join(", "),
+                shapes[0],
+                shapes[1],
+                shapes[2]
+            );
+            let function = match ctx.kind {
+                OpKind::Add => "add_int8",
+                OpKind::Sub => "sub_int8",
+                _ => "mul_int8",
+            };
+            src.op(i, "ArithOp", &fields, function)
+        }
+        OpKind::Relu | OpKind::Relu6 | OpKind::Logistic | OpKind::Tanh => {
+            let place = place(ctx)?;
+            let p = src.params(ctx);
+            let function = match ctx.kind {
+                OpKind::Relu => "relu_int8",
+                OpKind::Relu6 => "relu6_int8",
+                OpKind::Logistic => "logistic_int8",
+                _ => "tanh_int8",
+            };
+            let fields = format!("place: {place}, params: {p}");
+            src.op(i, "UnaryOp", &fields, function)
         }
         OpKind::Reshape | OpKind::Squeeze => {
             let (input, output) = (ctx.required_input(0)?, ctx.output(0)?);

@@ -105,7 +105,7 @@ fn run(bytes: &[u8], arena: &mut [u8]) -> Result<(), mote_runtime::Error> {
 /// Descriptors of ahead-of-time ops (`mote_runtime::aot`), read through volatile loads so that
 /// the optimiser sees none of their shapes, offsets or slices.
 mod aot_ops {
-    use mote_runtime::aot::{FcOp, Place, PoolOp, SoftmaxOp, WindowOp};
+    use mote_runtime::aot::{ArithOp, FcOp, Operand, Place, PoolOp, SoftmaxOp, UnaryOp, WindowOp};
 
     const PLACE: Place = Place {
         op: 0,
@@ -142,24 +142,47 @@ mod aot_ops {
         depth: 0,
     };
     pub static mut COPY: Place = PLACE;
+    pub static mut ARITH: ArithOp<'static> = ArithOp {
+        op: 0,
+        params: &[],
+        inputs: [Operand::Arena(0, 0), Operand::Const(&[])],
+        output: (0, 0),
+        shapes: [&[], &[], &[]],
+    };
+    pub static mut UNARY: UnaryOp<'static> = UnaryOp {
+        place: PLACE,
+        params: &[],
+    };
 }
 
 /// Every function ahead-of-time code calls, on descriptors the optimiser cannot see.
 fn run_aot(arena: &mut [u8]) -> Result<(), mote_runtime::Error> {
     use mote_runtime::aot;
     // SAFETY: single-threaded; plain loads of statics nothing else writes.
-    let (w, f, p, s, c) = unsafe {
+    let (w, f, p, s, c, a, u) = unsafe {
         (
             read_volatile(addr_of!(aot_ops::WINDOW)),
             read_volatile(addr_of!(aot_ops::FC)),
             read_volatile(addr_of!(aot_ops::POOL)),
             read_volatile(addr_of!(aot_ops::SOFTMAX)),
             read_volatile(addr_of!(aot_ops::COPY)),
+            read_volatile(addr_of!(aot_ops::ARITH)),
+            read_volatile(addr_of!(aot_ops::UNARY)),
         )
     };
     aot::conv2d_int8(arena, &w)?;
+    aot::conv2d_int8_with_reference(arena, &w)?;
     aot::depthwise_conv2d_int8(arena, &w)?;
+    aot::depthwise_conv2d_int8_with_reference(arena, &w)?;
     aot::fully_connected_int8(arena, &f)?;
+    aot::fully_connected_int8_with_reference(arena, &f)?;
+    aot::add_int8(arena, &a)?;
+    aot::sub_int8(arena, &a)?;
+    aot::mul_int8(arena, &a)?;
+    aot::relu_int8(arena, &u)?;
+    aot::relu6_int8(arena, &u)?;
+    aot::logistic_int8(arena, &u)?;
+    aot::tanh_int8(arena, &u)?;
     aot::pool_int8(arena, &p)?;
     aot::softmax_int8(arena, &s)?;
     aot::copy(arena, &c)?;
