@@ -548,7 +548,8 @@ pub fn aot_error(
         mote_runtime::Error::UnsupportedOp { op, .. } => format!(
             "op {op} ({}) is not covered by ahead-of-time code, which runs int8 CONV_2D, \
              DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, ADD, SUB, MUL, \
-             RELU, RELU6, LOGISTIC, TANH, RESHAPE, SQUEEZE and SOFTMAX",
+             RELU, RELU6, LOGISTIC, TANH, PAD, MEAN, CONCATENATION, QUANTIZE (between 8-bit \
+             types, or from float32), DEQUANTIZE (to float32), RESHAPE, SQUEEZE and SOFTMAX",
             model.op_kind(op as usize).map_or("?", |k| k.name())
         ),
         e => e.to_string(),
@@ -595,8 +596,10 @@ pub fn bench_board_cmd(
     } else {
         let mut options = crate::compile::CompileOptions::default();
         if aot {
-            // Ahead-of-time code has no in-place or fused ops (`mote_runtime::aot`).
+            // Ahead-of-time code has no in-place or fused ops and no N:M sparse kernels
+            // (`mote_runtime::aot`).
             options.schedule = crate::schedule::ScheduleOptions::plain();
+            options.dense_weights = true;
         }
         crate::compile::compile_tflite_opts(&bytes, options)?.aligned()
     };

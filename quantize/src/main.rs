@@ -50,7 +50,7 @@ enum Command {
         emit_c: Option<PathBuf>,
         /// Also write the model compiled ahead of time, as a Rust module whose ops call the
         /// kernels directly (`mote_runtime::aot`: the smallest firmware, no interpreter). Implies
-        /// --plain.
+        /// --plain and dense weights.
         #[arg(long, value_name = "FILE.rs")]
         emit_aot: Option<PathBuf>,
         /// Plan the arena without ops in place or fused: every tensor in its own bytes (a larger
@@ -168,6 +168,8 @@ fn convert(
     if plain || emit_aot.is_some() {
         options.schedule = mote_quantize::schedule::ScheduleOptions::plain();
     }
+    // Ahead-of-time code has no N:M sparse kernels.
+    options.dense_weights |= emit_aot.is_some();
     let compiled: Compiled = compile_model(input, &read_file(input)?, options)?;
     let aligned = compiled.aligned();
     let model = Model::from_bytes(aligned.as_slice())?;

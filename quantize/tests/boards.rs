@@ -154,6 +154,7 @@ fn check_with(board_name: &str, model: &str, aot: bool) -> u64 {
 fn plain() -> CompileOptions {
     CompileOptions {
         schedule: ScheduleOptions::plain(),
+        dense_weights: true,
         ..CompileOptions::default()
     }
 }
@@ -174,7 +175,8 @@ fn qemu_board_m4_mps2_an386_mlperf_tiny() {
 /// Single-op models compiled ahead of time on the Cortex-M4: the DSP kernels where they take the
 /// op, the reference fallback where they do not (depth multiplier 2, channels not a multiple of
 /// 4), dilation, padding, pooling, SOFTMAX, SQUEEZE, broadcasting and constant operands of
-/// ADD/SUB/MUL, activations; outputs byte-identical to TFLM's.
+/// ADD/SUB/MUL, activations, PAD, MEAN, CONCATENATION, two outputs, float input and output;
+/// outputs byte-identical to TFLM's.
 #[test]
 #[ignore = "needs qemu-system-arm and the thumbv7em target (run by targets/boards/ci.sh)"]
 fn qemu_board_m4_aot_single_ops() {
@@ -198,6 +200,13 @@ fn qemu_board_m4_aot_single_ops() {
         "relu6",
         "logistic",
         "tanh",
+        "pad_hw_zp",
+        "mean_hw",
+        "concat_last_3",
+        "net_inception",
+        "net_residual",
+        "net_two_outputs",
+        "conv_float_io",
     ] {
         check_with("mps2-an386", model, true);
     }

@@ -20,8 +20,9 @@
 //! ```
 //!
 //! What it covers: int8 models of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D,
-//! MAX_POOL_2D, ADD, SUB, MUL, RELU, RELU6, LOGISTIC, TANH, RESHAPE, SQUEEZE and SOFTMAX, planned without ops in place or fused (`mote
-//! convert --plain`, `mote bench --aot`). Anything else is refused by `rust_source` with an
+//! MAX_POOL_2D, ADD, SUB, MUL, RELU, RELU6, LOGISTIC, TANH, PAD, MEAN, CONCATENATION, QUANTIZE
+//! (between 8-bit types, or from float32) and DEQUANTIZE (to float32), RESHAPE, SQUEEZE and
+//! SOFTMAX, planned without ops in place or fused (`mote convert --plain`, `mote bench --aot`). Anything else is refused by `rust_source` with an
 //! error naming the op. The kernels are the interpreter's, so outputs are its own, byte for
 //! byte. On cores with the DSP extension (feature `arm-dsp`) an op runs the DSP (or Helium)
 //! kernel, and the reference kernel of its family is linked only when some op needs it:
@@ -37,9 +38,12 @@ use crate::ops::arith::ArithParams;
 use crate::ops::conv::ConvParams;
 use crate::ops::depthwise::DepthwiseParams;
 use crate::ops::fully_connected::FullyConnectedParams;
+use crate::ops::pad::PadParams;
 use crate::ops::pool::PoolParams;
+use crate::ops::quantize::{QuantElem, QuantizeParams};
+use crate::ops::reduce::MeanParams;
 use crate::ops::softmax::SoftmaxParams;
-use crate::ops::{as_i8, as_i8_mut, OpKind};
+use crate::ops::{as_i8, as_i8_mut, as_typed, as_typed_mut, OpKind};
 
 #[cfg(feature = "std")]
 mod generate;
@@ -486,6 +490,136 @@ pub fn logistic_int8(arena: &mut [u8], u: &UnaryOp) -> Result<(), Error> {
 #[inline(never)]
 pub fn tanh_int8(arena: &mut [u8], u: &UnaryOp) -> Result<(), Error> {
     u.run(arena, activation::tanh_int8)
+}
+
+/// A PAD or MEAN op, int8: its parameters and its input's shape.
+#[derive(Debug, Clone, Copy)]
+pub struct ShapedOp<'a> {
+    /// Where it reads and writes.
+    pub place: Place,
+    /// Its parameter words ([`PadParams`] or [`MeanParams`]).
+    pub params: &'a [u32],
+    /// The input's shape.
+    pub dims: &'a [usize],
+}
+
+/// Runs a PAD op (int8).
+#[inline(never)]
+pub fn pad_int8(arena: &mut [u8], o: &ShapedOp) -> Result<(), Error> {
+    let p: &PadParams = params(o.place.op, o.params)?;
+    let (x, y) = o.place.io(arena)?;
+    crate::ops::pad::pad(p, 1, o.dims, x, y);
+    Ok(())
+}
+
+/// Runs a MEAN op (int8).
+#[inline(never)]
+pub fn mean_int8(arena: &mut [u8], o: &ShapedOp) -> Result<(), Error> {
+    let p: &MeanParams = params(o.place.op, o.params)?;
+    let (x, y) = o.place.io(arena)?;
+    crate::ops::reduce::mean_int8(p, o.dims, as_i8(x), as_i8_mut(y));
+    Ok(())
+}
+
+/// A QUANTIZE op between 8-bit types (int8 to int8, int8 to uint8, uint8 to int8: a
+/// requantization), from float32 to int8, or a DEQUANTIZE from int8 to float32.
+#[derive(Debug, Clone, Copy)]
+pub struct QuantizeOp<'a> {
+    /// Where it reads and writes (as many bytes).
+    pub place: Place,
+    /// Its parameter words ([`QuantizeParams`]).
+    pub params: &'a [u32],
+}
+
+impl QuantizeOp<'_> {
+    #[inline(always)]
+    fn run<I: QuantElem, O: QuantElem>(&self, arena: &mut [u8]) -> Result<(), Error> {
+        let p: &QuantizeParams = params(self.place.op, self.params)?;
+        let (x, y) = self.place.io(arena)?;
+        if x.len() != y.len() {
+            return Err(bad_bytes(self.place.op));
+        }
+        let (x, y) = (as_typed::<I>(x)?, as_typed_mut::<O>(y)?);
+        crate::ops::quantize::requantize(p, x, y);
+        Ok(())
+    }
+}
+
+/// Runs a QUANTIZE from float32 to int8.
+#[inline(never)]
+pub fn quantize_f32_i8(arena: &mut [u8], q: &QuantizeOp) -> Result<(), Error> {
+    let p: &QuantizeParams = params(q.place.op, q.params)?;
+    let (x, y) = q.place.io(arena)?;
+    let (x, y) = (as_typed::<f32>(x)?, as_typed_mut::<i8>(y)?);
+    if x.len() != y.len() {
+        return Err(bad_bytes(q.place.op));
+    }
+    crate::ops::quantize::quantize_f32(p, x, y);
+    Ok(())
+}
+
+/// Runs a DEQUANTIZE from int8 to float32.
+#[inline(never)]
+pub fn dequantize_i8_f32(arena: &mut [u8], q: &QuantizeOp) -> Result<(), Error> {
+    let p: &QuantizeParams = params(q.place.op, q.params)?;
+    let (x, y) = q.place.io(arena)?;
+    let (x, y) = (as_typed::<i8>(x)?, as_typed_mut::<f32>(y)?);
+    if x.len() != y.len() {
+        return Err(bad_bytes(q.place.op));
+    }
+    crate::ops::quantize::dequantize(p, x, y);
+    Ok(())
+}
+
+/// Runs a QUANTIZE from int8 to int8.
+#[inline(never)]
+pub fn requantize_i8_i8(arena: &mut [u8], q: &QuantizeOp) -> Result<(), Error> {
+    q.run::<i8, i8>(arena)
+}
+
+/// Runs a QUANTIZE from int8 to uint8.
+#[inline(never)]
+pub fn requantize_i8_u8(arena: &mut [u8], q: &QuantizeOp) -> Result<(), Error> {
+    q.run::<i8, u8>(arena)
+}
+
+/// Runs a QUANTIZE from uint8 to int8.
+#[inline(never)]
+pub fn requantize_u8_i8(arena: &mut [u8], q: &QuantizeOp) -> Result<(), Error> {
+    q.run::<u8, i8>(arena)
+}
+
+/// A CONCATENATION op, int8: each input's rows, in order, side by side in the output's rows.
+#[derive(Debug, Clone, Copy)]
+pub struct ConcatOp<'a> {
+    /// The op's index in execution order (for errors).
+    pub op: u32,
+    /// The inputs, and the bytes of one row of each (the dims from the axis on).
+    pub inputs: &'a [(Operand<'a>, usize)],
+    /// The output's offset and length in the arena.
+    pub output: (usize, usize),
+    /// Rows: the product of the dims before the axis.
+    pub outer: usize,
+    /// Bytes of one output row (the sum of the inputs').
+    pub out_row: usize,
+}
+
+/// Runs a CONCATENATION op.
+#[inline(never)]
+pub fn concat_int8(arena: &mut [u8], c: &ConcatOp) -> Result<(), Error> {
+    let split = Split::new(arena, c.op, c.output)?;
+    let mut offset = 0;
+    for &(operand, in_row) in c.inputs {
+        let bytes = match operand {
+            Operand::Arena(at, len) => split.input(c.op, (at, len))?,
+            Operand::Const(values) => {
+                bytemuck::try_cast_slice(values).map_err(|_| bad_bytes(c.op))?
+            }
+        };
+        crate::ops::concat::concat_one(bytes, c.outer, in_row, split.output, c.out_row, offset);
+        offset += in_row;
+    }
+    Ok(())
 }
 
 /// Runs a RESHAPE or SQUEEZE into other bytes: a copy.

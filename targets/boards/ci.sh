@@ -6,7 +6,7 @@
 #     M0 (micro:bit) under qemu-system-arm: a few golden cases of KWS, ResNet-8, AD (M4, M55)
 #     and hello_world, outputs byte-identical to TFLM's (quantize/tests/boards.rs); also compiled
 #     ahead of time (mote_runtime::aot, no interpreter linked): KWS and ResNet-8 (M4, M55), AD
-#     and 19 single-op models (M4), KWS (M3), hello_world (M0);
+#     and 26 fixture models (M4), KWS (M3), hello_world (M0);
 #  2. the C API: examples/c/host.c, linked against libmote_runtime.a with only mote.h, runs every
 #     golden case of the four models on the host and, cross-compiled, on aarch64 Linux
 #     (qemu-aarch64), byte-identical to TFLM's;
@@ -69,9 +69,9 @@ timeout 1200 cargo test -q --workspace --tests -- --ignored qemu_board_ --test-t
     -e '^test result: ok. 0 passed' -e '^$'
 grep -o '| [a-z0-9-]* *| Cortex-.*' "$work/boards.log" >"$work/table" || true
 rows=$(wc -l <"$work/table")
-# 9 runs with the interpreter, 26 ahead of time (KWS, ResNet-8 and AD on the M4, 19 single-op
+# 9 runs with the interpreter, 33 ahead of time (KWS, ResNet-8 and AD on the M4, 26 fixture
 # models on the M4, KWS and ResNet-8 on the M55, KWS on the M3, hello_world on the M0).
-[ "$rows" = 35 ] || { echo "error: expected 35 board runs, saw $rows" >&2; exit 1; }
+[ "$rows" = 42 ] || { echo "error: expected 42 board runs, saw $rows" >&2; exit 1; }
 
 step "C API: host.c with libmote_runtime.a on the host and on aarch64 Linux (qemu-aarch64)"
 # The .mote files the firmware step compiled (compile_tflite, as `mote convert` does).

@@ -8,6 +8,7 @@ use std::vec::Vec;
 
 use crate::error::Error;
 use crate::format::{DType, Storage, TensorDesc};
+use crate::ops::concat::ConcatParams;
 use crate::ops::conv::ConvParams;
 use crate::ops::depthwise::DepthwiseParams;
 use crate::ops::fully_connected::FullyConnectedParams;
@@ -116,6 +117,23 @@ fn bias_values(ctx: &OpCtx) -> Result<Option<Vec<i32>>, Error> {
     ctx.expect_dtype(t, DType::Int32)?;
     let bytes = ctx.const_input(2)?.ok_or_else(|| unsupported(ctx))?;
     Ok(Some(words_i32(bytes)))
+}
+
+/// Int8 input `k` of an element-wise op or CONCATENATION as an `aot::Operand`: a constant as
+/// `static X{op}_{k}`, or its bytes in the arena, which must not overlap the output's (`out`).
+fn operand(src: &mut Source, ctx: &OpCtx, k: usize, out: (usize, usize)) -> Result<String, Error> {
+    let t = ctx.required_input(k)?;
+    ctx.expect_dtype(t, DType::Int8)?;
+    if t.1.storage() == Some(Storage::Const) {
+        let name = format!("X{}_{k}", ctx.index);
+        src.array(&name, "i8", 1, &const_i8(ctx, k)?);
+        return Ok(format!("aot::Operand::Const(&{name})"));
+    }
+    let (at, len) = arena_range(ctx, t)?;
+    if at < out.0 + out.1 && out.0 < at + len {
+        return Err(ctx.param_error("output overlaps an input (AOT needs a plain plan)"));
+    }
+    Ok(format!("aot::Operand::Arena({at}, {len})"))
 }
 
 /// A tensor's shape.
@@ -263,24 +281,8 @@ fn op_call(src: &mut Source, ctx: &OpCtx) -> Result<String, Error> {
             let mut operands = Vec::new();
             let mut shapes = Vec::new();
             for k in 0..2 {
-                let t = ctx.required_input(k)?;
-                ctx.expect_dtype(t, DType::Int8)?;
-                shapes.push(dims(t.1));
-                operands.push(match t.1.storage() {
-                    Some(Storage::Const) => {
-                        let name = format!("X{i}_{k}");
-                        src.array(&name, "i8", 1, &const_i8(ctx, k)?);
-                        format!("aot::Operand::Const(&{name})")
-                    }
-                    _ => {
-                        let (at, len) = arena_range(ctx, t)?;
-                        if at < out.0 + out.1 && out.0 < at + len {
-                            return Err(ctx
-                                .param_error("output overlaps an input (AOT needs a plain plan)"));
-                        }
-                        format!("aot::Operand::Arena({at}, {len})")
-                    }
-                });
+                shapes.push(dims(ctx.required_input(k)?.1));
+                operands.push(operand(src, ctx, k, out)?);
             }
             shapes.push(dims(output.1));
             let p = src.params(ctx);
@@ -309,6 +311,61 @@ fn op_call(src: &mut Source, ctx: &OpCtx) -> Result<String, Error> {
             };
             let fields = format!("place: {place}, params: {p}");
             src.op(i, "UnaryOp", &fields, function)
+        }
+        OpKind::Pad | OpKind::Mean => {
+            let shape = dims(ctx.required_input(0)?.1);
+            let place = place(ctx)?;
+            let p = src.params(ctx);
+            let function = if ctx.kind == OpKind::Pad {
+                "pad_int8"
+            } else {
+                "mean_int8"
+            };
+            let fields = format!("place: {place}, params: {p}, dims: &{shape:?}");
+            src.op(i, "ShapedOp", &fields, function)
+        }
+        OpKind::Quantize | OpKind::Dequantize => {
+            let (input, output) = (ctx.required_input(0)?, ctx.output(0)?);
+            let function = match (input.1.dtype(), output.1.dtype()) {
+                (Some(DType::Int8), Some(DType::Int8)) => "requantize_i8_i8",
+                (Some(DType::Int8), Some(DType::UInt8)) => "requantize_i8_u8",
+                (Some(DType::UInt8), Some(DType::Int8)) => "requantize_u8_i8",
+                (Some(DType::Float32), Some(DType::Int8)) => "quantize_f32_i8",
+                (Some(DType::Int8), Some(DType::Float32)) => "dequantize_i8_f32",
+                _ => return Err(unsupported(ctx)),
+            };
+            let place = place_of(ctx, arena_range(ctx, input)?, arena_range(ctx, output)?)?;
+            let p = src.params(ctx);
+            let fields = format!("place: {place}, params: {p}");
+            src.op(i, "QuantizeOp", &fields, function)
+        }
+        OpKind::Concatenation => {
+            let p: &ConcatParams = ctx.params()?;
+            let axis = p.axis as usize;
+            let output = ctx.output(0)?;
+            ctx.expect_dtype(output, DType::Int8)?;
+            let out = arena_range(ctx, output)?;
+            let out_dims = dims(output.1);
+            let outer: usize = out_dims.iter().take(axis).product();
+            let inner: usize = out_dims.iter().skip(axis + 1).product();
+            let row = |t: &TensorDesc| t.dims().get(axis).map_or(0, |&d| d as usize) * inner;
+            let mut inputs = Vec::new();
+            for k in 0..ctx.input_count() {
+                let t = ctx.required_input(k)?;
+                let operand = operand(src, ctx, k, out)?;
+                inputs.push(format!("({operand}, {})", row(t.1)));
+            }
+            let _ = writeln!(
+                src.statics,
+                "static IN{i}: [(aot::Operand, usize); {}] = [{}];",
+                inputs.len(),
+                inputs.join(", ")
+            );
+            let fields = format!(
+                "op: {i}, inputs: &IN{i}, output: {out:?}, outer: {outer}, out_row: {}",
+                row(output.1)
+            );
+            src.op(i, "ConcatOp", &fields, "concat_int8")
         }
         OpKind::Reshape | OpKind::Squeeze => {
             let (input, output) = (ctx.required_input(0)?, ctx.output(0)?);

@@ -105,7 +105,10 @@ fn run(bytes: &[u8], arena: &mut [u8]) -> Result<(), mote_runtime::Error> {
 /// Descriptors of ahead-of-time ops (`mote_runtime::aot`), read through volatile loads so that
 /// the optimiser sees none of their shapes, offsets or slices.
 mod aot_ops {
-    use mote_runtime::aot::{ArithOp, FcOp, Operand, Place, PoolOp, SoftmaxOp, UnaryOp, WindowOp};
+    use mote_runtime::aot::{
+        ArithOp, ConcatOp, FcOp, Operand, Place, PoolOp, QuantizeOp, ShapedOp, SoftmaxOp, UnaryOp,
+        WindowOp,
+    };
 
     const PLACE: Place = Place {
         op: 0,
@@ -153,6 +156,22 @@ mod aot_ops {
         place: PLACE,
         params: &[],
     };
+    pub static mut SHAPED: ShapedOp<'static> = ShapedOp {
+        place: PLACE,
+        params: &[],
+        dims: &[],
+    };
+    pub static mut QUANTIZE: QuantizeOp<'static> = QuantizeOp {
+        place: PLACE,
+        params: &[],
+    };
+    pub static mut CONCAT: ConcatOp<'static> = ConcatOp {
+        op: 0,
+        inputs: &[(Operand::Arena(0, 0), 0), (Operand::Const(&[]), 0)],
+        output: (0, 0),
+        outer: 0,
+        out_row: 0,
+    };
 }
 
 /// Every function ahead-of-time code calls, on descriptors the optimiser cannot see.
@@ -183,6 +202,22 @@ fn run_aot(arena: &mut [u8]) -> Result<(), mote_runtime::Error> {
     aot::relu6_int8(arena, &u)?;
     aot::logistic_int8(arena, &u)?;
     aot::tanh_int8(arena, &u)?;
+    // SAFETY: as above.
+    let (sh, q, cat) = unsafe {
+        (
+            read_volatile(addr_of!(aot_ops::SHAPED)),
+            read_volatile(addr_of!(aot_ops::QUANTIZE)),
+            read_volatile(addr_of!(aot_ops::CONCAT)),
+        )
+    };
+    aot::pad_int8(arena, &sh)?;
+    aot::mean_int8(arena, &sh)?;
+    aot::requantize_i8_i8(arena, &q)?;
+    aot::requantize_i8_u8(arena, &q)?;
+    aot::requantize_u8_i8(arena, &q)?;
+    aot::quantize_f32_i8(arena, &q)?;
+    aot::dequantize_i8_f32(arena, &q)?;
+    aot::concat_int8(arena, &cat)?;
     aot::pool_int8(arena, &p)?;
     aot::softmax_int8(arena, &s)?;
     aot::copy(arena, &c)?;
