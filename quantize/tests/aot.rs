@@ -179,8 +179,12 @@ fn ops_the_dsp_kernels_do_not_take_get_the_reference_fallback() {
 }
 
 /// The modules `mote-runtime`'s host test runs (`runtime/tests/aot_host.rs`) are what the
-/// generator writes today. To regenerate one:
-/// `mote convert quantize/tests/fixtures/ops/NAME.tflite --emit-aot runtime/tests/fixtures/aot/NAME.rs`.
+/// generator writes today. To regenerate one, from the repository's root:
+///
+/// ```sh
+/// mote convert quantize/tests/fixtures/ops/NAME.tflite \
+///     --emit-aot runtime/tests/fixtures/aot/NAME.rs
+/// ```
 #[test]
 fn committed_aot_modules_are_current() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -22,13 +22,14 @@
 //! What it covers: int8 models of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, AVERAGE_POOL_2D,
 //! MAX_POOL_2D, ADD, SUB, MUL, RELU, RELU6, LOGISTIC, TANH, PAD, MEAN, CONCATENATION, QUANTIZE
 //! (between 8-bit types, or from float32) and DEQUANTIZE (to float32), RESHAPE, SQUEEZE and
-//! SOFTMAX, planned without ops in place or fused (`mote convert --plain`, `mote bench --aot`). Anything else is refused by `rust_source` with an
-//! error naming the op. The kernels are the interpreter's, so outputs are its own, byte for
-//! byte. On cores with the DSP extension (feature `arm-dsp`) an op runs the DSP (or Helium)
-//! kernel, and the reference kernel of its family is linked only when some op needs it:
-//! `rust_source` runs the DSP kernels' own applicability checks on each op's shapes and
-//! parameters (their portable stand-ins run on the host) and calls the `_with_reference`
-//! variant of the functions below only for ops those kernels do not take.
+//! SOFTMAX, planned without ops in place or fused and with dense weights (`mote convert
+//! --emit-aot`, `mote bench --aot`). Anything else is refused by `rust_source` with an error
+//! naming the op. The kernels are the interpreter's, so outputs are its own, byte for byte. On
+//! cores with the DSP extension (feature `arm-dsp`) an op runs the DSP (or Helium) kernel, and the
+//! reference kernel of its family is linked only when some op needs it: `rust_source` runs the
+//! DSP kernels' own applicability checks on each op's shapes and parameters (their portable
+//! stand-ins run on the host) and calls the `_with_reference` variant of the functions below only
+//! for ops those kernels do not take.
 //!
 //! The functions below never panic: lengths that do not match give an [`Error`].
 

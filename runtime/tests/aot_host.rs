@@ -2,8 +2,9 @@
 //! `mote convert --emit-aot` from fixture models (two small CNNs, one with CONCATENATION, PAD and
 //! MEAN; a depthwise convolution with depth multiplier 2; an ADD of a constant; a TANH; two
 //! outputs; float input and output through QUANTIZE and DEQUANTIZE) run every golden case,
-//! byte-identical to TFLM's outputs. `quantize/tests/aot.rs` checks that the committed modules are what the generator
-//! writes today. (On the boards, `quantize/tests/boards.rs` runs KWS, AD and more ahead of time.)
+//! byte-identical to TFLM's outputs. `quantize/tests/aot.rs` checks that the committed modules
+//! are what the generator writes today. (On the boards, `quantize/tests/boards.rs` runs KWS,
+//! ResNet-8, AD and more ahead of time.)
 
 use std::path::PathBuf;
 
