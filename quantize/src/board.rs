@@ -594,13 +594,11 @@ pub fn bench_board_cmd(
     let mote = if bytes.starts_with(b"MOTE") {
         crate::write::AlignedBytes::new(&bytes)
     } else {
-        let mut options = crate::compile::CompileOptions::default();
-        if aot {
-            // Ahead-of-time code has no in-place or fused ops and no N:M sparse kernels
-            // (`mote_runtime::aot`).
-            options.schedule = crate::schedule::ScheduleOptions::plain();
-            options.dense_weights = true;
-        }
+        let options = if aot {
+            crate::compile::CompileOptions::ahead_of_time()
+        } else {
+            crate::compile::CompileOptions::default()
+        };
         crate::compile::compile_tflite_opts(&bytes, options)?.aligned()
     };
     let m = mote_runtime::Model::from_bytes(mote.as_slice())?;

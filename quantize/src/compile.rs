@@ -100,6 +100,17 @@ pub struct CompileOptions {
 }
 
 impl CompileOptions {
+    /// What ahead-of-time code (`mote_runtime::aot`) needs: every tensor in its own bytes
+    /// ([`ScheduleOptions::plain`]: nothing in place or fused) and dense weights (no N:M sparse
+    /// ops), with the compact layout. `mote convert --emit-aot` and `mote bench --aot` compile so.
+    pub fn ahead_of_time() -> Self {
+        CompileOptions {
+            schedule: ScheduleOptions::plain(),
+            dense_weights: true,
+            ..CompileOptions::default()
+        }
+    }
+
     /// Default planning with the given weight layout.
     pub fn with_layout(layout: WeightLayout) -> Self {
         CompileOptions {

@@ -164,12 +164,15 @@ fn convert(
     plain: bool,
     layout: WeightLayout,
 ) -> Result<(), CompileError> {
-    let mut options = CompileOptions::with_layout(layout);
-    if plain || emit_aot.is_some() {
+    let mut options = if emit_aot.is_some() {
+        CompileOptions::ahead_of_time()
+    } else {
+        CompileOptions::default()
+    };
+    options.layout = layout;
+    if plain {
         options.schedule = mote_quantize::schedule::ScheduleOptions::plain();
     }
-    // Ahead-of-time code has no N:M sparse kernels.
-    options.dense_weights |= emit_aot.is_some();
     let compiled: Compiled = compile_model(input, &read_file(input)?, options)?;
     let aligned = compiled.aligned();
     let model = Model::from_bytes(aligned.as_slice())?;

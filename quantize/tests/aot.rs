@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 
 use mote_quantize::compile::{compile_tflite, compile_tflite_opts, CompileOptions};
-use mote_quantize::schedule::ScheduleOptions;
 use mote_runtime::aot::rust_source;
 use mote_runtime::{Error, Model, OpKind};
 
@@ -17,18 +16,10 @@ fn shared(model: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The options `mote convert --emit-aot` compiles with.
-fn plain() -> CompileOptions {
-    CompileOptions {
-        schedule: ScheduleOptions::plain(),
-        dense_weights: true,
-        ..CompileOptions::default()
-    }
-}
-
 #[test]
 fn kws_becomes_one_direct_kernel_call_per_op() {
-    let compiled = compile_tflite_opts(&shared("kws_ref_model"), plain()).unwrap();
+    let compiled =
+        compile_tflite_opts(&shared("kws_ref_model"), CompileOptions::ahead_of_time()).unwrap();
     let aligned = compiled.aligned();
     let model = Model::from_bytes(aligned.as_slice()).unwrap();
     let src = rust_source(&model).unwrap();
@@ -108,7 +99,7 @@ fn a_plan_with_ops_in_place_is_refused() {
 fn an_int16_model_is_refused_naming_the_op() {
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ops16");
     let tflite = std::fs::read(fixtures.join("a16_relu.tflite")).unwrap();
-    let compiled = compile_tflite_opts(&tflite, plain()).unwrap();
+    let compiled = compile_tflite_opts(&tflite, CompileOptions::ahead_of_time()).unwrap();
     let aligned = compiled.aligned();
     let model = Model::from_bytes(aligned.as_slice()).unwrap();
     let err = rust_source(&model).unwrap_err();
@@ -133,7 +124,11 @@ fn an_int16_model_is_refused_naming_the_op() {
 /// ResNet-8's residual ADDs read two arena tensors; both lie outside the output's bytes.
 #[test]
 fn resnet_adds_read_two_arena_operands() {
-    let compiled = compile_tflite_opts(&shared("pretrainedResnet_quant"), plain()).unwrap();
+    let compiled = compile_tflite_opts(
+        &shared("pretrainedResnet_quant"),
+        CompileOptions::ahead_of_time(),
+    )
+    .unwrap();
     let aligned = compiled.aligned();
     let model = Model::from_bytes(aligned.as_slice()).unwrap();
     let code = rust_source(&model).unwrap().code;
@@ -170,7 +165,7 @@ fn ops_the_dsp_kernels_do_not_take_get_the_reference_fallback() {
         ("relu6", "aot::relu6_int8(arena"),
     ] {
         let tflite = std::fs::read(fixtures.join(format!("{model}.tflite"))).unwrap();
-        let compiled = compile_tflite_opts(&tflite, plain()).unwrap();
+        let compiled = compile_tflite_opts(&tflite, CompileOptions::ahead_of_time()).unwrap();
         let aligned = compiled.aligned();
         let m = Model::from_bytes(aligned.as_slice()).unwrap();
         let code = rust_source(&m).unwrap().code;
@@ -198,7 +193,11 @@ fn committed_aot_modules_are_current() {
         "conv_float_io",
     ] {
         let tflite = root.join(format!("quantize/tests/fixtures/ops/{name}.tflite"));
-        let compiled = compile_tflite_opts(&std::fs::read(&tflite).unwrap(), plain()).unwrap();
+        let compiled = compile_tflite_opts(
+            &std::fs::read(&tflite).unwrap(),
+            CompileOptions::ahead_of_time(),
+        )
+        .unwrap();
         let aligned = compiled.aligned();
         let model = Model::from_bytes(aligned.as_slice()).unwrap();
         let code = rust_source(&model).unwrap().code;

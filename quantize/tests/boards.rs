@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use mote_quantize::board::{board, run_on_board, BoardOptions};
 use mote_quantize::compile::{compile_tflite, compile_tflite_opts, CompileOptions};
-use mote_quantize::schedule::ScheduleOptions;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -88,7 +87,7 @@ fn check_with(board_name: &str, model: &str, aot: bool) -> u64 {
     };
     let tflite = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let compiled = if aot {
-        compile_tflite_opts(&tflite, plain()).expect("compiles")
+        compile_tflite_opts(&tflite, CompileOptions::ahead_of_time()).expect("compiles")
     } else {
         compile_tflite(&tflite).expect("compiles")
     };
@@ -148,15 +147,6 @@ fn check_with(board_name: &str, model: &str, aot: bool) -> u64 {
         run.stack
     );
     instr
-}
-
-/// Planning for ahead-of-time code: nothing in place or fused.
-fn plain() -> CompileOptions {
-    CompileOptions {
-        schedule: ScheduleOptions::plain(),
-        dense_weights: true,
-        ..CompileOptions::default()
-    }
 }
 
 #[test]

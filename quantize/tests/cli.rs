@@ -182,3 +182,39 @@ fn clear_errors() {
     assert!(!ok);
     assert!(stderr.contains("/nonexistent.tflite"), "{stderr}");
 }
+
+/// `mote convert --emit-aot`: the model compiled ahead of time, as a Rust module (planned plain:
+/// a larger arena than the default plan), and a clear refusal for what it does not cover.
+#[test]
+fn convert_emit_aot() {
+    let model = fixtures().join("ops/net_cnn.tflite");
+    let (aot, plain) = (tmp("net_cnn_aot.rs"), tmp("net_cnn_plain.mote"));
+    let (ok, stdout, stderr) =
+        mote(&["convert", s(&model), "-o", s(&plain), "--emit-aot", s(&aot)]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(s(&aot)), "{stdout}");
+    let code = std::fs::read_to_string(&aot).unwrap();
+    for item in [
+        "pub const ARENA_BYTES",
+        "pub fn invoke_op(",
+        "pub fn invoke(",
+        "0 => aot::conv2d_int8(arena, &OP0),",
+    ] {
+        assert!(code.contains(item), "no `{item}` in\n{code}");
+    }
+    // The .mote written beside it is the same plain plan: nothing in place (the default plan
+    // of this model shifts three ops in place and aliases one).
+    let (ok, inspected, stderr) = mote(&["inspect", s(&plain), "--plan", "--json"]);
+    assert!(ok, "{stderr}");
+    assert!(inspected.contains("\"in_place\": null"), "{inspected}");
+    assert!(!inspected.contains("\"in_place\": \""), "{inspected}");
+
+    let int16 = fixtures().join("ops16/a16_relu.tflite");
+    let (ok, _, stderr) = mote(&["convert", s(&int16), "--emit-aot", s(&tmp("a16.rs"))]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot compile the model ahead of time: op 0")
+            && stderr.contains("run it with the interpreter"),
+        "{stderr}"
+    );
+}
