@@ -41,18 +41,17 @@ use crate::ops::depthwise::DepthwiseParams;
 use crate::ops::fully_connected::FullyConnectedParams;
 use crate::ops::pad::PadParams;
 use crate::ops::pool::PoolParams;
-use crate::ops::quantize::{QuantElem, QuantizeParams};
+use crate::ops::quantize::{self, QuantizeParams};
 use crate::ops::reduce::MeanParams;
 use crate::ops::softmax::SoftmaxParams;
-use crate::ops::{as_i8, as_i8_mut, as_typed, as_typed_mut, OpKind};
+#[cfg(feature = "arm-dsp")]
+use crate::ops::OpKind;
+use crate::ops::{as_i8, as_i8_mut, as_typed, as_typed_mut};
 
 #[cfg(feature = "std")]
 mod generate;
 #[cfg(feature = "std")]
 pub use generate::{rust_source, AotSource};
-
-/// An op's input and output bytes in the arena, as [`io`] splits them.
-type Io<'a> = (&'a [u8], &'a mut [u8]);
 
 /// The error for arena bytes an op cannot have (out of the arena, or an input overlapping the
 /// output: an ahead-of-time plan has no op in place).
@@ -99,20 +98,6 @@ impl<'a> Split<'a> {
     }
 }
 
-/// Splits `arena` into op `op`'s input bytes (`input`: offset and length) and its output bytes,
-/// which must not overlap.
-#[inline]
-fn io(
-    arena: &mut [u8],
-    op: u32,
-    input: (usize, usize),
-    output: (usize, usize),
-) -> Result<Io<'_>, Error> {
-    let split = Split::new(arena, op, output)?;
-    let x = split.input(op, input)?;
-    Ok((x, split.output))
-}
-
 /// An op's parameter struct from its words (as the `.mote` file stores them).
 #[inline]
 fn params<T: bytemuck::Pod>(op: u32, words: &[u32]) -> Result<&T, Error> {
@@ -132,7 +117,7 @@ pub fn no_such_op(op: usize) -> Error {
 
 /// The error for an op whose shapes this build's kernels do not take (see the module
 /// documentation).
-#[cfg_attr(not(feature = "arm-dsp"), allow(dead_code))]
+#[cfg(feature = "arm-dsp")]
 fn no_kernel(op: u32, kind: OpKind) -> Error {
     Error::UnsupportedOp {
         op,
@@ -153,8 +138,24 @@ pub struct Place {
 }
 
 impl Place {
-    fn io<'a>(&self, arena: &'a mut [u8]) -> Result<Io<'a>, Error> {
-        io(arena, self.op, self.input, self.output)
+    /// The op's input and output bytes in `arena`.
+    fn io<'a>(&self, arena: &'a mut [u8]) -> Result<(&'a [u8], &'a mut [u8]), Error> {
+        let split = Split::new(arena, self.op, self.output)?;
+        let x = split.input(self.op, self.input)?;
+        Ok((x, split.output))
+    }
+
+    /// [`Place::io`] as elements of `I` and `O`, as many of each (element-wise ops).
+    fn elements<'a, I: bytemuck::Pod, O: bytemuck::Pod>(
+        &self,
+        arena: &'a mut [u8],
+    ) -> Result<(&'a [I], &'a mut [O]), Error> {
+        let (x, y) = self.io(arena)?;
+        let (x, y) = (as_typed::<I>(x)?, as_typed_mut::<O>(y)?);
+        if x.len() != y.len() {
+            return Err(bad_bytes(self.op));
+        }
+        Ok((x, y))
     }
 }
 
@@ -353,7 +354,7 @@ pub fn pool_int8(arena: &mut [u8], q: &PoolOp) -> Result<(), Error> {
     let (x, y) = (as_i8(x), as_i8_mut(y));
     let elements = |s: [usize; 4]| s.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
     if elements(is) != Some(x.len()) || elements(os) != Some(y.len()) {
-        return Err(no_kernel(op, OpKind::AveragePool2d));
+        return Err(bad_bytes(op));
     }
     crate::ops::pool::pool_int8_fast(crate::simd::Isa::best(), q.average, p, is, x, os, y);
     Ok(())
@@ -460,11 +461,8 @@ impl UnaryOp<'_> {
         kernel: impl FnOnce(&P, &[i8], &mut [i8]),
     ) -> Result<(), Error> {
         let p: &P = params(self.place.op, self.params)?;
-        let (x, y) = self.place.io(arena)?;
-        if x.len() != y.len() {
-            return Err(bad_bytes(self.place.op));
-        }
-        kernel(p, as_i8(x), as_i8_mut(y));
+        let (x, y) = self.place.elements::<i8, i8>(arena)?;
+        kernel(p, x, y);
         Ok(())
     }
 }
@@ -533,15 +531,16 @@ pub struct QuantizeOp<'a> {
 }
 
 impl QuantizeOp<'_> {
+    /// Runs `convert` with the op's parameters on its input as `I` and its output as `O`.
     #[inline(always)]
-    fn run<I: QuantElem, O: QuantElem>(&self, arena: &mut [u8]) -> Result<(), Error> {
+    fn run<I: bytemuck::Pod, O: bytemuck::Pod>(
+        &self,
+        arena: &mut [u8],
+        convert: impl FnOnce(&QuantizeParams, &[I], &mut [O]),
+    ) -> Result<(), Error> {
         let p: &QuantizeParams = params(self.place.op, self.params)?;
-        let (x, y) = self.place.io(arena)?;
-        if x.len() != y.len() {
-            return Err(bad_bytes(self.place.op));
-        }
-        let (x, y) = (as_typed::<I>(x)?, as_typed_mut::<O>(y)?);
-        crate::ops::quantize::requantize(p, x, y);
+        let (x, y) = self.place.elements::<I, O>(arena)?;
+        convert(p, x, y);
         Ok(())
     }
 }
@@ -549,45 +548,31 @@ impl QuantizeOp<'_> {
 /// Runs a QUANTIZE from float32 to int8.
 #[inline(never)]
 pub fn quantize_f32_i8(arena: &mut [u8], q: &QuantizeOp) -> Result<(), Error> {
-    let p: &QuantizeParams = params(q.place.op, q.params)?;
-    let (x, y) = q.place.io(arena)?;
-    let (x, y) = (as_typed::<f32>(x)?, as_typed_mut::<i8>(y)?);
-    if x.len() != y.len() {
-        return Err(bad_bytes(q.place.op));
-    }
-    crate::ops::quantize::quantize_f32(p, x, y);
-    Ok(())
+    q.run(arena, quantize::quantize_f32::<i8>)
 }
 
 /// Runs a DEQUANTIZE from int8 to float32.
 #[inline(never)]
 pub fn dequantize_i8_f32(arena: &mut [u8], q: &QuantizeOp) -> Result<(), Error> {
-    let p: &QuantizeParams = params(q.place.op, q.params)?;
-    let (x, y) = q.place.io(arena)?;
-    let (x, y) = (as_typed::<i8>(x)?, as_typed_mut::<f32>(y)?);
-    if x.len() != y.len() {
-        return Err(bad_bytes(q.place.op));
-    }
-    crate::ops::quantize::dequantize(p, x, y);
-    Ok(())
+    q.run(arena, quantize::dequantize::<i8>)
 }
 
 /// Runs a QUANTIZE from int8 to int8.
 #[inline(never)]
 pub fn requantize_i8_i8(arena: &mut [u8], q: &QuantizeOp) -> Result<(), Error> {
-    q.run::<i8, i8>(arena)
+    q.run(arena, quantize::requantize::<i8, i8>)
 }
 
 /// Runs a QUANTIZE from int8 to uint8.
 #[inline(never)]
 pub fn requantize_i8_u8(arena: &mut [u8], q: &QuantizeOp) -> Result<(), Error> {
-    q.run::<i8, u8>(arena)
+    q.run(arena, quantize::requantize::<i8, u8>)
 }
 
 /// Runs a QUANTIZE from uint8 to int8.
 #[inline(never)]
 pub fn requantize_u8_i8(arena: &mut [u8], q: &QuantizeOp) -> Result<(), Error> {
-    q.run::<u8, i8>(arena)
+    q.run(arena, quantize::requantize::<u8, i8>)
 }
 
 /// A CONCATENATION op, int8: each input's rows, in order, side by side in the output's rows.
@@ -626,13 +611,7 @@ pub fn concat_int8(arena: &mut [u8], c: &ConcatOp) -> Result<(), Error> {
 /// Runs a RESHAPE or SQUEEZE into other bytes: a copy.
 #[inline(never)]
 pub fn copy(arena: &mut [u8], place: &Place) -> Result<(), Error> {
-    let (x, y) = place.io(arena)?;
-    if x.len() != y.len() {
-        return Err(Error::InvalidField {
-            at: Location::Op(place.op),
-            field: "AOT copy lengths",
-        });
-    }
+    let (x, y) = place.elements::<u8, u8>(arena)?;
     y.copy_from_slice(x);
     Ok(())
 }

@@ -529,6 +529,7 @@ impl<'a> Model<'a> {
     }
 }
 
-fn overlaps(a: &core::ops::Range<usize>, b: &core::ops::Range<usize>) -> bool {
+/// Whether two byte ranges share a byte.
+pub(crate) fn overlaps(a: &core::ops::Range<usize>, b: &core::ops::Range<usize>) -> bool {
     a.start < b.end && b.start < a.end
 }

@@ -130,7 +130,7 @@ fn operand(src: &mut Source, ctx: &OpCtx, k: usize, out: (usize, usize)) -> Resu
         return Ok(format!("aot::Operand::Const(&{name})"));
     }
     let (at, len) = arena_range(ctx, t)?;
-    if at < out.0 + out.1 && out.0 < at + len {
+    if spans_overlap((at, len), out) {
         return Err(ctx.param_error("output overlaps an input (AOT needs a plain plan)"));
     }
     Ok(format!("aot::Operand::Arena({at}, {len})"))
@@ -165,6 +165,11 @@ fn unsupported(ctx: &OpCtx) -> Error {
     }
 }
 
+/// Whether two `(offset, length)` spans of the arena share a byte.
+fn spans_overlap(a: (usize, usize), b: (usize, usize)) -> bool {
+    crate::model::overlaps(&(a.0..a.0 + a.1), &(b.0..b.0 + b.1))
+}
+
 /// A tensor's bytes in the arena: `(offset, length)`.
 fn arena_range(ctx: &OpCtx, t: (u32, &TensorDesc)) -> Result<(usize, usize), Error> {
     if t.1.storage() != Some(Storage::Arena) {
@@ -182,8 +187,7 @@ fn place(ctx: &OpCtx) -> Result<String, Error> {
 }
 
 fn place_of(ctx: &OpCtx, input: (usize, usize), output: (usize, usize)) -> Result<String, Error> {
-    let overlap = input.0 < output.0 + output.1 && output.0 < input.0 + input.1;
-    if overlap {
+    if spans_overlap(input, output) {
         return Err(ctx.param_error("output overlaps the input (AOT needs a plain plan)"));
     }
     Ok(format!(
